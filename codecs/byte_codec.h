@@ -1,0 +1,79 @@
+// ByteCodec: lossless compression of byte strings, used for chunk blocks
+// (chunk_compression) and for generic array samples (sample_compression).
+//
+// Codecs are named by a spec string: "raw", "lz4", "lz4hc", "lz4hc:12",
+// "zstd", "zstd:19". A "+shuffle" suffix ("zstd:3+shuffle") puts a byte
+// shuffle filter in front (the bytes of each element are grouped by
+// significance, which helps typed arrays); its element size is passed at
+// creation. Each codec is a plug-in registered by name in its own .cc file.
+//
+// Decoding treats the input as hostile: Decompress() is told the exact size
+// the caller expects (from trusted-by-checksum metadata, itself capped by the
+// caller) and fails with Corruption unless the input decodes to exactly that
+// many bytes. It never writes outside `dst` and never allocates in proportion
+// to a size found in the input.
+//
+// Thread-safety: ByteCodec objects are immutable; Compress and Decompress may
+// run concurrently on one object.
+#ifndef SHOAL_CODECS_BYTE_CODEC_H_
+#define SHOAL_CODECS_BYTE_CODEC_H_
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "format/base/buffer.h"
+#include "format/base/result.h"
+
+namespace shoal {
+
+class ByteCodec {
+ public:
+  virtual ~ByteCodec() = default;
+
+  /// The normalized spec, e.g. "zstd:3+shuffle"; parsing it gives an equal
+  /// codec.
+  virtual std::string spec() const = 0;
+
+  /// An upper bound on Compress() output for `input_size` bytes.
+  virtual size_t MaxCompressedSize(size_t input_size) const = 0;
+
+  /// Compresses `src` into `dst` (at least MaxCompressedSize(src.size())
+  /// bytes) and returns the number of bytes written.
+  virtual Result<size_t> Compress(ByteSpan src, MutableByteSpan dst) const = 0;
+
+  /// Decompresses `src`, which must decode to exactly dst.size() bytes.
+  virtual Status Decompress(ByteSpan src, MutableByteSpan dst) const = 0;
+};
+
+/// Options a codec is created with.
+struct ByteCodecOptions {
+  /// Element size in bytes for "+shuffle" (1 makes shuffle a no-op).
+  size_t element_size = 1;
+};
+
+/// Creates the codec for `spec`. InvalidArgument for an unknown name or a bad
+/// level.
+Result<std::shared_ptr<const ByteCodec>> MakeByteCodec(
+    std::string_view spec, const ByteCodecOptions& options = {});
+
+/// Registry of codec implementations by name ("raw", "lz4", "lz4hc", "zstd").
+class ByteCodecRegistry {
+ public:
+  /// `level` is the number after ':' in the spec, nullopt when absent; the
+  /// factory validates it.
+  using Factory = std::function<Result<std::shared_ptr<const ByteCodec>>(
+      std::optional<int> level)>;
+
+  /// Returns true so it can run from a static initializer.
+  static bool Register(std::string name, Factory factory);
+  static std::vector<std::string> Names();
+};
+
+}  // namespace shoal
+
+#endif  // SHOAL_CODECS_BYTE_CODEC_H_

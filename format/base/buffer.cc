@@ -1,0 +1,105 @@
+#include "format/base/buffer.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace shoal {
+namespace {
+
+constexpr size_t kAlignment = 64;
+
+// Owns one aligned allocation and its charge to a tracker.
+struct Allocation {
+  std::byte* data;
+  size_t size;
+  std::shared_ptr<MemoryTracker> tracker;
+  ~Allocation() {
+    ::operator delete(data, std::align_val_t(kAlignment));
+    tracker->Release(static_cast<int64_t>(size));
+  }
+};
+
+}  // namespace
+
+Buffer Buffer::CopyOf(ByteSpan bytes) {
+  auto mutable_buffer = MutableBuffer::Allocate(bytes.size());
+  if (!mutable_buffer.ok()) std::abort();  // Out of memory for a copy.
+  if (!bytes.empty()) {
+    std::memcpy(mutable_buffer->data(), bytes.data(), bytes.size());
+  }
+  return std::move(*mutable_buffer).Freeze();
+}
+
+Buffer Buffer::FromVector(std::vector<std::byte> bytes) {
+  auto owner = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
+  const std::byte* data = owner->data();
+  const size_t size = owner->size();
+  return Buffer(std::move(owner), data, size, size);
+}
+
+Buffer Buffer::FromString(std::string bytes) {
+  auto owner = std::make_shared<const std::string>(std::move(bytes));
+  const auto* data = reinterpret_cast<const std::byte*>(owner->data());
+  const size_t size = owner->size();
+  return Buffer(std::move(owner), data, size, size);
+}
+
+Buffer Buffer::FromOwner(std::shared_ptr<const void> owner,
+                         const std::byte* data, size_t size) {
+  return Buffer(std::move(owner), data, size, size);
+}
+
+Buffer Buffer::Slice(size_t offset, size_t length) const {
+  if (offset > size_ || length > size_ - offset) {
+    std::fprintf(stderr, "shoal: Buffer::Slice(%zu, %zu) of %zu bytes\n",
+                 offset, length, size_);
+    std::abort();
+  }
+  return Buffer(owner_, data_ + offset, length, capacity_);
+}
+
+Result<Buffer> Buffer::CheckedSlice(size_t offset, size_t length) const {
+  if (offset > size_ || length > size_ - offset) {
+    return OutOfRange("byte range [" + std::to_string(offset) + ", +" +
+                      std::to_string(length) + ") outside a buffer of " +
+                      std::to_string(size_) + " bytes");
+  }
+  return Buffer(owner_, data_ + offset, length, capacity_);
+}
+
+size_t Buffer::capacity() const { return capacity_; }
+
+Result<MutableBuffer> MutableBuffer::Allocate(
+    size_t size, std::shared_ptr<MemoryTracker> tracker) {
+  if (!tracker) tracker = MemoryTracker::Process();
+  // Allocate at least one byte so data() is never null.
+  auto* data = static_cast<std::byte*>(::operator new(
+      size == 0 ? 1 : size, std::align_val_t(kAlignment), std::nothrow));
+  if (data == nullptr) {
+    return ResourceExhausted("cannot allocate " + std::to_string(size) +
+                             " bytes");
+  }
+  tracker->Consume(static_cast<int64_t>(size));
+  MutableBuffer out;
+  out.owner_ = std::make_shared<Allocation>(Allocation{data, size, std::move(tracker)});
+  out.data_ = data;
+  out.size_ = size;
+  out.capacity_ = size;
+  return out;
+}
+
+void MutableBuffer::Shrink(size_t size) {
+  if (size > size_) std::abort();
+  size_ = size;
+}
+
+Buffer MutableBuffer::Freeze() && {
+  Buffer out(std::move(owner_), data_, size_, capacity_);
+  data_ = nullptr;
+  size_ = capacity_ = 0;
+  return out;
+}
+
+}  // namespace shoal

@@ -1,0 +1,93 @@
+// Store: where a dataset's objects (metadata, chunk indexes, chunks) live.
+// Opened by URL; each URL scheme is a plug-in registered by name, so a new
+// store touches no existing file.
+//
+//   mem://NAME        in-process; every Open of the same NAME sees the same
+//                     objects until the process exits (tests, scratch data).
+//   file:///ABS/PATH  a directory; plain paths (absolute or relative) mean
+//                     the same.
+//
+// Keys are '/'-separated relative paths of printable ASCII: no leading '/',
+// no empty, '.' or '..' components.
+//
+// Durability contract (the commit protocol in format/FORMAT.md relies on it):
+//  - Write() makes the object visible atomically (a reader sees the old
+//    object, nothing, or the whole new one, never a part) and its bytes
+//    durable; the directory entry becomes durable at the next Sync().
+//  - WriteAtomic() is Write() followed by making the name durable at once:
+//    after it returns, a crash leaves either the old or the new object.
+//  - Sync() makes every earlier Write() durable, names included.
+//
+// Thread-safety: every method of every Store is thread-safe. Objects are
+// meant to be written once (chunks) or replaced whole (the commit pointer);
+// concurrent writers of one key get last-writer-wins.
+#ifndef SHOAL_FORMAT_STORE_H_
+#define SHOAL_FORMAT_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "format/base/buffer.h"
+#include "format/base/result.h"
+
+namespace shoal {
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  /// The URL this store was opened with, normalized (e.g. file:///abs/path).
+  virtual std::string url() const = 0;
+
+  /// The whole object. NotFound when `key` does not exist.
+  virtual Result<Buffer> Read(std::string_view key) const = 0;
+  /// Exactly `length` bytes at `offset`. OutOfRange when the range passes
+  /// the end of the object (a short read is never returned).
+  virtual Result<Buffer> ReadRange(std::string_view key, uint64_t offset,
+                                   uint64_t length) const = 0;
+  /// The object's size in bytes; NotFound when missing.
+  virtual Result<uint64_t> Size(std::string_view key) const = 0;
+  virtual Result<bool> Exists(std::string_view key) const = 0;
+
+  /// Creates or replaces `key` with `data` (see the durability contract).
+  virtual Status Write(std::string_view key, ByteSpan data) = 0;
+  /// Write() whose name is durable when it returns.
+  virtual Status WriteAtomic(std::string_view key, ByteSpan data) = 0;
+  /// Makes all earlier writes durable.
+  virtual Status Sync() = 0;
+
+  /// Keys that start with `prefix`, sorted. An empty prefix lists all.
+  /// Leftovers of interrupted writes (temporary files) are not listed.
+  virtual Result<std::vector<std::string>> List(std::string_view prefix) const = 0;
+  /// Removes `key`; NotFound when missing.
+  virtual Status Delete(std::string_view key) = 0;
+};
+
+/// Opens the store that `url` names. The scheme picks the implementation;
+/// a URL without "scheme://" is a file path.
+Result<std::shared_ptr<Store>> OpenStore(std::string_view url);
+
+/// InvalidArgument unless `key` is a valid object key (see above).
+Status ValidateStoreKey(std::string_view key);
+
+/// Registry of store implementations by URL scheme ("mem", "file").
+class StoreRegistry {
+ public:
+  /// Receives the URL with "scheme://" removed.
+  using Factory =
+      std::function<Result<std::shared_ptr<Store>>(std::string_view location)>;
+
+  /// Registers `factory` for `scheme`; returns true so that it can run from a
+  /// static initializer in the implementation's own .cc file.
+  static bool Register(std::string scheme, Factory factory);
+  static Result<Factory> Find(std::string_view scheme);
+  static std::vector<std::string> Schemes();
+};
+
+}  // namespace shoal
+
+#endif  // SHOAL_FORMAT_STORE_H_

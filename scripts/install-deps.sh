@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the Debian packages shoal needs to build, test and run its demo.
+# Only packages that are missing are installed, so a second run is a quick no-op.
+# Must run as root (or with sudo available) on Debian 12.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  g++ make cmake ninja-build pkg-config git
+  # clang and its sanitizer/fuzzer runtime (make fuzz, make test-asan's fuzz runs)
+  clang libclang-rt-14-dev
+  # libraries
+  libtbb-dev liblz4-dev libzstd-dev libxxhash-dev zlib1g-dev
+  libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+  libcli11-dev nlohmann-json3-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-numpy
+  # the demo's data set (Fashion-MNIST IDX files under /usr/share/datasets/fashion-mnist)
+  dataset-fashion-mnist
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} Debian packages present"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
