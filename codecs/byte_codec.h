@@ -7,6 +7,13 @@
 // significance, which helps typed arrays); its element size is passed at
 // creation. Each codec is a plug-in registered by name in its own .cc file.
 //
+// Levels: "raw" and "lz4" take none; "lz4hc" takes 1..12 (default 9); "zstd"
+// takes 1..22 and the fast levels -7..-1 (default 3; 0 is refused). spec()
+// always spells the level out ("zstd" gives "zstd:3") so a stored spec keeps
+// its meaning even if a default changes. The shuffle element size is not part
+// of the spec: the caller derives it (e.g. from the dtype) and must pass the
+// same value when decoding.
+//
 // Decoding treats the input as hostile: Decompress() is told the exact size
 // the caller expects (from trusted-by-checksum metadata, itself capped by the
 // caller) and fails with Corruption unless the input decodes to exactly that

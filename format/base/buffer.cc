@@ -12,6 +12,10 @@ constexpr size_t kAlignment = 64;
 
 // Owns one aligned allocation and its charge to a tracker.
 struct Allocation {
+  Allocation(std::byte* d, size_t n, std::shared_ptr<MemoryTracker> t)
+      : data(d), size(n), tracker(std::move(t)) {}
+  Allocation(const Allocation&) = delete;
+  Allocation& operator=(const Allocation&) = delete;
   std::byte* data;
   size_t size;
   std::shared_ptr<MemoryTracker> tracker;
@@ -83,7 +87,7 @@ Result<MutableBuffer> MutableBuffer::Allocate(
   }
   tracker->Consume(static_cast<int64_t>(size));
   MutableBuffer out;
-  out.owner_ = std::make_shared<Allocation>(Allocation{data, size, std::move(tracker)});
+  out.owner_ = std::make_shared<Allocation>(data, size, std::move(tracker));
   out.data_ = data;
   out.size_ = size;
   out.capacity_ = size;

@@ -98,14 +98,20 @@ uint64_t Shape::num_elements() const {
 }
 
 Result<uint64_t> Shape::ByteSize(DType dtype) const {
-  const uint64_t n = num_elements();
-  const uint64_t size = DTypeSize(dtype);
-  if (n > std::numeric_limits<uint64_t>::max() / size) {
-    return ResourceExhausted("shape " + ToString() + " of " +
-                             std::string(DTypeName(dtype)) +
-                             " overflows 64 bits");
+  // Checked product (num_elements() saturates, which would hide overflow).
+  uint64_t n = DTypeSize(dtype);
+  for (size_t i = 0; i < rank_; ++i) {
+    if (dims_[i] == 0) return 0;
   }
-  return n * size;
+  for (size_t i = 0; i < rank_; ++i) {
+    if (n > std::numeric_limits<uint64_t>::max() / dims_[i]) {
+      return ResourceExhausted("shape " + ToString() + " of " +
+                               std::string(DTypeName(dtype)) +
+                               " overflows 64 bits");
+    }
+    n *= dims_[i];
+  }
+  return n;
 }
 
 std::string Shape::ToString() const {

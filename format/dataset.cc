@@ -1,0 +1,404 @@
+// Dataset: opening and creating datasets, the schema, rows and columns, and
+// the commit protocol (format/FORMAT.md, "Commits").
+#include "format/dataset.h"
+
+#include <cstdio>
+#include <map>
+#include <random>
+
+#include "format/internal/metadata.h"
+#include "format/internal/tensor_impl.h"
+
+namespace shoal {
+
+using internal::DatasetMeta;
+using internal::TensorMeta;
+
+class Dataset::Impl {
+ public:
+  internal::DatasetContext context;
+  uint64_t commit = 0;
+  std::string meta_key;
+  uint32_t next_tensor_id = 0;
+  bool schema_dirty = false;
+  bool closed = false;
+  std::vector<std::unique_ptr<Tensor>> tensors;  // creation order, hidden too
+  std::map<std::string, Tensor*, std::less<>> by_name;
+
+  std::string Where() const { return "dataset '" + context.url + "'"; }
+  Status CheckWritable() const {
+    if (closed) return FailedPrecondition(Where() + ": closed");
+    if (context.read_only) return FailedPrecondition(Where() + ": open read-only");
+    return Status::OK();
+  }
+  Result<Tensor*> AddTensor(TensorMeta meta, internal::TensorIndex index);
+  Status LinkHidden();
+  Result<Tensor*> Find(std::string_view name) const;
+  Status Commit();
+  DatasetMeta Snapshot() const;
+};
+
+namespace {
+
+void SeedIds(internal::DatasetContext& context, uint64_t seed) {
+  if (seed == 0) {
+    std::random_device rd;
+    seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }
+  context.id_rng.seed(seed);
+}
+
+std::string ShapeTensorName(std::string_view name) { return "_shape/" + std::string(name); }
+std::string InfoTensorName(std::string_view name) { return "_info/" + std::string(name); }
+
+}  // namespace
+
+Result<Tensor*> Dataset::Impl::AddTensor(TensorMeta meta, internal::TensorIndex index) {
+  auto impl = std::make_unique<Tensor::Impl>(&context, std::move(meta), std::move(index));
+  SHOAL_RETURN_IF_ERROR(impl->Init());
+  const std::string name = impl->meta().spec.name;
+  auto tensor = std::unique_ptr<Tensor>(new Tensor(std::move(impl)));
+  Tensor* raw = tensor.get();
+  tensors.push_back(std::move(tensor));
+  by_name.emplace(name, raw);
+  return raw;
+}
+
+Status Dataset::Impl::LinkHidden() {
+  std::map<int64_t, Tensor*> by_id;
+  for (auto& t : tensors) by_id[t->impl_->meta().id] = t.get();
+  for (auto& t : tensors) {
+    TensorMeta& m = t->impl_->meta();
+    if (m.hidden) continue;
+    auto shape = by_id.find(m.shape_tensor);
+    auto info = by_id.find(m.info_tensor);
+    if (shape == by_id.end() || info == by_id.end() ||
+        !shape->second->hidden() || !info->second->hidden() ||
+        shape->second->size() != m.length || info->second->size() != m.length) {
+      return Corruption(Where() + ": tensor '" + m.spec.name +
+                        "' does not match its hidden shape/info tensors");
+    }
+    t->impl_->set_hidden_tensors(shape->second, info->second);
+  }
+  return Status::OK();
+}
+
+Result<Tensor*> Dataset::Impl::Find(std::string_view name) const {
+  auto it = by_name.find(name);
+  if (it == by_name.end()) {
+    return NotFound(Where() + ": no tensor named '" + std::string(name) + "'");
+  }
+  return it->second;
+}
+
+DatasetMeta Dataset::Impl::Snapshot() const {
+  DatasetMeta meta;
+  meta.commit = commit;
+  meta.next_tensor_id = next_tensor_id;
+  for (const auto& t : tensors) meta.tensors.push_back(t->impl_->meta());
+  return meta;
+}
+
+// The commit protocol: (1) write the open chunks, (2) new index objects for
+// tensors that changed, (3) a new metadata object, (4) make all of it
+// durable, (5) switch HEAD atomically. A crash before (5) leaves the previous
+// commit in force and the new objects as orphans; after (5), only garbage
+// (replaced objects) is left to delete.
+Status Dataset::Impl::Commit() {
+  bool dirty = schema_dirty;
+  for (auto& t : tensors) {
+    SHOAL_RETURN_IF_ERROR(t->impl_->SealOpenChunk());
+    dirty = dirty || t->impl_->dirty();
+  }
+  if (!dirty) return Status::OK();
+
+  const uint64_t next_commit = commit + 1;
+  std::vector<std::string> garbage;
+  std::vector<std::pair<Tensor::Impl*, std::string>> new_index_keys;
+  for (auto& t : tensors) {
+    Tensor::Impl& impl = *t->impl_;
+    if (!impl.dirty()) continue;
+    std::string key;
+    if (!impl.index().entries().empty()) {
+      key = internal::IndexKey(impl.meta().id, next_commit, context.NewId());
+      const std::string bytes =
+          impl.index().Encode(static_cast<uint8_t>(impl.meta().spec.rank));
+      Status s = context.store->Write(key, AsBytes(bytes));
+      if (!s.ok()) return s.WithContext(Where() + ": writing " + key);
+    }
+    new_index_keys.emplace_back(&impl, key);
+  }
+  DatasetMeta meta = Snapshot();
+  meta.commit = next_commit;
+  for (auto& [impl, key] : new_index_keys) {
+    for (auto& tm : meta.tensors) {
+      if (tm.id == impl->meta().id) tm.index_key = key;
+    }
+  }
+  const std::string new_meta_key = internal::MetaKey(next_commit, context.NewId());
+  const std::string meta_bytes = internal::EncodeDatasetMeta(meta);
+  Status s = context.store->Write(new_meta_key, AsBytes(meta_bytes));
+  if (!s.ok()) return s.WithContext(Where() + ": writing " + new_meta_key);
+  s = context.store->Sync();
+  if (!s.ok()) return s.WithContext(Where() + ": sync");
+  const std::string head = internal::EncodeHead({next_commit, new_meta_key});
+  s = context.store->WriteAtomic(internal::kHeadKey, AsBytes(head));
+  if (!s.ok()) return s.WithContext(Where() + ": switching HEAD");
+
+  // Committed. What the new commit no longer references goes away; a failure
+  // here only leaves orphans that `shoal verify --repair` removes.
+  if (!meta_key.empty()) garbage.push_back(meta_key);
+  for (auto& [impl, key] : new_index_keys) {
+    if (!impl->meta().index_key.empty()) garbage.push_back(impl->meta().index_key);
+    impl->meta().index_key = key;
+  }
+  for (auto& t : tensors) {
+    for (auto& g : t->impl_->OnCommitted()) garbage.push_back(std::move(g));
+  }
+  for (const auto& key : garbage) (void)context.store->Delete(key);
+  commit = next_commit;
+  meta_key = new_meta_key;
+  schema_dirty = false;
+  return Status::OK();
+}
+
+Dataset::Dataset(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Dataset::~Dataset() {
+  if (impl_ && !impl_->closed) {
+    Status s = Close();
+    if (!s.ok()) std::fprintf(stderr, "shoal: closing %s: %s\n", impl_->Where().c_str(),
+                              s.ToString().c_str());
+  }
+}
+
+Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
+                                                 const CreateOptions& options) {
+  SHOAL_ASSIGN_OR_RETURN(auto store, OpenStore(url));
+  auto impl = std::make_unique<Impl>();
+  impl->context.store = store;
+  impl->context.url = store->url();
+  SeedIds(impl->context, options.id_seed);
+  SHOAL_ASSIGN_OR_RETURN(bool exists, store->Exists(internal::kHeadKey));
+  if (exists && !options.overwrite) {
+    return AlreadyExists(impl->Where() + ": a dataset already exists (use overwrite to replace it)");
+  }
+  if (exists) {
+    for (const char* prefix : {"HEAD", "meta/", "index/", "chunks/"}) {
+      SHOAL_ASSIGN_OR_RETURN(auto keys, store->List(prefix));
+      for (const auto& key : keys) SHOAL_RETURN_IF_ERROR(store->Delete(key));
+    }
+  }
+  auto ds = std::unique_ptr<Dataset>(new Dataset(std::move(impl)));
+  // Commit 0 is the empty dataset, so that it opens at once.
+  ds->impl_->commit = 0;
+  ds->impl_->meta_key = internal::MetaKey(0, ds->impl_->context.NewId());
+  const std::string meta_bytes = internal::EncodeDatasetMeta(ds->impl_->Snapshot());
+  SHOAL_RETURN_IF_ERROR(store->Write(ds->impl_->meta_key, AsBytes(meta_bytes)));
+  SHOAL_RETURN_IF_ERROR(store->Sync());
+  const std::string head = internal::EncodeHead({0, ds->impl_->meta_key});
+  SHOAL_RETURN_IF_ERROR(store->WriteAtomic(internal::kHeadKey, AsBytes(head)));
+  return ds;
+}
+
+Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
+                                               const OpenOptions& options) {
+  SHOAL_ASSIGN_OR_RETURN(auto store, OpenStore(url));
+  auto impl = std::make_unique<Impl>();
+  impl->context.store = store;
+  impl->context.url = store->url();
+  impl->context.read_only = options.read_only;
+  SeedIds(impl->context, options.id_seed);
+  const std::string where = impl->Where();
+
+  auto head_bytes = store->Read(internal::kHeadKey);
+  if (!head_bytes.ok()) {
+    if (head_bytes.status().code() == StatusCode::kNotFound) {
+      return NotFound(where + ": no dataset here (no HEAD object)");
+    }
+    return head_bytes.status().WithContext(where);
+  }
+  auto head = internal::DecodeHead(head_bytes->span());
+  if (!head.ok()) return head.status().WithContext(where);
+  auto meta_bytes = store->Read(head->meta_key);
+  if (!meta_bytes.ok()) return meta_bytes.status().WithContext(where + ": metadata '" + head->meta_key + "'");
+  auto meta = internal::DecodeDatasetMeta(meta_bytes->span());
+  if (!meta.ok()) return meta.status().WithContext(where + ": '" + head->meta_key + "'");
+  if (meta->commit != head->commit) {
+    return Corruption(where + ": HEAD names commit " + std::to_string(head->commit) +
+                      " but its metadata is commit " + std::to_string(meta->commit));
+  }
+  impl->commit = meta->commit;
+  impl->meta_key = head->meta_key;
+  impl->next_tensor_id = meta->next_tensor_id;
+  for (auto& tm : meta->tensors) {
+    const std::string twhere = where + ": tensor '" + tm.spec.name + "'";
+    if (tm.id >= meta->next_tensor_id || impl->by_name.count(tm.spec.name)) {
+      return Corruption(twhere + ": duplicate name or bad id");
+    }
+    internal::TensorIndex index;
+    if (!tm.index_key.empty()) {
+      if (tm.spec.rank < 0) return Corruption(twhere + ": has chunks but no rank");
+      auto bytes = store->Read(tm.index_key);
+      if (!bytes.ok()) return bytes.status().WithContext(twhere + ": index '" + tm.index_key + "'");
+      auto decoded = internal::TensorIndex::Decode(bytes->span(), static_cast<uint8_t>(tm.spec.rank));
+      if (!decoded.ok()) return decoded.status().WithContext(twhere + ": index '" + tm.index_key + "'");
+      index = std::move(*decoded);
+    }
+    if (index.num_samples() != tm.length) {
+      return Corruption(twhere + ": metadata says " + std::to_string(tm.length) +
+                        " samples, the index holds " + std::to_string(index.num_samples()));
+    }
+    SHOAL_RETURN_IF_ERROR(impl->AddTensor(std::move(tm), std::move(index)).status());
+  }
+  SHOAL_RETURN_IF_ERROR(impl->LinkHidden());
+  return std::unique_ptr<Dataset>(new Dataset(std::move(impl)));
+}
+
+const std::string& Dataset::url() const { return impl_->context.url; }
+bool Dataset::read_only() const { return impl_->context.read_only; }
+uint64_t Dataset::commit() const { return impl_->commit; }
+const std::shared_ptr<Store>& Dataset::store() const { return impl_->context.store; }
+
+Result<Tensor*> Dataset::CreateTensor(TensorSpec spec) {
+  SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());
+  SHOAL_RETURN_IF_ERROR(ValidateTensorName(spec.name));
+  // A tensor name must not be a group of another, nor the other way round.
+  for (const auto& [name, t] : impl_->by_name) {
+    if (name == spec.name) {
+      return AlreadyExists(impl_->Where() + ": tensor '" + spec.name + "' exists");
+    }
+    if (name.starts_with(spec.name + "/") || spec.name.starts_with(name + "/")) {
+      return InvalidArgument(impl_->Where() + ": '" + spec.name +
+                             "' clashes with the tensor or group '" + name + "'");
+    }
+  }
+  SHOAL_ASSIGN_OR_RETURN(TensorSpec normalized, NormalizeTensorSpec(std::move(spec)));
+
+  TensorMeta data;
+  data.id = impl_->next_tensor_id++;
+  data.spec = std::move(normalized);
+  TensorMeta shape;
+  shape.id = impl_->next_tensor_id++;
+  shape.hidden = true;
+  shape.parent = data.id;
+  shape.spec.name = ShapeTensorName(data.spec.name);
+  shape.spec.dtype = DType::kUInt32;
+  shape.spec.rank = 1;
+  shape.spec.chunk_compression = "lz4";
+  shape.spec.tiling_threshold = kNoTiling;
+  TensorMeta info = shape;
+  info.id = impl_->next_tensor_id++;
+  info.spec.name = InfoTensorName(data.spec.name);
+  info.spec.htype = HType::kJson;
+  info.spec.dtype = DType::kUInt8;
+  data.shape_tensor = shape.id;
+  data.info_tensor = info.id;
+
+  SHOAL_ASSIGN_OR_RETURN(Tensor* t, impl_->AddTensor(std::move(data), {}));
+  SHOAL_ASSIGN_OR_RETURN(Tensor* s, impl_->AddTensor(std::move(shape), {}));
+  SHOAL_ASSIGN_OR_RETURN(Tensor* i, impl_->AddTensor(std::move(info), {}));
+  t->impl_->set_hidden_tensors(s, i);
+  impl_->schema_dirty = true;
+  return t;
+}
+
+Result<Tensor*> Dataset::tensor(std::string_view name) const { return impl_->Find(name); }
+
+std::vector<Tensor*> Dataset::tensors(bool include_hidden) const {
+  std::vector<Tensor*> out;
+  for (const auto& t : impl_->tensors) {
+    if (include_hidden || !t->hidden()) out.push_back(t.get());
+  }
+  return out;
+}
+
+uint64_t Dataset::len() const {
+  bool any = false;
+  uint64_t n = 0;
+  for (Tensor* t : tensors()) {
+    n = any ? std::min(n, t->size()) : t->size();
+    any = true;
+  }
+  return n;
+}
+
+uint64_t Dataset::max_len() const {
+  uint64_t n = 0;
+  for (Tensor* t : tensors()) n = std::max(n, t->size());
+  return n;
+}
+
+Status Dataset::Append(std::span<const RowValue> row) {
+  SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());
+  const auto visible = tensors();
+  if (row.size() != visible.size()) {
+    return InvalidArgument(impl_->Where() + ": a row needs one value for each of the " +
+                           std::to_string(visible.size()) + " tensors, got " +
+                           std::to_string(row.size()));
+  }
+  std::vector<Tensor*> targets;
+  for (const RowValue& v : row) {
+    SHOAL_ASSIGN_OR_RETURN(Tensor* t, impl_->Find(v.tensor));
+    if (t->hidden() || std::find(targets.begin(), targets.end(), t) != targets.end()) {
+      return InvalidArgument(impl_->Where() + ": tensor '" + std::string(v.tensor) +
+                             "' is hidden or appears twice in the row");
+    }
+    SHOAL_RETURN_IF_ERROR(t->impl_->Validate(v.shape, v.data));
+    SHOAL_RETURN_IF_ERROR(t->impl_->ValidateInfo(v.info_json));
+    targets.push_back(t);
+  }
+  for (size_t i = 0; i < row.size(); ++i) {
+    SHOAL_RETURN_IF_ERROR(targets[i]->Append(row[i].shape, row[i].data, row[i].info_json));
+  }
+  return Status::OK();
+}
+
+Status Dataset::AppendColumns(std::span<const Column> columns) {
+  SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());
+  const auto visible = tensors();
+  if (columns.size() != visible.size()) {
+    return InvalidArgument(impl_->Where() + ": a columnar batch needs one column for each of the " +
+                           std::to_string(visible.size()) + " tensors, got " +
+                           std::to_string(columns.size()));
+  }
+  std::vector<Tensor*> targets;
+  for (const Column& c : columns) {
+    SHOAL_ASSIGN_OR_RETURN(Tensor* t, impl_->Find(c.tensor));
+    if (t->hidden() || std::find(targets.begin(), targets.end(), t) != targets.end()) {
+      return InvalidArgument(impl_->Where() + ": tensor '" + std::string(c.tensor) +
+                             "' is hidden or appears twice in the batch");
+    }
+    const uint64_t n = c.shapes.empty() ? c.count : c.shapes.size();
+    const Column& c0 = columns[0];
+    const uint64_t n0 = c0.shapes.empty() ? c0.count : c0.shapes.size();
+    if (n != n0) {
+      return InvalidArgument(impl_->Where() + ": column '" + std::string(c.tensor) + "' has " +
+                             std::to_string(n) + " samples, column '" +
+                             std::string(c0.tensor) + "' " + std::to_string(n0));
+    }
+    targets.push_back(t);
+  }
+  for (size_t i = 0; i < columns.size(); ++i) {
+    const Column& c = columns[i];
+    Status s = c.shapes.empty() ? targets[i]->AppendBatch(c.sample_shape, c.count, c.data)
+                                : targets[i]->AppendBatch(c.shapes, c.data);
+    SHOAL_RETURN_IF_ERROR(s);
+  }
+  return Status::OK();
+}
+
+Status Dataset::Flush() {
+  SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());
+  return impl_->Commit();
+}
+
+Status Dataset::Close() {
+  if (impl_->closed) return Status::OK();
+  Status s;
+  if (!impl_->context.read_only) s = impl_->Commit();
+  impl_->closed = true;
+  return s;
+}
+
+}  // namespace shoal

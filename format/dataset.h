@@ -1,0 +1,205 @@
+// Dataset and Tensor: create, open, append to and read a shoal dataset.
+//
+// A dataset is a set of named tensors (columns) under a Store URL. Each
+// tensor is a sequence of samples (n-dimensional arrays of one dtype) kept in
+// immutable ~8 MB chunks. Appends go to an open chunk per tensor; full chunks
+// are written at once; Flush() commits: it writes the open chunks, then the
+// chunk indexes and metadata, then switches the dataset's HEAD to them in one
+// atomic step. A reader (or a process that crashed and reopened) always sees
+// the last commit, whole.
+//
+//   auto ds = Dataset::Create("file:///data/mnist");
+//   auto images = (*ds)->CreateTensor({.name = "images", .htype = HType::kImage,
+//                                      .chunk_compression = "lz4"});
+//   (*images)->Append(Shape{28, 28, 1}, bytes);
+//   (*ds)->Flush();
+//
+// Each data tensor has two hidden tensors: `_shape/<name>` (every sample's
+// shape as uint32 dims) and `_info/<name>` (every sample's info JSON, empty
+// when none), so shapes and info are read without touching sample data.
+//
+// Tensors may have different lengths (ragged). len() is the shortest,
+// max_len() the longest; reading past a tensor's end is OutOfRange, unless
+// ReadOptions::pad asks for an empty sample instead.
+//
+// Thread-safety: reads (const methods of Dataset and Tensor) may run
+// concurrently with each other. Writes (Append*, CreateTensor, Flush, Close)
+// need exclusive access: no other call on the same Dataset may run at the
+// same time. One process writes a dataset at a time; this is not checked.
+#ifndef SHOAL_FORMAT_DATASET_H_
+#define SHOAL_FORMAT_DATASET_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "format/base/buffer.h"
+#include "format/base/result.h"
+#include "format/base/types.h"
+#include "format/schema.h"
+#include "format/store.h"
+
+namespace shoal {
+
+class Dataset;
+
+/// One decoded sample. `data` holds shape.ByteSize(dtype) bytes, C order; it
+/// is often a zero-copy slice of a chunk's buffer.
+struct Sample {
+  DType dtype = DType::kUInt8;
+  Shape shape;
+  Buffer data;
+};
+
+struct ReadOptions {
+  /// Past the tensor's end, return an empty sample (all-zero shape of the
+  /// tensor's rank, no data) instead of OutOfRange.
+  bool pad = false;
+};
+
+/// Statistics of a tensor (as of the last append).
+struct TensorStats {
+  uint64_t num_samples = 0;
+  uint64_t num_chunks = 0;    // committed or written chunk objects
+  uint64_t raw_bytes = 0;     // decoded sample bytes
+  uint64_t stored_bytes = 0;  // chunk object bytes
+  Shape min_shape, max_shape;
+};
+
+class Tensor {
+ public:
+  virtual ~Tensor() = default;
+
+  const std::string& name() const;
+  /// The normalized spec (dtype set; rank -1 until the first sample).
+  const TensorSpec& spec() const;
+  DType dtype() const { return *spec().dtype; }
+  HType htype() const { return spec().htype; }
+  bool hidden() const;
+  /// Number of samples, including appended ones not yet flushed.
+  uint64_t size() const;
+  TensorStats stats() const;
+
+  // ---- Writes (exclusive access; see the file comment) ----
+
+  /// Appends one sample: `data` holds shape.ByteSize(dtype()) bytes in C
+  /// order. `info_json` (a JSON object, or empty) goes to the info tensor.
+  Status Append(const Shape& shape, ByteSpan data,
+                std::string_view info_json = {});
+  /// Appends `count` samples of one shape stored back to back in `data`
+  /// (the fast path: no per-sample work beyond a copy).
+  Status AppendBatch(const Shape& sample_shape, uint64_t count, ByteSpan data);
+  /// Appends shapes.size() samples whose bytes are concatenated in `data`.
+  Status AppendBatch(std::span<const Shape> shapes, ByteSpan data);
+
+  // ---- Reads (thread-safe) ----
+
+  Result<Sample> Read(uint64_t index, const ReadOptions& options = {}) const;
+  /// Samples [begin, end) in order; chunks are fetched once each.
+  Result<std::vector<Sample>> ReadRange(uint64_t begin, uint64_t end) const;
+  /// The part [lo, hi) of a sample (per dimension). For a tiled sample only
+  /// the tiles that overlap the region are read.
+  Result<Sample> ReadRegion(uint64_t index, std::span<const uint64_t> lo,
+                            std::span<const uint64_t> hi) const;
+  /// The sample's shape, from the hidden shape tensor (no data is read).
+  Result<Shape> ReadShape(uint64_t index) const;
+  /// The sample's info JSON ("" when none).
+  Result<std::string> ReadInfo(uint64_t index) const;
+  /// The sample's bytes as stored: compressed when the tensor compresses
+  /// samples, else the raw array. InvalidArgument for a tiled sample.
+  Result<Buffer> ReadStored(uint64_t index) const;
+
+ private:
+  friend class Dataset;
+  class Impl;
+  explicit Tensor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct CreateOptions {
+  /// Replace an existing dataset at the URL (its objects are deleted).
+  bool overwrite = false;
+  /// Seed of the generator that names chunks; 0 picks a random seed. Tests
+  /// set it to get byte-identical datasets.
+  uint64_t id_seed = 0;
+};
+
+struct OpenOptions {
+  bool read_only = false;
+  uint64_t id_seed = 0;
+};
+
+class Dataset {
+ public:
+  /// Creates an empty dataset (committed at once, so it opens right away).
+  /// AlreadyExists when one is there and !options.overwrite.
+  static Result<std::unique_ptr<Dataset>> Create(std::string_view url,
+                                                 const CreateOptions& options = {});
+  /// Opens the last commit. NotFound when there is no dataset at `url`.
+  static Result<std::unique_ptr<Dataset>> Open(std::string_view url,
+                                               const OpenOptions& options = {});
+
+  /// Flushes and closes when still open (errors are printed to stderr; call
+  /// Close() to see them).
+  ~Dataset();
+  Dataset(const Dataset&) = delete;
+  Dataset& operator=(const Dataset&) = delete;
+
+  const std::string& url() const;
+  bool read_only() const;
+  /// The number of the commit this dataset was opened at or last wrote.
+  uint64_t commit() const;
+  const std::shared_ptr<Store>& store() const;
+
+  /// Adds a tensor (and its hidden tensors). Allowed on a dataset with data;
+  /// the new tensor starts empty. AlreadyExists for a taken name.
+  Result<Tensor*> CreateTensor(TensorSpec spec);
+  /// The tensor named `name` (hidden ones too); NotFound otherwise.
+  Result<Tensor*> tensor(std::string_view name) const;
+  /// Visible tensors in creation order; hidden ones too when asked.
+  std::vector<Tensor*> tensors(bool include_hidden = false) const;
+
+  /// Length of the shortest / longest visible tensor (0 with no tensors).
+  uint64_t len() const;
+  uint64_t max_len() const;
+
+  /// A row: one sample for each visible tensor.
+  struct RowValue {
+    std::string_view tensor;
+    Shape shape;
+    ByteSpan data;
+    std::string_view info_json = {};
+  };
+  /// Appends one sample to every visible tensor. All values are checked
+  /// before any is appended.
+  Status Append(std::span<const RowValue> row);
+
+  /// A column of a columnar batch: `count` samples for one tensor, either of
+  /// one shape (`sample_shape`, `shapes` empty) or of per-sample `shapes`.
+  struct Column {
+    std::string_view tensor;
+    uint64_t count = 0;
+    Shape sample_shape;
+    std::span<const Shape> shapes = {};
+    ByteSpan data;
+  };
+  /// Appends the same number of samples to every visible tensor.
+  Status AppendColumns(std::span<const Column> columns);
+
+  /// Commits everything appended so far (see the file comment).
+  Status Flush();
+  /// Flush() (when writable) and release the dataset; later writes fail.
+  Status Close();
+
+ private:
+  class Impl;
+  explicit Dataset(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shoal
+
+#endif  // SHOAL_FORMAT_DATASET_H_

@@ -1,0 +1,312 @@
+#include "format/internal/metadata.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "format/base/coding.h"
+
+namespace shoal::internal {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kEnvelopeHeader = 16;
+
+json ShapeToJson(const Shape& shape) {
+  return json(std::vector<uint64_t>(shape.dims().begin(), shape.dims().end()));
+}
+
+Shape ShapeFromJson(const json& j) {
+  auto dims = j.get<std::vector<uint64_t>>();
+  if (dims.size() > Shape::kMaxRank) throw std::runtime_error("rank too high");
+  return Shape(std::span<const uint64_t>(dims));
+}
+
+template <typename T>
+T Get(const json& j, const char* key) {
+  return j.at(key).get<T>();
+}
+
+}  // namespace
+
+std::string EncodeObject(std::string_view magic, std::string_view payload) {
+  ByteWriter w;
+  w.PutBytes(magic);
+  w.PutU16(kObjectVersion);
+  w.PutU16(0);
+  w.PutU64(payload.size());
+  w.PutBytes(payload);
+  w.PutU64(Checksum64(AsBytes(w.bytes())));
+  return std::move(w).Release();
+}
+
+Result<ByteSpan> DecodeObject(ByteSpan bytes, std::string_view magic,
+                              std::string_view what) {
+  auto bad = [&](const std::string& why) {
+    return Corruption(std::string(what) + ": " + why);
+  };
+  if (bytes.size() < kEnvelopeHeader + 8) {
+    return bad("truncated (" + std::to_string(bytes.size()) + " bytes)");
+  }
+  if (std::memcmp(bytes.data(), magic.data(), 4) != 0) return bad("bad magic");
+  ByteReader r(bytes.subspan(4), what);
+  SHOAL_ASSIGN_OR_RETURN(uint16_t version, r.GetU16());
+  if (version != kObjectVersion) {
+    return bad("unsupported version " + std::to_string(version));
+  }
+  SHOAL_RETURN_IF_ERROR(r.Skip(2));
+  SHOAL_ASSIGN_OR_RETURN(uint64_t length, r.GetU64());
+  if (length != bytes.size() - kEnvelopeHeader - 8) {
+    return bad("declares " + std::to_string(length) + " payload bytes, has " +
+               std::to_string(bytes.size() - kEnvelopeHeader - 8));
+  }
+  const ByteSpan covered = bytes.first(kEnvelopeHeader + length);
+  if (Checksum64(covered) != DecodeU64(bytes.data() + covered.size())) {
+    return bad("checksum mismatch");
+  }
+  return bytes.subspan(kEnvelopeHeader, length);
+}
+
+std::string EncodeHead(const Head& head) {
+  ByteWriter w;
+  w.PutU64(head.commit);
+  w.PutLengthPrefixed(head.meta_key);
+  return EncodeObject(kHeadMagic, w.bytes());
+}
+
+Result<Head> DecodeHead(ByteSpan bytes) {
+  SHOAL_ASSIGN_OR_RETURN(ByteSpan payload, DecodeObject(bytes, kHeadMagic, "HEAD"));
+  ByteReader r(payload, "HEAD");
+  Head head;
+  SHOAL_ASSIGN_OR_RETURN(head.commit, r.GetU64());
+  SHOAL_ASSIGN_OR_RETURN(std::string_view key, r.GetLengthPrefixed(1024));
+  head.meta_key = key;
+  if (r.remaining() != 0) return r.Error("trailing bytes");
+  return head;
+}
+
+Shape TiledSample::Grid() const {
+  Shape grid = shape;
+  for (size_t d = 0; d < shape.rank(); ++d) {
+    grid[d] = tile_shape[d] == 0 ? 0 : (shape[d] + tile_shape[d] - 1) / tile_shape[d];
+  }
+  return grid;
+}
+
+void TensorIndex::AddChunk(const ChunkRef& chunk) {
+  IndexEntry entry;
+  entry.first_sample = num_samples_;
+  entry.chunk = chunk;
+  entries_.push_back(entry);
+  num_samples_ += chunk.num_samples;
+}
+
+void TensorIndex::AddTiled(std::shared_ptr<const TiledSample> tiled) {
+  IndexEntry entry;
+  entry.first_sample = num_samples_;
+  entry.tiled = std::move(tiled);
+  entries_.push_back(std::move(entry));
+  num_samples_ += 1;
+}
+
+void TensorIndex::PopBack() {
+  num_samples_ -= entries_.back().num_samples();
+  entries_.pop_back();
+}
+
+size_t TensorIndex::Find(uint64_t sample) const {
+  auto it = std::upper_bound(
+      entries_.begin(), entries_.end(), sample,
+      [](uint64_t s, const IndexEntry& e) { return s < e.first_sample; });
+  return static_cast<size_t>(it - entries_.begin()) - 1;
+}
+
+std::string TensorIndex::Encode(uint8_t rank) const {
+  ByteWriter w;
+  w.PutVarint(entries_.size());
+  for (const auto& e : entries_) {
+    if (!e.tiled) {
+      w.PutU8(0);
+      w.PutU64(e.chunk.id);
+      w.PutVarint(e.chunk.num_samples);
+      w.PutVarint(e.chunk.chunk_bytes);
+      w.PutVarint(e.chunk.header_bytes);
+      continue;
+    }
+    w.PutU8(1);
+    for (size_t d = 0; d < rank; ++d) w.PutVarint(e.tiled->shape[d]);
+    for (size_t d = 0; d < rank; ++d) w.PutVarint(e.tiled->tile_shape[d]);
+    w.PutVarint(e.tiled->tiles.size());
+    for (const auto& t : e.tiled->tiles) {
+      w.PutU64(t.id);
+      w.PutVarint(t.chunk_bytes);
+      w.PutVarint(t.header_bytes);
+    }
+  }
+  return EncodeObject(kIndexMagic, w.bytes());
+}
+
+Result<TensorIndex> TensorIndex::Decode(ByteSpan bytes, uint8_t rank) {
+  SHOAL_ASSIGN_OR_RETURN(ByteSpan payload, DecodeObject(bytes, kIndexMagic, "chunk index"));
+  ByteReader r(payload, "chunk index");
+  TensorIndex index;
+  // Each entry takes at least 9 bytes.
+  SHOAL_ASSIGN_OR_RETURN(uint64_t n, r.GetVarintAtMost(r.remaining() / 9, "entry count"));
+  index.entries_.reserve(n);
+  auto read_ref = [&](ChunkRef& ref) -> Status {
+    SHOAL_ASSIGN_OR_RETURN(ref.id, r.GetU64());
+    SHOAL_ASSIGN_OR_RETURN(ref.chunk_bytes, r.GetVarint());
+    SHOAL_ASSIGN_OR_RETURN(uint64_t header_bytes, r.GetVarintAtMost(UINT32_MAX, "header size"));
+    ref.header_bytes = static_cast<uint32_t>(header_bytes);
+    if (ref.header_bytes > ref.chunk_bytes) return r.Error("header larger than chunk");
+    return Status::OK();
+  };
+  for (uint64_t i = 0; i < n; ++i) {
+    SHOAL_ASSIGN_OR_RETURN(uint8_t kind, r.GetU8());
+    if (kind == 0) {
+      ChunkRef ref;
+      SHOAL_ASSIGN_OR_RETURN(ref.id, r.GetU64());
+      SHOAL_ASSIGN_OR_RETURN(ref.num_samples, r.GetVarintAtMost(1ull << 40, "sample count"));
+      SHOAL_ASSIGN_OR_RETURN(ref.chunk_bytes, r.GetVarint());
+      SHOAL_ASSIGN_OR_RETURN(uint64_t header_bytes, r.GetVarintAtMost(UINT32_MAX, "header size"));
+      ref.header_bytes = static_cast<uint32_t>(header_bytes);
+      if (ref.num_samples == 0) return r.Error("empty chunk in index");
+      if (ref.header_bytes > ref.chunk_bytes) return r.Error("header larger than chunk");
+      index.AddChunk(ref);
+    } else if (kind == 1) {
+      auto tiled = std::make_shared<TiledSample>();
+      uint64_t dims[Shape::kMaxRank], tile[Shape::kMaxRank];
+      for (size_t d = 0; d < rank; ++d) {
+        SHOAL_ASSIGN_OR_RETURN(dims[d], r.GetVarint());
+      }
+      for (size_t d = 0; d < rank; ++d) {
+        SHOAL_ASSIGN_OR_RETURN(tile[d], r.GetVarint());
+        if (tile[d] == 0 || tile[d] > dims[d]) return r.Error("bad tile shape");
+      }
+      tiled->shape = Shape(std::span<const uint64_t>(dims, rank));
+      tiled->tile_shape = Shape(std::span<const uint64_t>(tile, rank));
+      const uint64_t expected = tiled->Grid().num_elements();
+      // Each tile reference takes at least 10 bytes.
+      SHOAL_ASSIGN_OR_RETURN(uint64_t num_tiles,
+                             r.GetVarintAtMost(r.remaining() / 10, "tile count"));
+      if (num_tiles != expected) {
+        return r.Error("tile count " + std::to_string(num_tiles) +
+                       " does not match the grid (" + std::to_string(expected) + ")");
+      }
+      tiled->tiles.resize(num_tiles);
+      for (auto& t : tiled->tiles) {
+        SHOAL_RETURN_IF_ERROR(read_ref(t));
+        t.num_samples = 1;
+      }
+      index.AddTiled(std::move(tiled));
+    } else {
+      return r.Error("unknown entry kind " + std::to_string(kind));
+    }
+  }
+  if (r.remaining() != 0) return r.Error("trailing bytes");
+  return index;
+}
+
+std::string EncodeDatasetMeta(const DatasetMeta& meta) {
+  json tensors = json::array();
+  for (const auto& t : meta.tensors) {
+    const TensorSpec& s = t.spec;
+    json j = {
+        {"id", t.id},
+        {"name", s.name},
+        {"htype", HTypeName(s.htype)},
+        {"dtype", DTypeName(*s.dtype)},
+        {"rank", s.rank},
+        {"sample_compression", s.sample_compression},
+        {"chunk_compression", s.chunk_compression},
+        {"max_chunk_bytes", s.max_chunk_bytes},
+        {"block_bytes", s.block_bytes},
+        {"tiling_threshold", s.tiling_threshold},
+        {"class_names", s.class_names},
+        {"hidden", t.hidden},
+        {"shape_tensor", t.shape_tensor},
+        {"info_tensor", t.info_tensor},
+        {"parent", t.parent},
+        {"length", t.length},
+        {"index", t.index_key},
+        {"raw_bytes", t.raw_bytes},
+        {"stored_bytes", t.stored_bytes},
+        {"num_chunks", t.num_chunks},
+        {"min_shape", ShapeToJson(t.min_shape)},
+        {"max_shape", ShapeToJson(t.max_shape)},
+    };
+    tensors.push_back(std::move(j));
+  }
+  json root = {
+      {"format", "shoal"},
+      {"commit", meta.commit},
+      {"next_tensor_id", meta.next_tensor_id},
+      {"tensors", std::move(tensors)},
+  };
+  return EncodeObject(kMetaMagic, root.dump(1));
+}
+
+Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes) {
+  SHOAL_ASSIGN_OR_RETURN(ByteSpan payload, DecodeObject(bytes, kMetaMagic, "dataset metadata"));
+  // nlohmann::json reports type errors by throwing; they stop here.
+  try {
+    const json root = json::parse(AsStringView(payload));
+    if (Get<std::string>(root, "format") != "shoal") {
+      return Corruption("dataset metadata: not a shoal dataset");
+    }
+    DatasetMeta meta;
+    meta.commit = Get<uint64_t>(root, "commit");
+    meta.next_tensor_id = Get<uint32_t>(root, "next_tensor_id");
+    for (const json& j : root.at("tensors")) {
+      TensorMeta t;
+      t.id = Get<uint32_t>(j, "id");
+      TensorSpec& s = t.spec;
+      s.name = Get<std::string>(j, "name");
+      SHOAL_ASSIGN_OR_RETURN(s.htype, ParseHType(Get<std::string>(j, "htype")));
+      SHOAL_ASSIGN_OR_RETURN(s.dtype, ParseDType(Get<std::string>(j, "dtype")));
+      s.rank = Get<int>(j, "rank");
+      if (s.rank < -1 || s.rank > static_cast<int>(Shape::kMaxRank)) {
+        return Corruption("dataset metadata: tensor '" + s.name + "' has rank " +
+                          std::to_string(s.rank));
+      }
+      s.sample_compression = Get<std::string>(j, "sample_compression");
+      s.chunk_compression = Get<std::string>(j, "chunk_compression");
+      s.max_chunk_bytes = Get<uint64_t>(j, "max_chunk_bytes");
+      s.block_bytes = Get<uint64_t>(j, "block_bytes");
+      s.tiling_threshold = Get<uint64_t>(j, "tiling_threshold");
+      s.class_names = Get<std::vector<std::string>>(j, "class_names");
+      t.hidden = Get<bool>(j, "hidden");
+      t.shape_tensor = Get<int64_t>(j, "shape_tensor");
+      t.info_tensor = Get<int64_t>(j, "info_tensor");
+      t.parent = Get<int64_t>(j, "parent");
+      t.length = Get<uint64_t>(j, "length");
+      t.index_key = Get<std::string>(j, "index");
+      t.raw_bytes = Get<uint64_t>(j, "raw_bytes");
+      t.stored_bytes = Get<uint64_t>(j, "stored_bytes");
+      t.num_chunks = Get<uint64_t>(j, "num_chunks");
+      t.min_shape = ShapeFromJson(j.at("min_shape"));
+      t.max_shape = ShapeFromJson(j.at("max_shape"));
+      meta.tensors.push_back(std::move(t));
+    }
+    return meta;
+  } catch (const std::exception& e) {
+    return Corruption(std::string("dataset metadata: ") + e.what());
+  }
+}
+
+std::string ChunkKey(uint32_t tensor_id, uint64_t chunk_id) {
+  return "chunks/" + std::to_string(tensor_id) + "/" + Hex64(chunk_id);
+}
+
+std::string IndexKey(uint32_t tensor_id, uint64_t commit, uint64_t nonce) {
+  return "index/" + std::to_string(tensor_id) + "/" + std::to_string(commit) +
+         "-" + Hex64(nonce);
+}
+
+std::string MetaKey(uint64_t commit, uint64_t nonce) {
+  return "meta/" + std::to_string(commit) + "-" + Hex64(nonce);
+}
+
+}  // namespace shoal::internal

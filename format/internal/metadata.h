@@ -1,0 +1,130 @@
+// Encoding of the dataset's non-chunk objects: the commit pointer (HEAD),
+// the dataset metadata and the per-tensor chunk indexes, each wrapped in the
+// common object envelope (magic, version, length, XXH3 checksum). Byte
+// layouts are in format/FORMAT.md.
+//
+// Thread-safety: plain values and pure functions.
+#ifndef SHOAL_FORMAT_INTERNAL_METADATA_H_
+#define SHOAL_FORMAT_INTERNAL_METADATA_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "format/base/buffer.h"
+#include "format/base/result.h"
+#include "format/base/types.h"
+#include "format/schema.h"
+
+namespace shoal::internal {
+
+inline constexpr uint16_t kObjectVersion = 1;
+inline constexpr std::string_view kHeadMagic = "SHHD";
+inline constexpr std::string_view kMetaMagic = "SHMD";
+inline constexpr std::string_view kIndexMagic = "SHIX";
+inline constexpr std::string_view kHeadKey = "HEAD";
+
+/// Wraps `payload` in the object envelope.
+std::string EncodeObject(std::string_view magic, std::string_view payload);
+/// Checks the envelope of `bytes` (which must be exactly one object) and
+/// returns the payload. Corruption names `what` on any mismatch.
+Result<ByteSpan> DecodeObject(ByteSpan bytes, std::string_view magic,
+                              std::string_view what);
+
+struct Head {
+  uint64_t commit = 0;
+  std::string meta_key;
+};
+std::string EncodeHead(const Head& head);
+Result<Head> DecodeHead(ByteSpan bytes);
+
+/// One chunk as the index knows it: enough to read its header and blocks
+/// without asking the store for sizes.
+struct ChunkRef {
+  uint64_t id = 0;  // names the object chunks/<tensor id>/<16 hex digits>
+  uint64_t num_samples = 0;
+  uint64_t chunk_bytes = 0;
+  uint32_t header_bytes = 0;
+};
+
+/// A sample stored as tiles, one chunk (of one sample) per tile, in
+/// row-major order of the tile grid.
+struct TiledSample {
+  Shape shape;
+  Shape tile_shape;
+  std::vector<ChunkRef> tiles;
+
+  /// Number of tiles along each dimension.
+  Shape Grid() const;
+};
+
+/// One entry of a tensor's chunk index: a chunk of consecutive samples, or
+/// one tiled sample.
+struct IndexEntry {
+  uint64_t first_sample = 0;
+  ChunkRef chunk;                            // when tiled == nullptr
+  std::shared_ptr<const TiledSample> tiled;  // one sample, many chunks
+  uint64_t num_samples() const { return tiled ? 1 : chunk.num_samples; }
+};
+
+/// The ordered chunks of one tensor.
+class TensorIndex {
+ public:
+  const std::vector<IndexEntry>& entries() const { return entries_; }
+  uint64_t num_samples() const { return num_samples_; }
+
+  void AddChunk(const ChunkRef& chunk);
+  void AddTiled(std::shared_ptr<const TiledSample> tiled);
+  /// Removes the last entry (a partly filled chunk about to be rewritten).
+  void PopBack();
+
+  /// The position in entries() of the entry holding `sample`.
+  /// Precondition: sample < num_samples().
+  size_t Find(uint64_t sample) const;
+
+  std::string Encode(uint8_t rank) const;
+  static Result<TensorIndex> Decode(ByteSpan payload, uint8_t rank);
+
+ private:
+  std::vector<IndexEntry> entries_;
+  uint64_t num_samples_ = 0;
+};
+
+/// A tensor as the metadata records it.
+struct TensorMeta {
+  uint32_t id = 0;
+  TensorSpec spec;  // normalized; rank -1 until the first sample
+  bool hidden = false;
+  /// For data tensors: ids of their hidden shape and info tensors.
+  /// For hidden tensors: the id of the tensor they describe.
+  int64_t shape_tensor = -1;
+  int64_t info_tensor = -1;
+  int64_t parent = -1;
+  uint64_t length = 0;
+  std::string index_key;  // "" while the tensor has no chunks
+  // Statistics kept up to date by the writer (for `shoal info`).
+  uint64_t raw_bytes = 0;     // bytes of the decoded samples
+  uint64_t stored_bytes = 0;  // bytes of the chunk objects
+  uint64_t num_chunks = 0;
+  Shape min_shape, max_shape;  // elementwise over all samples
+};
+
+struct DatasetMeta {
+  uint64_t commit = 0;
+  uint32_t next_tensor_id = 0;
+  std::vector<TensorMeta> tensors;
+};
+
+std::string EncodeDatasetMeta(const DatasetMeta& meta);
+Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes);
+
+/// Object keys.
+std::string ChunkKey(uint32_t tensor_id, uint64_t chunk_id);
+std::string IndexKey(uint32_t tensor_id, uint64_t commit, uint64_t nonce);
+std::string MetaKey(uint64_t commit, uint64_t nonce);
+
+}  // namespace shoal::internal
+
+#endif  // SHOAL_FORMAT_INTERNAL_METADATA_H_

@@ -1,0 +1,169 @@
+// Tensor::Impl: one tensor's writer (the open chunk, sealing, tiling) and
+// reader (chunk headers and decoded blocks behind small caches). Private to
+// format/.
+//
+// Thread-safety: as Tensor (reads concurrent, writes exclusive). The caches
+// are guarded by cache_mu_.
+#ifndef SHOAL_FORMAT_INTERNAL_TENSOR_IMPL_H_
+#define SHOAL_FORMAT_INTERNAL_TENSOR_IMPL_H_
+
+#include <list>
+#include <map>
+#include <mutex>
+#include <random>
+#include <unordered_map>
+#include <vector>
+
+#include "codecs/byte_codec.h"
+#include "format/chunk.h"
+#include "format/dataset.h"
+#include "format/internal/metadata.h"
+
+namespace shoal {
+namespace internal {
+
+/// What every tensor of one open dataset shares.
+struct DatasetContext {
+  std::shared_ptr<Store> store;
+  std::string url;
+  bool read_only = false;
+
+  std::mutex id_mu;
+  std::mt19937_64 id_rng;
+  uint64_t NewId() {
+    std::lock_guard<std::mutex> lock(id_mu);
+    uint64_t id;
+    do id = id_rng(); while (id == 0);
+    return id;
+  }
+};
+
+/// A least-recently-used map with a byte budget.
+template <typename Key, typename Value>
+class LruCache {
+ public:
+  explicit LruCache(size_t capacity_bytes) : capacity_(capacity_bytes) {}
+  const Value* Find(const Key& key) {
+    auto it = map_.find(key);
+    if (it == map_.end()) return nullptr;
+    order_.splice(order_.begin(), order_, it->second);
+    return &it->second->second;
+  }
+  void Insert(const Key& key, Value value, size_t bytes) {
+    if (bytes > capacity_ || map_.count(key)) return;
+    order_.emplace_front(key, std::move(value));
+    map_[key] = order_.begin();
+    sizes_[key] = bytes;
+    used_ += bytes;
+    while (used_ > capacity_) {
+      const Key& victim = order_.back().first;
+      used_ -= sizes_[victim];
+      sizes_.erase(victim);
+      map_.erase(victim);
+      order_.pop_back();
+    }
+  }
+  void Clear() { order_.clear(); map_.clear(); sizes_.clear(); used_ = 0; }
+
+ private:
+  using Entry = std::pair<Key, Value>;
+  size_t capacity_;
+  size_t used_ = 0;
+  std::list<Entry> order_;
+  std::map<Key, typename std::list<Entry>::iterator> map_;
+  std::map<Key, size_t> sizes_;
+};
+
+}  // namespace internal
+
+class Tensor::Impl {
+ public:
+  Impl(internal::DatasetContext* context, internal::TensorMeta meta,
+       internal::TensorIndex index);
+  /// Creates the codecs; Corruption/InvalidArgument for unknown specs.
+  Status Init();
+
+  internal::TensorMeta& meta() { return meta_; }
+  const internal::TensorMeta& meta() const { return meta_; }
+  const internal::TensorIndex& index() const { return index_; }
+  uint64_t size() const { return meta_.length; }
+  void set_hidden_tensors(Tensor* shape, Tensor* info) {
+    shape_tensor_ = shape;
+    info_tensor_ = info;
+  }
+
+  // Writes.
+  Status Append(const Shape& shape, ByteSpan data, std::string_view info);
+  Status AppendBatch(const Shape& shape, uint64_t count, ByteSpan data);
+  Status AppendBatch(std::span<const Shape> shapes, ByteSpan data);
+  /// Checks a sample against the spec without appending (sets nothing).
+  Status Validate(const Shape& shape, ByteSpan data) const;
+  Status ValidateInfo(std::string_view info) const;
+  /// Writes the open chunk (if any) as a chunk object.
+  Status SealOpenChunk();
+  /// True when the index changed since the last commit.
+  bool dirty() const { return dirty_; }
+  /// Called after a successful commit: forget superseded chunks (returned
+  /// for deletion) and allow the next append to rewrite the tail chunk.
+  std::vector<std::string> OnCommitted();
+
+  // Reads.
+  Result<Sample> Read(uint64_t index, const ReadOptions& options) const;
+  Result<std::vector<Sample>> ReadRange(uint64_t begin, uint64_t end) const;
+  Result<Sample> ReadRegion(uint64_t index, std::span<const uint64_t> lo,
+                            std::span<const uint64_t> hi) const;
+  Result<Shape> ReadShape(uint64_t index) const;
+  Result<std::string> ReadInfo(uint64_t index) const;
+  Result<Buffer> ReadStored(uint64_t index) const;
+
+  /// "dataset 'URL': tensor 'NAME'".
+  std::string Where() const;
+
+ private:
+  uint8_t rank() const { return static_cast<uint8_t>(meta_.spec.rank); }
+  internal::ChunkRef LastChunkRef() const;
+  Status AppendStored(const Shape& shape, ByteSpan stored, uint64_t raw_size,
+                      uint64_t count);
+  Status AppendTiled(const Shape& shape, ByteSpan data);
+  Status AppendHidden(const Shape& shape, uint64_t count, std::string_view info);
+  Status LoadTailChunk();
+  Result<internal::ChunkRef> WriteChunk(const SampleLayout& layout, ByteSpan data);
+  void UpdateShapeStats(const Shape& shape);
+
+  Result<std::shared_ptr<const ChunkHeader>> Header(const internal::ChunkRef& ref) const;
+  /// Uncompressed bytes of blocks [first, last] of a chunk.
+  Result<Buffer> Blocks(const internal::ChunkRef& ref, const ChunkHeader& header,
+                        size_t first, size_t last) const;
+  /// The stored bytes of sample `index` and its shape.
+  Result<std::pair<Buffer, Shape>> StoredSample(uint64_t index) const;
+  Result<Sample> DecodeSample(Buffer stored, const Shape& shape) const;
+  Result<Sample> ReadTiled(const internal::TiledSample& tiled,
+                           std::span<const uint64_t> lo,
+                           std::span<const uint64_t> hi) const;
+  uint64_t MaxSampleBytes() const;
+  std::string ChunkWhere(const internal::ChunkRef& ref) const;
+
+  internal::DatasetContext* context_;
+  internal::TensorMeta meta_;
+  internal::TensorIndex index_;
+  std::shared_ptr<const ByteCodec> sample_codec_;
+  std::shared_ptr<const ByteCodec> chunk_codec_;
+  Tensor* shape_tensor_ = nullptr;
+  Tensor* info_tensor_ = nullptr;
+
+  // The open chunk: samples appended but not yet in a chunk object.
+  std::vector<std::byte> open_data_;
+  SampleLayout open_layout_;
+  bool tail_checked_ = false;  // the tail chunk was considered for rewrite
+  std::vector<uint64_t> superseded_;  // chunk ids replaced since the commit
+  bool dirty_ = false;
+  std::vector<std::byte> scratch_;  // compression output, reused
+
+  mutable std::mutex cache_mu_;
+  mutable internal::LruCache<uint64_t, std::shared_ptr<const ChunkHeader>> headers_{4 << 20};
+  mutable internal::LruCache<std::pair<uint64_t, size_t>, Buffer> blocks_{8 << 20};
+};
+
+}  // namespace shoal
+
+#endif  // SHOAL_FORMAT_INTERNAL_TENSOR_IMPL_H_

@@ -1,0 +1,18 @@
+// Umbrella header: the whole public API of shoal in one include, for
+// applications that would rather not pick components
+// (`#include <shoal/shoal.h>` once installed). Code inside shoal includes the
+// component headers it uses instead.
+//
+// Thread-safety: see each included header.
+#ifndef SHOAL_SHOAL_H_
+#define SHOAL_SHOAL_H_
+
+#include "codecs/byte_codec.h"
+#include "format/base/buffer.h"
+#include "format/base/memory.h"
+#include "format/base/result.h"
+#include "format/base/status.h"
+#include "format/base/types.h"
+#include "format/store.h"
+
+#endif  // SHOAL_SHOAL_H_
