@@ -7,8 +7,12 @@
 //   file:///ABS/PATH  a directory; plain paths (absolute or relative) mean
 //                     the same.
 //
-// Keys are '/'-separated relative paths of printable ASCII: no leading '/',
-// no empty, '.' or '..' components.
+// Keys are '/'-separated relative paths of printable ASCII (UTF-8 is not
+// accepted, deliberately: keys are shoal's own names), at most 1024 bytes:
+// no leading '/', no empty, '.' or '..' components, no backslash, and no
+// last component starting with ".tmp." (reserved for in-flight writes).
+// A key must not also be a "directory" of another key ("a" and "a/b"):
+// file:// cannot hold both.
 //
 // Durability contract (the commit protocol in format/FORMAT.md relies on it):
 //  - Write() makes the object visible atomically (a reader sees the old
@@ -16,7 +20,8 @@
 //    durable; the directory entry becomes durable at the next Sync().
 //  - WriteAtomic() is Write() followed by making the name durable at once:
 //    after it returns, a crash leaves either the old or the new object.
-//  - Sync() makes every earlier Write() durable, names included.
+//  - Sync() makes every earlier Write() through this Store object durable,
+//    names included (two opens of one directory track their writes apart).
 //
 // Thread-safety: every method of every Store is thread-safe. Objects are
 // meant to be written once (chunks) or replaced whole (the commit pointer);
@@ -82,7 +87,8 @@ class StoreRegistry {
       std::function<Result<std::shared_ptr<Store>>(std::string_view location)>;
 
   /// Registers `factory` for `scheme`; returns true so that it can run from a
-  /// static initializer in the implementation's own .cc file.
+  /// static initializer in the implementation's own .cc file. A second
+  /// registration of one scheme is ignored and returns false.
   static bool Register(std::string scheme, Factory factory);
   static Result<Factory> Find(std::string_view scheme);
   static std::vector<std::string> Schemes();

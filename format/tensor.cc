@@ -403,23 +403,21 @@ Result<std::shared_ptr<const ChunkHeader>> Tensor::Impl::Header(const ChunkRef& 
     if (auto* hit = headers_.Find(ref.id)) return *hit;
   }
   const std::string key = internal::ChunkKey(meta_.id, ref.id);
-  auto bytes = context_->store->ReadRange(key, 0, ref.header_bytes);
-  if (!bytes.ok()) return bytes.status().WithContext(ChunkWhere(ref));
-  auto header = ChunkHeader::Decode(bytes->span(), ref.chunk_bytes);
-  if (!header.ok()) return header.status().WithContext(ChunkWhere(ref));
-  const ChunkHeader& h = **header;
+  SHOAL_ASSIGN_OR_RETURN(Buffer bytes, context_->store->ReadRange(key, 0, ref.header_bytes));
+  SHOAL_ASSIGN_OR_RETURN(auto header, ChunkHeader::Decode(bytes.span(), ref.chunk_bytes));
+  const ChunkHeader& h = *header;
   const ChunkFormat& f = h.format();
   if (h.num_samples() != ref.num_samples || f.dtype != *meta_.spec.dtype ||
       f.rank != rank() || f.sample_codec != meta_.spec.sample_compression ||
       f.chunk_codec != meta_.spec.chunk_compression) {
-    return Corruption(ChunkWhere(ref) + ": header does not match the index (" +
+    return Corruption("header does not match the index (" +
                       std::to_string(h.num_samples()) + " samples of " +
                       std::string(DTypeName(f.dtype)) + ", rank " +
                       std::to_string(f.rank) + ")");
   }
   std::lock_guard<std::mutex> lock(cache_mu_);
-  headers_.Insert(ref.id, *header, h.header_size() + 256);
-  return *header;
+  headers_.Insert(ref.id, header, h.header_size() + 256);
+  return header;
 }
 
 Result<Buffer> Tensor::Impl::Blocks(const ChunkRef& ref, const ChunkHeader& header,
@@ -432,40 +430,40 @@ Result<Buffer> Tensor::Impl::Blocks(const ChunkRef& ref, const ChunkHeader& head
   const uint64_t offset = blocks[first].stored_offset;
   const uint64_t length = blocks[last].stored_offset + blocks[last].stored_size - offset;
   const std::string key = internal::ChunkKey(meta_.id, ref.id);
-  auto stored = context_->store->ReadRange(key, offset, length);
-  if (!stored.ok()) return stored.status().WithContext(ChunkWhere(ref));
-  auto decoded = DecodeBlocks(header, first, last, *stored, chunk_codec_.get());
-  if (!decoded.ok()) return decoded.status().WithContext(ChunkWhere(ref));
+  SHOAL_ASSIGN_OR_RETURN(Buffer stored, context_->store->ReadRange(key, offset, length));
+  SHOAL_ASSIGN_OR_RETURN(Buffer decoded, DecodeBlocks(header, first, last, stored, chunk_codec_.get()));
   if (first == last) {
     std::lock_guard<std::mutex> lock(cache_mu_);
-    blocks_.Insert({ref.id, first}, *decoded, decoded->capacity());
+    blocks_.Insert({ref.id, first}, decoded, decoded.capacity());
   }
   return decoded;
 }
 
-Result<std::pair<Buffer, Shape>> Tensor::Impl::StoredSample(uint64_t index) const {
+Result<Tensor::Impl::Stored> Tensor::Impl::StoredSample(uint64_t index) const {
   const uint64_t committed = index_.num_samples();
   if (index >= committed) {
     const uint64_t j = index - committed;
     const ByteRange range = open_layout_.range(j);
-    return std::make_pair(
-        Buffer::CopyOf(ByteSpan(open_data_.data() + range.offset, range.size)),
-        open_layout_.shape(j));
+    return Stored{Buffer::CopyOf(ByteSpan(open_data_.data() + range.offset, range.size)),
+                  open_layout_.shape(j), nullptr};
   }
   const internal::IndexEntry& entry = index_.entries()[index_.Find(index)];
   if (entry.tiled) {
     return InvalidArgument(Where() + ": sample " + std::to_string(index) +
                            " is tiled; it has no single stored form");
   }
-  SHOAL_ASSIGN_OR_RETURN(auto header, Header(entry.chunk));
+  const std::string where = ChunkWhere(entry.chunk) + ": sample " + std::to_string(index);
+  auto header = Header(entry.chunk);
+  if (!header.ok()) return header.status().WithContext(where);
+  const SampleLayout& layout = (*header)->layout();
   const uint64_t j = index - entry.first_sample;
-  const ByteRange range = header->layout().range(j);
-  if (range.size == 0) return std::make_pair(Buffer(), header->layout().shape(j));
-  const auto [first, last] = header->BlocksFor(range);
-  SHOAL_ASSIGN_OR_RETURN(Buffer blocks, Blocks(entry.chunk, *header, first, last));
-  const uint64_t base = header->blocks()[first].raw_offset;
-  return std::make_pair(blocks.Slice(range.offset - base, range.size),
-                        header->layout().shape(j));
+  const ByteRange range = layout.range(j);
+  if (range.size == 0) return Stored{Buffer(), layout.shape(j), &entry.chunk};
+  const auto [first, last] = (*header)->BlocksFor(range);
+  auto blocks = Blocks(entry.chunk, **header, first, last);
+  if (!blocks.ok()) return blocks.status().WithContext(where);
+  const uint64_t base = (*header)->blocks()[first].raw_offset;
+  return Stored{blocks->Slice(range.offset - base, range.size), layout.shape(j), &entry.chunk};
 }
 
 Result<Sample> Tensor::Impl::DecodeSample(Buffer stored, const Shape& shape) const {
@@ -503,18 +501,16 @@ Result<Sample> Tensor::Impl::Read(uint64_t index, const ReadOptions& options) co
       const uint64_t zero[Shape::kMaxRank] = {};
       auto sample = ReadTiled(*entry.tiled, {zero, s.rank()}, s.dims());
       if (!sample.ok()) {
-        return sample.status().WithContext(Where() + ": sample " + std::to_string(index));
+        return sample.status().WithContext("sample " + std::to_string(index));
       }
       return sample;
     }
   }
-  auto stored = StoredSample(index);
-  if (!stored.ok()) {
-    return stored.status().WithContext("sample " + std::to_string(index));
-  }
-  auto sample = DecodeSample(std::move(stored->first), stored->second);
+  SHOAL_ASSIGN_OR_RETURN(Stored stored, StoredSample(index));
+  auto sample = DecodeSample(std::move(stored.bytes), stored.shape);
   if (!sample.ok()) {
-    return sample.status().WithContext(Where() + ": sample " + std::to_string(index));
+    const std::string where = stored.chunk ? ChunkWhere(*stored.chunk) : Where();
+    return sample.status().WithContext(where + ": sample " + std::to_string(index));
   }
   return sample;
 }
@@ -543,7 +539,9 @@ Result<std::vector<Sample>> Tensor::Impl::ReadRange(uint64_t begin, uint64_t end
       continue;
     }
     // All requested samples of this chunk with one range read.
-    SHOAL_ASSIGN_OR_RETURN(auto header, Header(entry.chunk));
+    auto header_or = Header(entry.chunk);
+    if (!header_or.ok()) return header_or.status().WithContext(ChunkWhere(entry.chunk));
+    const auto& header = *header_or;
     const uint64_t stop = std::min(end, entry.first_sample + entry.chunk.num_samples);
     const SampleLayout& layout = header->layout();
     const ByteRange first_range = layout.range(i - entry.first_sample);
@@ -553,7 +551,9 @@ Result<std::vector<Sample>> Tensor::Impl::ReadRange(uint64_t begin, uint64_t end
     uint64_t base = 0;
     if (span.size > 0) {
       const auto [fb, lb] = header->BlocksFor(span);
-      SHOAL_ASSIGN_OR_RETURN(blocks, Blocks(entry.chunk, *header, fb, lb));
+      auto read = Blocks(entry.chunk, *header, fb, lb);
+      if (!read.ok()) return read.status().WithContext(ChunkWhere(entry.chunk));
+      blocks = std::move(*read);
       base = header->blocks()[fb].raw_offset;
     }
     for (; i < stop; ++i) {
@@ -596,7 +596,9 @@ Result<Sample> Tensor::Impl::ReadTiled(const TiledSample& tiled,
     uint64_t t = 0;
     for (size_t d = 0; d < rank; ++d) t = t * grid[d] + pos[d];
     const ChunkRef& ref = tiled.tiles[t];
-    SHOAL_ASSIGN_OR_RETURN(auto header, Header(ref));
+    auto header_or = Header(ref);
+    if (!header_or.ok()) return header_or.status().WithContext(ChunkWhere(ref));
+    const auto& header = *header_or;
     if (header->num_samples() != 1) return Corruption(ChunkWhere(ref) + ": a tile chunk holds one sample");
     Shape expect = tiled.tile_shape;
     uint64_t tile_origin[Shape::kMaxRank];
@@ -612,8 +614,9 @@ Result<Sample> Tensor::Impl::ReadTiled(const TiledSample& tiled,
     const ByteRange range = header->layout().range(0);
     Buffer stored;
     if (range.size > 0) {
-      SHOAL_ASSIGN_OR_RETURN(Buffer blocks, Blocks(ref, *header, 0, header->blocks().size() - 1));
-      stored = blocks;
+      auto blocks = Blocks(ref, *header, 0, header->blocks().size() - 1);
+      if (!blocks.ok()) return blocks.status().WithContext(ChunkWhere(ref));
+      stored = std::move(*blocks);
     }
     auto tile = DecodeSample(std::move(stored), tile_shape);
     if (!tile.ok()) return tile.status().WithContext(ChunkWhere(ref));
@@ -657,7 +660,7 @@ Result<Sample> Tensor::Impl::ReadRegion(uint64_t index, std::span<const uint64_t
     if (entry.tiled) {
       auto sample = ReadTiled(*entry.tiled, lo, hi);
       if (!sample.ok()) {
-        return sample.status().WithContext(Where() + ": sample " + std::to_string(index));
+        return sample.status().WithContext("sample " + std::to_string(index));
       }
       return sample;
     }
@@ -680,8 +683,8 @@ Result<Shape> Tensor::Impl::ReadShape(uint64_t index) const {
   }
   if (shape_tensor_ == nullptr) {
     // Hidden tensors describe themselves through their chunk headers.
-    SHOAL_ASSIGN_OR_RETURN(auto stored, StoredSample(index));
-    return stored.second;
+    SHOAL_ASSIGN_OR_RETURN(Stored stored, StoredSample(index));
+    return stored.shape;
   }
   SHOAL_ASSIGN_OR_RETURN(Sample dims, shape_tensor_->impl_->Read(index, {}));
   if (dims.shape.rank() != 1 || dims.shape[0] != static_cast<uint64_t>(std::max(meta_.spec.rank, 0)) ||
@@ -707,9 +710,8 @@ Result<Buffer> Tensor::Impl::ReadStored(uint64_t index) const {
     return OutOfRange(Where() + ": sample " + std::to_string(index) +
                       " is past the end (length " + std::to_string(size()) + ")");
   }
-  auto stored = StoredSample(index);
-  if (!stored.ok()) return stored.status().WithContext("sample " + std::to_string(index));
-  return std::move(stored->first);
+  SHOAL_ASSIGN_OR_RETURN(Stored stored, StoredSample(index));
+  return std::move(stored.bytes);
 }
 
 // ------------------------------------------------------------ the facade --

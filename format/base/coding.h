@@ -60,7 +60,7 @@ class ByteWriter {
 
 /// Reads encoded values from untrusted bytes. Every getter fails with
 /// Corruption naming `what` (e.g. "chunk header") instead of reading past
-/// the end.
+/// the end. `what` is not copied: pass a string that outlives the reader.
 class ByteReader {
  public:
   ByteReader(ByteSpan bytes, std::string_view what)

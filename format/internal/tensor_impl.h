@@ -134,8 +134,14 @@ class Tensor::Impl {
   /// Uncompressed bytes of blocks [first, last] of a chunk.
   Result<Buffer> Blocks(const internal::ChunkRef& ref, const ChunkHeader& header,
                         size_t first, size_t last) const;
-  /// The stored bytes of sample `index` and its shape.
-  Result<std::pair<Buffer, Shape>> StoredSample(uint64_t index) const;
+  /// Sample `index` as stored, with its shape and chunk (null while the
+  /// sample is in the open chunk). Errors name the chunk and sample.
+  struct Stored {
+    Buffer bytes;
+    Shape shape;
+    const internal::ChunkRef* chunk;
+  };
+  Result<Stored> StoredSample(uint64_t index) const;
   Result<Sample> DecodeSample(Buffer stored, const Shape& shape) const;
   Result<Sample> ReadTiled(const internal::TiledSample& tiled,
                            std::span<const uint64_t> lo,

@@ -128,6 +128,16 @@ TEST(ShapeTest, ByteSizeOverflowIsResourceExhausted) {
   EXPECT_THAT(std::string(bytes.status().message()), HasSubstr("float64"));
 }
 
+TEST(ShapeTest, ByteSizeOverflowIsCaughtEvenWhenElementCountSaturates) {
+  // 2^64 one-byte elements: num_elements() saturates to 2^64 - 1, which
+  // must not pass for a real byte count.
+  Shape shape{uint64_t{1} << 32, uint64_t{1} << 32};
+  EXPECT_EQ(shape.ByteSize(DType::kUInt8).status().code(),
+            StatusCode::kResourceExhausted);
+  EXPECT_EQ(shape.ByteSize(DType::kBool).status().code(),
+            StatusCode::kResourceExhausted);
+}
+
 TEST(ShapeTest, MakeChecksRank) {
   std::vector<uint64_t> dims(Shape::kMaxRank, 2);
   Result<Shape> max_rank = Shape::Make(dims);

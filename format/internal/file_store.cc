@@ -1,0 +1,552 @@
+// "file:///ABS/PATH": a store whose objects are files under a root directory;
+// key "a/b" is the file ROOT/a/b.
+//
+// Write() writes a temporary file beside the target, fsyncs it and renames it
+// over the target, so a reader sees the old object or the whole new one. The
+// rename, and any directory created for it, becomes durable once every
+// directory from the target's parent up to the root is fsynced: at once in
+// WriteAtomic(), in Sync() for every directory touched since the last Sync().
+// Fsyncing the whole chain (not only the directories this store object
+// created) keeps a write durable even when a concurrent writer created its
+// parent directory and has not yet recorded that.
+//
+// Temporary files are named ".tmp.<key basename>.<pid>.<random>". A crash can
+// leave them behind, so List() hides every name starting with ".tmp.", and
+// keys whose last component starts with ".tmp." are refused.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "format/store.h"
+
+namespace shoal {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view kTempPrefix = ".tmp.";
+// Bounds one read()/write() call; Linux moves at most ~2 GiB per call anyway.
+constexpr size_t kMaxIoChunk = size_t{1} << 30;
+// Keeps temp names under NAME_MAX (255) even for long key basenames.
+constexpr size_t kMaxTempBasename = 96;
+// O_NONBLOCK so that a FIFO someone left under the root cannot hang a read;
+// it changes nothing for regular files.
+constexpr int kReadFlags = O_RDONLY | O_NONBLOCK;
+
+// Closes its descriptor on every path out of a function.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { Reset(); }
+
+  int get() const { return fd_; }
+
+  /// Closes now and reports failure: some filesystems (NFS) report deferred
+  /// write errors only at close. Never retried on EINTR: on Linux the
+  /// descriptor is gone either way.
+  Status Close(std::string_view path) {
+    if (::close(std::exchange(fd_, -1)) != 0) {
+      return ErrnoStatus("close " + std::string(path), errno);
+    }
+    return Status::OK();
+  }
+
+ private:
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int fd_ = -1;
+};
+
+// Removes a temporary file unless the write that owns it succeeded.
+class TempFileGuard {
+ public:
+  explicit TempFileGuard(std::string path) : path_(std::move(path)) {}
+  TempFileGuard(const TempFileGuard&) = delete;
+  TempFileGuard& operator=(const TempFileGuard&) = delete;
+  ~TempFileGuard() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  void Dismiss() { path_.clear(); }
+
+ private:
+  std::string path_;
+};
+
+// For lookups, a path through a regular file ("a/b" when "a" is an object)
+// or onto a directory names no object, exactly like a missing file.
+Status LookupErrno(std::string_view what, int errnum) {
+  if (errnum == ENOTDIR || errnum == EISDIR) errnum = ENOENT;
+  return ErrnoStatus(what, errnum);
+}
+
+Status NoObject(std::string_view path) {
+  return NotFound(std::string(path) + ": not a regular file");
+}
+
+// open(2) that retries EINTR and leaves errno to the caller.
+int OpenRetrying(const std::string& path, int flags, mode_t mode = 0) {
+  while (true) {
+    const int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+    if (fd >= 0 || errno != EINTR) return fd;
+  }
+}
+
+Result<UniqueFd> OpenForLookup(const std::string& path, int flags) {
+  const int fd = OpenRetrying(path, flags);
+  if (fd < 0) return LookupErrno("open " + path, errno);
+  return UniqueFd(fd);
+}
+
+Status WriteAll(int fd, ByteSpan data, const std::string& path) {
+  while (!data.empty()) {
+    const ssize_t n =
+        ::write(fd, data.data(), std::min(data.size(), kMaxIoChunk));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("write " + path, errno);
+    }
+    // A regular file never accepts zero bytes; guard against spinning.
+    if (n == 0) return IOError("write " + path + ": no progress");
+    data = data.subspan(static_cast<size_t>(n));
+  }
+  return Status::OK();
+}
+
+// Reads until `out` is full or the file ends; returns the bytes read.
+Result<size_t> PreadFull(int fd, MutableByteSpan out, uint64_t offset,
+                         const std::string& path) {
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n =
+        ::pread(fd, out.data() + done, std::min(out.size() - done, kMaxIoChunk),
+                static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("read " + path, errno);
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+Status FsyncFd(int fd, const std::string& path) {
+  while (::fsync(fd) != 0) {
+    if (errno != EINTR) return ErrnoStatus("fsync " + path, errno);
+  }
+  return Status::OK();
+}
+
+Status FsyncDir(const std::string& dir) {
+  Result<UniqueFd> fd = OpenForLookup(dir, O_RDONLY | O_DIRECTORY);
+  // A directory removed since it was written to has no entries left to make
+  // durable.
+  if (!fd.ok() && fd.status().code() == StatusCode::kNotFound) {
+    return Status::OK();
+  }
+  SHOAL_RETURN_IF_ERROR(fd.status());
+  while (::fsync(fd->get()) != 0) {
+    if (errno == EINTR) continue;
+    // Some filesystems cannot fsync a directory; their renames are as
+    // durable as they will ever be.
+    if (errno == EINVAL) break;
+    return ErrnoStatus("fsync " + dir, errno);
+  }
+  return Status::OK();
+}
+
+std::string_view Dirname(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos) return {};
+  return slash == 0 ? path.substr(0, 1) : path.substr(0, slash);
+}
+
+std::string_view Basename(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+// Creates `base`/`relative` and any missing directory between them
+// (mkdir -p). Appends to `changed` (unless null) the parent of every
+// directory it created, whose entries must be fsynced to make the new
+// directories durable.
+Status MakeDirs(const std::string& base, std::string_view relative,
+                std::vector<std::string>* changed) {
+  std::string dir = base;
+  size_t begin = 0;
+  while (begin < relative.size()) {
+    size_t end = relative.find('/', begin);
+    if (end == std::string_view::npos) end = relative.size();
+    const std::string parent = dir;
+    if (dir.empty() || dir.back() != '/') dir += '/';
+    dir.append(relative.substr(begin, end - begin));
+    begin = end + 1;
+    if (::mkdir(dir.c_str(), 0777) == 0) {
+      if (changed != nullptr) changed->push_back(parent);
+      continue;
+    }
+    const int mkdir_errno = errno;
+    // Not only EEXIST: some filesystems answer EACCES or EROFS for a
+    // directory that is already there.
+    struct stat st;
+    if (::stat(dir.c_str(), &st) == 0) {
+      if (S_ISDIR(st.st_mode)) continue;
+      return FailedPrecondition(dir + " exists and is not a directory");
+    }
+    return ErrnoStatus("mkdir " + dir, mkdir_errno);
+  }
+  return Status::OK();
+}
+
+// The last 64 bits of a temp name. Unique within the process (a counter
+// through a bijective mix); the per-process seed keeps a reused pid from
+// colliding with a crashed process's leftovers, and O_EXCL catches the rest.
+uint64_t NextTempId() {
+  static const uint64_t seed = [] {
+    uint64_t s = 0;
+    if (::getentropy(&s, sizeof(s)) != 0) {
+      s = static_cast<uint64_t>(::time(nullptr)) * 0x9e3779b97f4a7c15ULL;
+    }
+    return s;
+  }();
+  static std::atomic<uint64_t> counter{0};
+  // splitmix64 finalizer.
+  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (counter.fetch_add(1) + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+std::string TempPath(std::string_view target) {
+  char suffix[48];
+  std::snprintf(suffix, sizeof(suffix), ".%ld.%016llx",
+                static_cast<long>(::getpid()),
+                static_cast<unsigned long long>(NextTempId()));
+  std::string path(Dirname(target));
+  path += '/';
+  path += kTempPrefix;
+  path += Basename(target).substr(0, kMaxTempBasename);
+  path += suffix;
+  return path;
+}
+
+class FileStore final : public Store {
+ public:
+  /// `root` is absolute and normalized and exists as a durable directory.
+  explicit FileStore(std::string root) : root_(std::move(root)) {}
+
+  std::string url() const override { return "file://" + root_; }
+
+  Result<Buffer> Read(std::string_view key) const override {
+    SHOAL_RETURN_IF_ERROR(CheckKey(key));
+    const std::string path = Path(key);
+    SHOAL_ASSIGN_OR_RETURN(UniqueFd fd, OpenForLookup(path, kReadFlags));
+    SHOAL_ASSIGN_OR_RETURN(uint64_t size, RegularFileSize(fd.get(), path));
+    SHOAL_ASSIGN_OR_RETURN(MutableBuffer buffer, MutableBuffer::Allocate(size));
+    SHOAL_ASSIGN_OR_RETURN(size_t got,
+                           PreadFull(fd.get(), buffer.span(), 0, path));
+    std::byte extra;
+    SHOAL_ASSIGN_OR_RETURN(size_t more,
+                           PreadFull(fd.get(), {&extra, 1}, size, path));
+    if (got != size || more != 0) {
+      // Objects are replaced by rename, so only an outside writer changes an
+      // open file; what was read may be a mix of two versions.
+      return IOError("read " + path + ": file changed size during the read (" +
+                     std::to_string(size) + " bytes expected)");
+    }
+    return std::move(buffer).Freeze();
+  }
+
+  Result<Buffer> ReadRange(std::string_view key, uint64_t offset,
+                           uint64_t length) const override {
+    SHOAL_RETURN_IF_ERROR(CheckKey(key));
+    const std::string path = Path(key);
+    SHOAL_ASSIGN_OR_RETURN(UniqueFd fd, OpenForLookup(path, kReadFlags));
+    SHOAL_ASSIGN_OR_RETURN(uint64_t size, RegularFileSize(fd.get(), path));
+    if (offset > size || length > size - offset) {
+      return OutOfRange("range [" + std::to_string(offset) + ", +" +
+                        std::to_string(length) + ") passes the end of " + path +
+                        " (" + std::to_string(size) + " bytes)");
+    }
+    SHOAL_ASSIGN_OR_RETURN(MutableBuffer buffer,
+                           MutableBuffer::Allocate(length));
+    SHOAL_ASSIGN_OR_RETURN(size_t got,
+                           PreadFull(fd.get(), buffer.span(), offset, path));
+    if (got != length) {
+      return IOError("read " + path + ": file shrank during the read");
+    }
+    return std::move(buffer).Freeze();
+  }
+
+  Result<uint64_t> Size(std::string_view key) const override {
+    SHOAL_RETURN_IF_ERROR(CheckKey(key));
+    const std::string path = Path(key);
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      return LookupErrno("stat " + path, errno);
+    }
+    if (!S_ISREG(st.st_mode)) return NoObject(path);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  Result<bool> Exists(std::string_view key) const override {
+    Result<uint64_t> size = Size(key);
+    if (size.ok()) return true;
+    if (size.status().code() == StatusCode::kNotFound) return false;
+    return size.status();
+  }
+
+  Status Write(std::string_view key, ByteSpan data) override {
+    SHOAL_ASSIGN_OR_RETURN(std::string parent, WriteFile(key, data));
+    std::lock_guard<std::mutex> lock(dirty_mu_);
+    dirty_.insert(std::move(parent));
+    return Status::OK();
+  }
+
+  Status WriteAtomic(std::string_view key, ByteSpan data) override {
+    SHOAL_ASSIGN_OR_RETURN(std::string parent, WriteFile(key, data));
+    std::set<std::string> chain;
+    AddWithAncestors(parent, &chain);
+    return SyncDirs(std::move(chain));
+  }
+
+  Status Sync() override {
+    std::set<std::string> dirty;
+    {
+      std::lock_guard<std::mutex> lock(dirty_mu_);
+      dirty.swap(dirty_);
+    }
+    std::set<std::string> chains;
+    for (const std::string& dir : dirty) AddWithAncestors(dir, &chains);
+    return SyncDirs(std::move(chains));
+  }
+
+  Result<std::vector<std::string>> List(
+      std::string_view prefix) const override {
+    // Walk only the subtree that the prefix's complete components name.
+    std::string start;
+    const size_t slash = prefix.rfind('/');
+    if (slash != std::string_view::npos) {
+      start = prefix.substr(0, slash);
+      // No valid key lies below an invalid directory; never walk outside the
+      // root for a prefix like "../".
+      if (!ValidateStoreKey(start).ok()) return std::vector<std::string>();
+    }
+    std::vector<std::string> keys;
+    SHOAL_RETURN_IF_ERROR(
+        Walk(start.empty() ? root_ : Path(start), start, prefix, &keys));
+    std::sort(keys.begin(), keys.end());
+    return keys;
+  }
+
+  Status Delete(std::string_view key) override {
+    SHOAL_RETURN_IF_ERROR(CheckKey(key));
+    const std::string path = Path(key);
+    if (::unlink(path.c_str()) != 0) {
+      return LookupErrno("unlink " + path, errno);
+    }
+    std::lock_guard<std::mutex> lock(dirty_mu_);
+    dirty_.emplace(Dirname(path));
+    return Status::OK();
+  }
+
+ private:
+  static Status CheckKey(std::string_view key) {
+    SHOAL_RETURN_IF_ERROR(ValidateStoreKey(key));
+    if (Basename(key).starts_with(kTempPrefix)) {
+      return InvalidArgument("invalid store key '" + std::string(key) +
+                             "': names starting with '.tmp.' are reserved "
+                             "for temporary files in file:// stores");
+    }
+    return Status::OK();
+  }
+
+  std::string Path(std::string_view key) const {
+    std::string path = root_;
+    if (path.back() != '/') path += '/';
+    path.append(key);
+    return path;
+  }
+
+  static Result<uint64_t> RegularFileSize(int fd, const std::string& path) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return ErrnoStatus("fstat " + path, errno);
+    if (!S_ISREG(st.st_mode)) return NoObject(path);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  // Adds `dir` and its ancestors up to the root to `dirs`.
+  void AddWithAncestors(std::string_view dir,
+                        std::set<std::string>* dirs) const {
+    while (dirs->emplace(dir).second && dir.size() > root_.size()) {
+      dir = Dirname(dir);
+    }
+  }
+
+  // Writes `data` to `key` through a temp file and rename. Returns the
+  // directory whose entry changed; it is durable only once fsynced.
+  Result<std::string> WriteFile(std::string_view key, ByteSpan data) {
+    SHOAL_RETURN_IF_ERROR(CheckKey(key));
+    const std::string path = Path(key);
+    std::string temp;
+    UniqueFd fd;
+    bool made_dirs = false;
+    // Retries cover a missing parent directory (created once, then retried)
+    // and a temp name collision (astronomically rare).
+    for (int attempt = 0;; ++attempt) {
+      temp = TempPath(path);
+      const int raw = OpenRetrying(temp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+      if (raw >= 0) {
+        fd = UniqueFd(raw);
+        break;
+      }
+      const int open_errno = errno;
+      if ((open_errno == ENOENT || open_errno == ENOTDIR) && !made_dirs) {
+        made_dirs = true;
+        // New directories need no record: Sync() fsyncs the whole chain.
+        SHOAL_RETURN_IF_ERROR(MakeDirs(root_, Dirname(key), nullptr));
+        continue;
+      }
+      if (open_errno == EEXIST && attempt < 8) continue;
+      return ErrnoStatus("open " + temp, open_errno);
+    }
+    TempFileGuard guard(temp);
+    SHOAL_RETURN_IF_ERROR(WriteAll(fd.get(), data, temp));
+    SHOAL_RETURN_IF_ERROR(FsyncFd(fd.get(), temp));
+    SHOAL_RETURN_IF_ERROR(fd.Close(temp));
+    if (::rename(temp.c_str(), path.c_str()) != 0) {
+      const int rename_errno = errno;
+      if (rename_errno == EISDIR) {
+        return FailedPrecondition("cannot write " + path +
+                                  ": a directory of that name exists");
+      }
+      return ErrnoStatus("rename " + temp + " to " + path, rename_errno);
+    }
+    guard.Dismiss();
+    return std::string(Dirname(path));
+  }
+
+  // fsyncs `dirs`; on failure they go back to the dirty set so a later Sync()
+  // retries them (with their ancestors). Taking them out before the fsync (not
+  // after) is what keeps a concurrent write to the same directory from being
+  // forgotten: a rename that lands after our fsync re-adds the directory.
+  Status SyncDirs(std::set<std::string> dirs) {
+    {
+      std::lock_guard<std::mutex> lock(dirty_mu_);
+      for (const std::string& dir : dirs) dirty_.erase(dir);
+    }
+    Status first_error;
+    std::vector<std::string> failed;
+    for (const std::string& dir : dirs) {
+      Status status = FsyncDir(dir);
+      if (status.ok()) continue;
+      if (first_error.ok()) first_error = status;
+      failed.push_back(dir);
+    }
+    if (!failed.empty()) {
+      std::lock_guard<std::mutex> lock(dirty_mu_);
+      dirty_.insert(failed.begin(), failed.end());
+    }
+    return first_error;
+  }
+
+  // Appends to `keys` the objects below `dir` (whose key is `relative`,
+  // empty for the root) that start with `prefix`.
+  Status Walk(const std::string& dir, const std::string& relative,
+              std::string_view prefix, std::vector<std::string>* keys) const {
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec);
+    if (ec) {
+      // Gone, or never there: a concurrent delete or a prefix naming no
+      // directory. Either way nothing below it is listed.
+      if (ec == std::errc::no_such_file_or_directory ||
+          ec == std::errc::not_a_directory) {
+        return Status::OK();
+      }
+      return ErrnoStatus("list " + dir, ec.value());
+    }
+    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      const std::string key = relative.empty() ? name : relative + "/" + name;
+      // Only names that could be written as keys are objects; anything else
+      // was put there by someone else and cannot be read through this API.
+      if (!ValidateStoreKey(key).ok()) continue;
+      std::error_code entry_ec;
+      const fs::file_status link_status = it->symlink_status(entry_ec);
+      if (entry_ec == std::errc::no_such_file_or_directory) continue;
+      if (entry_ec) return ErrnoStatus("stat " + key, entry_ec.value());
+      if (fs::is_directory(link_status)) {
+        const std::string below = key + "/";
+        if (below.starts_with(prefix) || prefix.starts_with(below)) {
+          SHOAL_RETURN_IF_ERROR(Walk(it->path().string(), key, prefix, keys));
+        }
+        continue;
+      }
+      if (name.starts_with(kTempPrefix) || !key.starts_with(prefix)) continue;
+      // Symlinked files are listed (Read follows them); symlinked
+      // directories are not walked, so a link cycle cannot trap the walk.
+      if (fs::is_regular_file(it->status(entry_ec))) keys->push_back(key);
+    }
+    if (ec) return ErrnoStatus("list " + dir, ec.value());
+    return Status::OK();
+  }
+
+  const std::string root_;
+  std::mutex dirty_mu_;
+  // Directories with renamed, created or removed entries not yet fsynced.
+  std::set<std::string> dirty_;
+};
+
+Result<std::shared_ptr<Store>> OpenFileStore(std::string_view location) {
+  if (location.empty() || location.front() != '/') {
+    return InvalidArgument(
+        "a file:// URL needs an absolute path (file:///abs/path); use a plain "
+        "path for a relative directory");
+  }
+  std::string root = fs::path(location).lexically_normal().string();
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  struct stat st;
+  if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    // A root created here is made durable at once, so that the chain that
+    // Sync() fsyncs can stop at the root.
+    std::vector<std::string> changed;
+    SHOAL_RETURN_IF_ERROR(
+        MakeDirs("/", std::string_view(root).substr(1), &changed));
+    for (const std::string& dir : changed) {
+      SHOAL_RETURN_IF_ERROR(FsyncDir(dir));
+    }
+  }
+  return std::shared_ptr<Store>(std::make_shared<FileStore>(std::move(root)));
+}
+
+[[maybe_unused]] const bool kRegistered =
+    StoreRegistry::Register("file", OpenFileStore);
+
+}  // namespace
+}  // namespace shoal

@@ -1,0 +1,353 @@
+// VerifyDataset: reads every committed object and checks it against the
+// others, collecting problems instead of stopping at the first.
+#include "format/verify.h"
+
+#include <map>
+#include <set>
+
+#include "codecs/byte_codec.h"
+#include "format/base/coding.h"
+#include "format/chunk.h"
+#include "format/internal/metadata.h"
+#include "format/store.h"
+
+namespace shoal {
+
+using internal::ChunkRef;
+using internal::TensorMeta;
+using Kind = VerifyProblem::Kind;
+
+std::string VerifyProblem::ToString() const {
+  const char* name = "";
+  switch (kind) {
+    case Kind::kCorrupt: name = "corrupt"; break;
+    case Kind::kMissing: name = "missing"; break;
+    case Kind::kInconsistent: name = "inconsistent"; break;
+    case Kind::kOrphan: name = "orphan"; break;
+  }
+  return std::string(name) + ": " + object + ": " + message;
+}
+
+namespace {
+
+class Verifier {
+ public:
+  Verifier(std::shared_ptr<Store> store, const VerifyOptions& options)
+      : store_(std::move(store)), options_(options) {}
+
+  VerifyReport Run();
+
+ private:
+  void Problem(Kind kind, std::string object, std::string message) {
+    report_.problems.push_back({kind, std::move(object), std::move(message)});
+  }
+  // Reads and checks `key`; NotFound becomes a kMissing problem.
+  Result<Buffer> ReadObject(const std::string& key);
+  void VerifyTensor(const TensorMeta& meta);
+  // Checks one chunk; appends its sample shapes to `shapes` (as runs).
+  void VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
+                   const ByteCodec* sample_codec, const ByteCodec* chunk_codec,
+                   std::vector<std::pair<uint64_t, Shape>>* shapes,
+                   std::vector<uint32_t>* shape_values);
+  void CheckHiddenShapes(const TensorMeta& data);
+  void FindOrphans();
+
+  std::shared_ptr<Store> store_;
+  const VerifyOptions& options_;
+  VerifyReport report_;
+  std::set<std::string> referenced_;
+  uint64_t total_chunks_ = 0;
+  // Per tensor id: the shapes its chunk headers record (runs), and for
+  // hidden shape tensors the stored dims.
+  std::map<uint32_t, std::vector<std::pair<uint64_t, Shape>>> header_shapes_;
+  std::map<uint32_t, std::vector<uint32_t>> shape_values_;
+  std::map<uint32_t, bool> tensor_ok_;
+  std::map<uint32_t, const TensorMeta*> by_id_;
+  // Tensors whose index could not be read: which of their chunks are
+  // referenced is unknown, so none of them is called an orphan.
+  std::set<uint32_t> unindexed_;
+};
+
+Result<Buffer> Verifier::ReadObject(const std::string& key) {
+  referenced_.insert(key);
+  auto bytes = store_->Read(key);
+  if (!bytes.ok()) {
+    if (bytes.status().code() == StatusCode::kNotFound) {
+      Problem(Kind::kMissing, key, "referenced but not in the store");
+    } else {
+      Problem(Kind::kCorrupt, key, bytes.status().ToString());
+    }
+  }
+  return bytes;
+}
+
+VerifyReport Verifier::Run() {
+  auto head_bytes = ReadObject(std::string(internal::kHeadKey));
+  if (!head_bytes.ok()) return std::move(report_);
+  auto head = internal::DecodeHead(head_bytes->span());
+  if (!head.ok()) {
+    Problem(Kind::kCorrupt, "HEAD", head.status().ToString());
+    return std::move(report_);
+  }
+  auto meta_bytes = ReadObject(head->meta_key);
+  if (!meta_bytes.ok()) return std::move(report_);
+  auto meta = internal::DecodeDatasetMeta(meta_bytes->span());
+  if (!meta.ok()) {
+    Problem(Kind::kCorrupt, head->meta_key, meta.status().ToString());
+    return std::move(report_);
+  }
+  report_.commit = meta->commit;
+  if (meta->commit != head->commit) {
+    Problem(Kind::kInconsistent, head->meta_key,
+            "is commit " + std::to_string(meta->commit) + ", HEAD says " +
+                std::to_string(head->commit));
+  }
+  for (const auto& t : meta->tensors) {
+    if (by_id_.count(t.id)) {
+      Problem(Kind::kInconsistent, head->meta_key, "two tensors with id " + std::to_string(t.id));
+      continue;
+    }
+    by_id_[t.id] = &t;
+    ++report_.tensors;
+  }
+  // Shape tensors first, so data tensors can be compared against them.
+  for (const auto& t : meta->tensors) {
+    if (t.hidden) VerifyTensor(t);
+  }
+  for (const auto& t : meta->tensors) {
+    if (!t.hidden) {
+      VerifyTensor(t);
+      CheckHiddenShapes(t);
+    }
+  }
+  FindOrphans();
+  return std::move(report_);
+}
+
+void Verifier::VerifyTensor(const TensorMeta& meta) {
+  const std::string where = "tensor '" + meta.spec.name + "'";
+  tensor_ok_[meta.id] = false;
+  if (meta.index_key.empty()) {
+    if (meta.length != 0) {
+      Problem(Kind::kInconsistent, where, std::to_string(meta.length) + " samples but no index");
+    }
+    tensor_ok_[meta.id] = meta.length == 0;
+    return;
+  }
+  if (meta.spec.rank < 0 || !meta.spec.dtype) {
+    Problem(Kind::kCorrupt, where, "has chunks but no rank");
+    return;
+  }
+  auto bytes = ReadObject(meta.index_key);
+  if (!bytes.ok()) {
+    unindexed_.insert(meta.id);
+    return;
+  }
+  auto index = internal::TensorIndex::Decode(bytes->span(), static_cast<uint8_t>(meta.spec.rank));
+  if (!index.ok()) {
+    unindexed_.insert(meta.id);
+    Problem(Kind::kCorrupt, meta.index_key, where + ": " + index.status().ToString());
+    return;
+  }
+  if (index->num_samples() != meta.length) {
+    Problem(Kind::kInconsistent, meta.index_key,
+            where + ": holds " + std::to_string(index->num_samples()) +
+                " samples, the metadata says " + std::to_string(meta.length));
+  }
+  const ByteCodecOptions codec_options{DTypeSize(*meta.spec.dtype)};
+  std::shared_ptr<const ByteCodec> sample_codec, chunk_codec;
+  for (auto [spec, codec] : {std::pair{&meta.spec.sample_compression, &sample_codec},
+                             std::pair{&meta.spec.chunk_compression, &chunk_codec}}) {
+    if (spec->empty()) continue;
+    auto made = MakeByteCodec(*spec, codec_options);
+    if (!made.ok()) {
+      Problem(Kind::kCorrupt, where, made.status().ToString());
+      return;
+    }
+    *codec = *made;
+  }
+  for (const auto& e : index->entries()) total_chunks_ += e.tiled ? e.tiled->tiles.size() : 1;
+
+  const size_t problems_before = report_.problems.size();
+  uint64_t stored = 0, chunks = 0;
+  auto& shapes = header_shapes_[meta.id];
+  auto* values = meta.parent >= 0 && meta.spec.name.starts_with("_shape/")
+                     ? &shape_values_[meta.id]
+                     : nullptr;
+  for (const auto& e : index->entries()) {
+    if (!e.tiled) {
+      VerifyChunk(meta, e.chunk, sample_codec.get(), chunk_codec.get(), &shapes, values);
+      stored += e.chunk.chunk_bytes;
+      ++chunks;
+      continue;
+    }
+    // A tiled sample: every tile is a one-sample chunk; its shape is the
+    // tiled sample's.
+    std::vector<std::pair<uint64_t, Shape>> tile_shapes;
+    for (const auto& tile : e.tiled->tiles) {
+      VerifyChunk(meta, tile, sample_codec.get(), chunk_codec.get(), &tile_shapes, nullptr);
+      stored += tile.chunk_bytes;
+      ++chunks;
+    }
+    shapes.push_back({1, e.tiled->shape});
+  }
+  if (report_.problems.size() == problems_before) {
+    if (stored != meta.stored_bytes || chunks != meta.num_chunks) {
+      Problem(Kind::kInconsistent, where,
+              "statistics say " + std::to_string(meta.num_chunks) + " chunks of " +
+                  std::to_string(meta.stored_bytes) + " bytes, the index has " +
+                  std::to_string(chunks) + " of " + std::to_string(stored));
+    }
+    tensor_ok_[meta.id] = true;
+  }
+}
+
+void Verifier::VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
+                           const ByteCodec* sample_codec, const ByteCodec* chunk_codec,
+                           std::vector<std::pair<uint64_t, Shape>>* shapes,
+                           std::vector<uint32_t>* shape_values) {
+  const std::string key = internal::ChunkKey(meta.id, ref.id);
+  const std::string where = "tensor '" + meta.spec.name + "'";
+  auto bytes = ReadObject(key);
+  ++report_.chunks;
+  if (options_.progress) options_.progress(report_.chunks, total_chunks_);
+  if (!bytes.ok()) return;
+  report_.bytes += bytes->size();
+  if (bytes->size() != ref.chunk_bytes) {
+    Problem(Kind::kCorrupt, key, where + ": " + std::to_string(bytes->size()) +
+                                     " bytes, the index says " + std::to_string(ref.chunk_bytes));
+    return;
+  }
+  auto header = ChunkHeader::Decode(bytes->span(), bytes->size());
+  if (!header.ok()) {
+    Problem(Kind::kCorrupt, key, where + ": " + header.status().ToString());
+    return;
+  }
+  const ChunkHeader& h = **header;
+  const ChunkFormat& f = h.format();
+  if (h.header_size() != ref.header_bytes || h.num_samples() != ref.num_samples ||
+      f.dtype != *meta.spec.dtype || f.rank != meta.spec.rank ||
+      f.sample_codec != meta.spec.sample_compression ||
+      f.chunk_codec != meta.spec.chunk_compression) {
+    Problem(Kind::kInconsistent, key, where + ": header disagrees with the index or schema");
+    return;
+  }
+  Buffer data;
+  if (!h.blocks().empty()) {
+    auto decoded = DecodeBlocks(h, 0, h.blocks().size() - 1,
+                                bytes->Slice(h.header_size(), h.chunk_size() - h.header_size()),
+                                chunk_codec);
+    if (!decoded.ok()) {
+      Problem(Kind::kCorrupt, key, where + ": " + decoded.status().ToString());
+      return;
+    }
+    data = *decoded;
+  }
+  const SampleLayout& layout = h.layout();
+  for (const auto& run : layout.shape_runs()) shapes->push_back({run.count, run.shape});
+  std::vector<std::byte> scratch;
+  for (uint64_t i = 0; i < layout.num_samples(); ++i) {
+    const Shape shape = layout.shape(i);
+    const ByteRange range = layout.range(i);
+    auto raw_size = shape.ByteSize(f.dtype);
+    std::string problem;
+    if (!raw_size.ok()) {
+      problem = raw_size.status().ToString();
+    } else if (sample_codec == nullptr && range.size != *raw_size) {
+      problem = "has " + std::to_string(range.size) + " bytes for shape " + shape.ToString();
+    } else if (sample_codec != nullptr && options_.decode_samples) {
+      if (*raw_size > std::max<uint64_t>(meta.spec.tiling_threshold == kNoTiling
+                                             ? (1ull << 31) : meta.spec.tiling_threshold,
+                                         0)) {
+        problem = "shape " + shape.ToString() + " exceeds the tensor's sample size limit";
+      } else {
+        scratch.resize(*raw_size);
+        Status s = sample_codec->Decompress(data.span().subspan(range.offset, range.size), scratch);
+        if (!s.ok()) problem = s.ToString();
+      }
+    }
+    if (!problem.empty()) {
+      Problem(Kind::kCorrupt, key, where + ": sample " + std::to_string(i) + " of the chunk " + problem);
+      return;
+    }
+    if (shape_values != nullptr) {
+      for (uint64_t b = 0; b + 4 <= range.size; b += 4) {
+        shape_values->push_back(DecodeU32(data.data() + range.offset + b));
+      }
+    }
+  }
+  report_.samples += layout.num_samples();
+}
+
+void Verifier::CheckHiddenShapes(const TensorMeta& data) {
+  const std::string where = "tensor '" + data.spec.name + "'";
+  auto shape_it = by_id_.find(static_cast<uint32_t>(data.shape_tensor));
+  auto info_it = by_id_.find(static_cast<uint32_t>(data.info_tensor));
+  if (shape_it == by_id_.end() || info_it == by_id_.end()) {
+    Problem(Kind::kInconsistent, where, "its hidden shape or info tensor is missing");
+    return;
+  }
+  for (const TensorMeta* hidden : {shape_it->second, info_it->second}) {
+    if (hidden->length != data.length) {
+      Problem(Kind::kInconsistent, where,
+              "has " + std::to_string(data.length) + " samples, hidden tensor '" +
+                  hidden->spec.name + "' " + std::to_string(hidden->length));
+      return;
+    }
+  }
+  if (!tensor_ok_[data.id] || !tensor_ok_[shape_it->second->id]) return;
+  const auto& values = shape_values_[shape_it->second->id];
+  const size_t rank = static_cast<size_t>(std::max(data.spec.rank, 0));
+  uint64_t sample = 0;
+  size_t pos = 0;
+  for (const auto& [count, shape] : header_shapes_[data.id]) {
+    for (uint64_t k = 0; k < count; ++k, ++sample) {
+      bool match = pos + rank <= values.size();
+      for (size_t d = 0; match && d < rank; ++d) match = values[pos + d] == shape[d];
+      if (!match) {
+        Problem(Kind::kInconsistent, where,
+                "sample " + std::to_string(sample) + " has shape " + shape.ToString() +
+                    " in its chunk but another in '" + shape_it->second->spec.name + "'");
+        return;
+      }
+      pos += rank;
+    }
+  }
+}
+
+void Verifier::FindOrphans() {
+  // Deleting is safe only when everything else checked out: otherwise the
+  // set of referenced objects may be incomplete.
+  const bool may_delete = options_.repair && report_.problems.empty();
+  for (const char* prefix : {"meta/", "index/", "chunks/"}) {
+    auto keys = store_->List(prefix);
+    if (!keys.ok()) {
+      Problem(Kind::kCorrupt, prefix, "cannot list: " + keys.status().ToString());
+      continue;
+    }
+    for (const auto& key : *keys) {
+      if (referenced_.count(key)) continue;
+      bool unknown = false;
+      for (uint32_t id : unindexed_) {
+        const std::string tid = std::to_string(id) + "/";
+        unknown = unknown || key.starts_with("chunks/" + tid) || key.starts_with("index/" + tid);
+      }
+      if (unknown) continue;
+      if (may_delete && store_->Delete(key).ok()) {
+        ++report_.orphans_removed;
+        continue;
+      }
+      Problem(Kind::kOrphan, key, "not referenced by commit " + std::to_string(report_.commit) +
+                                      " (left by an interrupted write; --repair removes it)");
+    }
+  }
+}
+
+}  // namespace
+
+Result<VerifyReport> VerifyDataset(std::string_view url, const VerifyOptions& options) {
+  SHOAL_ASSIGN_OR_RETURN(auto store, OpenStore(url));
+  return Verifier(std::move(store), options).Run();
+}
+
+}  // namespace shoal

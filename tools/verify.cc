@@ -1,0 +1,93 @@
+// `shoal verify`: checks a dataset end to end (format/verify.h) and prints
+// every problem found, one per line, then a summary. The exit status says
+// whether the dataset is sound, so scripts can use it as a check.
+#include <cstdio>
+#include <string>
+
+#include "format/verify.h"
+#include "tools/commands.h"
+
+namespace shoal::tools {
+namespace {
+
+struct VerifyCommandOptions {
+  std::string dataset;
+  bool decode = false;
+  bool repair = false;
+  bool quiet = false;
+};
+
+Result<VerifyReport> VerifyOnce(const VerifyCommandOptions& options,
+                                bool repair) {
+  Progress progress("verify", "chunks");
+  VerifyOptions verify_options;
+  verify_options.decode_samples = options.decode;
+  verify_options.repair = repair;
+  if (!options.quiet) {
+    verify_options.progress = [&progress](uint64_t done, uint64_t total) {
+      progress.Update(done, total);
+    };
+  }
+  auto report = VerifyDataset(options.dataset, verify_options);
+  progress.Finish();
+  return report;
+}
+
+Result<int> RunVerify(const VerifyCommandOptions& options) {
+  // Like OpenForReading: opening a file store creates a missing directory,
+  // which a check must not do.
+  SHOAL_RETURN_IF_ERROR(OpenForReading(options.dataset).status());
+  SHOAL_ASSIGN_OR_RETURN(VerifyReport report,
+                         VerifyOnce(options, options.repair));
+  if (report.orphans_removed > 0) {
+    if (!options.quiet) {
+      std::printf("verify: removed %llu orphan objects\n",
+                  static_cast<unsigned long long>(report.orphans_removed));
+    }
+    // The report of the repairing pass lists the orphans it removed; what is
+    // left to report is the state after the repair.
+    SHOAL_ASSIGN_OR_RETURN(report, VerifyOnce(options, /*repair=*/false));
+  }
+  if (options.quiet) return report.ok() ? kExitOk : kExitFailure;
+  for (const VerifyProblem& problem : report.problems) {
+    std::printf("%s\n", problem.ToString().c_str());
+  }
+  const std::string outcome =
+      report.ok() ? "OK" : std::to_string(report.problems.size()) + " problems";
+  std::printf("verify: %llu chunks, %s, %llu samples checked: %s\n",
+              static_cast<unsigned long long>(report.chunks),
+              FormatBytes(report.bytes).c_str(),
+              static_cast<unsigned long long>(report.samples),
+              outcome.c_str());
+  return report.ok() ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+void AddVerifyCommand(CLI::App& app, CommandRun* run) {
+  auto options = std::make_shared<VerifyCommandOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "verify", "Check a dataset end to end; exit 1 if a problem is found");
+  cmd->footer(
+      "Checks HEAD, metadata, chunk indexes, every chunk (checksums, "
+      "decompression, sample sizes and shapes), the hidden shape tensors, "
+      "the statistics, and objects that no commit references (orphans). "
+      "Prints one line per problem, then a summary. Exit status: 0 sound, "
+      "1 problems found or verify failed, 2 usage error.");
+  cmd->add_option("DS", options->dataset, "The dataset (path or URL)")
+      ->required();
+  cmd->add_flag("--decode", options->decode,
+                "Also decompress every sample of tensors with sample "
+                "compression");
+  cmd->add_flag("--repair", options->repair,
+                "Delete orphan objects (left by an interrupted write), then "
+                "report what remains; other problems are not repaired and "
+                "still make verify exit 1");
+  cmd->add_flag("-q,--quiet", options->quiet,
+                "Print nothing but errors; the exit status tells the result");
+  cmd->callback([options, run] {
+    *run = [options] { return RunVerify(*options); };
+  });
+}
+
+}  // namespace shoal::tools
