@@ -1,0 +1,65 @@
+# shoal — top-level entry points. `make demo` and `make test` work on a fresh
+# Debian 12 machine as root: both install missing Debian packages first.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+JOBS       ?= $(shell nproc)
+GENERATOR  := -G Ninja
+CMAKE_ARGS ?=
+
+.PHONY: all deps configure build test demo test-asan test-tsan bench soak install clean help
+
+all: build
+
+help:
+	@echo "make demo       install deps, build, ingest Fashion-MNIST, show info, time a full read"
+	@echo "make test       install deps, build, run the test suite (no soak tests)"
+	@echo "make test-asan  the test suite under AddressSanitizer + UBSan"
+	@echo "make test-tsan  the test suite under ThreadSanitizer"
+	@echo "make bench      build (Release) and run the benchmarks in benchmarks/"
+	@echo "make soak       long crash-consistency runs (SHOAL_CRASH_TRIALS=N)"
+	@echo "make install    install into PREFIX (default /usr/local)"
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja: | deps
+	cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+
+configure: deps $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE soak
+
+demo: build
+	@bash scripts/demo.sh $(BUILD)
+
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DSHOAL_SANITIZE=address -DSHOAL_BUILD_BENCHMARKS=OFF $(CMAKE_ARGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -LE 'soak|install'
+
+test-tsan: deps
+	cmake -S . -B $(TSAN_BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOAL_SANITIZE=thread -DSHOAL_BUILD_BENCHMARKS=OFF $(CMAKE_ARGS)
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --test-dir $(TSAN_BUILD) --output-on-failure -j $(JOBS) -LE 'soak|install'
+
+bench: deps
+	cmake -S . -B build-release $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DSHOAL_BUILD_TESTS=OFF $(CMAKE_ARGS)
+	cmake --build build-release -j $(JOBS)
+	@bash scripts/bench.sh build-release
+
+soak: build
+	ctest --test-dir $(BUILD) --output-on-failure -L soak
+
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-release out
