@@ -13,6 +13,10 @@
 #include "format/base/result.h"
 #include "format/base/status.h"
 #include "format/base/types.h"
+#include "format/chunk.h"
+#include "format/dataset.h"
+#include "format/schema.h"
 #include "format/store.h"
+#include "format/verify.h"
 
 #endif  // SHOAL_SHOAL_H_

@@ -7,11 +7,13 @@
 // and Tensor::Read at seeded random indices. The reference is the raw
 // library (LZ4_decompress_safe, ZSTD_decompress, or memcpy for raw chunks)
 // run over the exact stored blocks of the dataset's chunk objects into a
-// preallocated, pre-touched buffer; the ratio shoal ÷ reference is what the
-// tables report. A last section compares one random sample read from a
-// single 64 MiB lz4 chunk with decompressing that whole chunk.
+// preallocated, pre-touched buffer, in passes interleaved with shoal's; the
+// ratio shoal ÷ reference is what the tables report. A last section compares
+// one random sample read from a single 64 MiB lz4 chunk with decompressing
+// that whole chunk.
 //
-// Results and their interpretation: benchmarks/RESULTS.md. MB = 10^6 bytes.
+// Not a ctest test: `make bench` runs it. Takes about 20 s. Results and their
+// interpretation: benchmarks/RESULTS.md. MB = 10^6 bytes.
 #include <lz4.h>
 #include <xxhash.h>
 #include <zstd.h>
@@ -153,7 +155,8 @@ std::vector<std::byte> SynthesizeImages(uint64_t count, uint64_t seed) {
   return out;
 }
 
-// `target_bytes` of 28x28x1 uint8 images: Fashion-MNIST cycled, or synthetic.
+// `config.mib` MiB of 28x28x1 uint8 images: Fashion-MNIST (repeated as
+// needed), or synthetic ones when the file is missing.
 SourceData LoadImages(const Config& config) {
   SourceData data;
   data.sample_shape = Shape{28, 28, 1};
@@ -405,6 +408,9 @@ struct Row {
   double ref_mbps = 0, ref_xxh_mbps = 0;
 };
 
+// Decimals that show two significant digits of a ratio below 1.
+int Digits(double ratio) { return ratio >= 0.1 ? 2 : ratio >= 0.01 ? 3 : 4; }
+
 void PrintRows(const std::vector<Row>& rows) {
   std::printf(
       "| chunks | store | stored MiB | seq ReadRange MB/s | seq Read MB/s | "
@@ -417,10 +423,11 @@ void PrintRows(const std::vector<Row>& rows) {
                                               : "ZSTD_decompress";
     std::printf(
         "| %s | %s | %.1f | %.0f | %.0f | %.0f | %.1f | %s | %.0f | %.0f | "
-        "%.2f | %.2f |\n",
+        "%.*f | %.*f |\n",
         r.codec.empty() ? "raw" : r.codec.c_str(), r.store.c_str(),
         r.stored_mib, r.range_mbps, r.read_mbps, r.random_per_s, r.random_mbps,
-        ref_name, r.ref_mbps, r.ref_xxh_mbps, r.range_mbps / r.ref_mbps,
+        ref_name, r.ref_mbps, r.ref_xxh_mbps, Digits(r.range_mbps / r.ref_mbps),
+        r.range_mbps / r.ref_mbps, Digits(r.read_mbps / r.ref_mbps),
         r.read_mbps / r.ref_mbps);
   }
   std::printf("\n");

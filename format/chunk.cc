@@ -94,7 +94,8 @@ Result<EncodedChunk> EncodeChunk(const ChunkFormat& format,
                                  const ByteCodec* codec) {
   if (data.size() != layout.data_size()) {
     return Internal("chunk data has " + std::to_string(data.size()) +
-                    " bytes, layout says " + std::to_string(layout.data_size()));
+                    " bytes, layout says " +
+                    std::to_string(layout.data_size()));
   }
   const uint64_t block_bytes = format.block_bytes;
   const size_t num_blocks = (data.size() + block_bytes - 1) / block_bytes;
@@ -110,15 +111,15 @@ Result<EncodedChunk> EncodeChunk(const ChunkFormat& format,
   MutableBuffer scratch;
   if (codec != nullptr && num_blocks > 0) {
     SHOAL_ASSIGN_OR_RETURN(
-        scratch, MutableBuffer::Allocate(num_blocks *
-                                         codec->MaxCompressedSize(block_bytes)));
+        scratch, MutableBuffer::Allocate(
+                     num_blocks * codec->MaxCompressedSize(block_bytes)));
   }
   uint64_t scratch_used = 0;
   uint64_t stored_total = 0;
   for (size_t b = 0; b < num_blocks; ++b) {
     const uint64_t offset = b * block_bytes;
-    const ByteSpan raw =
-        data.subspan(offset, std::min<uint64_t>(block_bytes, data.size() - offset));
+    const ByteSpan raw = data.subspan(
+        offset, std::min<uint64_t>(block_bytes, data.size() - offset));
     stored[b] = {raw.data(), raw.size(), false};
     if (codec != nullptr) {
       MutableByteSpan dst = scratch.span().subspan(
@@ -179,7 +180,8 @@ Result<EncodedChunk> EncodeChunk(const ChunkFormat& format,
     if (s.size) std::memcpy(p, s.bytes, s.size);
     p += s.size;
   }
-  return EncodedChunk{std::move(out).Freeze(), static_cast<uint32_t>(header_size)};
+  return EncodedChunk{std::move(out).Freeze(),
+                      static_cast<uint32_t>(header_size)};
 }
 
 Result<uint32_t> ChunkHeader::PeekHeaderSize(ByteSpan prefix) {
@@ -197,7 +199,8 @@ Result<uint32_t> ChunkHeader::PeekHeaderSize(ByteSpan prefix) {
   }
   SHOAL_RETURN_IF_ERROR(r.Skip(2));
   SHOAL_ASSIGN_OR_RETURN(uint32_t header_size, r.GetU32());
-  if (header_size < kChunkPrefixBytes + 8 || header_size > kMaxChunkHeaderBytes) {
+  if (header_size < kChunkPrefixBytes + 8 ||
+      header_size > kMaxChunkHeaderBytes) {
     return Corruption("chunk header size " + std::to_string(header_size) +
                       " out of bounds");
   }
@@ -208,8 +211,9 @@ Result<std::shared_ptr<const ChunkHeader>> ChunkHeader::Decode(
     ByteSpan bytes, std::optional<uint64_t> chunk_size) {
   SHOAL_ASSIGN_OR_RETURN(uint32_t header_size, PeekHeaderSize(bytes));
   if (bytes.size() < header_size) {
-    return Corruption("chunk header truncated: " + std::to_string(bytes.size()) +
-                      " of " + std::to_string(header_size) + " bytes");
+    return Corruption(
+        "chunk header truncated: " + std::to_string(bytes.size()) + " of " +
+        std::to_string(header_size) + " bytes");
   }
   const uint64_t want = DecodeU64(bytes.data() + header_size - 8);
   if (Checksum64(bytes.first(header_size - 8)) != want) {
@@ -218,18 +222,22 @@ Result<std::shared_ptr<const ChunkHeader>> ChunkHeader::Decode(
 
   auto header = std::make_shared<ChunkHeader>();
   header->header_size_ = header_size;
-  ByteReader r(bytes.subspan(kChunkPrefixBytes, header_size - kChunkPrefixBytes - 8),
-               "chunk header");
+  ByteReader r(
+      bytes.subspan(kChunkPrefixBytes, header_size - kChunkPrefixBytes - 8),
+      "chunk header");
   ChunkFormat& f = header->format_;
   SHOAL_ASSIGN_OR_RETURN(uint8_t dtype_code, r.GetU8());
   SHOAL_ASSIGN_OR_RETURN(f.dtype, DTypeFromCode(dtype_code));
   SHOAL_ASSIGN_OR_RETURN(f.rank, r.GetU8());
   if (f.rank > Shape::kMaxRank) return r.Error("rank above the maximum");
-  SHOAL_ASSIGN_OR_RETURN(std::string_view sample_codec, r.GetLengthPrefixed(256));
-  SHOAL_ASSIGN_OR_RETURN(std::string_view chunk_codec, r.GetLengthPrefixed(256));
+  SHOAL_ASSIGN_OR_RETURN(std::string_view sample_codec,
+                         r.GetLengthPrefixed(256));
+  SHOAL_ASSIGN_OR_RETURN(std::string_view chunk_codec,
+                         r.GetLengthPrefixed(256));
   f.sample_codec = sample_codec;
   f.chunk_codec = chunk_codec;
-  SHOAL_ASSIGN_OR_RETURN(f.block_bytes, r.GetVarintAtMost(1ull << 30, "block size"));
+  SHOAL_ASSIGN_OR_RETURN(f.block_bytes,
+                         r.GetVarintAtMost(1ull << 30, "block size"));
   if (f.block_bytes == 0) return r.Error("block size 0");
 
   // Every run takes at least one byte per varint, which bounds the counts by
@@ -252,12 +260,14 @@ Result<std::shared_ptr<const ChunkHeader>> ChunkHeader::Decode(
     SHOAL_ASSIGN_OR_RETURN(run.count, r.GetVarint());
     SHOAL_ASSIGN_OR_RETURN(run.size, r.GetVarint());
   }
-  auto layout = SampleLayout::FromRuns(std::move(shape_runs), std::move(size_runs));
+  auto layout =
+      SampleLayout::FromRuns(std::move(shape_runs), std::move(size_runs));
   if (!layout.ok()) return layout.status().WithContext("chunk header");
   header->layout_ = std::move(*layout);
 
   const uint64_t data_size = header->layout_.data_size();
-  const uint64_t expected_blocks = (data_size + f.block_bytes - 1) / f.block_bytes;
+  const uint64_t expected_blocks =
+      (data_size + f.block_bytes - 1) / f.block_bytes;
   SHOAL_ASSIGN_OR_RETURN(uint64_t num_blocks,
                          r.GetVarintAtMost(r.remaining(), "block count"));
   if (num_blocks != expected_blocks) {

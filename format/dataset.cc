@@ -28,7 +28,8 @@ class Dataset::Impl {
   std::string Where() const { return "dataset '" + context.url + "'"; }
   Status CheckWritable() const {
     if (closed) return FailedPrecondition(Where() + ": closed");
-    if (context.read_only) return FailedPrecondition(Where() + ": open read-only");
+    if (context.read_only)
+      return FailedPrecondition(Where() + ": open read-only");
     return Status::OK();
   }
   Result<Tensor*> AddTensor(TensorMeta meta, internal::TensorIndex index);
@@ -48,13 +49,19 @@ void SeedIds(internal::DatasetContext& context, uint64_t seed) {
   context.id_rng.seed(seed);
 }
 
-std::string ShapeTensorName(std::string_view name) { return "_shape/" + std::string(name); }
-std::string InfoTensorName(std::string_view name) { return "_info/" + std::string(name); }
+std::string ShapeTensorName(std::string_view name) {
+  return "_shape/" + std::string(name);
+}
+std::string InfoTensorName(std::string_view name) {
+  return "_info/" + std::string(name);
+}
 
 }  // namespace
 
-Result<Tensor*> Dataset::Impl::AddTensor(TensorMeta meta, internal::TensorIndex index) {
-  auto impl = std::make_unique<Tensor::Impl>(&context, std::move(meta), std::move(index));
+Result<Tensor*> Dataset::Impl::AddTensor(TensorMeta meta,
+                                         internal::TensorIndex index) {
+  auto impl = std::make_unique<Tensor::Impl>(&context, std::move(meta),
+                                             std::move(index));
   SHOAL_RETURN_IF_ERROR(impl->Init());
   const std::string name = impl->meta().spec.name;
   auto tensor = std::unique_ptr<Tensor>(new Tensor(std::move(impl)));
@@ -135,7 +142,8 @@ Status Dataset::Impl::Commit() {
       if (tm.id == impl->meta().id) tm.index_key = key;
     }
   }
-  const std::string new_meta_key = internal::MetaKey(next_commit, context.NewId());
+  const std::string new_meta_key =
+      internal::MetaKey(next_commit, context.NewId());
   const std::string meta_bytes = internal::EncodeDatasetMeta(meta);
   Status s = context.store->Write(new_meta_key, AsBytes(meta_bytes));
   if (!s.ok()) return s.WithContext(Where() + ": writing " + new_meta_key);
@@ -149,7 +157,8 @@ Status Dataset::Impl::Commit() {
   // here only leaves orphans that `shoal verify --repair` removes.
   if (!meta_key.empty()) garbage.push_back(meta_key);
   for (auto& [impl, key] : new_index_keys) {
-    if (!impl->meta().index_key.empty()) garbage.push_back(impl->meta().index_key);
+    if (!impl->meta().index_key.empty())
+      garbage.push_back(impl->meta().index_key);
     impl->meta().index_key = key;
   }
   for (auto& t : tensors) {
@@ -167,8 +176,9 @@ Dataset::Dataset(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Dataset::~Dataset() {
   if (impl_ && !impl_->closed) {
     Status s = Close();
-    if (!s.ok()) std::fprintf(stderr, "shoal: closing %s: %s\n", impl_->Where().c_str(),
-                              s.ToString().c_str());
+    if (!s.ok())
+      std::fprintf(stderr, "shoal: closing %s: %s\n", impl_->Where().c_str(),
+                   s.ToString().c_str());
   }
 }
 
@@ -181,7 +191,9 @@ Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
   SeedIds(impl->context, options.id_seed);
   SHOAL_ASSIGN_OR_RETURN(bool exists, store->Exists(internal::kHeadKey));
   if (exists && !options.overwrite) {
-    return AlreadyExists(impl->Where() + ": a dataset already exists (use overwrite to replace it)");
+    return AlreadyExists(
+        impl->Where() +
+        ": a dataset already exists (use overwrite to replace it)");
   }
   if (exists) {
     for (const char* prefix : {"HEAD", "meta/", "index/", "chunks/"}) {
@@ -193,7 +205,8 @@ Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
   // Commit 0 is the empty dataset, so that it opens at once.
   ds->impl_->commit = 0;
   ds->impl_->meta_key = internal::MetaKey(0, ds->impl_->context.NewId());
-  const std::string meta_bytes = internal::EncodeDatasetMeta(ds->impl_->Snapshot());
+  const std::string meta_bytes =
+      internal::EncodeDatasetMeta(ds->impl_->Snapshot());
   SHOAL_RETURN_IF_ERROR(store->Write(ds->impl_->meta_key, AsBytes(meta_bytes)));
   SHOAL_RETURN_IF_ERROR(store->Sync());
   const std::string head = internal::EncodeHead({0, ds->impl_->meta_key});
@@ -203,7 +216,12 @@ Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
 
 Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
                                                const OpenOptions& options) {
-  SHOAL_ASSIGN_OR_RETURN(auto store, OpenStore(url));
+  auto store_or = OpenStore(url, {.create = false});
+  if (!store_or.ok()) {
+    return store_or.status().WithContext("no dataset at '" + std::string(url) +
+                                         "'");
+  }
+  auto store = std::move(*store_or);
   auto impl = std::make_unique<Impl>();
   impl->context.store = store;
   impl->context.url = store->url();
@@ -221,12 +239,16 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
   auto head = internal::DecodeHead(head_bytes->span());
   if (!head.ok()) return head.status().WithContext(where);
   auto meta_bytes = store->Read(head->meta_key);
-  if (!meta_bytes.ok()) return meta_bytes.status().WithContext(where + ": metadata '" + head->meta_key + "'");
+  if (!meta_bytes.ok())
+    return meta_bytes.status().WithContext(where + ": metadata '" +
+                                           head->meta_key + "'");
   auto meta = internal::DecodeDatasetMeta(meta_bytes->span());
-  if (!meta.ok()) return meta.status().WithContext(where + ": '" + head->meta_key + "'");
+  if (!meta.ok())
+    return meta.status().WithContext(where + ": '" + head->meta_key + "'");
   if (meta->commit != head->commit) {
-    return Corruption(where + ": HEAD names commit " + std::to_string(head->commit) +
-                      " but its metadata is commit " + std::to_string(meta->commit));
+    return Corruption(
+        where + ": HEAD names commit " + std::to_string(head->commit) +
+        " but its metadata is commit " + std::to_string(meta->commit));
   }
   impl->commit = meta->commit;
   impl->meta_key = head->meta_key;
@@ -238,18 +260,26 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
     }
     internal::TensorIndex index;
     if (!tm.index_key.empty()) {
-      if (tm.spec.rank < 0) return Corruption(twhere + ": has chunks but no rank");
+      if (tm.spec.rank < 0)
+        return Corruption(twhere + ": has chunks but no rank");
       auto bytes = store->Read(tm.index_key);
-      if (!bytes.ok()) return bytes.status().WithContext(twhere + ": index '" + tm.index_key + "'");
-      auto decoded = internal::TensorIndex::Decode(bytes->span(), static_cast<uint8_t>(tm.spec.rank));
-      if (!decoded.ok()) return decoded.status().WithContext(twhere + ": index '" + tm.index_key + "'");
+      if (!bytes.ok())
+        return bytes.status().WithContext(twhere + ": index '" + tm.index_key +
+                                          "'");
+      auto decoded = internal::TensorIndex::Decode(
+          bytes->span(), static_cast<uint8_t>(tm.spec.rank));
+      if (!decoded.ok())
+        return decoded.status().WithContext(twhere + ": index '" +
+                                            tm.index_key + "'");
       index = std::move(*decoded);
     }
     if (index.num_samples() != tm.length) {
-      return Corruption(twhere + ": metadata says " + std::to_string(tm.length) +
-                        " samples, the index holds " + std::to_string(index.num_samples()));
+      return Corruption(
+          twhere + ": metadata says " + std::to_string(tm.length) +
+          " samples, the index holds " + std::to_string(index.num_samples()));
     }
-    SHOAL_RETURN_IF_ERROR(impl->AddTensor(std::move(tm), std::move(index)).status());
+    SHOAL_RETURN_IF_ERROR(
+        impl->AddTensor(std::move(tm), std::move(index)).status());
   }
   SHOAL_RETURN_IF_ERROR(impl->LinkHidden());
   return std::unique_ptr<Dataset>(new Dataset(std::move(impl)));
@@ -258,7 +288,9 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
 const std::string& Dataset::url() const { return impl_->context.url; }
 bool Dataset::read_only() const { return impl_->context.read_only; }
 uint64_t Dataset::commit() const { return impl_->commit; }
-const std::shared_ptr<Store>& Dataset::store() const { return impl_->context.store; }
+const std::shared_ptr<Store>& Dataset::store() const {
+  return impl_->context.store;
+}
 
 Result<Tensor*> Dataset::CreateTensor(TensorSpec spec) {
   SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());
@@ -266,14 +298,18 @@ Result<Tensor*> Dataset::CreateTensor(TensorSpec spec) {
   // A tensor name must not be a group of another, nor the other way round.
   for (const auto& [name, t] : impl_->by_name) {
     if (name == spec.name) {
-      return AlreadyExists(impl_->Where() + ": tensor '" + spec.name + "' exists");
+      return AlreadyExists(impl_->Where() + ": tensor '" + spec.name +
+                           "' exists");
     }
-    if (name.starts_with(spec.name + "/") || spec.name.starts_with(name + "/")) {
+    if (name.starts_with(spec.name + "/") ||
+        spec.name.starts_with(name + "/")) {
       return InvalidArgument(impl_->Where() + ": '" + spec.name +
-                             "' clashes with the tensor or group '" + name + "'");
+                             "' clashes with the tensor or group '" + name +
+                             "'");
     }
   }
-  SHOAL_ASSIGN_OR_RETURN(TensorSpec normalized, NormalizeTensorSpec(std::move(spec)));
+  SHOAL_ASSIGN_OR_RETURN(TensorSpec normalized,
+                         NormalizeTensorSpec(std::move(spec)));
 
   TensorMeta data;
   data.id = impl_->next_tensor_id++;
@@ -295,15 +331,17 @@ Result<Tensor*> Dataset::CreateTensor(TensorSpec spec) {
   data.shape_tensor = shape.id;
   data.info_tensor = info.id;
 
-  SHOAL_ASSIGN_OR_RETURN(Tensor* t, impl_->AddTensor(std::move(data), {}));
-  SHOAL_ASSIGN_OR_RETURN(Tensor* s, impl_->AddTensor(std::move(shape), {}));
-  SHOAL_ASSIGN_OR_RETURN(Tensor* i, impl_->AddTensor(std::move(info), {}));
+  SHOAL_ASSIGN_OR_RETURN(Tensor * t, impl_->AddTensor(std::move(data), {}));
+  SHOAL_ASSIGN_OR_RETURN(Tensor * s, impl_->AddTensor(std::move(shape), {}));
+  SHOAL_ASSIGN_OR_RETURN(Tensor * i, impl_->AddTensor(std::move(info), {}));
   t->impl_->set_hidden_tensors(s, i);
   impl_->schema_dirty = true;
   return t;
 }
 
-Result<Tensor*> Dataset::tensor(std::string_view name) const { return impl_->Find(name); }
+Result<Tensor*> Dataset::tensor(std::string_view name) const {
+  return impl_->Find(name);
+}
 
 std::vector<Tensor*> Dataset::tensors(bool include_hidden) const {
   std::vector<Tensor*> out;
@@ -333,15 +371,18 @@ Status Dataset::Append(std::span<const RowValue> row) {
   SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());
   const auto visible = tensors();
   if (row.size() != visible.size()) {
-    return InvalidArgument(impl_->Where() + ": a row needs one value for each of the " +
+    return InvalidArgument(impl_->Where() +
+                           ": a row needs one value for each of the " +
                            std::to_string(visible.size()) + " tensors, got " +
                            std::to_string(row.size()));
   }
   std::vector<Tensor*> targets;
   for (const RowValue& v : row) {
-    SHOAL_ASSIGN_OR_RETURN(Tensor* t, impl_->Find(v.tensor));
-    if (t->hidden() || std::find(targets.begin(), targets.end(), t) != targets.end()) {
-      return InvalidArgument(impl_->Where() + ": tensor '" + std::string(v.tensor) +
+    SHOAL_ASSIGN_OR_RETURN(Tensor * t, impl_->Find(v.tensor));
+    if (t->hidden() ||
+        std::find(targets.begin(), targets.end(), t) != targets.end()) {
+      return InvalidArgument(impl_->Where() + ": tensor '" +
+                             std::string(v.tensor) +
                              "' is hidden or appears twice in the row");
     }
     SHOAL_RETURN_IF_ERROR(t->impl_->Validate(v.shape, v.data));
@@ -349,7 +390,8 @@ Status Dataset::Append(std::span<const RowValue> row) {
     targets.push_back(t);
   }
   for (size_t i = 0; i < row.size(); ++i) {
-    SHOAL_RETURN_IF_ERROR(targets[i]->Append(row[i].shape, row[i].data, row[i].info_json));
+    SHOAL_RETURN_IF_ERROR(
+        targets[i]->Append(row[i].shape, row[i].data, row[i].info_json));
   }
   return Status::OK();
 }
@@ -358,31 +400,37 @@ Status Dataset::AppendColumns(std::span<const Column> columns) {
   SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());
   const auto visible = tensors();
   if (columns.size() != visible.size()) {
-    return InvalidArgument(impl_->Where() + ": a columnar batch needs one column for each of the " +
-                           std::to_string(visible.size()) + " tensors, got " +
-                           std::to_string(columns.size()));
+    return InvalidArgument(
+        impl_->Where() +
+        ": a columnar batch needs one column for each of the " +
+        std::to_string(visible.size()) + " tensors, got " +
+        std::to_string(columns.size()));
   }
   std::vector<Tensor*> targets;
   for (const Column& c : columns) {
-    SHOAL_ASSIGN_OR_RETURN(Tensor* t, impl_->Find(c.tensor));
-    if (t->hidden() || std::find(targets.begin(), targets.end(), t) != targets.end()) {
-      return InvalidArgument(impl_->Where() + ": tensor '" + std::string(c.tensor) +
+    SHOAL_ASSIGN_OR_RETURN(Tensor * t, impl_->Find(c.tensor));
+    if (t->hidden() ||
+        std::find(targets.begin(), targets.end(), t) != targets.end()) {
+      return InvalidArgument(impl_->Where() + ": tensor '" +
+                             std::string(c.tensor) +
                              "' is hidden or appears twice in the batch");
     }
     const uint64_t n = c.shapes.empty() ? c.count : c.shapes.size();
     const Column& c0 = columns[0];
     const uint64_t n0 = c0.shapes.empty() ? c0.count : c0.shapes.size();
     if (n != n0) {
-      return InvalidArgument(impl_->Where() + ": column '" + std::string(c.tensor) + "' has " +
-                             std::to_string(n) + " samples, column '" +
-                             std::string(c0.tensor) + "' " + std::to_string(n0));
+      return InvalidArgument(
+          impl_->Where() + ": column '" + std::string(c.tensor) + "' has " +
+          std::to_string(n) + " samples, column '" + std::string(c0.tensor) +
+          "' " + std::to_string(n0));
     }
     targets.push_back(t);
   }
   for (size_t i = 0; i < columns.size(); ++i) {
     const Column& c = columns[i];
-    Status s = c.shapes.empty() ? targets[i]->AppendBatch(c.sample_shape, c.count, c.data)
-                                : targets[i]->AppendBatch(c.shapes, c.data);
+    Status s = c.shapes.empty()
+                   ? targets[i]->AppendBatch(c.sample_shape, c.count, c.data)
+                   : targets[i]->AppendBatch(c.shapes, c.data);
     SHOAL_RETURN_IF_ERROR(s);
   }
   return Status::OK();

@@ -9,7 +9,8 @@
 // the last commit, whole.
 //
 //   auto ds = Dataset::Create("file:///data/mnist");
-//   auto images = (*ds)->CreateTensor({.name = "images", .htype = HType::kImage,
+//   auto images = (*ds)->CreateTensor({.name = "images", .htype =
+//   HType::kImage,
 //                                      .chunk_compression = "lz4"});
 //   (*images)->Append(Shape{28, 28, 1}, bytes);
 //   (*ds)->Flush();
@@ -136,8 +137,8 @@ class Dataset {
  public:
   /// Creates an empty dataset (committed at once, so it opens right away).
   /// AlreadyExists when one is there and !options.overwrite.
-  static Result<std::unique_ptr<Dataset>> Create(std::string_view url,
-                                                 const CreateOptions& options = {});
+  static Result<std::unique_ptr<Dataset>> Create(
+      std::string_view url, const CreateOptions& options = {});
   /// Opens the last commit. NotFound when there is no dataset at `url`.
   static Result<std::unique_ptr<Dataset>> Open(std::string_view url,
                                                const OpenOptions& options = {});

@@ -60,9 +60,11 @@ Status ValidateTensorName(std::string_view name) {
     size_t end = name.find('/', start);
     if (end == std::string_view::npos) end = name.size();
     const std::string_view part = name.substr(start, end - start);
-    if (part.empty()) return bad("empty group component (leading, trailing or double '/')");
+    if (part.empty())
+      return bad("empty group component (leading, trailing or double '/')");
     if (part == "." || part == "..") return bad("'.' and '..' are not names");
-    if (part[0] == '_') return bad("names starting with '_' are reserved for hidden tensors");
+    if (part[0] == '_')
+      return bad("names starting with '_' are reserved for hidden tensors");
     if (part[0] == '.') return bad("components must not start with '.'");
     for (char c : part) {
       if (!IsNameChar(c)) {
@@ -83,8 +85,10 @@ Result<TensorSpec> NormalizeTensorSpec(TensorSpec spec) {
   }
   if (spec.rank == -1) spec.rank = info.default_rank;
   if (spec.rank < -1 || spec.rank > static_cast<int>(Shape::kMaxRank)) {
-    return InvalidArgument(where + ": rank must be -1 (from the first sample) "
-                           "or 0.." + std::to_string(Shape::kMaxRank));
+    return InvalidArgument(where +
+                           ": rank must be -1 (from the first sample) "
+                           "or 0.." +
+                           std::to_string(Shape::kMaxRank));
   }
   switch (spec.htype) {
     case HType::kClassLabel:
@@ -96,14 +100,17 @@ Result<TensorSpec> NormalizeTensorSpec(TensorSpec spec) {
       if (*spec.dtype != DType::kUInt8 && *spec.dtype != DType::kUInt16) {
         return InvalidArgument(where + ": image needs dtype uint8 or uint16");
       }
-      if (spec.rank != 3) return InvalidArgument(where + ": image samples are [H, W, C] (rank 3)");
+      if (spec.rank != 3)
+        return InvalidArgument(where +
+                               ": image samples are [H, W, C] (rank 3)");
       break;
     case HType::kVideo:
       return Unimplemented(where + ": video tensors are not supported yet");
     case HType::kText:
     case HType::kJson:
       if (*spec.dtype != DType::kUInt8 || spec.rank != 1) {
-        return InvalidArgument(where + ": text and json samples are rank-1 uint8 bytes");
+        return InvalidArgument(
+            where + ": text and json samples are rank-1 uint8 bytes");
       }
       break;
     case HType::kBBox:
@@ -112,10 +119,12 @@ Result<TensorSpec> NormalizeTensorSpec(TensorSpec spec) {
       break;
   }
   if (!spec.class_names.empty() && spec.htype != HType::kClassLabel) {
-    return InvalidArgument(where + ": class_names are only for class_label tensors");
+    return InvalidArgument(where +
+                           ": class_names are only for class_label tensors");
   }
   if (!spec.sample_compression.empty() && !spec.chunk_compression.empty()) {
-    return InvalidArgument(where + ": sample_compression and chunk_compression "
+    return InvalidArgument(where +
+                           ": sample_compression and chunk_compression "
                            "exclude each other");
   }
   if (spec.chunk_compression == "raw" || spec.chunk_compression == "none") {
@@ -127,7 +136,8 @@ Result<TensorSpec> NormalizeTensorSpec(TensorSpec spec) {
   // Parse the specs now so a typo fails at creation, not at the first flush;
   // keep the canonical spelling ("zstd" -> "zstd:3").
   const ByteCodecOptions codec_options{DTypeSize(*spec.dtype)};
-  for (std::string* codec : {&spec.sample_compression, &spec.chunk_compression}) {
+  for (std::string* codec :
+       {&spec.sample_compression, &spec.chunk_compression}) {
     if (codec->empty()) continue;
     auto made = MakeByteCodec(*codec, codec_options);
     if (!made.ok()) return made.status().WithContext(where);

@@ -116,7 +116,8 @@ Status ValidateStoreKey(std::string_view key) {
   return Status::OK();
 }
 
-Result<std::shared_ptr<Store>> OpenStore(std::string_view url) {
+Result<std::shared_ptr<Store>> OpenStore(std::string_view url,
+                                         const StoreOptions& options) {
   std::string scheme;
   std::string location;
   const size_t sep = url.find("://");
@@ -137,7 +138,7 @@ Result<std::shared_ptr<Store>> OpenStore(std::string_view url) {
   }
   SHOAL_ASSIGN_OR_RETURN(StoreRegistry::Factory factory,
                          StoreRegistry::Find(scheme));
-  Result<std::shared_ptr<Store>> store = factory(location);
+  Result<std::shared_ptr<Store>> store = factory(location, options);
   if (!store.ok()) {
     return store.status().WithContext("opening store '" + Printable(url) + "'");
   }

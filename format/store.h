@@ -67,14 +67,23 @@ class Store {
 
   /// Keys that start with `prefix`, sorted. An empty prefix lists all.
   /// Leftovers of interrupted writes (temporary files) are not listed.
-  virtual Result<std::vector<std::string>> List(std::string_view prefix) const = 0;
+  virtual Result<std::vector<std::string>> List(
+      std::string_view prefix) const = 0;
   /// Removes `key`; NotFound when missing.
   virtual Status Delete(std::string_view key) = 0;
 };
 
+struct StoreOptions {
+  /// Create the store's location (e.g. the directory) when it is missing.
+  /// Without it, a missing location is NotFound and nothing is created, so
+  /// a read of a mistyped path leaves no trace.
+  bool create = true;
+};
+
 /// Opens the store that `url` names. The scheme picks the implementation;
 /// a URL without "scheme://" is a file path.
-Result<std::shared_ptr<Store>> OpenStore(std::string_view url);
+Result<std::shared_ptr<Store>> OpenStore(std::string_view url,
+                                         const StoreOptions& options = {});
 
 /// InvalidArgument unless `key` is a valid object key (see above).
 Status ValidateStoreKey(std::string_view key);
@@ -83,8 +92,8 @@ Status ValidateStoreKey(std::string_view key);
 class StoreRegistry {
  public:
   /// Receives the URL with "scheme://" removed.
-  using Factory =
-      std::function<Result<std::shared_ptr<Store>>(std::string_view location)>;
+  using Factory = std::function<Result<std::shared_ptr<Store>>(
+      std::string_view location, const StoreOptions& options)>;
 
   /// Registers `factory` for `scheme`; returns true so that it can run from a
   /// static initializer in the implementation's own .cc file. A second

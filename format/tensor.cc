@@ -2,7 +2,6 @@
 // and reads samples back through a header cache and a decoded-block cache.
 #include <algorithm>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "format/base/coding.h"
@@ -93,7 +92,8 @@ Status Tensor::Impl::Validate(const Shape& shape, ByteSpan data) const {
   if (spec.rank >= 0 && shape.rank() != static_cast<size_t>(spec.rank)) {
     return InvalidArgument(Where() + ": sample shape " + shape.ToString() +
                            " has rank " + std::to_string(shape.rank()) +
-                           ", the tensor has rank " + std::to_string(spec.rank));
+                           ", the tensor has rank " +
+                           std::to_string(spec.rank));
   }
   SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, shape.ByteSize(*spec.dtype));
   if (bytes != data.size()) {
@@ -108,8 +108,9 @@ Status Tensor::Impl::Validate(const Shape& shape, ByteSpan data) const {
   }
   if (spec.htype == HType::kClassLabel && !spec.class_names.empty()) {
     const size_t item = DTypeSize(*spec.dtype);
-    const bool is_signed = *spec.dtype == DType::kInt8 || *spec.dtype == DType::kInt16 ||
-                           *spec.dtype == DType::kInt32 || *spec.dtype == DType::kInt64;
+    const bool is_signed =
+        *spec.dtype == DType::kInt8 || *spec.dtype == DType::kInt16 ||
+        *spec.dtype == DType::kInt32 || *spec.dtype == DType::kInt64;
     for (size_t i = 0; i < data.size(); i += item) {
       uint64_t v = 0;
       std::memcpy(&v, data.data() + i, item);
@@ -126,7 +127,8 @@ Status Tensor::Impl::Validate(const Shape& shape, ByteSpan data) const {
 
 Status Tensor::Impl::ValidateInfo(std::string_view info) const {
   if (info.empty()) return Status::OK();
-  const auto parsed = nlohmann::json::parse(info, nullptr, /*allow_exceptions=*/false);
+  const auto parsed =
+      nlohmann::json::parse(info, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_object()) {
     return InvalidArgument(Where() + ": sample info must be a JSON object");
   }
@@ -156,15 +158,17 @@ Status Tensor::Impl::AppendBatch(const Shape& shape, uint64_t count,
                                  ByteSpan data) {
   if (count == 0) return Status::OK();
   SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, shape.ByteSize(*meta_.spec.dtype));
-  if ((bytes != 0 && count > UINT64_MAX / bytes) || data.size() != bytes * count) {
+  if ((bytes != 0 && count > UINT64_MAX / bytes) ||
+      data.size() != bytes * count) {
     return InvalidArgument(Where() + ": batch of " + std::to_string(count) +
                            " samples of shape " + shape.ToString() +
-                           " does not match its " + std::to_string(data.size()) +
-                           " data bytes");
+                           " does not match its " +
+                           std::to_string(data.size()) + " data bytes");
   }
   // Shape checks hold for all samples at once; label values are per sample.
   SHOAL_RETURN_IF_ERROR(Validate(shape, data.first(bytes)));
-  if (meta_.spec.htype == HType::kClassLabel && !meta_.spec.class_names.empty()) {
+  if (meta_.spec.htype == HType::kClassLabel &&
+      !meta_.spec.class_names.empty()) {
     for (uint64_t i = 1; i < count; ++i) {
       SHOAL_RETURN_IF_ERROR(Validate(shape, data.subspan(i * bytes, bytes)));
     }
@@ -189,8 +193,8 @@ Status Tensor::Impl::AppendBatch(const Shape& shape, uint64_t count,
       SHOAL_RETURN_IF_ERROR(SealOpenChunk());
       continue;
     }
-    SHOAL_RETURN_IF_ERROR(
-        AppendStored(shape, data.subspan(done * bytes, n * bytes), bytes * n, n));
+    SHOAL_RETURN_IF_ERROR(AppendStored(
+        shape, data.subspan(done * bytes, n * bytes), bytes * n, n));
     done += n;
   }
   return AppendHidden(shape, count, {});
@@ -201,12 +205,14 @@ Status Tensor::Impl::AppendBatch(std::span<const Shape> shapes, ByteSpan data) {
   for (const Shape& shape : shapes) {
     SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, shape.ByteSize(*meta_.spec.dtype));
     if (bytes > data.size() - offset) {
-      return InvalidArgument(Where() + ": batch data is shorter than its shapes need");
+      return InvalidArgument(Where() +
+                             ": batch data is shorter than its shapes need");
     }
     offset += bytes;
   }
   if (offset != data.size()) {
-    return InvalidArgument(Where() + ": batch data has " + std::to_string(data.size()) +
+    return InvalidArgument(Where() + ": batch data has " +
+                           std::to_string(data.size()) +
                            " bytes, its shapes need " + std::to_string(offset));
   }
   offset = 0;
@@ -227,8 +233,10 @@ Status Tensor::Impl::AppendStored(const Shape& shape, ByteSpan stored,
       open_data_.size() + stored.size() > meta_.spec.max_chunk_bytes) {
     SHOAL_RETURN_IF_ERROR(SealOpenChunk());
   }
-  if (open_data_.capacity() == 0) {
-    open_data_.reserve(std::min<uint64_t>(meta_.spec.max_chunk_bytes, 1 << 20));
+  if (open_data_.capacity() < meta_.spec.max_chunk_bytes && !meta_.hidden) {
+    // One allocation per chunk instead of a chain of doublings (each of which
+    // copies the chunk so far). Untouched pages cost nothing.
+    open_data_.reserve(meta_.spec.max_chunk_bytes);
   }
   open_data_.insert(open_data_.end(), stored.begin(), stored.end());
   open_layout_.Add(shape, stored.size() / count, count);
@@ -250,16 +258,18 @@ Status Tensor::Impl::AppendHidden(const Shape& shape, uint64_t count,
     uint32_t dims[Shape::kMaxRank];
     for (size_t d = 0; d < shape.rank(); ++d) {
       if (shape[d] > UINT32_MAX) {
-        return InvalidArgument(Where() + ": dimension " + std::to_string(shape[d]) +
-                               " exceeds 2^32-1");
+        return InvalidArgument(Where() + ": dimension " +
+                               std::to_string(shape[d]) + " exceeds 2^32-1");
       }
       dims[d] = static_cast<uint32_t>(shape[d]);
     }
-    const ByteSpan bytes(reinterpret_cast<const std::byte*>(dims), shape.rank() * 4);
+    const ByteSpan bytes(reinterpret_cast<const std::byte*>(dims),
+                         shape.rank() * 4);
     Tensor::Impl& s = *shape_tensor_->impl_;
     if (s.meta_.spec.rank < 0) s.meta_.spec.rank = 1;
     for (uint64_t i = 0; i < count; ++i) {
-      SHOAL_RETURN_IF_ERROR(s.AppendStored(Shape{shape.rank()}, bytes, bytes.size(), 1));
+      SHOAL_RETURN_IF_ERROR(
+          s.AppendStored(Shape{shape.rank()}, bytes, bytes.size(), 1));
     }
   }
   if (info_tensor_ != nullptr) {
@@ -268,7 +278,8 @@ Status Tensor::Impl::AppendHidden(const Shape& shape, uint64_t count,
     if (info.empty()) {
       SHOAL_RETURN_IF_ERROR(t.AppendStored(Shape{0}, {}, 0, count));
     } else {
-      SHOAL_RETURN_IF_ERROR(t.AppendStored(Shape{info.size()}, AsBytes(info), info.size(), 1));
+      SHOAL_RETURN_IF_ERROR(
+          t.AppendStored(Shape{info.size()}, AsBytes(info), info.size(), 1));
     }
   }
   return Status::OK();
@@ -276,7 +287,8 @@ Status Tensor::Impl::AppendHidden(const Shape& shape, uint64_t count,
 
 Status Tensor::Impl::LoadTailChunk() {
   tail_checked_ = true;
-  if (index_.entries().empty() || index_.entries().back().tiled) return Status::OK();
+  if (index_.entries().empty() || index_.entries().back().tiled)
+    return Status::OK();
   const ChunkRef ref = index_.entries().back().chunk;
   if (ref.chunk_bytes >= meta_.spec.max_chunk_bytes / 2) return Status::OK();
   // A partly filled chunk from an earlier commit: its samples move into the
@@ -291,9 +303,10 @@ Status Tensor::Impl::LoadTailChunk() {
   if (h.data_size() > meta_.spec.max_chunk_bytes) return Status::OK();
   Buffer data;
   if (!h.blocks().empty()) {
-    auto decoded = DecodeBlocks(h, 0, h.blocks().size() - 1,
-                                bytes->Slice(h.header_size(), h.chunk_size() - h.header_size()),
-                                chunk_codec_.get());
+    auto decoded = DecodeBlocks(
+        h, 0, h.blocks().size() - 1,
+        bytes->Slice(h.header_size(), h.chunk_size() - h.header_size()),
+        chunk_codec_.get());
     if (!decoded.ok()) return decoded.status().WithContext(ChunkWhere(ref));
     data = *decoded;
   }
@@ -307,7 +320,8 @@ Status Tensor::Impl::LoadTailChunk() {
   return Status::OK();
 }
 
-Result<ChunkRef> Tensor::Impl::WriteChunk(const SampleLayout& layout, ByteSpan data) {
+Result<ChunkRef> Tensor::Impl::WriteChunk(const SampleLayout& layout,
+                                          ByteSpan data) {
   ChunkFormat format;
   format.dtype = *meta_.spec.dtype;
   format.rank = rank();
@@ -360,8 +374,8 @@ Status Tensor::Impl::AppendTiled(const Shape& shape, ByteSpan data) {
       extent[d] = std::min(tiled->tile_shape[d], shape[d] - origin[d]);
     }
     tile_bytes.resize(extent.num_elements() * item);
-    internal::CopyBox(data.data(), shape, origin, tile_bytes.data(), extent, zero,
-                      extent, item);
+    internal::CopyBox(data.data(), shape, origin, tile_bytes.data(), extent,
+                      zero, extent, item);
     ByteSpan stored(tile_bytes.data(), tile_bytes.size());
     if (sample_codec_) {
       scratch_.resize(sample_codec_->MaxCompressedSize(stored.size()));
@@ -388,7 +402,8 @@ Status Tensor::Impl::AppendTiled(const Shape& shape, ByteSpan data) {
 
 std::vector<std::string> Tensor::Impl::OnCommitted() {
   std::vector<std::string> garbage;
-  for (uint64_t id : superseded_) garbage.push_back(internal::ChunkKey(meta_.id, id));
+  for (uint64_t id : superseded_)
+    garbage.push_back(internal::ChunkKey(meta_.id, id));
   superseded_.clear();
   tail_checked_ = false;
   dirty_ = false;
@@ -397,14 +412,17 @@ std::vector<std::string> Tensor::Impl::OnCommitted() {
 
 // ----------------------------------------------------------------- reads --
 
-Result<std::shared_ptr<const ChunkHeader>> Tensor::Impl::Header(const ChunkRef& ref) const {
+Result<std::shared_ptr<const ChunkHeader>> Tensor::Impl::Header(
+    const ChunkRef& ref) const {
   {
     std::lock_guard<std::mutex> lock(cache_mu_);
     if (auto* hit = headers_.Find(ref.id)) return *hit;
   }
   const std::string key = internal::ChunkKey(meta_.id, ref.id);
-  SHOAL_ASSIGN_OR_RETURN(Buffer bytes, context_->store->ReadRange(key, 0, ref.header_bytes));
-  SHOAL_ASSIGN_OR_RETURN(auto header, ChunkHeader::Decode(bytes.span(), ref.chunk_bytes));
+  SHOAL_ASSIGN_OR_RETURN(Buffer bytes,
+                         context_->store->ReadRange(key, 0, ref.header_bytes));
+  SHOAL_ASSIGN_OR_RETURN(auto header,
+                         ChunkHeader::Decode(bytes.span(), ref.chunk_bytes));
   const ChunkHeader& h = *header;
   const ChunkFormat& f = h.format();
   if (h.num_samples() != ref.num_samples || f.dtype != *meta_.spec.dtype ||
@@ -420,21 +438,28 @@ Result<std::shared_ptr<const ChunkHeader>> Tensor::Impl::Header(const ChunkRef& 
   return header;
 }
 
-Result<Buffer> Tensor::Impl::Blocks(const ChunkRef& ref, const ChunkHeader& header,
-                                    size_t first, size_t last) const {
+Result<Buffer> Tensor::Impl::Blocks(const ChunkRef& ref,
+                                    const ChunkHeader& header, size_t first,
+                                    size_t last) const {
   if (first == last) {
     std::lock_guard<std::mutex> lock(cache_mu_);
     if (auto* hit = blocks_.Find({ref.id, first})) return *hit;
   }
   const auto& blocks = header.blocks();
   const uint64_t offset = blocks[first].stored_offset;
-  const uint64_t length = blocks[last].stored_offset + blocks[last].stored_size - offset;
+  const uint64_t length =
+      blocks[last].stored_offset + blocks[last].stored_size - offset;
   const std::string key = internal::ChunkKey(meta_.id, ref.id);
-  SHOAL_ASSIGN_OR_RETURN(Buffer stored, context_->store->ReadRange(key, offset, length));
-  SHOAL_ASSIGN_OR_RETURN(Buffer decoded, DecodeBlocks(header, first, last, stored, chunk_codec_.get()));
+  SHOAL_ASSIGN_OR_RETURN(Buffer stored,
+                         context_->store->ReadRange(key, offset, length));
+  SHOAL_ASSIGN_OR_RETURN(
+      Buffer decoded,
+      DecodeBlocks(header, first, last, stored, chunk_codec_.get()));
   if (first == last) {
+    // Charged by size: a zero-copy slice of a mem:// object has the whole
+    // chunk as capacity, which would never fit the budget.
     std::lock_guard<std::mutex> lock(cache_mu_);
-    blocks_.Insert({ref.id, first}, decoded, decoded.capacity());
+    blocks_.Insert({ref.id, first}, decoded, decoded.size());
   }
   return decoded;
 }
@@ -444,29 +469,52 @@ Result<Tensor::Impl::Stored> Tensor::Impl::StoredSample(uint64_t index) const {
   if (index >= committed) {
     const uint64_t j = index - committed;
     const ByteRange range = open_layout_.range(j);
-    return Stored{Buffer::CopyOf(ByteSpan(open_data_.data() + range.offset, range.size)),
-                  open_layout_.shape(j), nullptr};
+    return Stored{
+        Buffer::CopyOf(ByteSpan(open_data_.data() + range.offset, range.size)),
+        open_layout_.shape(j), nullptr};
   }
   const internal::IndexEntry& entry = index_.entries()[index_.Find(index)];
   if (entry.tiled) {
     return InvalidArgument(Where() + ": sample " + std::to_string(index) +
                            " is tiled; it has no single stored form");
   }
-  const std::string where = ChunkWhere(entry.chunk) + ": sample " + std::to_string(index);
+  // The context string is built only on error: this is the per-sample path.
+  auto fail = [&](const Status& s) {
+    return s.WithContext(ChunkWhere(entry.chunk) + ": sample " +
+                         std::to_string(index));
+  };
   auto header = Header(entry.chunk);
-  if (!header.ok()) return header.status().WithContext(where);
+  if (!header.ok()) return fail(header.status());
   const SampleLayout& layout = (*header)->layout();
   const uint64_t j = index - entry.first_sample;
   const ByteRange range = layout.range(j);
   if (range.size == 0) return Stored{Buffer(), layout.shape(j), &entry.chunk};
   const auto [first, last] = (*header)->BlocksFor(range);
-  auto blocks = Blocks(entry.chunk, **header, first, last);
-  if (!blocks.ok()) return blocks.status().WithContext(where);
-  const uint64_t base = (*header)->blocks()[first].raw_offset;
-  return Stored{blocks->Slice(range.offset - base, range.size), layout.shape(j), &entry.chunk};
+  const auto& blocks = (*header)->blocks();
+  if (last == first + 1) {
+    // A small sample across one block boundary: both blocks through the
+    // cache (their neighbours want them too), the sample copied out of them.
+    auto a = Blocks(entry.chunk, **header, first, first);
+    if (!a.ok()) return fail(a.status());
+    auto b = Blocks(entry.chunk, **header, last, last);
+    if (!b.ok()) return fail(b.status());
+    auto out = MutableBuffer::Allocate(range.size);
+    if (!out.ok()) return fail(out.status());
+    const uint64_t head = blocks[last].raw_offset - range.offset;
+    std::memcpy(out->data(),
+                a->data() + (range.offset - blocks[first].raw_offset), head);
+    std::memcpy(out->data() + head, b->data(), range.size - head);
+    return Stored{std::move(*out).Freeze(), layout.shape(j), &entry.chunk};
+  }
+  auto decoded = Blocks(entry.chunk, **header, first, last);
+  if (!decoded.ok()) return fail(decoded.status());
+  const uint64_t base = blocks[first].raw_offset;
+  return Stored{decoded->Slice(range.offset - base, range.size),
+                layout.shape(j), &entry.chunk};
 }
 
-Result<Sample> Tensor::Impl::DecodeSample(Buffer stored, const Shape& shape) const {
+Result<Sample> Tensor::Impl::DecodeSample(Buffer stored,
+                                          const Shape& shape) const {
   const DType dtype = *meta_.spec.dtype;
   auto bytes = shape.ByteSize(dtype);
   if (!bytes.ok() || *bytes > MaxSampleBytes()) {
@@ -486,13 +534,16 @@ Result<Sample> Tensor::Impl::DecodeSample(Buffer stored, const Shape& shape) con
   return Sample{dtype, shape, std::move(out).Freeze()};
 }
 
-Result<Sample> Tensor::Impl::Read(uint64_t index, const ReadOptions& options) const {
+Result<Sample> Tensor::Impl::Read(uint64_t index,
+                                  const ReadOptions& options) const {
   if (index >= size()) {
     if (options.pad) {
-      return Sample{*meta_.spec.dtype, Shape::Zeros(std::max(meta_.spec.rank, 0)), Buffer()};
+      return Sample{*meta_.spec.dtype,
+                    Shape::Zeros(std::max(meta_.spec.rank, 0)), Buffer()};
     }
     return OutOfRange(Where() + ": sample " + std::to_string(index) +
-                      " is past the end (length " + std::to_string(size()) + ")");
+                      " is past the end (length " + std::to_string(size()) +
+                      ")");
   }
   if (index < index_.num_samples()) {
     const internal::IndexEntry& entry = index_.entries()[index_.Find(index)];
@@ -509,13 +560,16 @@ Result<Sample> Tensor::Impl::Read(uint64_t index, const ReadOptions& options) co
   SHOAL_ASSIGN_OR_RETURN(Stored stored, StoredSample(index));
   auto sample = DecodeSample(std::move(stored.bytes), stored.shape);
   if (!sample.ok()) {
-    const std::string where = stored.chunk ? ChunkWhere(*stored.chunk) : Where();
-    return sample.status().WithContext(where + ": sample " + std::to_string(index));
+    const std::string where =
+        stored.chunk ? ChunkWhere(*stored.chunk) : Where();
+    return sample.status().WithContext(where + ": sample " +
+                                       std::to_string(index));
   }
   return sample;
 }
 
-Result<std::vector<Sample>> Tensor::Impl::ReadRange(uint64_t begin, uint64_t end) const {
+Result<std::vector<Sample>> Tensor::Impl::ReadRange(uint64_t begin,
+                                                    uint64_t end) const {
   if (begin > end || end > size()) {
     return OutOfRange(Where() + ": range [" + std::to_string(begin) + ", " +
                       std::to_string(end) + ") outside the tensor (length " +
@@ -540,13 +594,16 @@ Result<std::vector<Sample>> Tensor::Impl::ReadRange(uint64_t begin, uint64_t end
     }
     // All requested samples of this chunk with one range read.
     auto header_or = Header(entry.chunk);
-    if (!header_or.ok()) return header_or.status().WithContext(ChunkWhere(entry.chunk));
+    if (!header_or.ok())
+      return header_or.status().WithContext(ChunkWhere(entry.chunk));
     const auto& header = *header_or;
-    const uint64_t stop = std::min(end, entry.first_sample + entry.chunk.num_samples);
+    const uint64_t stop =
+        std::min(end, entry.first_sample + entry.chunk.num_samples);
     const SampleLayout& layout = header->layout();
     const ByteRange first_range = layout.range(i - entry.first_sample);
     const ByteRange last_range = layout.range(stop - 1 - entry.first_sample);
-    const ByteRange span{first_range.offset, last_range.end() - first_range.offset};
+    const ByteRange span{first_range.offset,
+                         last_range.end() - first_range.offset};
     Buffer blocks;
     uint64_t base = 0;
     if (span.size > 0) {
@@ -562,8 +619,8 @@ Result<std::vector<Sample>> Tensor::Impl::ReadRange(uint64_t begin, uint64_t end
       Buffer stored = r.size ? blocks.Slice(r.offset - base, r.size) : Buffer();
       auto sample = DecodeSample(std::move(stored), layout.shape(j));
       if (!sample.ok()) {
-        return sample.status().WithContext(ChunkWhere(entry.chunk) + ": sample " +
-                                           std::to_string(i));
+        return sample.status().WithContext(ChunkWhere(entry.chunk) +
+                                           ": sample " + std::to_string(i));
       }
       out.push_back(std::move(*sample));
     }
@@ -578,12 +635,15 @@ Result<Sample> Tensor::Impl::ReadTiled(const TiledSample& tiled,
   const size_t item = DTypeSize(*meta_.spec.dtype);
   Shape out_shape = tiled.shape;
   for (size_t d = 0; d < rank; ++d) out_shape[d] = hi[d] - lo[d];
-  SHOAL_ASSIGN_OR_RETURN(uint64_t out_bytes, out_shape.ByteSize(*meta_.spec.dtype));
+  SHOAL_ASSIGN_OR_RETURN(uint64_t out_bytes,
+                         out_shape.ByteSize(*meta_.spec.dtype));
   if (tiled.shape.num_elements() * item > (1ull << 40)) {
-    return Corruption("tiled sample shape " + tiled.shape.ToString() + " is implausible");
+    return Corruption("tiled sample shape " + tiled.shape.ToString() +
+                      " is implausible");
   }
   SHOAL_ASSIGN_OR_RETURN(MutableBuffer out, MutableBuffer::Allocate(out_bytes));
-  if (out_bytes == 0) return Sample{*meta_.spec.dtype, out_shape, std::move(out).Freeze()};
+  if (out_bytes == 0)
+    return Sample{*meta_.spec.dtype, out_shape, std::move(out).Freeze()};
   // The range of tile coordinates that overlap [lo, hi).
   const Shape grid = tiled.Grid();
   uint64_t t_lo[Shape::kMaxRank], t_hi[Shape::kMaxRank], pos[Shape::kMaxRank];
@@ -599,17 +659,20 @@ Result<Sample> Tensor::Impl::ReadTiled(const TiledSample& tiled,
     auto header_or = Header(ref);
     if (!header_or.ok()) return header_or.status().WithContext(ChunkWhere(ref));
     const auto& header = *header_or;
-    if (header->num_samples() != 1) return Corruption(ChunkWhere(ref) + ": a tile chunk holds one sample");
+    if (header->num_samples() != 1)
+      return Corruption(ChunkWhere(ref) + ": a tile chunk holds one sample");
     Shape expect = tiled.tile_shape;
     uint64_t tile_origin[Shape::kMaxRank];
     for (size_t d = 0; d < rank; ++d) {
       tile_origin[d] = pos[d] * tiled.tile_shape[d];
-      expect[d] = std::min(tiled.tile_shape[d], tiled.shape[d] - tile_origin[d]);
+      expect[d] =
+          std::min(tiled.tile_shape[d], tiled.shape[d] - tile_origin[d]);
     }
     const Shape tile_shape = header->layout().shape(0);
     if (tile_shape != expect) {
-      return Corruption(ChunkWhere(ref) + ": tile shape " + tile_shape.ToString() +
-                        ", expected " + expect.ToString());
+      return Corruption(ChunkWhere(ref) + ": tile shape " +
+                        tile_shape.ToString() + ", expected " +
+                        expect.ToString());
     }
     const ByteRange range = header->layout().range(0);
     Buffer stored;
@@ -630,8 +693,8 @@ Result<Sample> Tensor::Impl::ReadTiled(const TiledSample& tiled,
       dst_origin[d] = a - lo[d];
       extent[d] = b - a;
     }
-    internal::CopyBox(tile->data.data(), tile_shape, src_origin, out.data(), out_shape,
-                      dst_origin, extent, item);
+    internal::CopyBox(tile->data.data(), tile_shape, src_origin, out.data(),
+                      out_shape, dst_origin, extent, item);
     size_t d = rank;
     while (d-- > 0) {
       if (++pos[d] < t_hi[d]) break;
@@ -642,17 +705,20 @@ Result<Sample> Tensor::Impl::ReadTiled(const TiledSample& tiled,
   return Sample{*meta_.spec.dtype, out_shape, std::move(out).Freeze()};
 }
 
-Result<Sample> Tensor::Impl::ReadRegion(uint64_t index, std::span<const uint64_t> lo,
+Result<Sample> Tensor::Impl::ReadRegion(uint64_t index,
+                                        std::span<const uint64_t> lo,
                                         std::span<const uint64_t> hi) const {
   SHOAL_ASSIGN_OR_RETURN(Shape shape, ReadShape(index));
   if (lo.size() != shape.rank() || hi.size() != shape.rank()) {
-    return InvalidArgument(Where() + ": region rank does not match sample shape " +
+    return InvalidArgument(Where() +
+                           ": region rank does not match sample shape " +
                            shape.ToString());
   }
   for (size_t d = 0; d < shape.rank(); ++d) {
     if (lo[d] > hi[d] || hi[d] > shape[d]) {
-      return InvalidArgument(Where() + ": region outside sample " + std::to_string(index) +
-                             " of shape " + shape.ToString());
+      return InvalidArgument(Where() + ": region outside sample " +
+                             std::to_string(index) + " of shape " +
+                             shape.ToString());
     }
   }
   if (index < index_.num_samples()) {
@@ -671,15 +737,16 @@ Result<Sample> Tensor::Impl::ReadRegion(uint64_t index, std::span<const uint64_t
   SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, out_shape.ByteSize(whole.dtype));
   SHOAL_ASSIGN_OR_RETURN(MutableBuffer out, MutableBuffer::Allocate(bytes));
   const uint64_t zero[Shape::kMaxRank] = {};
-  internal::CopyBox(whole.data.data(), whole.shape, lo.data(), out.data(), out_shape, zero,
-                    out_shape, DTypeSize(whole.dtype));
+  internal::CopyBox(whole.data.data(), whole.shape, lo.data(), out.data(),
+                    out_shape, zero, out_shape, DTypeSize(whole.dtype));
   return Sample{whole.dtype, out_shape, std::move(out).Freeze()};
 }
 
 Result<Shape> Tensor::Impl::ReadShape(uint64_t index) const {
   if (index >= size()) {
     return OutOfRange(Where() + ": sample " + std::to_string(index) +
-                      " is past the end (length " + std::to_string(size()) + ")");
+                      " is past the end (length " + std::to_string(size()) +
+                      ")");
   }
   if (shape_tensor_ == nullptr) {
     // Hidden tensors describe themselves through their chunk headers.
@@ -687,13 +754,16 @@ Result<Shape> Tensor::Impl::ReadShape(uint64_t index) const {
     return stored.shape;
   }
   SHOAL_ASSIGN_OR_RETURN(Sample dims, shape_tensor_->impl_->Read(index, {}));
-  if (dims.shape.rank() != 1 || dims.shape[0] != static_cast<uint64_t>(std::max(meta_.spec.rank, 0)) ||
+  if (dims.shape.rank() != 1 ||
+      dims.shape[0] != static_cast<uint64_t>(std::max(meta_.spec.rank, 0)) ||
       dims.data.size() != dims.shape[0] * 4) {
-    return Corruption(Where() + ": shape record of sample " + std::to_string(index) +
+    return Corruption(Where() + ": shape record of sample " +
+                      std::to_string(index) +
                       " does not match the tensor's rank");
   }
   uint64_t out[Shape::kMaxRank];
-  for (size_t d = 0; d < dims.shape[0]; ++d) out[d] = DecodeU32(dims.data.data() + 4 * d);
+  for (size_t d = 0; d < dims.shape[0]; ++d)
+    out[d] = DecodeU32(dims.data.data() + 4 * d);
   return Shape(std::span<const uint64_t>(out, dims.shape[0]));
 }
 
@@ -708,7 +778,8 @@ Result<std::string> Tensor::Impl::ReadInfo(uint64_t index) const {
 Result<Buffer> Tensor::Impl::ReadStored(uint64_t index) const {
   if (index >= size()) {
     return OutOfRange(Where() + ": sample " + std::to_string(index) +
-                      " is past the end (length " + std::to_string(size()) + ")");
+                      " is past the end (length " + std::to_string(size()) +
+                      ")");
   }
   SHOAL_ASSIGN_OR_RETURN(Stored stored, StoredSample(index));
   return std::move(stored.bytes);
@@ -723,32 +794,48 @@ bool Tensor::hidden() const { return impl_->meta().hidden; }
 uint64_t Tensor::size() const { return impl_->size(); }
 TensorStats Tensor::stats() const {
   const auto& m = impl_->meta();
-  return {m.length, m.num_chunks, m.raw_bytes, m.stored_bytes, m.min_shape, m.max_shape};
+  return {m.length,       m.num_chunks, m.raw_bytes,
+          m.stored_bytes, m.min_shape,  m.max_shape};
 }
-Status Tensor::Append(const Shape& shape, ByteSpan data, std::string_view info_json) {
-  if (hidden()) return InvalidArgument(impl_->Where() + ": hidden tensors are written by their parent");
+Status Tensor::Append(const Shape& shape, ByteSpan data,
+                      std::string_view info_json) {
+  if (hidden())
+    return InvalidArgument(impl_->Where() +
+                           ": hidden tensors are written by their parent");
   return impl_->Append(shape, data, info_json);
 }
-Status Tensor::AppendBatch(const Shape& sample_shape, uint64_t count, ByteSpan data) {
-  if (hidden()) return InvalidArgument(impl_->Where() + ": hidden tensors are written by their parent");
+Status Tensor::AppendBatch(const Shape& sample_shape, uint64_t count,
+                           ByteSpan data) {
+  if (hidden())
+    return InvalidArgument(impl_->Where() +
+                           ": hidden tensors are written by their parent");
   return impl_->AppendBatch(sample_shape, count, data);
 }
 Status Tensor::AppendBatch(std::span<const Shape> shapes, ByteSpan data) {
-  if (hidden()) return InvalidArgument(impl_->Where() + ": hidden tensors are written by their parent");
+  if (hidden())
+    return InvalidArgument(impl_->Where() +
+                           ": hidden tensors are written by their parent");
   return impl_->AppendBatch(shapes, data);
 }
 Result<Sample> Tensor::Read(uint64_t index, const ReadOptions& options) const {
   return impl_->Read(index, options);
 }
-Result<std::vector<Sample>> Tensor::ReadRange(uint64_t begin, uint64_t end) const {
+Result<std::vector<Sample>> Tensor::ReadRange(uint64_t begin,
+                                              uint64_t end) const {
   return impl_->ReadRange(begin, end);
 }
 Result<Sample> Tensor::ReadRegion(uint64_t index, std::span<const uint64_t> lo,
                                   std::span<const uint64_t> hi) const {
   return impl_->ReadRegion(index, lo, hi);
 }
-Result<Shape> Tensor::ReadShape(uint64_t index) const { return impl_->ReadShape(index); }
-Result<std::string> Tensor::ReadInfo(uint64_t index) const { return impl_->ReadInfo(index); }
-Result<Buffer> Tensor::ReadStored(uint64_t index) const { return impl_->ReadStored(index); }
+Result<Shape> Tensor::ReadShape(uint64_t index) const {
+  return impl_->ReadShape(index);
+}
+Result<std::string> Tensor::ReadInfo(uint64_t index) const {
+  return impl_->ReadInfo(index);
+}
+Result<Buffer> Tensor::ReadStored(uint64_t index) const {
+  return impl_->ReadStored(index);
+}
 
 }  // namespace shoal

@@ -20,10 +20,18 @@ using Kind = VerifyProblem::Kind;
 std::string VerifyProblem::ToString() const {
   const char* name = "";
   switch (kind) {
-    case Kind::kCorrupt: name = "corrupt"; break;
-    case Kind::kMissing: name = "missing"; break;
-    case Kind::kInconsistent: name = "inconsistent"; break;
-    case Kind::kOrphan: name = "orphan"; break;
+    case Kind::kCorrupt:
+      name = "corrupt";
+      break;
+    case Kind::kMissing:
+      name = "missing";
+      break;
+    case Kind::kInconsistent:
+      name = "inconsistent";
+      break;
+    case Kind::kOrphan:
+      name = "orphan";
+      break;
   }
   return std::string(name) + ": " + object + ": " + message;
 }
@@ -43,6 +51,9 @@ class Verifier {
   }
   // Reads and checks `key`; NotFound becomes a kMissing problem.
   Result<Buffer> ReadObject(const std::string& key);
+  // Reads and checks a tensor's chunk index (first pass, so that the number
+  // of chunks is known before any is read).
+  void LoadIndex(const TensorMeta& meta);
   void VerifyTensor(const TensorMeta& meta);
   // Checks one chunk; appends its sample shapes to `shapes` (as runs).
   void VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
@@ -66,6 +77,7 @@ class Verifier {
   // Tensors whose index could not be read: which of their chunks are
   // referenced is unknown, so none of them is called an orphan.
   std::set<uint32_t> unindexed_;
+  std::map<uint32_t, internal::TensorIndex> indexes_;
 };
 
 Result<Buffer> Verifier::ReadObject(const std::string& key) {
@@ -104,12 +116,14 @@ VerifyReport Verifier::Run() {
   }
   for (const auto& t : meta->tensors) {
     if (by_id_.count(t.id)) {
-      Problem(Kind::kInconsistent, head->meta_key, "two tensors with id " + std::to_string(t.id));
+      Problem(Kind::kInconsistent, head->meta_key,
+              "two tensors with id " + std::to_string(t.id));
       continue;
     }
     by_id_[t.id] = &t;
     ++report_.tensors;
   }
+  for (const auto& t : meta->tensors) LoadIndex(t);
   // Shape tensors first, so data tensors can be compared against them.
   for (const auto& t : meta->tensors) {
     if (t.hidden) VerifyTensor(t);
@@ -124,18 +138,18 @@ VerifyReport Verifier::Run() {
   return std::move(report_);
 }
 
-void Verifier::VerifyTensor(const TensorMeta& meta) {
+void Verifier::LoadIndex(const TensorMeta& meta) {
   const std::string where = "tensor '" + meta.spec.name + "'";
-  tensor_ok_[meta.id] = false;
   if (meta.index_key.empty()) {
     if (meta.length != 0) {
-      Problem(Kind::kInconsistent, where, std::to_string(meta.length) + " samples but no index");
+      Problem(Kind::kInconsistent, where,
+              std::to_string(meta.length) + " samples but no index");
     }
-    tensor_ok_[meta.id] = meta.length == 0;
     return;
   }
   if (meta.spec.rank < 0 || !meta.spec.dtype) {
     Problem(Kind::kCorrupt, where, "has chunks but no rank");
+    unindexed_.insert(meta.id);
     return;
   }
   auto bytes = ReadObject(meta.index_key);
@@ -143,10 +157,12 @@ void Verifier::VerifyTensor(const TensorMeta& meta) {
     unindexed_.insert(meta.id);
     return;
   }
-  auto index = internal::TensorIndex::Decode(bytes->span(), static_cast<uint8_t>(meta.spec.rank));
+  auto index = internal::TensorIndex::Decode(
+      bytes->span(), static_cast<uint8_t>(meta.spec.rank));
   if (!index.ok()) {
     unindexed_.insert(meta.id);
-    Problem(Kind::kCorrupt, meta.index_key, where + ": " + index.status().ToString());
+    Problem(Kind::kCorrupt, meta.index_key,
+            where + ": " + index.status().ToString());
     return;
   }
   if (index->num_samples() != meta.length) {
@@ -154,10 +170,22 @@ void Verifier::VerifyTensor(const TensorMeta& meta) {
             where + ": holds " + std::to_string(index->num_samples()) +
                 " samples, the metadata says " + std::to_string(meta.length));
   }
+  for (const auto& e : index->entries())
+    total_chunks_ += e.tiled ? e.tiled->tiles.size() : 1;
+  indexes_.emplace(meta.id, std::move(*index));
+}
+
+void Verifier::VerifyTensor(const TensorMeta& meta) {
+  const std::string where = "tensor '" + meta.spec.name + "'";
+  tensor_ok_[meta.id] = meta.index_key.empty() && meta.length == 0;
+  auto found = indexes_.find(meta.id);
+  if (found == indexes_.end()) return;
+  const internal::TensorIndex* index = &found->second;
   const ByteCodecOptions codec_options{DTypeSize(*meta.spec.dtype)};
   std::shared_ptr<const ByteCodec> sample_codec, chunk_codec;
-  for (auto [spec, codec] : {std::pair{&meta.spec.sample_compression, &sample_codec},
-                             std::pair{&meta.spec.chunk_compression, &chunk_codec}}) {
+  for (auto [spec, codec] :
+       {std::pair{&meta.spec.sample_compression, &sample_codec},
+        std::pair{&meta.spec.chunk_compression, &chunk_codec}}) {
     if (spec->empty()) continue;
     auto made = MakeByteCodec(*spec, codec_options);
     if (!made.ok()) {
@@ -166,8 +194,6 @@ void Verifier::VerifyTensor(const TensorMeta& meta) {
     }
     *codec = *made;
   }
-  for (const auto& e : index->entries()) total_chunks_ += e.tiled ? e.tiled->tiles.size() : 1;
-
   const size_t problems_before = report_.problems.size();
   uint64_t stored = 0, chunks = 0;
   auto& shapes = header_shapes_[meta.id];
@@ -176,7 +202,8 @@ void Verifier::VerifyTensor(const TensorMeta& meta) {
                      : nullptr;
   for (const auto& e : index->entries()) {
     if (!e.tiled) {
-      VerifyChunk(meta, e.chunk, sample_codec.get(), chunk_codec.get(), &shapes, values);
+      VerifyChunk(meta, e.chunk, sample_codec.get(), chunk_codec.get(), &shapes,
+                  values);
       stored += e.chunk.chunk_bytes;
       ++chunks;
       continue;
@@ -185,7 +212,8 @@ void Verifier::VerifyTensor(const TensorMeta& meta) {
     // tiled sample's.
     std::vector<std::pair<uint64_t, Shape>> tile_shapes;
     for (const auto& tile : e.tiled->tiles) {
-      VerifyChunk(meta, tile, sample_codec.get(), chunk_codec.get(), &tile_shapes, nullptr);
+      VerifyChunk(meta, tile, sample_codec.get(), chunk_codec.get(),
+                  &tile_shapes, nullptr);
       stored += tile.chunk_bytes;
       ++chunks;
     }
@@ -194,16 +222,18 @@ void Verifier::VerifyTensor(const TensorMeta& meta) {
   if (report_.problems.size() == problems_before) {
     if (stored != meta.stored_bytes || chunks != meta.num_chunks) {
       Problem(Kind::kInconsistent, where,
-              "statistics say " + std::to_string(meta.num_chunks) + " chunks of " +
-                  std::to_string(meta.stored_bytes) + " bytes, the index has " +
-                  std::to_string(chunks) + " of " + std::to_string(stored));
+              "statistics say " + std::to_string(meta.num_chunks) +
+                  " chunks of " + std::to_string(meta.stored_bytes) +
+                  " bytes, the index has " + std::to_string(chunks) + " of " +
+                  std::to_string(stored));
     }
     tensor_ok_[meta.id] = true;
   }
 }
 
 void Verifier::VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
-                           const ByteCodec* sample_codec, const ByteCodec* chunk_codec,
+                           const ByteCodec* sample_codec,
+                           const ByteCodec* chunk_codec,
                            std::vector<std::pair<uint64_t, Shape>>* shapes,
                            std::vector<uint32_t>* shape_values) {
   const std::string key = internal::ChunkKey(meta.id, ref.id);
@@ -214,8 +244,9 @@ void Verifier::VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
   if (!bytes.ok()) return;
   report_.bytes += bytes->size();
   if (bytes->size() != ref.chunk_bytes) {
-    Problem(Kind::kCorrupt, key, where + ": " + std::to_string(bytes->size()) +
-                                     " bytes, the index says " + std::to_string(ref.chunk_bytes));
+    Problem(Kind::kCorrupt, key,
+            where + ": " + std::to_string(bytes->size()) +
+                " bytes, the index says " + std::to_string(ref.chunk_bytes));
     return;
   }
   auto header = ChunkHeader::Decode(bytes->span(), bytes->size());
@@ -225,18 +256,21 @@ void Verifier::VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
   }
   const ChunkHeader& h = **header;
   const ChunkFormat& f = h.format();
-  if (h.header_size() != ref.header_bytes || h.num_samples() != ref.num_samples ||
-      f.dtype != *meta.spec.dtype || f.rank != meta.spec.rank ||
+  if (h.header_size() != ref.header_bytes ||
+      h.num_samples() != ref.num_samples || f.dtype != *meta.spec.dtype ||
+      f.rank != meta.spec.rank ||
       f.sample_codec != meta.spec.sample_compression ||
       f.chunk_codec != meta.spec.chunk_compression) {
-    Problem(Kind::kInconsistent, key, where + ": header disagrees with the index or schema");
+    Problem(Kind::kInconsistent, key,
+            where + ": header disagrees with the index or schema");
     return;
   }
   Buffer data;
   if (!h.blocks().empty()) {
-    auto decoded = DecodeBlocks(h, 0, h.blocks().size() - 1,
-                                bytes->Slice(h.header_size(), h.chunk_size() - h.header_size()),
-                                chunk_codec);
+    auto decoded = DecodeBlocks(
+        h, 0, h.blocks().size() - 1,
+        bytes->Slice(h.header_size(), h.chunk_size() - h.header_size()),
+        chunk_codec);
     if (!decoded.ok()) {
       Problem(Kind::kCorrupt, key, where + ": " + decoded.status().ToString());
       return;
@@ -244,7 +278,8 @@ void Verifier::VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
     data = *decoded;
   }
   const SampleLayout& layout = h.layout();
-  for (const auto& run : layout.shape_runs()) shapes->push_back({run.count, run.shape});
+  for (const auto& run : layout.shape_runs())
+    shapes->push_back({run.count, run.shape});
   std::vector<std::byte> scratch;
   for (uint64_t i = 0; i < layout.num_samples(); ++i) {
     const Shape shape = layout.shape(i);
@@ -254,20 +289,26 @@ void Verifier::VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
     if (!raw_size.ok()) {
       problem = raw_size.status().ToString();
     } else if (sample_codec == nullptr && range.size != *raw_size) {
-      problem = "has " + std::to_string(range.size) + " bytes for shape " + shape.ToString();
+      problem = "has " + std::to_string(range.size) + " bytes for shape " +
+                shape.ToString();
     } else if (sample_codec != nullptr && options_.decode_samples) {
       if (*raw_size > std::max<uint64_t>(meta.spec.tiling_threshold == kNoTiling
-                                             ? (1ull << 31) : meta.spec.tiling_threshold,
+                                             ? (1ull << 31)
+                                             : meta.spec.tiling_threshold,
                                          0)) {
-        problem = "shape " + shape.ToString() + " exceeds the tensor's sample size limit";
+        problem = "shape " + shape.ToString() +
+                  " exceeds the tensor's sample size limit";
       } else {
         scratch.resize(*raw_size);
-        Status s = sample_codec->Decompress(data.span().subspan(range.offset, range.size), scratch);
+        Status s = sample_codec->Decompress(
+            data.span().subspan(range.offset, range.size), scratch);
         if (!s.ok()) problem = s.ToString();
       }
     }
     if (!problem.empty()) {
-      Problem(Kind::kCorrupt, key, where + ": sample " + std::to_string(i) + " of the chunk " + problem);
+      Problem(
+          Kind::kCorrupt, key,
+          where + ": sample " + std::to_string(i) + " of the chunk " + problem);
       return;
     }
     if (shape_values != nullptr) {
@@ -284,14 +325,16 @@ void Verifier::CheckHiddenShapes(const TensorMeta& data) {
   auto shape_it = by_id_.find(static_cast<uint32_t>(data.shape_tensor));
   auto info_it = by_id_.find(static_cast<uint32_t>(data.info_tensor));
   if (shape_it == by_id_.end() || info_it == by_id_.end()) {
-    Problem(Kind::kInconsistent, where, "its hidden shape or info tensor is missing");
+    Problem(Kind::kInconsistent, where,
+            "its hidden shape or info tensor is missing");
     return;
   }
   for (const TensorMeta* hidden : {shape_it->second, info_it->second}) {
     if (hidden->length != data.length) {
       Problem(Kind::kInconsistent, where,
-              "has " + std::to_string(data.length) + " samples, hidden tensor '" +
-                  hidden->spec.name + "' " + std::to_string(hidden->length));
+              "has " + std::to_string(data.length) +
+                  " samples, hidden tensor '" + hidden->spec.name + "' " +
+                  std::to_string(hidden->length));
       return;
     }
   }
@@ -303,11 +346,13 @@ void Verifier::CheckHiddenShapes(const TensorMeta& data) {
   for (const auto& [count, shape] : header_shapes_[data.id]) {
     for (uint64_t k = 0; k < count; ++k, ++sample) {
       bool match = pos + rank <= values.size();
-      for (size_t d = 0; match && d < rank; ++d) match = values[pos + d] == shape[d];
+      for (size_t d = 0; match && d < rank; ++d)
+        match = values[pos + d] == shape[d];
       if (!match) {
         Problem(Kind::kInconsistent, where,
-                "sample " + std::to_string(sample) + " has shape " + shape.ToString() +
-                    " in its chunk but another in '" + shape_it->second->spec.name + "'");
+                "sample " + std::to_string(sample) + " has shape " +
+                    shape.ToString() + " in its chunk but another in '" +
+                    shape_it->second->spec.name + "'");
         return;
       }
       pos += rank;
@@ -322,7 +367,8 @@ void Verifier::FindOrphans() {
   for (const char* prefix : {"meta/", "index/", "chunks/"}) {
     auto keys = store_->List(prefix);
     if (!keys.ok()) {
-      Problem(Kind::kCorrupt, prefix, "cannot list: " + keys.status().ToString());
+      Problem(Kind::kCorrupt, prefix,
+              "cannot list: " + keys.status().ToString());
       continue;
     }
     for (const auto& key : *keys) {
@@ -330,23 +376,26 @@ void Verifier::FindOrphans() {
       bool unknown = false;
       for (uint32_t id : unindexed_) {
         const std::string tid = std::to_string(id) + "/";
-        unknown = unknown || key.starts_with("chunks/" + tid) || key.starts_with("index/" + tid);
+        unknown = unknown || key.starts_with("chunks/" + tid) ||
+                  key.starts_with("index/" + tid);
       }
       if (unknown) continue;
       if (may_delete && store_->Delete(key).ok()) {
         ++report_.orphans_removed;
         continue;
       }
-      Problem(Kind::kOrphan, key, "not referenced by commit " + std::to_string(report_.commit) +
-                                      " (left by an interrupted write; --repair removes it)");
+      Problem(Kind::kOrphan, key,
+              "not referenced by commit " + std::to_string(report_.commit) +
+                  " (left by an interrupted write; --repair removes it)");
     }
   }
 }
 
 }  // namespace
 
-Result<VerifyReport> VerifyDataset(std::string_view url, const VerifyOptions& options) {
-  SHOAL_ASSIGN_OR_RETURN(auto store, OpenStore(url));
+Result<VerifyReport> VerifyDataset(std::string_view url,
+                                   const VerifyOptions& options) {
+  SHOAL_ASSIGN_OR_RETURN(auto store, OpenStore(url, {.create = false}));
   return Verifier(std::move(store), options).Run();
 }
 

@@ -48,10 +48,10 @@ uint64_t ChunkSizedBatch(const BenchPlan& plan) {
   uint64_t batch = UINT64_MAX;
   for (const Tensor* t : plan.tensors) {
     const TensorStats stats = t->stats();
-    const uint64_t sample_bytes =
-        std::max<uint64_t>(1, stats.raw_bytes / std::max<uint64_t>(1, stats.num_samples));
-    batch = std::min(batch, std::max<uint64_t>(1, t->spec().max_chunk_bytes /
-                                                      sample_bytes));
+    const uint64_t sample_bytes = std::max<uint64_t>(
+        1, stats.raw_bytes / std::max<uint64_t>(1, stats.num_samples));
+    batch = std::min(
+        batch, std::max<uint64_t>(1, t->spec().max_chunk_bytes / sample_bytes));
   }
   return batch;
 }
@@ -68,7 +68,8 @@ Result<BenchResult> RunSequential(const BenchPlan& plan) {
     const uint64_t n =
         std::min({batch, plan.rows - result.rows, plan.length - position});
     for (const Tensor* t : plan.tensors) {
-      SHOAL_ASSIGN_OR_RETURN(auto samples, t->ReadRange(position, position + n));
+      SHOAL_ASSIGN_OR_RETURN(auto samples,
+                             t->ReadRange(position, position + n));
       for (const Sample& s : samples) result.bytes += s.data.size();
     }
     result.rows += n;
@@ -162,8 +163,8 @@ void PrintResult(const BenchOptions& options, const BenchPlan& plan,
     nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
     for (const Tensor* t : plan.tensors) tensors.push_back(t->name());
     const nlohmann::ordered_json out = {
-        {"mode", options.mode},     {"tensors", tensors},
-        {"samples", result.rows},   {"bytes", result.bytes},
+        {"mode", options.mode},      {"tensors", tensors},
+        {"samples", result.rows},    {"bytes", result.bytes},
         {"seconds", result.seconds}, {"samples_per_s", rows_per_s},
         {"mb_per_s", mb_per_s},
     };
@@ -225,9 +226,8 @@ void AddBenchCommand(CLI::App& app, CommandRun* run) {
   cmd->add_flag("--json", options->json,
                 "Print one JSON object: mode, tensors, samples, bytes, "
                 "seconds, samples_per_s, mb_per_s");
-  cmd->callback([options, run] {
-    *run = [options] { return RunBench(*options); };
-  });
+  cmd->callback(
+      [options, run] { *run = [options] { return RunBench(*options); }; });
 }
 
 }  // namespace shoal::tools

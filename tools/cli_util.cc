@@ -10,26 +10,7 @@
 #include "tools/commands.h"
 
 namespace shoal::tools {
-namespace {
-
-// The directory a file-store URL names, or "" for other schemes.
-std::string LocalPath(const std::string& url) {
-  constexpr std::string_view kFileScheme = "file://";
-  if (url.starts_with(kFileScheme)) return url.substr(kFileScheme.size());
-  if (url.find("://") == std::string::npos) return url;
-  return "";
-}
-
-}  // namespace
-
 Result<std::unique_ptr<Dataset>> OpenForReading(const std::string& url) {
-  // The file store creates a missing root directory when opened; a command
-  // that only reads must not leave an empty directory behind for a typo.
-  const std::string path = LocalPath(url);
-  std::error_code error;
-  if (!path.empty() && !std::filesystem::is_directory(path, error)) {
-    return NotFound("no dataset at '" + url + "' (no such directory)");
-  }
   return Dataset::Open(url, {.read_only = true});
 }
 
@@ -42,8 +23,12 @@ Result<Tensor*> FindTensor(const Dataset& dataset, std::string_view name) {
     names += t->name();
   }
   return NotFound("dataset '" + dataset.url() + "' has no tensor '" +
-                  std::string(name) + "' (tensors: " +
-                  (names.empty() ? "none" : names) + ")");
+                  std::string(name) +
+                  "' (tensors: " + (names.empty() ? "none" : names) + ")");
+}
+
+std::string Count(uint64_t n, std::string_view noun) {
+  return std::to_string(n) + " " + std::string(noun) + (n == 1 ? "" : "s");
 }
 
 std::string FormatBytes(uint64_t bytes) {
@@ -65,7 +50,7 @@ std::string FormatBytes(uint64_t bytes) {
 }
 
 std::string FormatRatio(uint64_t raw, uint64_t stored) {
-  if (stored == 0) return "-";
+  if (raw == 0 || stored == 0) return "-";
   char out[32];
   std::snprintf(out, sizeof(out), "%.2f",
                 static_cast<double>(raw) / static_cast<double>(stored));
@@ -101,11 +86,11 @@ Progress::~Progress() { Finish(); }
 void Progress::Update(uint64_t done, uint64_t total, uint64_t bytes) {
   if (!enabled_) return;
   const double now = clock_.seconds();
-  // Redrawing costs a write(2); ten times a second is smooth enough.
-  if (last_draw_ >= 0 && now - last_draw_ < 0.1 && done < total) return;
+  // Redrawing costs a write(2); ten times a second is smooth enough. The
+  // last state need not be drawn: Finish() erases the line anyway.
+  if (last_draw_ >= 0 && now - last_draw_ < 0.1) return;
   last_draw_ = now;
-  const int percent =
-      total == 0 ? 100 : static_cast<int>(100.0 * done / total);
+  const int percent = total == 0 ? 100 : static_cast<int>(100.0 * done / total);
   std::string line = "\r" + what_ + ": " + std::to_string(done) + "/" +
                      std::to_string(total) + " " + unit_ + " (" +
                      std::to_string(percent) + "%)";

@@ -50,9 +50,11 @@ Result<std::unique_ptr<Dataset>> OpenForReading(const std::string& url);
 /// lists the visible tensors, so a typo is easy to fix.
 Result<Tensor*> FindTensor(const Dataset& dataset, std::string_view name);
 
+/// "1 problem", "3 problems".
+std::string Count(uint64_t n, std::string_view noun);
 /// "47.0 MB": decimal units (1 MB = 10^6 bytes), matching MB/s.
 std::string FormatBytes(uint64_t bytes);
-/// raw / stored with two decimals, "-" when stored is 0.
+/// raw / stored with two decimals, "-" when either is 0.
 std::string FormatRatio(uint64_t raw, uint64_t stored);
 /// Bytes per second in MB/s with one decimal.
 std::string FormatRate(double bytes, double seconds);

@@ -1,7 +1,7 @@
 // `shoal get`: one sample out of a dataset, as a NumPy .npy file (decoded),
 // as the bytes stored in the chunk (--raw), or its info JSON (--info).
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
 #include <string>
 
 #include "tools/commands.h"
@@ -9,6 +9,13 @@
 
 namespace shoal::tools {
 namespace {
+
+// CLI11 turns "-1" into 2^64-1 for an unsigned option; refuse it as typed.
+const CLI::Validator kNotNegative(
+    [](std::string& value) -> std::string {
+      return value.starts_with('-') ? "must not be negative, got " + value : "";
+    },
+    "", "not negative");
 
 struct GetOptions {
   std::string dataset;
@@ -19,12 +26,18 @@ struct GetOptions {
   bool info = false;
 };
 
+// Like WriteNpyFile, leaves no partial file behind on failure.
 Status WriteRawFile(const std::string& path, ByteSpan bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  out.close();
-  if (!out) return IOError("cannot write " + path);
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  if (file == nullptr) return ErrnoStatus("open " + path, errno);
+  const bool written =
+      std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size();
+  const int write_errno = errno;
+  if (std::fclose(file) != 0 || !written) {
+    const int saved = written ? errno : write_errno;
+    std::remove(path.c_str());
+    return ErrnoStatus("write " + path, saved);
+  }
   return Status::OK();
 }
 
@@ -33,9 +46,8 @@ Result<int> RunGet(const GetOptions& options) {
   SHOAL_ASSIGN_OR_RETURN(Tensor * tensor, FindTensor(*dataset, options.tensor));
   if (options.index >= tensor->size()) {
     return OutOfRange("tensor '" + tensor->name() + "' has " +
-                      std::to_string(tensor->size()) +
-                      " samples; index " + std::to_string(options.index) +
-                      " is out of range");
+                      std::to_string(tensor->size()) + " samples; index " +
+                      std::to_string(options.index) + " is out of range");
   }
   if (options.info) {
     SHOAL_ASSIGN_OR_RETURN(std::string info, tensor->ReadInfo(options.index));
@@ -69,7 +81,8 @@ void AddGetCommand(CLI::App& app, CommandRun* run) {
                   "The tensor's name (hidden tensors too, e.g. _shape/images)")
       ->required();
   cmd->add_option("INDEX", options->index, "The sample's index, from 0")
-      ->required();
+      ->required()
+      ->check(kNotNegative);
   cmd->add_option("-o,--output", options->output,
                   "The file to write: a .npy file, or with --raw any file");
   cmd->add_flag("--raw", options->raw,

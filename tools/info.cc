@@ -93,10 +93,10 @@ Result<int> RunInfo(const InfoOptions& options) {
   const std::vector<Tensor*> tensors = dataset->tensors(options.hidden);
   if (options.json) {
     nlohmann::ordered_json out = {{"url", dataset->url()},
-                          {"commit", dataset->commit()},
-                          {"len", dataset->len()},
-                          {"max_len", dataset->max_len()},
-                          {"tensors", nlohmann::ordered_json::array()}};
+                                  {"commit", dataset->commit()},
+                                  {"len", dataset->len()},
+                                  {"max_len", dataset->max_len()},
+                                  {"tensors", nlohmann::ordered_json::array()}};
     for (const Tensor* t : tensors) out["tensors"].push_back(TensorJson(*t));
     std::printf("%s\n", out.dump(2).c_str());
     return kExitOk;
@@ -123,8 +123,8 @@ Result<int> RunInfo(const InfoOptions& options) {
 
 void AddInfoCommand(CLI::App& app, CommandRun* run) {
   auto options = std::make_shared<InfoOptions>();
-  CLI::App* cmd = app.add_subcommand(
-      "info", "Describe a dataset and its tensors");
+  CLI::App* cmd =
+      app.add_subcommand("info", "Describe a dataset and its tensors");
   cmd->footer(
       "Prints the dataset's URL, commit, len and max_len, then per tensor: "
       "htype, dtype, sample and chunk compression, length, min and max "
@@ -137,9 +137,8 @@ void AddInfoCommand(CLI::App& app, CommandRun* run) {
                 "tensors list their class names)");
   cmd->add_flag("--hidden", options->hidden,
                 "Also list the hidden tensors (_shape/..., _info/...)");
-  cmd->callback([options, run] {
-    *run = [options] { return RunInfo(*options); };
-  });
+  cmd->callback(
+      [options, run] { *run = [options] { return RunInfo(*options); }; });
 }
 
 }  // namespace shoal::tools

@@ -5,11 +5,10 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "codecs/byte_codec.h"
 #include "tools/commands.h"
@@ -119,10 +118,10 @@ Status CheckLabels(const IdxArray& labels, const std::string& path,
                            "unsigned bytes (IDX type 0x08)");
   }
   if (labels.dims[0] != num_images) {
-    return InvalidArgument(
-        "the image and label counts differ: " + images_path + " has " +
-        std::to_string(num_images) + " images, " + path + " has " +
-        std::to_string(labels.dims[0]) + " labels");
+    return InvalidArgument("the image and label counts differ: " + images_path +
+                           " has " + std::to_string(num_images) + " images, " +
+                           path + " has " + std::to_string(labels.dims[0]) +
+                           " labels");
   }
   return Status::OK();
 }
@@ -207,7 +206,7 @@ Status CreateTensors(Dataset& dataset, const IngestIdxOptions& options,
 
 // Appends samples [begin, begin + n). Without info this is one columnar
 // append; with info each image is appended alone (the columnar path takes
-// no info), which costs about 1.5 us per sample.
+// no info), which costs about 0.7 us per sample.
 Status AppendIdxBatch(Dataset& dataset, const IdxSource& source,
                       bool record_info, uint64_t begin, uint64_t n,
                       std::vector<uint32_t>& label_buffer) {
@@ -254,8 +253,8 @@ struct IngestTotals {
 };
 
 Result<IngestTotals> IngestIdx(const IngestIdxOptions& options) {
-  // Everything that can be wrong with the input is found before the dataset
-  // is created: a failed ingest must not leave a half-filled dataset.
+  // The input is read and checked before the dataset is created (or an
+  // existing one replaced), so that bad input leaves nothing behind.
   SHOAL_ASSIGN_OR_RETURN(IdxSource source, ReadIdxSource(options));
   SHOAL_ASSIGN_OR_RETURN(
       auto dataset,
@@ -303,8 +302,7 @@ Result<int> RunIngestIdx(const IngestIdxOptions& options) {
 // the usage line of `ingest idx` is written out.
 class IngestIdxFormatter : public CLI::Formatter {
  public:
-  std::string make_usage(const CLI::App* app,
-                         std::string name) const override {
+  std::string make_usage(const CLI::App* app, std::string name) const override {
     return "Usage: " + name +
            " [OPTIONS] IMAGES_IDX[.gz] [LABELS_IDX[.gz]] DS\n";
   }
@@ -313,13 +311,7 @@ class IngestIdxFormatter : public CLI::Formatter {
 void AddIngestIdxCommand(CLI::App& ingest, CommandRun* run) {
   auto options = std::make_shared<IngestIdxOptions>();
   CLI::App* cmd = ingest.add_subcommand(
-      "idx",
-      "Ingest IDX files (MNIST, Fashion-MNIST), plain or gzip-compressed.\n"
-      "Images become the tensor 'images' (htype image, uint8, samples "
-      "[H, W, 1]; [N, H, W, C] files give [H, W, C]); labels become "
-      "'labels' (htype class_label, uint32 scalars).\n"
-      "Each image's info JSON records its source: {\"source\": \"<images "
-      "file name>\", \"index\": i}.");
+      "idx", "Ingest IDX files (MNIST, Fashion-MNIST), plain or .gz");
   cmd->formatter(std::make_shared<IngestIdxFormatter>());
   cmd->add_option("files", options->paths,
                   "IMAGES_IDX[.gz] [LABELS_IDX[.gz]] DS: the images file, "
@@ -344,8 +336,10 @@ void AddIngestIdxCommand(CLI::App& ingest, CommandRun* run) {
                 "Replace a dataset that exists at DS");
   cmd->add_flag("--no-info", options->no_info,
                 "Record no info JSON, so that whole batches are appended at "
-                "once instead of image by image: about 1.5 us less per image "
-                "(0.1 s of the ~0.5 s that 60,000 Fashion-MNIST images take)");
+                "once instead of image by image: about 0.7 us less per image "
+                "(60,000 Fashion-MNIST images from plain IDX files with lz4: "
+                "0.15 s instead of 0.19 s; gunzipping .gz files takes longer "
+                "than either)");
   cmd->add_option("--chunk-bytes", options->chunk_bytes,
                   "Target size of a chunk's sample data, 4 KiB .. 2 GiB "
                   "(suffixes k, M, G are powers of 1024)")
@@ -353,6 +347,12 @@ void AddIngestIdxCommand(CLI::App& ingest, CommandRun* run) {
       ->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 31))
       ->capture_default_str();
   cmd->footer(
+      "Images become the tensor 'images' (htype image, uint8, samples "
+      "[H, W, 1]; [N, H, W, C] files give [H, W, C]); labels become "
+      "'labels' (htype class_label, uint32 scalars). Each image's info JSON "
+      "records its source: {\"source\": \"<images file name>\", \"index\": "
+      "i}. Prints a summary line: samples, seconds, samples/s, MB/s of "
+      "sample bytes, stored bytes (all tensors) and ratio.\n\n"
       "Example:\n  shoal ingest idx train-images-idx3-ubyte.gz "
       "train-labels-idx1-ubyte.gz /data/fmnist --class-names fashion-mnist");
   cmd->callback([options, run] {

@@ -1,10 +1,11 @@
 // `shoal verify`: checks a dataset end to end (format/verify.h) and prints
 // every problem found, one per line, then a summary. The exit status says
 // whether the dataset is sound, so scripts can use it as a check.
+#include "format/verify.h"
+
 #include <cstdio>
 #include <string>
 
-#include "format/verify.h"
 #include "tools/commands.h"
 
 namespace shoal::tools {
@@ -17,48 +18,50 @@ struct VerifyCommandOptions {
   bool quiet = false;
 };
 
-Result<VerifyReport> VerifyOnce(const VerifyCommandOptions& options,
-                                bool repair) {
+bool HasOrphans(const VerifyReport& report) {
+  for (const VerifyProblem& problem : report.problems) {
+    if (problem.kind == VerifyProblem::Kind::kOrphan) return true;
+  }
+  return false;
+}
+
+Result<int> RunVerify(const VerifyCommandOptions& options) {
+  // The file store creates a missing directory when opened, which a check
+  // must not do; this also gives a clear message for a mistyped path.
+  SHOAL_RETURN_IF_ERROR(OpenForReading(options.dataset).status());
   Progress progress("verify", "chunks");
   VerifyOptions verify_options;
   verify_options.decode_samples = options.decode;
-  verify_options.repair = repair;
+  verify_options.repair = options.repair;
   if (!options.quiet) {
     verify_options.progress = [&progress](uint64_t done, uint64_t total) {
       progress.Update(done, total);
     };
   }
-  auto report = VerifyDataset(options.dataset, verify_options);
-  progress.Finish();
-  return report;
-}
-
-Result<int> RunVerify(const VerifyCommandOptions& options) {
-  // Like OpenForReading: opening a file store creates a missing directory,
-  // which a check must not do.
-  SHOAL_RETURN_IF_ERROR(OpenForReading(options.dataset).status());
   SHOAL_ASSIGN_OR_RETURN(VerifyReport report,
-                         VerifyOnce(options, options.repair));
-  if (report.orphans_removed > 0) {
-    if (!options.quiet) {
-      std::printf("verify: removed %llu orphan objects\n",
-                  static_cast<unsigned long long>(report.orphans_removed));
-    }
-    // The report of the repairing pass lists the orphans it removed; what is
-    // left to report is the state after the repair.
-    SHOAL_ASSIGN_OR_RETURN(report, VerifyOnce(options, /*repair=*/false));
-  }
+                         VerifyDataset(options.dataset, verify_options));
+  progress.Finish();
   if (options.quiet) return report.ok() ? kExitOk : kExitFailure;
+
+  // Removed orphans are not in report.problems; what is listed remains.
   for (const VerifyProblem& problem : report.problems) {
     std::printf("%s\n", problem.ToString().c_str());
   }
+  if (options.repair) {
+    std::printf("verify: removed %s\n",
+                Count(report.orphans_removed, "orphan object").c_str());
+    if (HasOrphans(report)) {
+      std::printf(
+          "verify: orphans are removed only when nothing else is wrong, "
+          "since other problems leave unsure which objects are in use\n");
+    }
+  }
   const std::string outcome =
-      report.ok() ? "OK" : std::to_string(report.problems.size()) + " problems";
+      report.ok() ? "OK" : Count(report.problems.size(), "problem");
   std::printf("verify: %llu chunks, %s, %llu samples checked: %s\n",
               static_cast<unsigned long long>(report.chunks),
               FormatBytes(report.bytes).c_str(),
-              static_cast<unsigned long long>(report.samples),
-              outcome.c_str());
+              static_cast<unsigned long long>(report.samples), outcome.c_str());
   return report.ok() ? kExitOk : kExitFailure;
 }
 
@@ -80,14 +83,13 @@ void AddVerifyCommand(CLI::App& app, CommandRun* run) {
                 "Also decompress every sample of tensors with sample "
                 "compression");
   cmd->add_flag("--repair", options->repair,
-                "Delete orphan objects (left by an interrupted write), then "
-                "report what remains; other problems are not repaired and "
-                "still make verify exit 1");
+                "Delete orphan objects (left by an interrupted write) when "
+                "no other problem is found; other problems are not repaired "
+                "and still make verify exit 1");
   cmd->add_flag("-q,--quiet", options->quiet,
                 "Print nothing but errors; the exit status tells the result");
-  cmd->callback([options, run] {
-    *run = [options] { return RunVerify(*options); };
-  });
+  cmd->callback(
+      [options, run] { *run = [options] { return RunVerify(*options); }; });
 }
 
 }  // namespace shoal::tools

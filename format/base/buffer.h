@@ -41,7 +41,9 @@ class Buffer {
 
   /// A new allocation holding a copy of `bytes`.
   static Buffer CopyOf(ByteSpan bytes);
-  static Buffer CopyOf(std::string_view bytes) { return CopyOf(AsBytes(bytes)); }
+  static Buffer CopyOf(std::string_view bytes) {
+    return CopyOf(AsBytes(bytes));
+  }
   /// Takes ownership of `bytes` without copying them.
   static Buffer FromVector(std::vector<std::byte> bytes);
   static Buffer FromString(std::string bytes);
@@ -71,7 +73,10 @@ class Buffer {
   friend class MutableBuffer;
   Buffer(std::shared_ptr<const void> owner, const std::byte* data, size_t size,
          size_t capacity)
-      : owner_(std::move(owner)), data_(data), size_(size), capacity_(capacity) {}
+      : owner_(std::move(owner)),
+        data_(data),
+        size_(size),
+        capacity_(capacity) {}
 
   std::shared_ptr<const void> owner_;
   const std::byte* data_ = nullptr;

@@ -44,7 +44,8 @@ class ByteWriter {
   }
   /// Overwrites 4 bytes at `offset` (for lengths known only at the end).
   void PatchU32(size_t offset, uint32_t v) {
-    for (int i = 0; i < 4; ++i) out_[offset + i] = static_cast<char>(v >> (8 * i));
+    for (int i = 0; i < 4; ++i)
+      out_[offset + i] = static_cast<char>(v >> (8 * i));
   }
 
   size_t size() const { return out_.size(); }
@@ -53,7 +54,8 @@ class ByteWriter {
 
  private:
   void PutLittleEndian(uint64_t v, int width) {
-    for (int i = 0; i < width; ++i) out_.push_back(static_cast<char>(v >> (8 * i)));
+    for (int i = 0; i < width; ++i)
+      out_.push_back(static_cast<char>(v >> (8 * i)));
   }
   std::string out_;
 };

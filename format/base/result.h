@@ -32,9 +32,18 @@ class [[nodiscard]] Result {
 
   /// Preconditions for the accessors below: ok(). Violations abort with the
   /// error, since continuing would read a value that does not exist.
-  T& value() & { CheckOk(); return std::get<1>(v_); }
-  const T& value() const& { CheckOk(); return std::get<1>(v_); }
-  T&& value() && { CheckOk(); return std::get<1>(std::move(v_)); }
+  T& value() & {
+    CheckOk();
+    return std::get<1>(v_);
+  }
+  const T& value() const& {
+    CheckOk();
+    return std::get<1>(v_);
+  }
+  T&& value() && {
+    CheckOk();
+    return std::get<1>(std::move(v_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
@@ -61,8 +70,9 @@ void Result<T>::CheckOk() const {
 /// Evaluates `rexpr` (a Result<T>); on error returns its status from the
 /// enclosing function, otherwise moves the value into `lhs` (which may be a
 /// declaration: `SHOAL_ASSIGN_OR_RETURN(auto x, F());`).
-#define SHOAL_ASSIGN_OR_RETURN(lhs, rexpr) \
-  SHOAL_ASSIGN_OR_RETURN_IMPL_(SHOAL_CONCAT_(shoal_result_, __LINE__), lhs, rexpr)
+#define SHOAL_ASSIGN_OR_RETURN(lhs, rexpr)                                  \
+  SHOAL_ASSIGN_OR_RETURN_IMPL_(SHOAL_CONCAT_(shoal_result_, __LINE__), lhs, \
+                               rexpr)
 
 #define SHOAL_ASSIGN_OR_RETURN_IMPL_(result, lhs, rexpr) \
   auto result = (rexpr);                                 \

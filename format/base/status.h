@@ -20,17 +20,17 @@ namespace shoal {
 
 enum class StatusCode : uint8_t {
   kOk = 0,
-  kInvalidArgument,    // the caller asked for something malformed
-  kNotFound,           // an object, tensor or file does not exist
-  kAlreadyExists,      // creating something that is already there
-  kOutOfRange,         // an index past the end
-  kFailedPrecondition, // e.g. a write on a read-only dataset
-  kCorruption,         // stored bytes fail a check (checksum, bounds, codec)
-  kIOError,            // the operating system refused a read or write
-  kUnimplemented,      // a valid request this build cannot serve
-  kCancelled,          // stopped on request
-  kResourceExhausted,  // a size cap or memory budget would be exceeded
-  kInternal,           // a broken invariant inside shoal (a bug)
+  kInvalidArgument,     // the caller asked for something malformed
+  kNotFound,            // an object, tensor or file does not exist
+  kAlreadyExists,       // creating something that is already there
+  kOutOfRange,          // an index past the end
+  kFailedPrecondition,  // e.g. a write on a read-only dataset
+  kCorruption,          // stored bytes fail a check (checksum, bounds, codec)
+  kIOError,             // the operating system refused a read or write
+  kUnimplemented,       // a valid request this build cannot serve
+  kCancelled,           // stopped on request
+  kResourceExhausted,   // a size cap or memory budget would be exceeded
+  kInternal,            // a broken invariant inside shoal (a bug)
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -93,10 +93,10 @@ Status ErrnoStatus(std::string_view what, int errnum);
 
 /// Evaluates `expr` (a Status); returns it from the enclosing function if it
 /// is not OK.
-#define SHOAL_RETURN_IF_ERROR(expr)                          \
-  do {                                                       \
-    ::shoal::Status shoal_status_ = (expr);                  \
-    if (!shoal_status_.ok()) return shoal_status_;           \
+#define SHOAL_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::shoal::Status shoal_status_ = (expr);        \
+    if (!shoal_status_.ok()) return shoal_status_; \
   } while (false)
 
 #endif  // SHOAL_FORMAT_BASE_STATUS_H_

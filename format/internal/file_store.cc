@@ -523,7 +523,8 @@ class FileStore final : public Store {
   std::set<std::string> dirty_;
 };
 
-Result<std::shared_ptr<Store>> OpenFileStore(std::string_view location) {
+Result<std::shared_ptr<Store>> OpenFileStore(std::string_view location,
+                                             const StoreOptions& options) {
   if (location.empty() || location.front() != '/') {
     return InvalidArgument(
         "a file:// URL needs an absolute path (file:///abs/path); use a plain "
@@ -533,6 +534,9 @@ Result<std::shared_ptr<Store>> OpenFileStore(std::string_view location) {
   while (root.size() > 1 && root.back() == '/') root.pop_back();
   struct stat st;
   if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    if (!options.create) {
+      return NotFound("no directory " + root);
+    }
     // A root created here is made durable at once, so that the chain that
     // Sync() fsyncs can stop at the root.
     std::vector<std::string> changed;

@@ -134,7 +134,10 @@ NamedStores& GetNamedStores() {
   return *named;
 }
 
-Result<std::shared_ptr<Store>> OpenMemStore(std::string_view name) {
+// mem:// stores always exist (an empty one holds no dataset), so `create`
+// changes nothing.
+Result<std::shared_ptr<Store>> OpenMemStore(std::string_view name,
+                                            const StoreOptions&) {
   if (name.empty()) {
     return InvalidArgument("mem:// needs a store name (mem://NAME)");
   }

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "format/base/coding.h"
@@ -77,7 +76,8 @@ std::string EncodeHead(const Head& head) {
 }
 
 Result<Head> DecodeHead(ByteSpan bytes) {
-  SHOAL_ASSIGN_OR_RETURN(ByteSpan payload, DecodeObject(bytes, kHeadMagic, "HEAD"));
+  SHOAL_ASSIGN_OR_RETURN(ByteSpan payload,
+                         DecodeObject(bytes, kHeadMagic, "HEAD"));
   ByteReader r(payload, "HEAD");
   Head head;
   SHOAL_ASSIGN_OR_RETURN(head.commit, r.GetU64());
@@ -90,7 +90,8 @@ Result<Head> DecodeHead(ByteSpan bytes) {
 Shape TiledSample::Grid() const {
   Shape grid = shape;
   for (size_t d = 0; d < shape.rank(); ++d) {
-    grid[d] = tile_shape[d] == 0 ? 0 : (shape[d] + tile_shape[d] - 1) / tile_shape[d];
+    grid[d] =
+        tile_shape[d] == 0 ? 0 : (shape[d] + tile_shape[d] - 1) / tile_shape[d];
   }
   return grid;
 }
@@ -149,18 +150,22 @@ std::string TensorIndex::Encode(uint8_t rank) const {
 }
 
 Result<TensorIndex> TensorIndex::Decode(ByteSpan bytes, uint8_t rank) {
-  SHOAL_ASSIGN_OR_RETURN(ByteSpan payload, DecodeObject(bytes, kIndexMagic, "chunk index"));
+  SHOAL_ASSIGN_OR_RETURN(ByteSpan payload,
+                         DecodeObject(bytes, kIndexMagic, "chunk index"));
   ByteReader r(payload, "chunk index");
   TensorIndex index;
   // Each entry takes at least 9 bytes.
-  SHOAL_ASSIGN_OR_RETURN(uint64_t n, r.GetVarintAtMost(r.remaining() / 9, "entry count"));
+  SHOAL_ASSIGN_OR_RETURN(uint64_t n,
+                         r.GetVarintAtMost(r.remaining() / 9, "entry count"));
   index.entries_.reserve(n);
   auto read_ref = [&](ChunkRef& ref) -> Status {
     SHOAL_ASSIGN_OR_RETURN(ref.id, r.GetU64());
     SHOAL_ASSIGN_OR_RETURN(ref.chunk_bytes, r.GetVarint());
-    SHOAL_ASSIGN_OR_RETURN(uint64_t header_bytes, r.GetVarintAtMost(UINT32_MAX, "header size"));
+    SHOAL_ASSIGN_OR_RETURN(uint64_t header_bytes,
+                           r.GetVarintAtMost(UINT32_MAX, "header size"));
     ref.header_bytes = static_cast<uint32_t>(header_bytes);
-    if (ref.header_bytes > ref.chunk_bytes) return r.Error("header larger than chunk");
+    if (ref.header_bytes > ref.chunk_bytes)
+      return r.Error("header larger than chunk");
     return Status::OK();
   };
   for (uint64_t i = 0; i < n; ++i) {
@@ -168,12 +173,15 @@ Result<TensorIndex> TensorIndex::Decode(ByteSpan bytes, uint8_t rank) {
     if (kind == 0) {
       ChunkRef ref;
       SHOAL_ASSIGN_OR_RETURN(ref.id, r.GetU64());
-      SHOAL_ASSIGN_OR_RETURN(ref.num_samples, r.GetVarintAtMost(1ull << 40, "sample count"));
+      SHOAL_ASSIGN_OR_RETURN(ref.num_samples,
+                             r.GetVarintAtMost(1ull << 40, "sample count"));
       SHOAL_ASSIGN_OR_RETURN(ref.chunk_bytes, r.GetVarint());
-      SHOAL_ASSIGN_OR_RETURN(uint64_t header_bytes, r.GetVarintAtMost(UINT32_MAX, "header size"));
+      SHOAL_ASSIGN_OR_RETURN(uint64_t header_bytes,
+                             r.GetVarintAtMost(UINT32_MAX, "header size"));
       ref.header_bytes = static_cast<uint32_t>(header_bytes);
       if (ref.num_samples == 0) return r.Error("empty chunk in index");
-      if (ref.header_bytes > ref.chunk_bytes) return r.Error("header larger than chunk");
+      if (ref.header_bytes > ref.chunk_bytes)
+        return r.Error("header larger than chunk");
       index.AddChunk(ref);
     } else if (kind == 1) {
       auto tiled = std::make_shared<TiledSample>();
@@ -189,11 +197,13 @@ Result<TensorIndex> TensorIndex::Decode(ByteSpan bytes, uint8_t rank) {
       tiled->tile_shape = Shape(std::span<const uint64_t>(tile, rank));
       const uint64_t expected = tiled->Grid().num_elements();
       // Each tile reference takes at least 10 bytes.
-      SHOAL_ASSIGN_OR_RETURN(uint64_t num_tiles,
-                             r.GetVarintAtMost(r.remaining() / 10, "tile count"));
+      SHOAL_ASSIGN_OR_RETURN(
+          uint64_t num_tiles,
+          r.GetVarintAtMost(r.remaining() / 10, "tile count"));
       if (num_tiles != expected) {
         return r.Error("tile count " + std::to_string(num_tiles) +
-                       " does not match the grid (" + std::to_string(expected) + ")");
+                       " does not match the grid (" + std::to_string(expected) +
+                       ")");
       }
       tiled->tiles.resize(num_tiles);
       for (auto& t : tiled->tiles) {
@@ -249,7 +259,8 @@ std::string EncodeDatasetMeta(const DatasetMeta& meta) {
 }
 
 Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes) {
-  SHOAL_ASSIGN_OR_RETURN(ByteSpan payload, DecodeObject(bytes, kMetaMagic, "dataset metadata"));
+  SHOAL_ASSIGN_OR_RETURN(ByteSpan payload,
+                         DecodeObject(bytes, kMetaMagic, "dataset metadata"));
   // nlohmann::json reports type errors by throwing; they stop here.
   try {
     const json root = json::parse(AsStringView(payload));
@@ -268,8 +279,8 @@ Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes) {
       SHOAL_ASSIGN_OR_RETURN(s.dtype, ParseDType(Get<std::string>(j, "dtype")));
       s.rank = Get<int>(j, "rank");
       if (s.rank < -1 || s.rank > static_cast<int>(Shape::kMaxRank)) {
-        return Corruption("dataset metadata: tensor '" + s.name + "' has rank " +
-                          std::to_string(s.rank));
+        return Corruption("dataset metadata: tensor '" + s.name +
+                          "' has rank " + std::to_string(s.rank));
       }
       s.sample_compression = Get<std::string>(j, "sample_compression");
       s.chunk_compression = Get<std::string>(j, "chunk_compression");

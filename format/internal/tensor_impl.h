@@ -33,7 +33,8 @@ struct DatasetContext {
   uint64_t NewId() {
     std::lock_guard<std::mutex> lock(id_mu);
     uint64_t id;
-    do id = id_rng(); while (id == 0);
+    do id = id_rng();
+    while (id == 0);
     return id;
   }
 };
@@ -63,7 +64,12 @@ class LruCache {
       order_.pop_back();
     }
   }
-  void Clear() { order_.clear(); map_.clear(); sizes_.clear(); used_ = 0; }
+  void Clear() {
+    order_.clear();
+    map_.clear();
+    sizes_.clear();
+    used_ = 0;
+  }
 
  private:
   using Entry = std::pair<Key, Value>;
@@ -125,15 +131,19 @@ class Tensor::Impl {
   Status AppendStored(const Shape& shape, ByteSpan stored, uint64_t raw_size,
                       uint64_t count);
   Status AppendTiled(const Shape& shape, ByteSpan data);
-  Status AppendHidden(const Shape& shape, uint64_t count, std::string_view info);
+  Status AppendHidden(const Shape& shape, uint64_t count,
+                      std::string_view info);
   Status LoadTailChunk();
-  Result<internal::ChunkRef> WriteChunk(const SampleLayout& layout, ByteSpan data);
+  Result<internal::ChunkRef> WriteChunk(const SampleLayout& layout,
+                                        ByteSpan data);
   void UpdateShapeStats(const Shape& shape);
 
-  Result<std::shared_ptr<const ChunkHeader>> Header(const internal::ChunkRef& ref) const;
+  Result<std::shared_ptr<const ChunkHeader>> Header(
+      const internal::ChunkRef& ref) const;
   /// Uncompressed bytes of blocks [first, last] of a chunk.
-  Result<Buffer> Blocks(const internal::ChunkRef& ref, const ChunkHeader& header,
-                        size_t first, size_t last) const;
+  Result<Buffer> Blocks(const internal::ChunkRef& ref,
+                        const ChunkHeader& header, size_t first,
+                        size_t last) const;
   /// Sample `index` as stored, with its shape and chunk (null while the
   /// sample is in the open chunk). Errors name the chunk and sample.
   struct Stored {
@@ -166,8 +176,10 @@ class Tensor::Impl {
   std::vector<std::byte> scratch_;  // compression output, reused
 
   mutable std::mutex cache_mu_;
-  mutable internal::LruCache<uint64_t, std::shared_ptr<const ChunkHeader>> headers_{4 << 20};
-  mutable internal::LruCache<std::pair<uint64_t, size_t>, Buffer> blocks_{8 << 20};
+  mutable internal::LruCache<uint64_t, std::shared_ptr<const ChunkHeader>>
+      headers_{4 << 20};
+  mutable internal::LruCache<std::pair<uint64_t, size_t>, Buffer> blocks_{
+      8 << 20};
 };
 
 }  // namespace shoal

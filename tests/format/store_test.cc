@@ -143,13 +143,15 @@ TEST(StoreRegistryTest, RegisterDispatchesAndFirstRegistrationWins) {
   const std::string scheme = "registry-test" + std::to_string(runs++);
   static std::string* seen = new std::string;
   auto factory =
-      [](std::string_view location) -> Result<std::shared_ptr<Store>> {
+      [](std::string_view location,
+         const StoreOptions&) -> Result<std::shared_ptr<Store>> {
     *seen = std::string(location);
     return OpenStore("mem://registry-test");
   };
   EXPECT_TRUE(StoreRegistry::Register(scheme, factory));
   EXPECT_FALSE(StoreRegistry::Register(
-      scheme, [](std::string_view) -> Result<std::shared_ptr<Store>> {
+      scheme,
+      [](std::string_view, const StoreOptions&) -> Result<std::shared_ptr<Store>> {
         return Internal("the second registration must not be used");
       }));
   Result<std::shared_ptr<Store>> store = OpenStore(scheme + "://some/where");
@@ -342,6 +344,16 @@ TEST_F(FileStoreTest, OpenCreatesMissingRoot) {
   ASSERT_TRUE(Ok(store));
   EXPECT_TRUE(fs::is_directory(nested));
   EXPECT_TRUE(Ok((*store)->Sync()));
+}
+
+TEST_F(FileStoreTest, OpenWithoutCreateLeavesAMissingRootAlone) {
+  const std::string missing = dir_.path() + "/not/there";
+  Result<std::shared_ptr<Store>> store =
+      OpenStore("file://" + missing, {.create = false});
+  EXPECT_EQ(store.status().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(fs::exists(dir_.path() + "/not"));
+  // An existing root opens the same with or without create.
+  EXPECT_TRUE(Ok(OpenStore("file://" + dir_.path(), {.create = false})));
 }
 
 TEST_F(FileStoreTest, RootThatIsAFileIsRejected) {

@@ -1,5 +1,6 @@
 // A user program of an installed shoal: touches each installed library
-// (base, codecs, format) through the umbrella header only, and prints
+// (base, codecs, format: codecs, stores, a dataset) through the umbrella
+// header only, and prints
 // "consumer ok" when everything worked. Failures print the Status and exit 1.
 #include <shoal/shoal.h>
 
@@ -57,6 +58,22 @@ int main() {
   const shoal::Buffer read = Check(store->Read("dir/object"), "Read");
   if (read.view() != original.view()) {
     std::fprintf(stderr, "store returned different bytes\n");
+    return 1;
+  }
+
+  // A dataset round trip through the installed format library.
+  auto ds = Check(shoal::Dataset::Create("mem://consumer-ds"), "Dataset::Create");
+  shoal::Tensor* values = Check(
+      ds->CreateTensor({.name = "values", .dtype = shoal::DType::kInt32,
+                        .chunk_compression = "lz4"}),
+      "CreateTensor");
+  const int32_t sample[3] = {7, -8, 9};
+  Check(values->Append(shoal::Shape{3}, std::as_bytes(std::span(sample))), "Append");
+  Check(ds->Flush(), "Flush");
+  const shoal::Sample back = Check(values->Read(0), "Read");
+  if (back.shape != shoal::Shape{3} ||
+      back.data.view() != std::string_view(reinterpret_cast<const char*>(sample), 12)) {
+    std::fprintf(stderr, "dataset returned a different sample\n");
     return 1;
   }
 

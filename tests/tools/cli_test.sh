@@ -1,0 +1,244 @@
+#!/bin/bash
+# End-to-end test of the `shoal` CLI: small IDX files made with NumPy are
+# ingested, described, read back sample by sample and compared with the
+# source arrays, verified, corrupted and verified again; usage errors and a
+# missing dataset must give the documented exit codes and messages.
+#
+# Usage: cli_test.sh PATH/TO/shoal
+# NumPy comes from the system Python (/usr/bin/python3), not whatever
+# python3 is first on PATH (a virtualenv may lack NumPy).
+set -u
+
+SHOAL=${1:?usage: cli_test.sh PATH/TO/shoal}
+PY=/usr/bin/python3
+work=$(mktemp -d "${TMPDIR:-/tmp}/shoal_cli_test.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+
+failures=0
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# run CODE CMD...: runs CMD with stdout in $work/out and stderr in $work/err
+# and checks its exit status.
+run() {
+  local want=$1
+  shift
+  "$@" >"$work/out" 2>"$work/err"
+  local got=$?
+  if [ "$got" -ne "$want" ]; then
+    fail "'$*' exited $got, expected $want; stdout: $(head -c 2000 out); stderr: $(head -c 2000 err)"
+    return 1
+  fi
+  return 0
+}
+
+# contains FILE TEXT: FILE has TEXT (a fixed string).
+contains() {
+  grep -qF -- "$2" "$1" || fail "$1 lacks '$2': $(head -c 2000 "$1")"
+}
+
+py() { "$PY" -c "$@" || fail "python check failed: $1"; }
+
+"$PY" -c 'import numpy' || { echo "FAIL: $PY has no numpy" >&2; exit 1; }
+
+# ---- Source data: 1000 28x28 images and labels, as IDX, plain and gzip ----
+"$PY" - <<'EOF' || { echo "FAIL: cannot write IDX files" >&2; exit 1; }
+import gzip
+import struct
+import numpy as np
+
+rng = np.random.default_rng(7)
+images = rng.integers(0, 256, size=(1000, 28, 28), dtype=np.uint8)
+labels = rng.integers(0, 10, size=1000, dtype=np.uint8)
+np.save("src_images.npy", images)
+np.save("src_labels.npy", labels)
+
+def idx(array):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + array.tobytes()
+
+open("images.idx3-ubyte", "wb").write(idx(images))
+open("labels.idx1-ubyte", "wb").write(idx(labels))
+with gzip.open("images.idx3-ubyte.gz", "wb") as f:
+    f.write(idx(images))
+with gzip.open("labels.idx1-ubyte.gz", "wb") as f:
+    f.write(idx(labels))
+open("short_labels.idx1-ubyte", "wb").write(idx(labels[:999]))
+EOF
+
+# ---- ingest: gzip images, plain labels; small chunks so there are many ----
+run 0 "$SHOAL" ingest idx images.idx3-ubyte.gz labels.idx1-ubyte ds \
+  --compression lz4 --chunk-bytes 64k --class-names mnist &&
+  contains out "ingest: 1000 samples"
+
+# ---- info ----
+run 0 "$SHOAL" info ds && {
+  contains out "images"
+  contains out "class_label"
+  contains out "[28, 28, 1]"
+  contains out "lz4"
+}
+run 0 "$SHOAL" info ds --json &&
+  py '
+import json
+info = json.load(open("out"))
+assert info["len"] == 1000 and info["max_len"] == 1000, info
+assert info["commit"] >= 1, info
+t = {x["name"]: x for x in info["tensors"]}
+assert sorted(t) == ["images", "labels"], sorted(t)
+im, lb = t["images"], t["labels"]
+assert im["htype"] == "image" and im["dtype"] == "uint8", im
+assert im["min_shape"] == [28, 28, 1] and im["max_shape"] == [28, 28, 1], im
+assert im["chunk_compression"] == "lz4" and im["length"] == 1000, im
+assert im["chunks"] > 1 and im["raw_bytes"] == 1000 * 784, im
+assert lb["htype"] == "class_label" and lb["dtype"] == "uint32", lb
+assert lb["min_shape"] == [] and lb["class_names"] == [str(i) for i in range(10)], lb
+'
+run 0 "$SHOAL" info ds --json --hidden &&
+  py '
+import json
+names = [x["name"] for x in json.load(open("out"))["tensors"]]
+assert "_shape/images" in names and "_info/images" in names, names
+'
+
+# ---- get: decoded samples, raw bytes, info ----
+for i in 0 1 499 998 999; do
+  run 0 "$SHOAL" get ds images "$i" -o "img_$i.npy" &&
+    py "
+import numpy as np
+a = np.load('img_$i.npy')
+src = np.load('src_images.npy')[$i]
+assert a.dtype == np.uint8 and a.shape == (28, 28, 1), (a.dtype, a.shape)
+assert np.array_equal(a[:, :, 0], src)
+"
+  run 0 "$SHOAL" get ds labels "$i" -o "lbl_$i.npy" &&
+    py "
+import numpy as np
+a = np.load('lbl_$i.npy')
+assert a.dtype == np.uint32 and a.shape == (), (a.dtype, a.shape)
+assert int(a) == int(np.load('src_labels.npy')[$i])
+"
+done
+run 0 "$SHOAL" get ds images 123 --raw -o raw.bin &&
+  py '
+import numpy as np
+assert open("raw.bin", "rb").read() == np.load("src_images.npy")[123].tobytes()
+'
+run 0 "$SHOAL" get ds images 42 --info &&
+  py '
+import json
+assert json.load(open("out")) == {"source": "images.idx3-ubyte.gz", "index": 42}
+'
+run 1 "$SHOAL" get ds images 1000 -o x.npy && {
+  contains err "shoal: "
+  contains err "'images'"
+  contains err "1000 samples"
+}
+run 1 "$SHOAL" get ds imagez 0 -o x.npy && {
+  contains err "imagez"
+  contains err "images, labels"
+}
+
+# ---- bench ----
+run 0 "$SHOAL" bench ds --json &&
+  py '
+import json
+b = json.load(open("out"))
+assert b["samples"] == 1000 and b["bytes"] == 1000 * (784 + 4), b
+for k in ("samples_per_s", "mb_per_s", "seconds"):
+    assert b[k] > 0, b
+'
+run 0 "$SHOAL" bench ds --mode random --samples 1500 --seed 3 --tensors images --json &&
+  py '
+import json
+b = json.load(open("out"))
+assert b["samples"] == 1500 and b["bytes"] == 1500 * 784 and b["tensors"] == ["images"], b
+'
+run 0 "$SHOAL" bench ds && contains out "samples/s"
+
+# ---- verify, then corrupt one chunk ----
+run 0 "$SHOAL" verify ds && contains out ": OK"
+
+# Plain images, gzip labels, zstd with a level; overwrite rules.
+run 0 "$SHOAL" ingest idx images.idx3-ubyte labels.idx1-ubyte.gz ds2 \
+  --compression zstd --level 3 --no-info
+run 0 "$SHOAL" get ds2 images 7 -o z.npy &&
+  py '
+import numpy as np
+assert np.array_equal(np.load("z.npy")[:, :, 0], np.load("src_images.npy")[7])
+'
+run 0 "$SHOAL" get ds2 images 7 --info && contains out "{}"
+run 1 "$SHOAL" ingest idx images.idx3-ubyte ds2 && contains err "already exists"
+run 0 "$SHOAL" ingest idx images.idx3-ubyte ds2 --overwrite
+run 0 "$SHOAL" info ds2 --json &&
+  py '
+import json
+names = [x["name"] for x in json.load(open("out"))["tensors"]]
+assert names == ["images"], names
+'
+
+# The largest chunk object is an images chunk; flip a byte in its middle.
+chunk=$(cd ds && find chunks -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+"$PY" - "ds/$chunk" <<'EOF'
+import sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+data[len(data) // 2] ^= 0x5A
+open(path, "wb").write(data)
+EOF
+run 1 "$SHOAL" verify ds && {
+  contains out "$chunk"
+  contains out "problem"
+}
+if run 1 "$SHOAL" verify ds --quiet && [ -s out ]; then
+  fail "verify --quiet printed: $(cat out)"
+fi
+
+# ---- input errors (exit 1) ----
+run 1 "$SHOAL" ingest idx images.idx3-ubyte short_labels.idx1-ubyte ds3 &&
+  contains err "1000 images"
+[ ! -e ds3 ] || fail "a failed ingest left ds3 behind"
+run 1 "$SHOAL" ingest idx labels.idx1-ubyte ds3 && contains err "images must"
+run 1 "$SHOAL" ingest idx images.idx3-ubyte labels.idx1-ubyte ds3 \
+  --class-names a,b,c && contains err "class name"
+run 1 "$SHOAL" ingest idx no_such_file.gz ds3 && contains err "no_such_file"
+run 1 "$SHOAL" info "$work/missing" && contains err "no dataset"
+[ ! -e "$work/missing" ] || fail "info created the missing dataset's directory"
+run 1 "$SHOAL" verify "$work/missing" && contains err "no dataset"
+run 1 "$SHOAL" get "$work/missing" images 0 -o x.npy && contains err "no dataset"
+
+# ---- usage errors (exit 2) ----
+run 2 "$SHOAL"
+run 2 "$SHOAL" frobnicate
+run 2 "$SHOAL" ingest
+run 2 "$SHOAL" ingest idx images.idx3-ubyte
+run 2 "$SHOAL" ingest idx a b c d
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --compression brotli
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --compression lz4 --level 3
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --compression zstd --level 99
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --class-names mnist
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --chunk-bytes 12
+run 2 "$SHOAL" get ds images
+run 2 "$SHOAL" get ds images 1
+run 2 "$SHOAL" get ds images -1 -o x.npy
+run 2 "$SHOAL" get ds images 1 --raw --info
+run 2 "$SHOAL" bench ds --mode sideways
+run 2 "$SHOAL" info ds --no-such-flag && contains err "shoal: "
+[ ! -e ds4 ] || fail "a usage error created ds4"
+
+# ---- help and version (exit 0) ----
+run 0 "$SHOAL" --version && contains out "shoal "
+for cmd in "" ingest "ingest idx" info get verify bench; do
+  # shellcheck disable=SC2086  # $cmd is meant to split
+  run 0 "$SHOAL" $cmd --help && contains out "Usage:"
+done
+
+if [ "$failures" -ne 0 ]; then
+  echo "$failures check(s) failed" >&2
+  exit 1
+fi
+echo "cli_test: all checks passed"
