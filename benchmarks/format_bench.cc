@@ -16,6 +16,7 @@
 // interpretation: benchmarks/RESULTS.md. MB = 10^6 bytes.
 #include <lz4.h>
 #include <xxhash.h>
+#include <xxh_x86dispatch.h>  // XXH3_64bits = the dispatching build, as shoal uses
 #include <zstd.h>
 
 #include <CLI/CLI.hpp>

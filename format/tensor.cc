@@ -19,6 +19,9 @@ namespace {
 // bound follows from its spec): a stored shape claiming more is corrupt.
 constexpr uint64_t kMaxUntiledSampleBytes = 1ull << 31;
 
+// The most sample data ReadRange decodes in one piece.
+constexpr uint64_t kMaxDecodeSpan = 8ull << 20;
+
 void ElementwiseMinMax(const Shape& s, Shape& lo, Shape& hi, bool first) {
   if (first) {
     lo = hi = s;
@@ -597,10 +600,23 @@ Result<std::vector<Sample>> Tensor::Impl::ReadRange(uint64_t begin,
     if (!header_or.ok())
       return header_or.status().WithContext(ChunkWhere(entry.chunk));
     const auto& header = *header_or;
-    const uint64_t stop =
-        std::min(end, entry.first_sample + entry.chunk.num_samples);
+    uint64_t stop = std::min(end, entry.first_sample + entry.chunk.num_samples);
     const SampleLayout& layout = header->layout();
     const ByteRange first_range = layout.range(i - entry.first_sample);
+    // At most kMaxDecodeSpan bytes are decoded at once (at least one
+    // sample): a bigger buffer would come fresh from mmap each time and cost
+    // more in page faults than the decompression itself.
+    if (layout.range(stop - 1 - entry.first_sample).end() - first_range.offset >
+        kMaxDecodeSpan) {
+      uint64_t lo = i + 1, hi = stop;  // the answer lies in [lo, hi]
+      while (lo < hi) {
+        const uint64_t mid = lo + (hi - lo + 1) / 2;
+        const uint64_t bytes =
+            layout.range(mid - 1 - entry.first_sample).end() - first_range.offset;
+        if (bytes <= kMaxDecodeSpan) lo = mid; else hi = mid - 1;
+      }
+      stop = lo;
+    }
     const ByteRange last_range = layout.range(stop - 1 - entry.first_sample);
     const ByteRange span{first_range.offset,
                          last_range.end() - first_range.offset};
