@@ -197,7 +197,10 @@ Result<uint32_t> ChunkHeader::PeekHeaderSize(ByteSpan prefix) {
   if (version != kChunkVersion) {
     return Corruption("unsupported chunk version " + std::to_string(version));
   }
-  SHOAL_RETURN_IF_ERROR(r.Skip(2));
+  SHOAL_ASSIGN_OR_RETURN(uint16_t flags, r.GetU16());
+  if (flags != 0) {
+    return Corruption("unsupported chunk flags " + std::to_string(flags));
+  }
   SHOAL_ASSIGN_OR_RETURN(uint32_t header_size, r.GetU32());
   if (header_size < kChunkPrefixBytes + 8 ||
       header_size > kMaxChunkHeaderBytes) {

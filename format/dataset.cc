@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <map>
 #include <random>
+#include <set>
 
 #include "format/internal/metadata.h"
 #include "format/internal/tensor_impl.h"
@@ -51,6 +52,20 @@ void SeedIds(internal::DatasetContext& context, uint64_t seed) {
 
 std::string ShapeTensorName(std::string_view name) {
   return "_shape/" + std::string(name);
+}
+
+// A stored spec must pass the checks a new one passes: one that no writer
+// could have made (a zero block size, a 1 PB chunk, an unknown codec) would
+// otherwise crash or mislead the reader later.
+Status CheckStoredSpec(const TensorMeta& tm) {
+  Status s = tm.hidden ? (tm.spec.name.starts_with("_shape/") ||
+                                  tm.spec.name.starts_with("_info/")
+                              ? Status::OK()
+                              : InvalidArgument("bad hidden tensor name"))
+                       : ValidateTensorName(tm.spec.name);
+  if (s.ok()) s = NormalizeTensorSpec(tm.spec).status();
+  if (s.ok() || s.code() == StatusCode::kUnimplemented) return s;
+  return Corruption("impossible tensor spec: " + std::string(s.message()));
 }
 std::string InfoTensorName(std::string_view name) {
   return "_info/" + std::string(name);
@@ -253,11 +268,16 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
   impl->commit = meta->commit;
   impl->meta_key = head->meta_key;
   impl->next_tensor_id = meta->next_tensor_id;
+  std::set<uint32_t> ids;
   for (auto& tm : meta->tensors) {
     const std::string twhere = where + ": tensor '" + tm.spec.name + "'";
-    if (tm.id >= meta->next_tensor_id || impl->by_name.count(tm.spec.name)) {
-      return Corruption(twhere + ": duplicate name or bad id");
+    if (tm.id >= meta->next_tensor_id || !ids.insert(tm.id).second ||
+        impl->by_name.count(tm.spec.name)) {
+      return Corruption(twhere + ": duplicate name or id in '" +
+                        head->meta_key + "'");
     }
+    SHOAL_RETURN_IF_ERROR(
+        CheckStoredSpec(tm).WithContext(twhere + ": '" + head->meta_key + "'"));
     internal::TensorIndex index;
     if (!tm.index_key.empty()) {
       if (tm.spec.rank < 0)
@@ -424,6 +444,10 @@ Status Dataset::AppendColumns(std::span<const Column> columns) {
           std::to_string(n) + " samples, column '" + std::string(c0.tensor) +
           "' " + std::to_string(n0));
     }
+    SHOAL_RETURN_IF_ERROR(
+        c.shapes.empty()
+            ? t->impl_->ValidateBatch(c.sample_shape, c.count, c.data)
+            : t->impl_->ValidateBatch(c.shapes, c.data));
     targets.push_back(t);
   }
   for (size_t i = 0; i < columns.size(); ++i) {

@@ -157,9 +157,8 @@ Status Tensor::Impl::Append(const Shape& shape, ByteSpan data,
   return AppendHidden(shape, 1, info);
 }
 
-Status Tensor::Impl::AppendBatch(const Shape& shape, uint64_t count,
-                                 ByteSpan data) {
-  if (count == 0) return Status::OK();
+Status Tensor::Impl::ValidateBatch(const Shape& shape, uint64_t count,
+                                   ByteSpan data) const {
   SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, shape.ByteSize(*meta_.spec.dtype));
   if ((bytes != 0 && count > UINT64_MAX / bytes) ||
       data.size() != bytes * count) {
@@ -168,6 +167,7 @@ Status Tensor::Impl::AppendBatch(const Shape& shape, uint64_t count,
                            " does not match its " +
                            std::to_string(data.size()) + " data bytes");
   }
+  if (count == 0) return Status::OK();
   // Shape checks hold for all samples at once; label values are per sample.
   SHOAL_RETURN_IF_ERROR(Validate(shape, data.first(bytes)));
   if (meta_.spec.htype == HType::kClassLabel &&
@@ -176,6 +176,40 @@ Status Tensor::Impl::AppendBatch(const Shape& shape, uint64_t count,
       SHOAL_RETURN_IF_ERROR(Validate(shape, data.subspan(i * bytes, bytes)));
     }
   }
+  return Status::OK();
+}
+
+Status Tensor::Impl::ValidateBatch(std::span<const Shape> shapes,
+                                   ByteSpan data) const {
+  uint64_t offset = 0;
+  for (const Shape& shape : shapes) {
+    SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, shape.ByteSize(*meta_.spec.dtype));
+    if (bytes > data.size() - offset) {
+      return InvalidArgument(Where() +
+                             ": batch data is shorter than its shapes need");
+    }
+    // A tensor without a rank yet takes the first sample's: all must agree.
+    if (shape.rank() != shapes[0].rank()) {
+      return InvalidArgument(Where() + ": batch mixes ranks " +
+                             std::to_string(shapes[0].rank()) + " and " +
+                             std::to_string(shape.rank()));
+    }
+    SHOAL_RETURN_IF_ERROR(Validate(shape, data.subspan(offset, bytes)));
+    offset += bytes;
+  }
+  if (offset != data.size()) {
+    return InvalidArgument(Where() + ": batch data has " +
+                           std::to_string(data.size()) +
+                           " bytes, its shapes need " + std::to_string(offset));
+  }
+  return Status::OK();
+}
+
+Status Tensor::Impl::AppendBatch(const Shape& shape, uint64_t count,
+                                 ByteSpan data) {
+  SHOAL_RETURN_IF_ERROR(ValidateBatch(shape, count, data));
+  if (count == 0) return Status::OK();
+  const uint64_t bytes = data.size() / count;
   if (meta_.spec.rank < 0) meta_.spec.rank = static_cast<int>(shape.rank());
   if (sample_codec_ || bytes > meta_.spec.tiling_threshold) {
     for (uint64_t i = 0; i < count; ++i) {
@@ -204,21 +238,8 @@ Status Tensor::Impl::AppendBatch(const Shape& shape, uint64_t count,
 }
 
 Status Tensor::Impl::AppendBatch(std::span<const Shape> shapes, ByteSpan data) {
+  SHOAL_RETURN_IF_ERROR(ValidateBatch(shapes, data));
   uint64_t offset = 0;
-  for (const Shape& shape : shapes) {
-    SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, shape.ByteSize(*meta_.spec.dtype));
-    if (bytes > data.size() - offset) {
-      return InvalidArgument(Where() +
-                             ": batch data is shorter than its shapes need");
-    }
-    offset += bytes;
-  }
-  if (offset != data.size()) {
-    return InvalidArgument(Where() + ": batch data has " +
-                           std::to_string(data.size()) +
-                           " bytes, its shapes need " + std::to_string(offset));
-  }
-  offset = 0;
   for (const Shape& shape : shapes) {
     const uint64_t bytes = *shape.ByteSize(*meta_.spec.dtype);
     SHOAL_RETURN_IF_ERROR(Append(shape, data.subspan(offset, bytes), {}));
@@ -422,8 +443,7 @@ Result<std::shared_ptr<const ChunkHeader>> Tensor::Impl::Header(
     if (auto* hit = headers_.Find(ref.id)) return *hit;
   }
   const std::string key = internal::ChunkKey(meta_.id, ref.id);
-  SHOAL_ASSIGN_OR_RETURN(Buffer bytes,
-                         context_->store->ReadRange(key, 0, ref.header_bytes));
+  SHOAL_ASSIGN_OR_RETURN(Buffer bytes, ChunkRange(key, 0, ref.header_bytes));
   SHOAL_ASSIGN_OR_RETURN(auto header,
                          ChunkHeader::Decode(bytes.span(), ref.chunk_bytes));
   const ChunkHeader& h = *header;
@@ -441,6 +461,18 @@ Result<std::shared_ptr<const ChunkHeader>> Tensor::Impl::Header(
   return header;
 }
 
+Result<Buffer> Tensor::Impl::ChunkRange(const std::string& key, uint64_t offset,
+                                        uint64_t length) const {
+  auto bytes = context_->store->ReadRange(key, offset, length);
+  // The index says how long the chunk is: a shorter object is damaged, not
+  // a read past some end.
+  if (!bytes.ok() && bytes.status().code() == StatusCode::kOutOfRange) {
+    return Corruption("chunk shorter than the index says (" +
+                      std::string(bytes.status().message()) + ")");
+  }
+  return bytes;
+}
+
 Result<Buffer> Tensor::Impl::Blocks(const ChunkRef& ref,
                                     const ChunkHeader& header, size_t first,
                                     size_t last) const {
@@ -453,8 +485,7 @@ Result<Buffer> Tensor::Impl::Blocks(const ChunkRef& ref,
   const uint64_t length =
       blocks[last].stored_offset + blocks[last].stored_size - offset;
   const std::string key = internal::ChunkKey(meta_.id, ref.id);
-  SHOAL_ASSIGN_OR_RETURN(Buffer stored,
-                         context_->store->ReadRange(key, offset, length));
+  SHOAL_ASSIGN_OR_RETURN(Buffer stored, ChunkRange(key, offset, length));
   SHOAL_ASSIGN_OR_RETURN(
       Buffer decoded,
       DecodeBlocks(header, first, last, stored, chunk_codec_.get()));
@@ -612,8 +643,12 @@ Result<std::vector<Sample>> Tensor::Impl::ReadRange(uint64_t begin,
       while (lo < hi) {
         const uint64_t mid = lo + (hi - lo + 1) / 2;
         const uint64_t bytes =
-            layout.range(mid - 1 - entry.first_sample).end() - first_range.offset;
-        if (bytes <= kMaxDecodeSpan) lo = mid; else hi = mid - 1;
+            layout.range(mid - 1 - entry.first_sample).end() -
+            first_range.offset;
+        if (bytes <= kMaxDecodeSpan)
+          lo = mid;
+        else
+          hi = mid - 1;
       }
       stop = lo;
     }
@@ -649,6 +684,14 @@ Result<Sample> Tensor::Impl::ReadTiled(const TiledSample& tiled,
                                        std::span<const uint64_t> hi) const {
   const size_t rank = tiled.shape.rank();
   const size_t item = DTypeSize(*meta_.spec.dtype);
+  if (lo.size() != rank || hi.size() != rank) {
+    return Internal("region rank differs from the tiled sample's");
+  }
+  for (size_t d = 0; d < rank; ++d) {
+    if (lo[d] > hi[d] || hi[d] > tiled.shape[d]) {
+      return Internal("region outside the tiled sample");
+    }
+  }
   Shape out_shape = tiled.shape;
   for (size_t d = 0; d < rank; ++d) out_shape[d] = hi[d] - lo[d];
   SHOAL_ASSIGN_OR_RETURN(uint64_t out_bytes,
@@ -671,6 +714,9 @@ Result<Sample> Tensor::Impl::ReadTiled(const TiledSample& tiled,
   while (true) {
     uint64_t t = 0;
     for (size_t d = 0; d < rank; ++d) t = t * grid[d] + pos[d];
+    if (t >= tiled.tiles.size()) {
+      return Corruption("tile grid larger than its tile list");
+    }
     const ChunkRef& ref = tiled.tiles[t];
     auto header_or = Header(ref);
     if (!header_or.ok()) return header_or.status().WithContext(ChunkWhere(ref));
@@ -740,6 +786,12 @@ Result<Sample> Tensor::Impl::ReadRegion(uint64_t index,
   if (index < index_.num_samples()) {
     const internal::IndexEntry& entry = index_.entries()[index_.Find(index)];
     if (entry.tiled) {
+      if (entry.tiled->shape != shape) {
+        return Corruption(Where() + ": sample " + std::to_string(index) +
+                          " has shape " + entry.tiled->shape.ToString() +
+                          " in the index but " + shape.ToString() +
+                          " in its shape tensor");
+      }
       auto sample = ReadTiled(*entry.tiled, lo, hi);
       if (!sample.ok()) {
         return sample.status().WithContext("sample " + std::to_string(index));
@@ -748,6 +800,12 @@ Result<Sample> Tensor::Impl::ReadRegion(uint64_t index,
     }
   }
   SHOAL_ASSIGN_OR_RETURN(Sample whole, Read(index, {}));
+  if (whole.shape != shape) {
+    return Corruption(Where() + ": sample " + std::to_string(index) +
+                      " has shape " + whole.shape.ToString() +
+                      " in its chunk but " + shape.ToString() +
+                      " in its shape tensor");
+  }
   Shape out_shape = shape;
   for (size_t d = 0; d < shape.rank(); ++d) out_shape[d] = hi[d] - lo[d];
   SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, out_shape.ByteSize(whole.dtype));

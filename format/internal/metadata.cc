@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <type_traits>
 
 #include "format/base/coding.h"
 
@@ -18,14 +21,50 @@ json ShapeToJson(const Shape& shape) {
 }
 
 Shape ShapeFromJson(const json& j) {
+  if (!j.is_array()) throw std::runtime_error("a shape is not an array");
+  for (const auto& d : j) {
+    if (!d.is_number_unsigned())
+      throw std::runtime_error("a shape dim is not unsigned");
+  }
   auto dims = j.get<std::vector<uint64_t>>();
   if (dims.size() > Shape::kMaxRank) throw std::runtime_error("rank too high");
   return Shape(std::span<const uint64_t>(dims));
 }
 
+// Typed field access that refuses what nlohmann would convert silently
+// (true as 1, -1 as 2^64-1, 2^40 truncated to 32 bits). Throws, like
+// nlohmann itself; DecodeDatasetMeta turns both into Corruption.
 template <typename T>
 T Get(const json& j, const char* key) {
-  return j.at(key).get<T>();
+  const json& v = j.at(key);
+  auto fail = [&](const char* what) {
+    throw std::runtime_error(std::string("field '") + key + "' is not " + what);
+  };
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) fail("a boolean");
+  } else if constexpr (std::is_integral_v<T> && std::is_unsigned_v<T>) {
+    if (!v.is_number_unsigned() ||
+        v.get<uint64_t>() > std::numeric_limits<T>::max()) {
+      fail("an unsigned integer in range");
+    }
+  } else if constexpr (std::is_integral_v<T>) {
+    if (!v.is_number_integer()) fail("an integer");
+    if (v.is_number_unsigned()
+            ? v.get<uint64_t>() >
+                  static_cast<uint64_t>(std::numeric_limits<T>::max())
+            : v.get<int64_t>() < std::numeric_limits<T>::min() ||
+                  v.get<int64_t>() > std::numeric_limits<T>::max()) {
+      fail("an integer in range");
+    }
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!v.is_string()) fail("a string");
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    if (!v.is_array()) fail("an array of strings");
+    for (const auto& e : v) {
+      if (!e.is_string()) fail("an array of strings");
+    }
+  }
+  return v.get<T>();
 }
 
 }  // namespace
@@ -55,7 +94,8 @@ Result<ByteSpan> DecodeObject(ByteSpan bytes, std::string_view magic,
   if (version != kObjectVersion) {
     return bad("unsupported version " + std::to_string(version));
   }
-  SHOAL_RETURN_IF_ERROR(r.Skip(2));
+  SHOAL_ASSIGN_OR_RETURN(uint16_t flags, r.GetU16());
+  if (flags != 0) return bad("unsupported flags " + std::to_string(flags));
   SHOAL_ASSIGN_OR_RETURN(uint64_t length, r.GetU64());
   if (length != bytes.size() - kEnvelopeHeader - 8) {
     return bad("declares " + std::to_string(length) + " payload bytes, has " +
@@ -275,8 +315,16 @@ Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes) {
       t.id = Get<uint32_t>(j, "id");
       TensorSpec& s = t.spec;
       s.name = Get<std::string>(j, "name");
-      SHOAL_ASSIGN_OR_RETURN(s.htype, ParseHType(Get<std::string>(j, "htype")));
-      SHOAL_ASSIGN_OR_RETURN(s.dtype, ParseDType(Get<std::string>(j, "dtype")));
+      auto htype = ParseHType(Get<std::string>(j, "htype"));
+      auto dtype = ParseDType(Get<std::string>(j, "dtype"));
+      if (!htype.ok() || !dtype.ok()) {
+        return Corruption(
+            "dataset metadata: tensor '" + s.name + "': " +
+            std::string(
+                (htype.ok() ? dtype.status() : htype.status()).message()));
+      }
+      s.htype = *htype;
+      s.dtype = *dtype;
       s.rank = Get<int>(j, "rank");
       if (s.rank < -1 || s.rank > static_cast<int>(Shape::kMaxRank)) {
         return Corruption("dataset metadata: tensor '" + s.name +

@@ -105,6 +105,9 @@ class Tensor::Impl {
   /// Checks a sample against the spec without appending (sets nothing).
   Status Validate(const Shape& shape, ByteSpan data) const;
   Status ValidateInfo(std::string_view info) const;
+  /// Checks a whole batch, so that a bad sample appends nothing.
+  Status ValidateBatch(const Shape& shape, uint64_t count, ByteSpan data) const;
+  Status ValidateBatch(std::span<const Shape> shapes, ByteSpan data) const;
   /// Writes the open chunk (if any) as a chunk object.
   Status SealOpenChunk();
   /// True when the index changed since the last commit.
@@ -138,6 +141,9 @@ class Tensor::Impl {
                                         ByteSpan data);
   void UpdateShapeStats(const Shape& shape);
 
+  /// A range of a chunk object; a chunk shorter than the range is Corruption.
+  Result<Buffer> ChunkRange(const std::string& key, uint64_t offset,
+                            uint64_t length) const;
   Result<std::shared_ptr<const ChunkHeader>> Header(
       const internal::ChunkRef& ref) const;
   /// Uncompressed bytes of blocks [first, last] of a chunk.

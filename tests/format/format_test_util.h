@@ -1,0 +1,226 @@
+// Helpers shared by the format test suites (dataset, chunk, metadata,
+// corruption, crash): status assertions, temporary directories, fresh mem://
+// names, deterministic sample contents, and a store wrapper that counts the
+// reads each key receives.
+//
+// Sample contents are a pure function of (salt, index, byte position), so a
+// test knows what every sample must hold without asking the code under test.
+//
+// Thread-safety: CountingStore is thread-safe (like every Store); the rest
+// are plain functions and single-owner values.
+#ifndef SHOAL_TESTS_FORMAT_FORMAT_TEST_UTIL_H_
+#define SHOAL_TESTS_FORMAT_FORMAT_TEST_UTIL_H_
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "format/base/buffer.h"
+#include "format/base/result.h"
+#include "format/base/types.h"
+#include "format/internal/mem_store.h"
+#include "format/store.h"
+
+namespace shoal::format_test {
+
+inline ::testing::AssertionResult Ok(const Status& status) {
+  if (status.ok()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << status;
+}
+template <typename T>
+::testing::AssertionResult Ok(const Result<T>& result) {
+  return Ok(result.status());
+}
+
+/// Success when `status` has `code`; the failure message shows the status.
+inline ::testing::AssertionResult HasCode(const Status& status,
+                                          StatusCode code) {
+  if (status.code() == code) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "expected " << StatusCodeName(code) << ", got " << status;
+}
+template <typename T>
+::testing::AssertionResult HasCode(const Result<T>& result, StatusCode code) {
+  return HasCode(result.status(), code);
+}
+
+/// splitmix64: a tiny, well-mixed hash for deterministic test data.
+inline uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+/// The bytes of sample `index` of a data set named by `salt`: half smooth
+/// (compressible) and half noise, changing with the position so that a
+/// swapped or shifted byte is noticed.
+inline std::vector<std::byte> SampleBytes(uint64_t salt, uint64_t index,
+                                          size_t size) {
+  std::vector<std::byte> out(size);
+  const uint64_t h = Mix(salt * 1000003 + index);
+  const bool noisy = (h & 1) != 0;
+  for (size_t k = 0; k < size; ++k) {
+    uint64_t v = noisy ? Mix(h + k) : (h >> 8) + k / 5;
+    out[k] = static_cast<std::byte>(v & 0xff);
+  }
+  return out;
+}
+
+inline ByteSpan Span(const std::vector<std::byte>& v) {
+  return {v.data(), v.size()};
+}
+
+/// A directory made with mkdtemp and removed (with its contents) at the end.
+class TempDir {
+ public:
+  TempDir() {
+    std::string templ = ::testing::TempDir() + "shoal_format_test.XXXXXX";
+    if (::mkdtemp(templ.data()) == nullptr) {
+      ADD_FAILURE() << "mkdtemp " << templ << ": " << std::strerror(errno);
+      return;
+    }
+    std::error_code ec;
+    path_ = std::filesystem::canonical(templ, ec).string();
+    if (ec) path_ = templ;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string url(std::string_view sub = "ds") const {
+    return "file://" + path_ + "/" + std::string(sub);
+  }
+
+ private:
+  std::string path_;
+};
+
+/// A mem:// name no other test uses, emptied first.
+inline std::string FreshMemName(std::string_view tag = "") {
+  static std::atomic<int> counter{0};
+  const ::testing::TestInfo* info =
+      ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = "shoal_test";
+  if (info != nullptr) {
+    name += std::string(".") + info->test_suite_name() + "." + info->name();
+  }
+  for (char& c : name) {
+    if (c == '/') c = '_';
+  }
+  name += "." + std::string(tag) + std::to_string(counter.fetch_add(1));
+  ResetMemStoreForTesting(name);
+  return name;
+}
+inline std::string FreshMemUrl(std::string_view tag = "") {
+  return "mem://" + FreshMemName(tag);
+}
+
+/// Forwards to a mem:// store of the same name and counts, per key, the
+/// Read and ReadRange calls and the bytes they return. Registered as
+/// "countmem://NAME" by RegisterCountingStore().
+class CountingStore final : public Store {
+ public:
+  struct Reads {
+    uint64_t whole = 0;   // Read() calls
+    uint64_t ranges = 0;  // ReadRange() calls
+    uint64_t bytes = 0;   // bytes returned by either
+  };
+
+  CountingStore(std::shared_ptr<Store> inner, std::string name)
+      : inner_(std::move(inner)), name_(std::move(name)) {}
+
+  std::string url() const override { return "countmem://" + name_; }
+  Result<Buffer> Read(std::string_view key) const override {
+    auto r = inner_->Read(key);
+    Count(key, true, r.ok() ? r->size() : 0);
+    return r;
+  }
+  Result<Buffer> ReadRange(std::string_view key, uint64_t offset,
+                           uint64_t length) const override {
+    auto r = inner_->ReadRange(key, offset, length);
+    Count(key, false, r.ok() ? r->size() : 0);
+    return r;
+  }
+  Result<uint64_t> Size(std::string_view key) const override {
+    return inner_->Size(key);
+  }
+  Result<bool> Exists(std::string_view key) const override {
+    return inner_->Exists(key);
+  }
+  Status Write(std::string_view key, ByteSpan data) override {
+    return inner_->Write(key, data);
+  }
+  Status WriteAtomic(std::string_view key, ByteSpan data) override {
+    return inner_->WriteAtomic(key, data);
+  }
+  Status Sync() override { return inner_->Sync(); }
+  Result<std::vector<std::string>> List(
+      std::string_view prefix) const override {
+    return inner_->List(prefix);
+  }
+  Status Delete(std::string_view key) override { return inner_->Delete(key); }
+
+  /// Reads per key since construction or the last Reset(), keys starting
+  /// with `prefix` only.
+  std::map<std::string, Reads> ReadsUnder(std::string_view prefix) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::map<std::string, Reads> out;
+    for (const auto& [key, reads] : reads_) {
+      if (key.starts_with(prefix)) out.emplace(key, reads);
+    }
+    return out;
+  }
+  void Reset() {
+    std::lock_guard<std::mutex> lock(mu_);
+    reads_.clear();
+  }
+
+ private:
+  void Count(std::string_view key, bool whole, uint64_t bytes) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    Reads& r = reads_[std::string(key)];
+    (whole ? r.whole : r.ranges) += 1;
+    r.bytes += bytes;
+  }
+
+  std::shared_ptr<Store> inner_;
+  std::string name_;
+  mutable std::mutex mu_;
+  mutable std::map<std::string, Reads> reads_;
+};
+
+/// Registers the "countmem" scheme once per process.
+inline void RegisterCountingStore() {
+  static const bool registered = [] {
+    StoreRegistry::Register(
+        "countmem",
+        [](std::string_view location,
+           const StoreOptions& options) -> Result<std::shared_ptr<Store>> {
+          SHOAL_ASSIGN_OR_RETURN(
+              auto inner, OpenStore("mem://" + std::string(location), options));
+          return std::shared_ptr<Store>(
+              std::make_shared<CountingStore>(inner, std::string(location)));
+        });
+    return true;
+  }();
+  (void)registered;
+}
+
+}  // namespace shoal::format_test
+
+#endif  // SHOAL_TESTS_FORMAT_FORMAT_TEST_UTIL_H_
