@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 GENERATOR  := -G Ninja
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build test demo test-asan test-tsan bench soak install clean help
+.PHONY: all deps configure build test demo test-asan test-tsan bench soak fuzz install clean help
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make test-tsan  the test suite under ThreadSanitizer"
 	@echo "make bench      build (Release) and run the benchmarks in benchmarks/"
 	@echo "make soak       long crash-consistency runs (SHOAL_CRASH_TRIALS=N)"
+	@echo "make fuzz       libFuzzer targets under ASan+UBSan (FUZZ_SECONDS=N each, default 60)"
 	@echo "make install    install into PREFIX (default /usr/local)"
 
 deps:
@@ -41,7 +42,8 @@ test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DSHOAL_SANITIZE=address -DSHOAL_BUILD_BENCHMARKS=OFF $(CMAKE_ARGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -LE 'soak|install'
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -LE soak
+	$(MAKE) fuzz FUZZ_SECONDS=20
 
 test-tsan: deps
 	cmake -S . -B $(TSAN_BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOAL_SANITIZE=thread -DSHOAL_BUILD_BENCHMARKS=OFF $(CMAKE_ARGS)
@@ -57,9 +59,16 @@ bench: deps
 soak: build
 	ctest --test-dir $(BUILD) --output-on-failure -L soak
 
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DSHOAL_SANITIZE=address -DSHOAL_BUILD_FUZZERS=ON -DSHOAL_BUILD_TESTS=OFF -DSHOAL_BUILD_BENCHMARKS=OFF $(CMAKE_ARGS)
+	cmake --build build-fuzz -j $(JOBS) --target shoal_format_fuzz
+	@bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
 PREFIX ?= /usr/local
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-release out
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-release build-fuzz out

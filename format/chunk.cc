@@ -219,7 +219,7 @@ Result<std::shared_ptr<const ChunkHeader>> ChunkHeader::Decode(
         std::to_string(header_size) + " bytes");
   }
   const uint64_t want = DecodeU64(bytes.data() + header_size - 8);
-  if (Checksum64(bytes.first(header_size - 8)) != want) {
+  if (!ChecksumMatches(bytes.first(header_size - 8), want)) {
     return Corruption("chunk header checksum mismatch");
   }
 
@@ -346,7 +346,7 @@ Result<Buffer> DecodeBlocks(const ChunkHeader& header, size_t first,
     const BlockInfo& block = blocks[b];
     const ByteSpan bytes =
         stored.span().subspan(block.stored_offset - base, block.stored_size);
-    if (Checksum64(bytes) != block.checksum) {
+    if (!ChecksumMatches(bytes, block.checksum)) {
       return Corruption("block " + std::to_string(b) + " checksum mismatch");
     }
     all_raw = all_raw && !block.compressed;

@@ -120,6 +120,19 @@ inline uint64_t DecodeU64(const std::byte* src) {
 /// XXH3-64 (seed 0) of `bytes`: the checksum of every stored object.
 uint64_t Checksum64(ByteSpan bytes);
 
+/// Whether `bytes` have the checksum `expected`. Fuzzing builds
+/// (FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, the libFuzzer convention)
+/// accept any checksum, so that mutated inputs reach the parsers behind it.
+inline bool ChecksumMatches(ByteSpan bytes, uint64_t expected) {
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+  (void)bytes;
+  (void)expected;
+  return true;
+#else
+  return Checksum64(bytes) == expected;
+#endif
+}
+
 /// Lower-case hex of `bytes`.
 std::string HexString(ByteSpan bytes);
 /// 16 lower-case hex digits of `v`.

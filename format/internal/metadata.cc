@@ -102,7 +102,7 @@ Result<ByteSpan> DecodeObject(ByteSpan bytes, std::string_view magic,
                std::to_string(bytes.size() - kEnvelopeHeader - 8));
   }
   const ByteSpan covered = bytes.first(kEnvelopeHeader + length);
-  if (Checksum64(covered) != DecodeU64(bytes.data() + covered.size())) {
+  if (!ChecksumMatches(covered, DecodeU64(bytes.data() + covered.size()))) {
     return bad("checksum mismatch");
   }
   return bytes.subspan(kEnvelopeHeader, length);

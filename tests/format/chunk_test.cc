@@ -27,23 +27,14 @@ namespace {
 using format_test::AllocationWatch;
 using format_test::HasCode;
 using format_test::Ok;
+using format_test::PutLE;
+using format_test::PutVarint;
 using format_test::SampleBytes;
 using ::testing::HasSubstr;
 
 // ------------------------------------------- the spec's encoder, in the test
 // --
 
-void PutVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-void PutLE(std::string& out, uint64_t v, int width) {
-  for (int i = 0; i < width; ++i)
-    out.push_back(static_cast<char>(v >> (8 * i)));
-}
 uint64_t Xxh3(std::string_view bytes) {
   return XXH3_64bits(bytes.data(), bytes.size());
 }

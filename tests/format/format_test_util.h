@@ -34,6 +34,19 @@
 
 namespace shoal::format_test {
 
+// Encoders written from format/FORMAT.md (not the library's own), so tests
+// can build objects byte by byte, including lying ones.
+inline void PutVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+inline void PutLE(std::string& out, uint64_t v, int width) {
+  for (int i = 0; i < width; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+
 inline ::testing::AssertionResult Ok(const Status& status) {
   if (status.ok()) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << status;

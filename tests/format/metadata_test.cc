@@ -25,23 +25,14 @@ namespace {
 using format_test::AllocationWatch;
 using format_test::HasCode;
 using format_test::Ok;
+using format_test::PutLE;
+using format_test::PutVarint;
 using nlohmann::json;
 using ::testing::HasSubstr;
 
 // -------------------------------------------- the spec's encoders, in the test
 // --
 
-void PutVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-void PutLE(std::string& out, uint64_t v, int width) {
-  for (int i = 0; i < width; ++i)
-    out.push_back(static_cast<char>(v >> (8 * i)));
-}
 void PutLpstr(std::string& out, std::string_view s) {
   PutVarint(out, s.size());
   out += s;

@@ -129,7 +129,9 @@ struct WriteCase {
 };
 
 TEST_F(NpyTest, NumpyLoadsWhatWeWrite) {
-  if (!HaveNumpy()) GTEST_SKIP() << kPython << " has no numpy";
+  ASSERT_TRUE(HaveNumpy()) << kPython
+                            << " has no numpy: run scripts/install-deps.sh "
+                               "(package python3-numpy)";
   const WriteCase cases[] = {
       {DType::kUInt8, {28, 28}, "(28, 28)"},
       {DType::kBool, {2, 3}, "(2, 3)"},
@@ -177,7 +179,9 @@ std::string BytesOf(const std::vector<T>& values) {
 }
 
 TEST_F(NpyTest, ReadsWhatNumpySaves) {
-  if (!HaveNumpy()) GTEST_SKIP() << kPython << " has no numpy";
+  ASSERT_TRUE(HaveNumpy()) << kPython
+                            << " has no numpy: run scripts/install-deps.sh "
+                               "(package python3-numpy)";
   ASSERT_TRUE(RunPython(
       "import sys, numpy\n"
       "from numpy.lib import format\n"
