@@ -103,9 +103,6 @@ class ByteReader {
   std::string_view what_;
 };
 
-inline void EncodeU32(std::byte* dst, uint32_t v) {
-  for (int i = 0; i < 4; ++i) dst[i] = static_cast<std::byte>(v >> (8 * i));
-}
 inline uint32_t DecodeU32(const std::byte* src) {
   uint32_t v = 0;
   for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(src[i]) << (8 * i);

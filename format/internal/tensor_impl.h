@@ -39,7 +39,8 @@ struct DatasetContext {
   }
 };
 
-/// A least-recently-used map with a byte budget.
+/// A least-recently-used map with a byte budget. Not thread-safe: callers
+/// hold their own lock.
 template <typename Key, typename Value>
 class LruCache {
  public:
@@ -48,36 +49,30 @@ class LruCache {
     auto it = map_.find(key);
     if (it == map_.end()) return nullptr;
     order_.splice(order_.begin(), order_, it->second);
-    return &it->second->second;
+    return &it->second->value;
   }
   void Insert(const Key& key, Value value, size_t bytes) {
     if (bytes > capacity_ || map_.count(key)) return;
-    order_.emplace_front(key, std::move(value));
+    order_.push_front({key, std::move(value), bytes});
     map_[key] = order_.begin();
-    sizes_[key] = bytes;
     used_ += bytes;
     while (used_ > capacity_) {
-      const Key& victim = order_.back().first;
-      used_ -= sizes_[victim];
-      sizes_.erase(victim);
-      map_.erase(victim);
+      used_ -= order_.back().bytes;
+      map_.erase(order_.back().key);
       order_.pop_back();
     }
   }
-  void Clear() {
-    order_.clear();
-    map_.clear();
-    sizes_.clear();
-    used_ = 0;
-  }
 
  private:
-  using Entry = std::pair<Key, Value>;
+  struct Entry {
+    Key key;
+    Value value;
+    size_t bytes;
+  };
   size_t capacity_;
   size_t used_ = 0;
-  std::list<Entry> order_;
+  std::list<Entry> order_;  // most recently used first
   std::map<Key, typename std::list<Entry>::iterator> map_;
-  std::map<Key, size_t> sizes_;
 };
 
 }  // namespace internal

@@ -209,10 +209,8 @@ TEST(ByteReaderTest, ErrorNamesWhatAndPosition) {
 }
 
 TEST(CodingTest, EncodeDecodeFixed) {
-  std::byte buf[8];
-  EncodeU32(buf, 0x11223344);
-  EXPECT_EQ(buf[0], std::byte{0x44});
-  EXPECT_EQ(buf[3], std::byte{0x11});
+  const std::byte buf[4] = {std::byte{0x44}, std::byte{0x33}, std::byte{0x22},
+                            std::byte{0x11}};
   EXPECT_EQ(DecodeU32(buf), 0x11223344u);
 
   const std::string bytes("\x01\x02\x03\x04\x05\x06\x07\x88", 8);
