@@ -8,6 +8,7 @@
 #define SHOAL_SHOAL_H_
 
 #include "codecs/byte_codec.h"
+#include "codecs/image_codec.h"
 #include "format/base/buffer.h"
 #include "format/base/memory.h"
 #include "format/base/result.h"

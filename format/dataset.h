@@ -90,6 +90,13 @@ class Tensor {
   /// order. `info_json` (a JSON object, or empty) goes to the info tensor.
   Status Append(const Shape& shape, ByteSpan data,
                 std::string_view info_json = {});
+  /// Appends an image given encoded (JPEG, PNG; the format is read from the
+  /// bytes, not trusted from a file name). Bytes already in the tensor's
+  /// sample_compression are stored as they are after their header is
+  /// checked (which gives the shape); others are decoded and re-encoded.
+  /// InvalidArgument unless the tensor compresses samples with an image
+  /// codec; Corruption when the image cannot be read.
+  Status AppendEncoded(ByteSpan encoded, std::string_view info_json = {});
   /// Appends `count` samples of one shape stored back to back in `data`
   /// (the fast path: no per-sample work beyond a copy).
   Status AppendBatch(const Shape& sample_shape, uint64_t count, ByteSpan data);

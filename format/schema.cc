@@ -1,6 +1,7 @@
 #include "format/schema.h"
 
 #include "codecs/byte_codec.h"
+#include "format/internal/sample_codec.h"
 
 namespace shoal {
 namespace {
@@ -136,9 +137,22 @@ Result<TensorSpec> NormalizeTensorSpec(TensorSpec spec) {
   // Parse the specs now so a typo fails at creation, not at the first flush;
   // keep the canonical spelling ("zstd" -> "zstd:3").
   const ByteCodecOptions codec_options{DTypeSize(*spec.dtype)};
+  if (internal::SampleCodec::IsImageCodec(spec.sample_compression)) {
+    if (spec.htype != HType::kImage) {
+      return InvalidArgument(where + ": sample_compression '" +
+                             spec.sample_compression +
+                             "' is for image tensors");
+    }
+    if (spec.sample_compression == "jpeg" && *spec.dtype != DType::kUInt8) {
+      return InvalidArgument(where + ": jpeg images are uint8");
+    }
+  }
   for (std::string* codec :
        {&spec.sample_compression, &spec.chunk_compression}) {
     if (codec->empty()) continue;
+    if (codec == &spec.sample_compression &&
+        internal::SampleCodec::IsImageCodec(*codec))
+      continue;
     auto made = MakeByteCodec(*codec, codec_options);
     if (!made.ok()) return made.status().WithContext(where);
     *codec = (*made)->spec();

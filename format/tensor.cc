@@ -58,14 +58,13 @@ Tensor::Impl::Impl(internal::DatasetContext* context, internal::TensorMeta meta,
     : context_(context), meta_(std::move(meta)), index_(std::move(index)) {}
 
 Status Tensor::Impl::Init() {
-  const ByteCodecOptions options{DTypeSize(*meta_.spec.dtype)};
-  if (!meta_.spec.sample_compression.empty()) {
-    auto codec = MakeByteCodec(meta_.spec.sample_compression, options);
-    if (!codec.ok()) return codec.status().WithContext(Where());
-    sample_codec_ = *codec;
-  }
+  auto sample_codec = internal::SampleCodec::Make(meta_.spec.sample_compression,
+                                                  *meta_.spec.dtype);
+  if (!sample_codec.ok()) return sample_codec.status().WithContext(Where());
+  sample_codec_ = *sample_codec;
   if (!meta_.spec.chunk_compression.empty()) {
-    auto codec = MakeByteCodec(meta_.spec.chunk_compression, options);
+    auto codec = MakeByteCodec(meta_.spec.chunk_compression,
+                               {DTypeSize(*meta_.spec.dtype)});
     if (!codec.ok()) return codec.status().WithContext(Where());
     chunk_codec_ = *codec;
   }
@@ -87,7 +86,7 @@ uint64_t Tensor::Impl::MaxSampleBytes() const {
 
 // ---------------------------------------------------------------- writes --
 
-Status Tensor::Impl::Validate(const Shape& shape, ByteSpan data) const {
+Status Tensor::Impl::ValidateShape(const Shape& shape) const {
   const TensorSpec& spec = meta_.spec;
   if (context_->read_only) {
     return FailedPrecondition(Where() + ": the dataset is open read-only");
@@ -98,16 +97,22 @@ Status Tensor::Impl::Validate(const Shape& shape, ByteSpan data) const {
                            ", the tensor has rank " +
                            std::to_string(spec.rank));
   }
+  if (spec.htype == HType::kImage && (shape[2] < 1 || shape[2] > 4)) {
+    return InvalidArgument(Where() + ": image shape " + shape.ToString() +
+                           " must have 1 to 4 channels");
+  }
+  return Status::OK();
+}
+
+Status Tensor::Impl::Validate(const Shape& shape, ByteSpan data) const {
+  SHOAL_RETURN_IF_ERROR(ValidateShape(shape));
+  const TensorSpec& spec = meta_.spec;
   SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, shape.ByteSize(*spec.dtype));
   if (bytes != data.size()) {
     return InvalidArgument(Where() + ": sample of shape " + shape.ToString() +
                            " and dtype " + std::string(DTypeName(*spec.dtype)) +
                            " needs " + std::to_string(bytes) + " bytes, got " +
                            std::to_string(data.size()));
-  }
-  if (spec.htype == HType::kImage && (shape[2] < 1 || shape[2] > 4)) {
-    return InvalidArgument(Where() + ": image shape " + shape.ToString() +
-                           " must have 1 to 4 channels");
   }
   if (spec.htype == HType::kClassLabel && !spec.class_names.empty()) {
     const size_t item = DTypeSize(*spec.dtype);
@@ -146,14 +151,53 @@ Status Tensor::Impl::Append(const Shape& shape, ByteSpan data,
   if (data.size() > meta_.spec.tiling_threshold) {
     SHOAL_RETURN_IF_ERROR(AppendTiled(shape, data));
   } else if (sample_codec_) {
-    scratch_.resize(sample_codec_->MaxCompressedSize(data.size()));
-    auto n = sample_codec_->Compress(data, scratch_);
-    if (!n.ok()) return n.status().WithContext(Where());
-    SHOAL_RETURN_IF_ERROR(
-        AppendStored(shape, ByteSpan(scratch_.data(), *n), data.size(), 1));
+    Status s = sample_codec_->Encode(shape, data, &scratch_);
+    if (!s.ok()) return s.WithContext(Where());
+    SHOAL_RETURN_IF_ERROR(AppendStored(shape, scratch_, data.size(), 1));
   } else {
     SHOAL_RETURN_IF_ERROR(AppendStored(shape, data, data.size(), 1));
   }
+  return AppendHidden(shape, 1, info);
+}
+
+Status Tensor::Impl::AppendEncoded(ByteSpan encoded, std::string_view info) {
+  const ImageCodec* target = sample_codec_ ? sample_codec_->image() : nullptr;
+  if (target == nullptr) {
+    return InvalidArgument(Where() +
+                           ": encoded images need an image "
+                           "sample_compression (jpeg or png)");
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto source, SniffImageCodec(encoded));
+  auto header = source->ReadInfo(encoded);
+  if (!header.ok()) return header.status().WithContext(Where());
+  SHOAL_ASSIGN_OR_RETURN(Shape shape, source->OutputShape(*header, {}));
+  if (header->dtype != *meta_.spec.dtype) {
+    return InvalidArgument(
+        Where() + ": a " + std::string(DTypeName(header->dtype)) +
+        " image does not fit a " + std::string(DTypeName(*meta_.spec.dtype)) +
+        " tensor");
+  }
+  if (source->name() != target->name()) {
+    // Another format: decode, then append as pixels, which encodes with the
+    // tensor's codec.
+    SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, shape.ByteSize(header->dtype));
+    SHOAL_ASSIGN_OR_RETURN(MutableBuffer pixels,
+                           MutableBuffer::Allocate(bytes));
+    Status s = source->Decode(encoded, {}, pixels.span());
+    if (!s.ok()) return s.WithContext(Where());
+    return Append(shape, pixels.span(), info);
+  }
+  // Pass-through: the bytes are stored as they came.
+  SHOAL_ASSIGN_OR_RETURN(uint64_t raw_size, shape.ByteSize(*meta_.spec.dtype));
+  if (raw_size > meta_.spec.tiling_threshold) {
+    return InvalidArgument(Where() + ": image " + shape.ToString() +
+                           " exceeds the tiling threshold; append it as pixels "
+                           "to have it tiled");
+  }
+  SHOAL_RETURN_IF_ERROR(ValidateShape(shape));
+  SHOAL_RETURN_IF_ERROR(ValidateInfo(info));
+  if (meta_.spec.rank < 0) meta_.spec.rank = static_cast<int>(shape.rank());
+  SHOAL_RETURN_IF_ERROR(AppendStored(shape, encoded, raw_size, 1));
   return AppendHidden(shape, 1, info);
 }
 
@@ -402,10 +446,9 @@ Status Tensor::Impl::AppendTiled(const Shape& shape, ByteSpan data) {
                       zero, extent, item);
     ByteSpan stored(tile_bytes.data(), tile_bytes.size());
     if (sample_codec_) {
-      scratch_.resize(sample_codec_->MaxCompressedSize(stored.size()));
-      auto n = sample_codec_->Compress(stored, scratch_);
-      if (!n.ok()) return n.status().WithContext(Where());
-      stored = ByteSpan(scratch_.data(), *n);
+      Status s = sample_codec_->Encode(extent, stored, &scratch_);
+      if (!s.ok()) return s.WithContext(Where());
+      stored = scratch_;
     }
     SampleLayout layout;
     layout.Add(extent, stored.size());
@@ -564,7 +607,8 @@ Result<Sample> Tensor::Impl::DecodeSample(Buffer stored,
     return Sample{dtype, shape, std::move(stored)};
   }
   SHOAL_ASSIGN_OR_RETURN(MutableBuffer out, MutableBuffer::Allocate(*bytes));
-  SHOAL_RETURN_IF_ERROR(sample_codec_->Decompress(stored.span(), out.span()));
+  SHOAL_RETURN_IF_ERROR(
+      sample_codec_->Decode(stored.span(), shape, out.span()));
   return Sample{dtype, shape, std::move(out).Freeze()};
 }
 
@@ -877,6 +921,12 @@ Status Tensor::Append(const Shape& shape, ByteSpan data,
     return InvalidArgument(impl_->Where() +
                            ": hidden tensors are written by their parent");
   return impl_->Append(shape, data, info_json);
+}
+Status Tensor::AppendEncoded(ByteSpan encoded, std::string_view info_json) {
+  if (hidden())
+    return InvalidArgument(impl_->Where() +
+                           ": hidden tensors are written by their parent");
+  return impl_->AppendEncoded(encoded, info_json);
 }
 Status Tensor::AppendBatch(const Shape& sample_shape, uint64_t count,
                            ByteSpan data) {

@@ -9,6 +9,7 @@
 #include "format/base/coding.h"
 #include "format/chunk.h"
 #include "format/internal/metadata.h"
+#include "format/internal/sample_codec.h"
 #include "format/store.h"
 
 namespace shoal {
@@ -57,7 +58,8 @@ class Verifier {
   void VerifyTensor(const TensorMeta& meta);
   // Checks one chunk; appends its sample shapes to `shapes` (as runs).
   void VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
-                   const ByteCodec* sample_codec, const ByteCodec* chunk_codec,
+                   const internal::SampleCodec* sample_codec,
+                   const ByteCodec* chunk_codec,
                    std::vector<std::pair<uint64_t, Shape>>* shapes,
                    std::vector<uint32_t>* shape_values);
   void CheckHiddenShapes(const TensorMeta& data);
@@ -181,18 +183,22 @@ void Verifier::VerifyTensor(const TensorMeta& meta) {
   auto found = indexes_.find(meta.id);
   if (found == indexes_.end()) return;
   const internal::TensorIndex* index = &found->second;
-  const ByteCodecOptions codec_options{DTypeSize(*meta.spec.dtype)};
-  std::shared_ptr<const ByteCodec> sample_codec, chunk_codec;
-  for (auto [spec, codec] :
-       {std::pair{&meta.spec.sample_compression, &sample_codec},
-        std::pair{&meta.spec.chunk_compression, &chunk_codec}}) {
-    if (spec->empty()) continue;
-    auto made = MakeByteCodec(*spec, codec_options);
+  auto sample_codec_or = internal::SampleCodec::Make(
+      meta.spec.sample_compression, *meta.spec.dtype);
+  if (!sample_codec_or.ok()) {
+    Problem(Kind::kCorrupt, where, sample_codec_or.status().ToString());
+    return;
+  }
+  std::shared_ptr<const internal::SampleCodec> sample_codec = *sample_codec_or;
+  std::shared_ptr<const ByteCodec> chunk_codec;
+  if (!meta.spec.chunk_compression.empty()) {
+    auto made = MakeByteCodec(meta.spec.chunk_compression,
+                              {DTypeSize(*meta.spec.dtype)});
     if (!made.ok()) {
       Problem(Kind::kCorrupt, where, made.status().ToString());
       return;
     }
-    *codec = *made;
+    chunk_codec = *made;
   }
   const size_t problems_before = report_.problems.size();
   uint64_t stored = 0, chunks = 0;
@@ -232,7 +238,7 @@ void Verifier::VerifyTensor(const TensorMeta& meta) {
 }
 
 void Verifier::VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
-                           const ByteCodec* sample_codec,
+                           const internal::SampleCodec* sample_codec,
                            const ByteCodec* chunk_codec,
                            std::vector<std::pair<uint64_t, Shape>>* shapes,
                            std::vector<uint32_t>* shape_values) {
@@ -300,8 +306,8 @@ void Verifier::VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
                   " exceeds the tensor's sample size limit";
       } else {
         scratch.resize(*raw_size);
-        Status s = sample_codec->Decompress(
-            data.span().subspan(range.offset, range.size), scratch);
+        Status s = sample_codec->Decode(
+            data.span().subspan(range.offset, range.size), shape, scratch);
         if (!s.ok()) problem = s.ToString();
       }
     }

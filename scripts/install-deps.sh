@@ -16,7 +16,11 @@ packages=(
   libcli11-dev nlohmann-json3-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-numpy
+  python3 python3-numpy python3-png libjpeg-turbo-progs
+  # Pillow's CMYK->RGB conversion, the reference of the JPEG CMYK test
+  python3-pil
+  # SHA-256 of decoded pixels in the PngSuite test (OpenSSL libcrypto)
+  libssl-dev
   # the demo's data set (Fashion-MNIST IDX files under /usr/share/datasets/fashion-mnist)
   dataset-fashion-mnist
 )

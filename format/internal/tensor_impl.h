@@ -18,6 +18,7 @@
 #include "format/chunk.h"
 #include "format/dataset.h"
 #include "format/internal/metadata.h"
+#include "format/internal/sample_codec.h"
 
 namespace shoal {
 namespace internal {
@@ -95,11 +96,14 @@ class Tensor::Impl {
 
   // Writes.
   Status Append(const Shape& shape, ByteSpan data, std::string_view info);
+  Status AppendEncoded(ByteSpan encoded, std::string_view info);
   Status AppendBatch(const Shape& shape, uint64_t count, ByteSpan data);
   Status AppendBatch(std::span<const Shape> shapes, ByteSpan data);
   /// Checks a sample against the spec without appending (sets nothing).
   Status Validate(const Shape& shape, ByteSpan data) const;
   Status ValidateInfo(std::string_view info) const;
+  /// The checks of Validate() that need no data (rank, htype rules).
+  Status ValidateShape(const Shape& shape) const;
   /// Checks a whole batch, so that a bad sample appends nothing.
   Status ValidateBatch(const Shape& shape, uint64_t count, ByteSpan data) const;
   Status ValidateBatch(std::span<const Shape> shapes, ByteSpan data) const;
@@ -163,7 +167,7 @@ class Tensor::Impl {
   internal::DatasetContext* context_;
   internal::TensorMeta meta_;
   internal::TensorIndex index_;
-  std::shared_ptr<const ByteCodec> sample_codec_;
+  std::shared_ptr<const internal::SampleCodec> sample_codec_;
   std::shared_ptr<const ByteCodec> chunk_codec_;
   Tensor* shape_tensor_ = nullptr;
   Tensor* info_tensor_ = nullptr;

@@ -1,0 +1,48 @@
+// SampleCodec: how a tensor compresses each sample on its own, over the two
+// codec kinds of codecs/ (byte codecs for arrays: lz4, zstd; image codecs
+// for image tensors: jpeg, png), so the tensor code has one path for both.
+//
+// Thread-safety: immutable; Encode and Decode may run concurrently.
+#ifndef SHOAL_FORMAT_INTERNAL_SAMPLE_CODEC_H_
+#define SHOAL_FORMAT_INTERNAL_SAMPLE_CODEC_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codecs/image_codec.h"
+#include "format/base/buffer.h"
+#include "format/base/result.h"
+#include "format/base/types.h"
+
+namespace shoal::internal {
+
+class SampleCodec {
+ public:
+  virtual ~SampleCodec() = default;
+
+  /// Null for "" (samples stored raw). `spec` is a byte codec spec or an
+  /// image codec name.
+  static Result<std::shared_ptr<const SampleCodec>> Make(std::string_view spec,
+                                                         DType dtype);
+  /// True for names of image codecs ("jpeg", "png").
+  static bool IsImageCodec(std::string_view spec);
+
+  /// The canonical spec stored in metadata and chunk headers.
+  virtual std::string spec() const = 0;
+  /// The image codec behind this one, or null for byte codecs.
+  virtual const ImageCodec* image() const { return nullptr; }
+  /// Encodes the raw C-order bytes of a sample (or tile) of `shape` into
+  /// `out` (replacing its contents).
+  virtual Status Encode(const Shape& shape, ByteSpan raw,
+                        std::vector<std::byte>* out) const = 0;
+  /// Decodes `stored` into `out`, which holds exactly the raw bytes of
+  /// `shape`; Corruption when the stored bytes disagree with the shape.
+  virtual Status Decode(ByteSpan stored, const Shape& shape,
+                        MutableByteSpan out) const = 0;
+};
+
+}  // namespace shoal::internal
+
+#endif  // SHOAL_FORMAT_INTERNAL_SAMPLE_CODEC_H_
