@@ -536,17 +536,17 @@ TEST(JpegCodecTest, LimitsAreCheckedOnTheHeader) {
             StatusCode::kResourceExhausted);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SHOAL_UNDER_ASAN 1
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SHOAL_UNDER_SANITIZER 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SHOAL_UNDER_ASAN 1
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SHOAL_UNDER_SANITIZER 1
 #endif
 #endif
 
-// Not built under ASan: its shadow memory needs far more address space than
-// the limit this test sets. The plain build (make test) runs it.
-#ifndef SHOAL_UNDER_ASAN
+// Not built under ASan or TSan: their shadow memory needs far more address
+// space than the limit this test sets. The plain build (make test) runs it.
+#ifndef SHOAL_UNDER_SANITIZER
 // Headers that lie about the size must not make libjpeg allocate by them: in
 // a child process whose address space may grow by only 256 MiB, decoding
 // files claiming up to 65500x65500 fails cleanly instead of running out.
@@ -600,7 +600,7 @@ TEST(JpegCodecTest, LyingHeadersAllocateLittle) {
   ASSERT_TRUE(WIFEXITED(status)) << "child died by signal";
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
-#endif  // SHOAL_UNDER_ASAN
+#endif  // SHOAL_UNDER_SANITIZER
 
 TEST(JpegCodecTest, TruncationsAndBitFlipsGiveErrorsNotCrashes) {
   auto codec = Codec();
