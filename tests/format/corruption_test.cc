@@ -176,6 +176,22 @@ class CorruptionTest : public ::testing::Test {
     EXPECT_THAT(m, HasSubstr("sample " + std::to_string(i))) << s;
   }
 
+  // Every sample of chunk `c` of `tensor`, and no other, fails to read with
+  // `code`, each failure naming dataset, tensor, chunk and sample.
+  void ExpectChunkUnreadable(std::string_view tensor, const ChunkInfo& c,
+                             StatusCode code) {
+    auto failures = ReadAll();
+    EXPECT_EQ(failures.size(), 1u) << "only " << tensor << " is damaged";
+    const auto& failed = failures[std::string(tensor)];
+    ASSERT_EQ(failed.size(), c.num_samples);
+    for (const auto& [i, s] : failed) {
+      EXPECT_GE(i, c.first_sample);
+      EXPECT_LT(i, c.first_sample + c.num_samples);
+      EXPECT_TRUE(HasCode(s, code)) << i;
+      ExpectNamed(s, tensor, c.key, i);
+    }
+  }
+
   VerifyReport Verify(const VerifyOptions& options = {}) {
     auto report = VerifyDataset(url_, options);
     EXPECT_TRUE(Ok(report));
@@ -281,14 +297,7 @@ TEST_F(CorruptionTest, BitFlipInAChunkHeader) {
   std::string bytes = ReadFile(Path(c.key));
   bytes[20] ^= 0x01;
   WriteFile(Path(c.key), bytes);
-  auto failures = ReadAll();
-  ASSERT_EQ(failures["emb"].size(), c.num_samples);
-  for (const auto& [i, s] : failures["emb"]) {
-    EXPECT_GE(i, c.first_sample);
-    EXPECT_LT(i, c.first_sample + c.num_samples);
-    EXPECT_TRUE(HasCode(s, StatusCode::kCorruption));
-    ExpectNamed(s, "emb", c.key, i);
-  }
+  ExpectChunkUnreadable("emb", c, StatusCode::kCorruption);
   ExpectOnlyProblem(Verify(), Kind::kCorrupt, c.key);
 }
 
@@ -326,12 +335,7 @@ TEST_F(CorruptionTest, ChunkTruncatedInsideItsHeader) {
   const auto chunks = Chunks("labels");
   const ChunkInfo& c = chunks.back();
   fs::resize_file(Path(c.key), 30);
-  auto failures = ReadAll();
-  EXPECT_EQ(failures["labels"].size(), c.num_samples);
-  for (const auto& [i, s] : failures["labels"]) {
-    EXPECT_TRUE(HasCode(s, StatusCode::kCorruption)) << i;
-    ExpectNamed(s, "labels", c.key, i);
-  }
+  ExpectChunkUnreadable("labels", c, StatusCode::kCorruption);
   ExpectOnlyProblem(Verify(), Kind::kCorrupt, c.key);
 }
 
@@ -340,12 +344,7 @@ TEST_F(CorruptionTest, DeletedChunk) {
   const auto chunks = Chunks("images");
   const ChunkInfo& c = chunks[0];
   ASSERT_TRUE(fs::remove(Path(c.key)));
-  auto failures = ReadAll();
-  ASSERT_EQ(failures["images"].size(), c.num_samples);
-  for (const auto& [i, s] : failures["images"]) {
-    EXPECT_TRUE(HasCode(s, StatusCode::kNotFound)) << i;
-    ExpectNamed(s, "images", c.key, i);
-  }
+  ExpectChunkUnreadable("images", c, StatusCode::kNotFound);
   ExpectOnlyProblem(Verify(), Kind::kMissing, c.key);
 }
 
