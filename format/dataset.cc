@@ -197,6 +197,16 @@ Dataset::~Dataset() {
   }
 }
 
+// Deletes a dataset's objects, HEAD first so that a crash midway leaves no
+// dataset rather than a broken one.
+static Status DeleteDatasetObjects(Store& store) {
+  for (const char* prefix : {"HEAD", "meta/", "index/", "chunks/"}) {
+    SHOAL_ASSIGN_OR_RETURN(auto keys, store.List(prefix));
+    for (const auto& key : keys) SHOAL_RETURN_IF_ERROR(store.Delete(key));
+  }
+  return Status::OK();
+}
+
 Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
                                                  const CreateOptions& options) {
   SHOAL_ASSIGN_OR_RETURN(auto store, OpenStore(url));
@@ -210,12 +220,7 @@ Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
         impl->Where() +
         ": a dataset already exists (use overwrite to replace it)");
   }
-  if (exists) {
-    for (const char* prefix : {"HEAD", "meta/", "index/", "chunks/"}) {
-      SHOAL_ASSIGN_OR_RETURN(auto keys, store->List(prefix));
-      for (const auto& key : keys) SHOAL_RETURN_IF_ERROR(store->Delete(key));
-    }
-  }
+  if (exists) SHOAL_RETURN_IF_ERROR(DeleteDatasetObjects(*store));
   auto ds = std::unique_ptr<Dataset>(new Dataset(std::move(impl)));
   // Commit 0 is the empty dataset, so that it opens at once.
   ds->impl_->commit = 0;
@@ -227,6 +232,18 @@ Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
   const std::string head = internal::EncodeHead({0, ds->impl_->meta_key});
   SHOAL_RETURN_IF_ERROR(store->WriteAtomic(internal::kHeadKey, AsBytes(head)));
   return ds;
+}
+
+Status Dataset::Remove(std::string_view url) {
+  auto store = OpenStore(url, {.create = false});
+  if (!store.ok()) {
+    return store.status().WithContext("no dataset at '" + std::string(url) +
+                                      "'");
+  }
+  SHOAL_ASSIGN_OR_RETURN(bool exists, (*store)->Exists(internal::kHeadKey));
+  if (!exists) return NotFound("no dataset at '" + std::string(url) + "'");
+  SHOAL_RETURN_IF_ERROR(DeleteDatasetObjects(**store));
+  return (*store)->Sync();
 }
 
 Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,

@@ -45,6 +45,8 @@
 
 namespace shoal {
 
+class ImageCodec;
+
 class Dataset;
 
 /// One decoded sample. `data` holds shape.ByteSize(dtype) bytes, C order; it
@@ -92,8 +94,9 @@ class Tensor {
                 std::string_view info_json = {});
   /// Appends an image given encoded (JPEG, PNG; the format is read from the
   /// bytes, not trusted from a file name). Bytes already in the tensor's
-  /// sample_compression are stored as they are after their header is
-  /// checked (which gives the shape); others are decoded and re-encoded.
+  /// sample_compression (any format for "image") are stored as they are
+  /// after their header is checked (which gives the shape); others are
+  /// decoded and re-encoded.
   /// InvalidArgument unless the tensor compresses samples with an image
   /// codec; Corruption when the image cannot be read.
   Status AppendEncoded(ByteSpan encoded, std::string_view info_json = {});
@@ -119,6 +122,12 @@ class Tensor {
   /// The sample's bytes as stored: compressed when the tensor compresses
   /// samples, else the raw array. InvalidArgument for a tiled sample.
   Result<Buffer> ReadStored(uint64_t index) const;
+  /// The image codec that decodes `stored` (bytes from ReadStored) of an
+  /// image tensor: the tensor's codec, or for sample_compression "image"
+  /// the one whose signature the bytes carry. Callers decode with their own
+  /// options (scale, region, channels). InvalidArgument for tensors without
+  /// an image sample_compression; Corruption for unknown bytes.
+  Result<const ImageCodec*> ImageCodecFor(ByteSpan stored) const;
 
  private:
   friend class Dataset;
@@ -149,6 +158,10 @@ class Dataset {
   /// Opens the last commit. NotFound when there is no dataset at `url`.
   static Result<std::unique_ptr<Dataset>> Open(std::string_view url,
                                                const OpenOptions& options = {});
+  /// Deletes the dataset at `url`: HEAD first, so that it stops opening at
+  /// once, then its other objects. NotFound when there is none. No Dataset
+  /// object may be open on it.
+  static Status Remove(std::string_view url);
 
   /// Flushes and closes when still open (errors are printed to stderr; call
   /// Close() to see them).

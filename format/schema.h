@@ -49,8 +49,10 @@ struct TensorSpec {
   /// Number of dimensions of every sample; -1 takes it from the first
   /// sample appended. Image defaults to 3, text/json/embedding to 1, bbox 2.
   int rank = -1;
-  /// Per-sample compression: "" (none) or a byte codec spec ("lz4",
-  /// "zstd:3"). Excludes chunk_compression.
+  /// Per-sample compression: "" (none), a byte codec spec ("lz4",
+  /// "zstd:3"), or for image tensors an image codec: "jpeg", "png", or
+  /// "image" (each sample in whichever image format it came; pixels
+  /// appended as arrays are stored as PNG). Excludes chunk_compression.
   std::string sample_compression;
   /// Block-wise chunk compression: "" (none) or a byte codec spec ("lz4",
   /// "zstd:3", "zstd:3+shuffle"). Excludes sample_compression.

@@ -165,7 +165,7 @@ Status Tensor::Impl::AppendEncoded(ByteSpan encoded, std::string_view info) {
   if (target == nullptr) {
     return InvalidArgument(Where() +
                            ": encoded images need an image "
-                           "sample_compression (jpeg or png)");
+                           "sample_compression (jpeg, png or image)");
   }
   SHOAL_ASSIGN_OR_RETURN(auto source, SniffImageCodec(encoded));
   auto header = source->ReadInfo(encoded);
@@ -177,7 +177,7 @@ Status Tensor::Impl::AppendEncoded(ByteSpan encoded, std::string_view info) {
         " image does not fit a " + std::string(DTypeName(*meta_.spec.dtype)) +
         " tensor");
   }
-  if (source->name() != target->name()) {
+  if (!sample_codec_->StoresAsIs(source->name())) {
     // Another format: decode, then append as pixels, which encodes with the
     // tensor's codec.
     SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, shape.ByteSize(header->dtype));
@@ -960,6 +960,16 @@ Result<std::string> Tensor::ReadInfo(uint64_t index) const {
 }
 Result<Buffer> Tensor::ReadStored(uint64_t index) const {
   return impl_->ReadStored(index);
+}
+Result<const ImageCodec*> Tensor::ImageCodecFor(ByteSpan stored) const {
+  const auto& codec = impl_->sample_codec();
+  if (codec == nullptr || codec->image() == nullptr) {
+    return InvalidArgument(impl_->Where() +
+                           ": samples are not stored as images");
+  }
+  auto image = codec->ImageFor(stored);
+  if (!image.ok()) return image.status().WithContext(impl_->Where());
+  return image;
 }
 
 }  // namespace shoal

@@ -35,6 +35,8 @@ using CommandRun = std::function<Result<int>()>;
 /// Registers a command on `app`. When the command is chosen, parsing sets
 /// `*run`; `run` must outlive parsing.
 void AddIngestCommand(CLI::App& app, CommandRun* run);
+/// `ingest images` (tools/ingest_images.cc), added by AddIngestCommand.
+void AddIngestImagesCommand(CLI::App& ingest, CommandRun* run);
 void AddInfoCommand(CLI::App& app, CommandRun* run);
 void AddGetCommand(CLI::App& app, CommandRun* run);
 void AddVerifyCommand(CLI::App& app, CommandRun* run);
@@ -49,6 +51,10 @@ Result<std::unique_ptr<Dataset>> OpenForReading(const std::string& url);
 /// The tensor `name` of `dataset` (hidden ones too); the NotFound error
 /// lists the visible tensors, so a typo is easy to fix.
 Result<Tensor*> FindTensor(const Dataset& dataset, std::string_view name);
+
+/// --chunk-bytes of the ingest commands: a size with k/M/G suffixes
+/// (powers of 1024), checked to lie in 4 KiB .. 2 GiB.
+void AddChunkBytesOption(CLI::App& cmd, uint64_t& chunk_bytes);
 
 /// "1 problem", "3 problems".
 std::string Count(uint64_t n, std::string_view noun);

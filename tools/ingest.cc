@@ -1,6 +1,7 @@
-// `shoal ingest`: creates a dataset from files of another format. Today the
-// IDX files of the MNIST family (`shoal ingest idx`); each source format is
-// one subcommand of `ingest`.
+// `shoal ingest`: creates a dataset from files of another format: the IDX
+// files of the MNIST family (`shoal ingest idx`, here) and folders of images
+// (`shoal ingest images`, ingest_images.cc); each source format is one
+// subcommand of `ingest`.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -340,12 +341,7 @@ void AddIngestIdxCommand(CLI::App& ingest, CommandRun* run) {
                 "(60,000 Fashion-MNIST images from plain IDX files with lz4: "
                 "0.15 s instead of 0.19 s; gunzipping .gz files takes longer "
                 "than either)");
-  cmd->add_option("--chunk-bytes", options->chunk_bytes,
-                  "Target size of a chunk's sample data, 4 KiB .. 2 GiB "
-                  "(suffixes k, M, G are powers of 1024)")
-      ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
-      ->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 31))
-      ->capture_default_str();
+  AddChunkBytesOption(*cmd, options->chunk_bytes);
   cmd->footer(
       "Images become the tensor 'images' (htype image, uint8, samples "
       "[H, W, 1]; [N, H, W, C] files give [H, W, C]); labels become "
@@ -368,6 +364,7 @@ void AddIngestCommand(CLI::App& app, CommandRun* run) {
       "ingest", "Create a dataset from files of another format");
   ingest->require_subcommand(1);
   AddIngestIdxCommand(*ingest, run);
+  AddIngestImagesCommand(*ingest, run);
 }
 
 }  // namespace shoal::tools

@@ -87,6 +87,9 @@ class Tensor::Impl {
 
   internal::TensorMeta& meta() { return meta_; }
   const internal::TensorMeta& meta() const { return meta_; }
+  const std::shared_ptr<const internal::SampleCodec>& sample_codec() const {
+    return sample_codec_;
+  }
   const internal::TensorIndex& index() const { return index_; }
   uint64_t size() const { return meta_.length; }
   void set_hidden_tensors(Tensor* shape, Tensor* info) {

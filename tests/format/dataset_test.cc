@@ -1303,6 +1303,32 @@ TEST(SchemaTest, CreateOverExistingAndOpenMissing) {
   }
 }
 
+TEST(SchemaTest, RemoveDeletesEveryObject) {
+  TempDir dir;
+  for (const std::string& url : {FreshMemUrl(), dir.url()}) {
+    SCOPED_TRACE(url);
+    EXPECT_TRUE(HasCode(Dataset::Remove(url), StatusCode::kNotFound));
+    std::shared_ptr<Store> store;
+    {
+      auto ds = Dataset::Create(url);
+      ASSERT_TRUE(Ok(ds));
+      store = (*ds)->store();
+      auto t = (*ds)->CreateTensor({.name = "a", .dtype = DType::kUInt8});
+      ASSERT_TRUE(Ok(t));
+      ASSERT_TRUE(
+          Ok((*t)->AppendBatch(Shape{8}, 4, Span(SampleBytes(1, 2, 32)))));
+      ASSERT_TRUE(Ok((*ds)->Close()));
+    }
+    ASSERT_TRUE(Ok(Dataset::Remove(url)));
+    EXPECT_TRUE(HasCode(Dataset::Open(url), StatusCode::kNotFound));
+    auto left = store->List("");
+    ASSERT_TRUE(Ok(left));
+    EXPECT_TRUE(left->empty()) << left->front();
+    // The place can take a new dataset without overwrite.
+    EXPECT_TRUE(Ok(Dataset::Create(url)));
+  }
+}
+
 TEST(SchemaTest, ClassLabelsMustNameAClass) {
   auto ds = Dataset::Create(FreshMemUrl());
   ASSERT_TRUE(Ok(ds));

@@ -160,6 +160,73 @@ TEST_F(ImageTensorTest, BadInputIsRejectedWithoutAppending) {
   EXPECT_EQ((*t)->size(), 0u);
 }
 
+TEST_F(ImageTensorTest, AnyImageTensorKeepsEachFormatAsItCame) {
+  // sample_compression "image": JPEG and PNG files side by side, each stored
+  // as it came and decoded by the codec its signature names.
+  const std::string jpeg =
+      ReadFile(std::string(SHOAL_TEST_DATA) + "/jpeg/testorig.jpg");
+  const std::string png =
+      ReadFile(std::string(SHOAL_TEST_DATA) + "/pngsuite/basn2c08.png");
+  ASSERT_FALSE(jpeg.empty());
+  ASSERT_FALSE(png.empty());
+  auto t = MakeImageTensor(*ds_, "image");
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->AppendEncoded(AsBytes(jpeg)).ok());
+  ASSERT_TRUE((*t)->AppendEncoded(AsBytes(png)).ok());
+  // Pixels appended as an array are stored losslessly, as PNG.
+  const auto pixels = Picture(20, 30, 3, 2);
+  ASSERT_TRUE(
+      (*t)->Append(Shape{20, 30, 3}, std::as_bytes(std::span(pixels))).ok());
+  ASSERT_TRUE(ds_->Flush().ok());
+  ASSERT_TRUE(ds_->Close().ok());
+
+  auto reopened = Dataset::Open("mem://image-tensor", {.read_only = true});
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  auto images = (*reopened)->tensor("images");
+  ASSERT_TRUE(images.ok());
+  EXPECT_EQ((*images)->spec().sample_compression, "image");
+  const std::string formats[] = {"jpeg", "png", "png"};
+  const std::string* inputs[] = {&jpeg, &png, nullptr};
+  for (uint64_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    auto stored = (*images)->ReadStored(i);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    if (inputs[i] != nullptr) EXPECT_EQ(stored->view(), *inputs[i]);
+    auto codec = (*images)->ImageCodecFor(stored->span());
+    ASSERT_TRUE(codec.ok()) << codec.status();
+    EXPECT_EQ((*codec)->name(), formats[i]);
+    // Read() equals the codec's own decode of the stored bytes.
+    auto info = (*codec)->ReadInfo(stored->span());
+    ASSERT_TRUE(info.ok());
+    auto shape = (*codec)->OutputShape(*info, {});
+    ASSERT_TRUE(shape.ok());
+    std::vector<std::byte> want(*shape->ByteSize(DType::kUInt8));
+    ASSERT_TRUE((*codec)->Decode(stored->span(), {}, want).ok());
+    auto sample = (*images)->Read(i);
+    ASSERT_TRUE(sample.ok()) << sample.status();
+    EXPECT_EQ(sample->shape, *shape);
+    ASSERT_EQ(sample->data.size(), want.size());
+    EXPECT_EQ(std::memcmp(sample->data.data(), want.data(), want.size()), 0);
+  }
+  auto last = (*images)->Read(2);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(std::memcmp(last->data.data(), pixels.data(), pixels.size()), 0);
+  EXPECT_EQ((*images)->ImageCodecFor(AsBytes("GIF89a")).status().code(),
+            StatusCode::kCorruption);
+}
+
+TEST_F(ImageTensorTest, ImageCodecForNeedsAnImageTensor) {
+  auto raw = ds_->CreateTensor({.name = "raw", .htype = HType::kImage});
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ((*raw)->ImageCodecFor(AsBytes("\xFF\xD8\xFF")).status().code(),
+            StatusCode::kInvalidArgument);
+  auto lz4 = ds_->CreateTensor(
+      {.name = "lz4", .htype = HType::kImage, .sample_compression = "lz4"});
+  ASSERT_TRUE(lz4.ok()) << lz4.status();
+  EXPECT_EQ((*lz4)->ImageCodecFor(AsBytes("\xFF\xD8\xFF")).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST_F(ImageTensorTest, SpecRules) {
   EXPECT_EQ(ds_->CreateTensor({.name = "g",
                                .dtype = DType::kUInt8,
@@ -177,6 +244,19 @@ TEST_F(ImageTensorTest, SpecRules) {
   auto raw = ds_->CreateTensor({.name = "raw", .htype = HType::kImage});
   ASSERT_TRUE(raw.ok());
   EXPECT_EQ((*raw)->AppendEncoded(AsBytes("\xFF\xD8\xFF")).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ds_->CreateTensor({.name = "any_generic",
+                               .dtype = DType::kUInt8,
+                               .sample_compression = "image"})
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ds_->CreateTensor({.name = "any_float",
+                               .htype = HType::kImage,
+                               .dtype = DType::kFloat32,
+                               .sample_compression = "image"})
+                .status()
+                .code(),
             StatusCode::kInvalidArgument);
 }
 

@@ -10,35 +10,8 @@
 set -u
 
 SHOAL=${1:?usage: cli_test.sh PATH/TO/shoal}
-PY=/usr/bin/python3
-work=$(mktemp -d "${TMPDIR:-/tmp}/shoal_cli_test.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-
-failures=0
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-# run CODE CMD...: runs CMD with stdout in $work/out and stderr in $work/err
-# and checks its exit status.
-run() {
-  local want=$1
-  shift
-  "$@" >"$work/out" 2>"$work/err"
-  local got=$?
-  if [ "$got" -ne "$want" ]; then
-    fail "'$*' exited $got, expected $want; stdout: $(head -c 2000 out); stderr: $(head -c 2000 err)"
-    return 1
-  fi
-  return 0
-}
-
-# contains FILE TEXT: FILE has TEXT (a fixed string).
-contains() {
-  grep -qF -- "$2" "$1" || fail "$1 lacks '$2': $(head -c 2000 "$1")"
-}
+# shellcheck source=cli_lib.sh
+source "$(dirname "$0")/cli_lib.sh"
 
 py() { "$PY" -c "$@" || fail "python check failed: $1"; }
 
@@ -232,13 +205,9 @@ run 2 "$SHOAL" info ds --no-such-flag && contains err "shoal: "
 
 # ---- help and version (exit 0) ----
 run 0 "$SHOAL" --version && contains out "shoal "
-for cmd in "" ingest "ingest idx" info get verify bench; do
+for cmd in "" ingest "ingest idx" "ingest images" info get verify bench; do
   # shellcheck disable=SC2086  # $cmd is meant to split
   run 0 "$SHOAL" $cmd --help && contains out "Usage:"
 done
 
-if [ "$failures" -ne 0 ]; then
-  echo "$failures check(s) failed" >&2
-  exit 1
-fi
-echo "cli_test: all checks passed"
+finish "cli_test"
