@@ -40,6 +40,7 @@
 #include "format/base/buffer.h"
 #include "format/base/result.h"
 #include "format/base/types.h"
+#include "format/chunk.h"
 #include "format/schema.h"
 #include "format/store.h"
 
@@ -55,6 +56,55 @@ struct Sample {
   DType dtype = DType::kUInt8;
   Shape shape;
   Buffer data;
+};
+
+/// One unit of I/O of a tensor: a chunk of consecutive samples, one tiled
+/// sample (all its tiles), or the samples appended but not yet flushed.
+struct TensorExtent {
+  uint64_t first_sample = 0;
+  uint64_t num_samples = 0;
+  /// Bytes read from the store to load it (0 for unflushed samples).
+  uint64_t stored_bytes = 0;
+  bool tiled = false;
+};
+
+/// The samples of one extent, read at once (Tensor::ReadExtent): slices of
+/// one buffer, no per-sample copies. A sample's bytes are as stored — still
+/// encoded when encoded() (decode with Tensor::DecodeInto or an image codec
+/// from Tensor::ImageCodecFor) — except that a tiled sample comes
+/// reassembled and decoded.
+class ExtentData {
+ public:
+  ExtentData() = default;
+  ExtentData(uint64_t first_sample, Buffer data, SampleLayout layout,
+             bool encoded)
+      : first_(first_sample),
+        data_(std::move(data)),
+        layout_(std::move(layout)),
+        encoded_(encoded) {}
+
+  uint64_t first_sample() const { return first_; }
+  uint64_t size() const { return layout_.num_samples(); }
+  bool encoded() const { return encoded_; }
+  /// `j` counts from first_sample(). Preconditions: j < size().
+  Shape shape(uint64_t j) const { return layout_.shape(j); }
+  ByteSpan bytes(uint64_t j) const {
+    const ByteRange r = layout_.range(j);
+    return data_.span().subspan(r.offset, r.size);
+  }
+  /// The bytes of sample j as a Buffer sharing this extent's storage.
+  Buffer slice(uint64_t j) const {
+    const ByteRange r = layout_.range(j);
+    return data_.Slice(r.offset, r.size);
+  }
+  /// Bytes held in memory (what a loader charges to its budget).
+  uint64_t memory_bytes() const { return data_.size(); }
+
+ private:
+  uint64_t first_ = 0;
+  Buffer data_;
+  SampleLayout layout_;
+  bool encoded_ = false;
 };
 
 struct ReadOptions {
@@ -128,6 +178,20 @@ class Tensor {
   /// options (scale, region, channels). InvalidArgument for tensors without
   /// an image sample_compression; Corruption for unknown bytes.
   Result<const ImageCodec*> ImageCodecFor(ByteSpan stored) const;
+
+  // ---- Bulk reads for loaders (thread-safe) ----
+
+  /// The tensor's extents in sample order; together they cover [0, size()).
+  std::vector<TensorExtent> Extents() const;
+  /// Every sample of extent `i` of Extents(), with one read of the chunk
+  /// object (its blocks decompressed at once). Errors name the chunk.
+  Result<ExtentData> ReadExtent(size_t i) const;
+  /// Decodes stored bytes of one sample (ExtentData::bytes, ReadStored)
+  /// into `out`, which holds exactly shape.ByteSize(dtype()) bytes; a copy
+  /// when the tensor does not compress samples. Corruption when the bytes
+  /// do not decode to `shape`.
+  Status DecodeInto(ByteSpan stored, const Shape& shape,
+                    MutableByteSpan out) const;
 
  private:
   friend class Dataset;

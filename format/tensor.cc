@@ -723,6 +723,104 @@ Result<std::vector<Sample>> Tensor::Impl::ReadRange(uint64_t begin,
   return out;
 }
 
+std::vector<TensorExtent> Tensor::Impl::Extents() const {
+  std::vector<TensorExtent> out;
+  out.reserve(index_.entries().size() + 1);
+  for (const internal::IndexEntry& e : index_.entries()) {
+    TensorExtent extent{e.first_sample, e.num_samples(), 0, e.tiled != nullptr};
+    if (e.tiled) {
+      for (const ChunkRef& tile : e.tiled->tiles)
+        extent.stored_bytes += tile.chunk_bytes;
+    } else {
+      extent.stored_bytes = e.chunk.chunk_bytes;
+    }
+    out.push_back(extent);
+  }
+  if (size() > index_.num_samples()) {
+    out.push_back(
+        {index_.num_samples(), size() - index_.num_samples(), 0, false});
+  }
+  return out;
+}
+
+Result<ExtentData> Tensor::Impl::ReadExtent(size_t i) const {
+  const auto& entries = index_.entries();
+  if (i > entries.size() ||
+      (i == entries.size() && size() == index_.num_samples())) {
+    return OutOfRange(Where() + ": extent " + std::to_string(i) +
+                      " does not exist");
+  }
+  if (i == entries.size()) {
+    // The open chunk: a copy, since appends may move its storage.
+    return ExtentData(index_.num_samples(),
+                      Buffer::CopyOf(ByteSpan(open_data_)), open_layout_,
+                      sample_codec_ != nullptr);
+  }
+  const internal::IndexEntry& entry = entries[i];
+  if (entry.tiled) {
+    const Shape& shape = entry.tiled->shape;
+    const uint64_t zero[Shape::kMaxRank] = {};
+    auto sample = ReadTiled(*entry.tiled, {zero, shape.rank()}, shape.dims());
+    if (!sample.ok()) {
+      return sample.status().WithContext("sample " +
+                                         std::to_string(entry.first_sample));
+    }
+    SampleLayout layout;
+    layout.Add(shape, sample->data.size());
+    return ExtentData(entry.first_sample, std::move(sample->data),
+                      std::move(layout), /*encoded=*/false);
+  }
+  auto fail = [&](const Status& s) {
+    return s.WithContext(ChunkWhere(entry.chunk));
+  };
+  auto header = Header(entry.chunk);
+  if (!header.ok()) return fail(header.status());
+  const auto& blocks = (*header)->blocks();
+  Buffer data;
+  if (!blocks.empty()) {
+    // One range read of every block, decoded at once; not put in the block
+    // cache, which is sized for random reads, not whole chunks.
+    const uint64_t offset = blocks.front().stored_offset;
+    const uint64_t length =
+        blocks.back().stored_offset + blocks.back().stored_size - offset;
+    auto stored = ChunkRange(internal::ChunkKey(meta_.id, entry.chunk.id),
+                             offset, length);
+    if (!stored.ok()) return fail(stored.status());
+    auto decoded = DecodeBlocks(**header, 0, blocks.size() - 1, *stored,
+                                chunk_codec_.get());
+    if (!decoded.ok()) return fail(decoded.status());
+    data = std::move(*decoded);
+  }
+  const SampleLayout& layout = (*header)->layout();
+  if (layout.data_size() != data.size()) {
+    return fail(Corruption("blocks hold " + std::to_string(data.size()) +
+                           " bytes, the samples " +
+                           std::to_string(layout.data_size())));
+  }
+  return ExtentData(entry.first_sample, std::move(data), layout,
+                    sample_codec_ != nullptr);
+}
+
+Status Tensor::Impl::DecodeInto(ByteSpan stored, const Shape& shape,
+                                MutableByteSpan out) const {
+  auto bytes = shape.ByteSize(*meta_.spec.dtype);
+  if (!bytes.ok() || *bytes != out.size()) {
+    return InvalidArgument(Where() + ": output of " +
+                           std::to_string(out.size()) +
+                           " bytes for a sample of shape " + shape.ToString());
+  }
+  if (!sample_codec_) {
+    if (stored.size() != out.size()) {
+      return Corruption("sample of shape " + shape.ToString() + " has " +
+                        std::to_string(stored.size()) + " bytes, expected " +
+                        std::to_string(out.size()));
+    }
+    if (!out.empty()) std::memcpy(out.data(), stored.data(), out.size());
+    return Status::OK();
+  }
+  return sample_codec_->Decode(stored, shape, out);
+}
+
 Result<Sample> Tensor::Impl::ReadTiled(const TiledSample& tiled,
                                        std::span<const uint64_t> lo,
                                        std::span<const uint64_t> hi) const {
@@ -960,6 +1058,14 @@ Result<std::string> Tensor::ReadInfo(uint64_t index) const {
 }
 Result<Buffer> Tensor::ReadStored(uint64_t index) const {
   return impl_->ReadStored(index);
+}
+std::vector<TensorExtent> Tensor::Extents() const { return impl_->Extents(); }
+Result<ExtentData> Tensor::ReadExtent(size_t i) const {
+  return impl_->ReadExtent(i);
+}
+Status Tensor::DecodeInto(ByteSpan stored, const Shape& shape,
+                          MutableByteSpan out) const {
+  return impl_->DecodeInto(stored, shape, out);
 }
 Result<const ImageCodec*> Tensor::ImageCodecFor(ByteSpan stored) const {
   const auto& codec = impl_->sample_codec();

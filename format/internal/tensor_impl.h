@@ -126,6 +126,10 @@ class Tensor::Impl {
   Result<Shape> ReadShape(uint64_t index) const;
   Result<std::string> ReadInfo(uint64_t index) const;
   Result<Buffer> ReadStored(uint64_t index) const;
+  std::vector<TensorExtent> Extents() const;
+  Result<ExtentData> ReadExtent(size_t i) const;
+  Status DecodeInto(ByteSpan stored, const Shape& shape,
+                    MutableByteSpan out) const;
 
   /// "dataset 'URL': tensor 'NAME'".
   std::string Where() const;

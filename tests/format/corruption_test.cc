@@ -280,6 +280,11 @@ TEST_F(CorruptionTest, BitFlipInABlock) {
   EXPECT_TRUE(HasCode(range, StatusCode::kCorruption));
   EXPECT_THAT(std::string(range.status().message()), HasSubstr(c.key));
   EXPECT_TRUE(Ok((*t)->ReadRange(chunks[2].first_sample, kRows)));
+  // The loader's bulk read fails for that chunk alone, naming it.
+  auto extent = (*t)->ReadExtent(1);
+  EXPECT_TRUE(HasCode(extent, StatusCode::kCorruption));
+  EXPECT_THAT(std::string(extent.status().message()), HasSubstr(c.key));
+  EXPECT_TRUE(Ok((*t)->ReadExtent(2)));
   // Shapes come from the hidden tensor and are intact.
   for (uint64_t i : affected) {
     auto shape = (*t)->ReadShape(i);
