@@ -22,6 +22,7 @@ set(SHOAL_INSTALL_TARGETS
   shoal_base
   shoal_codecs
   shoal_format
+  shoal_loader
 )
 
 set(SHOAL_CMAKE_INSTALL_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/shoal")

@@ -66,6 +66,9 @@ struct TensorExtent {
   /// Bytes read from the store to load it (0 for unflushed samples).
   uint64_t stored_bytes = 0;
   bool tiled = false;
+  /// The chunk object's key, for messages ("" for unflushed samples; the
+  /// first tile's for a tiled sample).
+  std::string chunk_key;
 };
 
 /// The samples of one extent, read at once (Tensor::ReadExtent): slices of

@@ -727,18 +727,22 @@ std::vector<TensorExtent> Tensor::Impl::Extents() const {
   std::vector<TensorExtent> out;
   out.reserve(index_.entries().size() + 1);
   for (const internal::IndexEntry& e : index_.entries()) {
-    TensorExtent extent{e.first_sample, e.num_samples(), 0, e.tiled != nullptr};
+    TensorExtent extent{e.first_sample, e.num_samples(), 0, e.tiled != nullptr,
+                        ""};
     if (e.tiled) {
       for (const ChunkRef& tile : e.tiled->tiles)
         extent.stored_bytes += tile.chunk_bytes;
+      if (!e.tiled->tiles.empty())
+        extent.chunk_key = internal::ChunkKey(meta_.id, e.tiled->tiles[0].id);
     } else {
       extent.stored_bytes = e.chunk.chunk_bytes;
+      extent.chunk_key = internal::ChunkKey(meta_.id, e.chunk.id);
     }
     out.push_back(extent);
   }
   if (size() > index_.num_samples()) {
     out.push_back(
-        {index_.num_samples(), size() - index_.num_samples(), 0, false});
+        {index_.num_samples(), size() - index_.num_samples(), 0, false, ""});
   }
   return out;
 }

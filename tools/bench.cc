@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/bench_loader.h"
 #include "tools/commands.h"
 
 namespace shoal::tools {
@@ -20,10 +21,11 @@ namespace {
 struct BenchOptions {
   std::string dataset;
   std::vector<std::string> tensors;  // empty: every visible tensor
-  std::string mode = "sequential";
+  std::string mode = "loader";
   std::optional<uint64_t> samples;
   uint64_t seed = 0;
   bool json = false;
+  LoaderBenchOptions loader;
 };
 
 // What a mode reads: `rows` samples of each of `tensors`, row i being sample
@@ -114,6 +116,10 @@ struct BenchMode {
 };
 
 constexpr BenchMode kModes[] = {
+    {"loader",
+     "batches through the multithreaded Loader (shuffle, decode, "
+     "transforms), as a training loop takes them",
+     nullptr},
     {"sequential", "rows in order, Tensor::ReadRange of about a chunk",
      RunSequential},
     {"random", "rows in seeded random order, one Tensor::Read per sample",
@@ -185,6 +191,14 @@ void PrintResult(const BenchOptions& options, const BenchPlan& plan,
 
 Result<int> RunBench(const BenchOptions& options) {
   SHOAL_ASSIGN_OR_RETURN(auto dataset, OpenForReading(options.dataset));
+  if (options.mode == "loader") {
+    LoaderBenchOptions loader = options.loader;
+    loader.tensors = options.tensors;
+    loader.seed = options.seed;
+    loader.json = options.json;
+    return RunLoaderBench(std::shared_ptr<const Dataset>(std::move(dataset)),
+                          loader);
+  }
   SHOAL_ASSIGN_OR_RETURN(BenchPlan plan, MakePlan(*dataset, options));
   SHOAL_ASSIGN_OR_RETURN(BenchResult result, FindMode(options.mode).run(plan));
   PrintResult(options, plan, result);
@@ -204,9 +218,17 @@ void AddBenchCommand(CLI::App& app, CommandRun* run) {
   CLI::App* cmd = app.add_subcommand(
       "bench", "Measure how fast samples are read and decoded");
   cmd->footer(
-      "Reads through the format API on one thread. A sample here is a row: "
-      "one sample of each chosen tensor; MB/s counts the decoded bytes of "
-      "all of them. Time covers the reads only, not opening the dataset.");
+      "The loader mode (default) reports samples/s and MB/s of decoded "
+      "output, the consumer's stall share (time waiting in Next()), per-stage "
+      "busy/wait/blocked times, accounted and RSS peak memory. --reference "
+      "also decodes the same JPEGs with raw TurboJPEG on as many threads, "
+      "without the pipeline, and prints loader / reference. The sequential "
+      "and random modes read through the format API on one thread; there a "
+      "sample is a row (one sample of each chosen tensor).\n\n"
+      "Examples:\n  shoal bench /data/inet --transform train --size 224 "
+      "--reference\n  shoal bench /data/fmnist --batch 1024 --json\n"
+      "  shoal bench DS --threads 1 --digests one.txt && shoal bench DS "
+      "--threads 2 --digests two.txt && cmp one.txt two.txt");
   cmd->add_option("DS", options->dataset, "The dataset (path or URL)")
       ->required();
   cmd->add_option("--tensors", options->tensors,
@@ -221,13 +243,70 @@ void AddBenchCommand(CLI::App& app, CommandRun* run) {
                   "(sequential) or with a new permutation (random)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--seed", options->seed,
-                  "Seed of the random order (random mode)")
+                  "Seed of the shuffle and random transforms (loader) or "
+                  "of the random order (random mode)")
       ->capture_default_str();
   cmd->add_flag("--json", options->json,
-                "Print one JSON object: mode, tensors, samples, bytes, "
-                "seconds, samples_per_s, mb_per_s");
-  cmd->callback(
-      [options, run] { *run = [options] { return RunBench(*options); }; });
+                "Print one JSON object (loader: samples_per_s, mb_per_s, "
+                "stall_fraction, peak_rss_bytes, stages, ...; other modes: "
+                "samples, bytes, seconds, samples_per_s, mb_per_s)");
+  LoaderBenchOptions& lo = options->loader;
+  cmd->add_option("--batch", lo.batch, "Loader: samples per batch")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--drop-last", lo.drop_last,
+                "Loader: drop what does not fill a whole batch");
+  cmd->add_option("--threads", lo.threads, "Loader: threads (0 = all cores)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--shuffle", lo.shuffle,
+                  "Loader: none, chunk (chunk order + shuffle buffer) or full")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, ShuffleMode>{{"none", ShuffleMode::kNone},
+                                             {"chunk", ShuffleMode::kChunk},
+                                             {"full", ShuffleMode::kFull}}))
+      ->default_str("chunk");
+  cmd->add_option("--shuffle-buffer", lo.shuffle_buffer,
+                  "Loader: shuffle buffer in samples (chunk shuffle)")
+      ->capture_default_str();
+  cmd->add_option("--epochs", lo.epochs, "Loader: epochs to run")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--rank", lo.rank, "Loader: this rank")
+      ->capture_default_str();
+  cmd->add_option("--world-size", lo.world_size, "Loader: number of ranks")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--transform", lo.transform,
+                  "Loader: decode (images to RGB at their own size) or "
+                  "train (random-resized-crop to --size + horizontal flip)")
+      ->check(CLI::IsMember({"decode", "train"}))
+      ->capture_default_str();
+  cmd->add_option("--size", lo.size, "Loader: output side for train")
+      ->check(CLI::Range(1, 65500))
+      ->capture_default_str();
+  cmd->add_option("--memory-budget", lo.memory_budget,
+                  "Loader: bytes of chunks and batches held at once "
+                  "(suffixes k, M, G, KiB, MiB, GiB are powers of 1024)")
+      ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
+      ->capture_default_str();
+  cmd->add_option("--digests", lo.digests,
+                  "Loader: write '<epoch> <batch> <XXH3 of the batch's "
+                  "bytes> <sample indices>' per batch to this file");
+  cmd->add_flag("--reference", lo.reference,
+                "Loader: also time raw TurboJPEG decoding of the same JPEGs "
+                "on the same threads and print the ratio");
+  cmd->callback([options, run] {
+    if (options->loader.rank >= options->loader.world_size) {
+      throw CLI::ValidationError("--rank", "must be below --world-size");
+    }
+    if (options->samples && options->mode == "loader") {
+      throw CLI::ValidationError("--samples",
+                                 "is for the sequential and random modes; "
+                                 "the loader reads whole epochs (--epochs)");
+    }
+    *run = [options] { return RunBench(*options); };
+  });
 }
 
 }  // namespace shoal::tools

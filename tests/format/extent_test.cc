@@ -33,6 +33,11 @@ void ExpectExtentsMatchReads(const Tensor& t) {
     SCOPED_TRACE("extent " + std::to_string(e));
     ASSERT_EQ(extents[e].first_sample, next);
     ASSERT_GT(extents[e].num_samples, 0u);
+    EXPECT_EQ(extents[e].chunk_key.empty(), extents[e].stored_bytes == 0);
+    if (!extents[e].chunk_key.empty()) {
+      EXPECT_TRUE(extents[e].chunk_key.starts_with("chunks/"))
+          << extents[e].chunk_key;
+    }
     auto data = t.ReadExtent(e);
     ASSERT_TRUE(Ok(data));
     ASSERT_EQ(data->first_sample(), next);

@@ -1,0 +1,475 @@
+// Image transforms (see image_transform.h): crop planning, the JPEG path
+// (region decode at a DCT scale) and the generic path (full decode, channel
+// conversion), both ending in one resampling pass into the caller's span.
+#include "loader/image_transform.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "loader/internal/resize.h"
+
+namespace shoal {
+namespace {
+
+using Channels = ImageDecodeOptions::Channels;
+using internal::kResizeSourceSlack;
+using internal::PixelView;
+
+// Largest output side: the JPEG limit, and small enough that a resize's
+// weight tables and rows stay modest.
+constexpr uint32_t kMaxSide = 65535;
+
+// DCT scales tried, smallest first. libjpeg-turbo has SIMD IDCTs for these
+// (and full size) only; measured on 500x400 q90 4:2:0 JPEGs, 3/8 decodes
+// slower than 4/8, and 5/8..7/8 take 1.5-2.3x the time of a full decode.
+constexpr uint8_t kDctScales[] = {1, 2, 4};
+
+class SplitMix64 {
+ public:
+  explicit SplitMix64(uint64_t seed) : state_(seed) {}
+
+  uint64_t Next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // [0, 1), 53 random bits.
+  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+  double Uniform(double a, double b) { return a + (b - a) * Uniform(); }
+  // [0, n) by multiply-shift: no modulo bias worth the name for n < 2^32.
+  uint64_t Below(uint64_t n) {
+    return static_cast<uint64_t>((static_cast<unsigned __int128>(Next()) * n) >>
+                                 64);
+  }
+
+ private:
+  uint64_t state_;
+};
+
+// Python's round(): half to even, whatever the FPU rounding mode.
+double RoundHalfEven(double x) {
+  const double floor = std::floor(x);
+  const double fraction = x - floor;
+  if (fraction > 0.5) return floor + 1;
+  if (fraction < 0.5) return floor;
+  return std::fmod(floor, 2.0) == 0 ? floor : floor + 1;
+}
+
+// Callers keep values finite and non-negative.
+uint32_t ClampSide(double v, uint32_t max) {
+  return static_cast<uint32_t>(std::clamp(v, 1.0, static_cast<double>(max)));
+}
+
+ImageRegion RandomResizedBox(const ImageTransform& t, uint32_t height,
+                             uint32_t width, SplitMix64& rng) {
+  const double area = static_cast<double>(height) * width;
+  const double log_min = std::log(t.ratio_min);
+  const double log_max = std::log(t.ratio_max);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double target_area = area * rng.Uniform(t.scale_min, t.scale_max);
+    const double aspect = std::exp(rng.Uniform(log_min, log_max));
+    const double w = RoundHalfEven(std::sqrt(target_area * aspect));
+    const double h = RoundHalfEven(std::sqrt(target_area / aspect));
+    if (w > 0 && w <= width && h > 0 && h <= height) {
+      ImageRegion box;
+      box.height = static_cast<uint32_t>(h);
+      box.width = static_cast<uint32_t>(w);
+      box.y = static_cast<uint32_t>(rng.Below(height - box.height + 1));
+      box.x = static_cast<uint32_t>(rng.Below(width - box.width + 1));
+      return box;
+    }
+  }
+  // torchvision's fallback. Its sides can round to 0 or past the image
+  // only for ratios far outside the image's shape; clamped here.
+  const double in_ratio = static_cast<double>(width) / height;
+  ImageRegion box{0, 0, height, width};
+  if (in_ratio < t.ratio_min) {
+    box.height = ClampSide(RoundHalfEven(width / t.ratio_min), height);
+  } else if (in_ratio > t.ratio_max) {
+    box.width = ClampSide(RoundHalfEven(height * t.ratio_max), width);
+  }
+  box.y = (height - box.height) / 2;
+  box.x = (width - box.width) / 2;
+  return box;
+}
+
+ImageRegion CenterBox(const ImageTransform& t, uint32_t height,
+                      uint32_t width) {
+  const double f = t.resize_shorter > 0
+                       ? static_cast<double>(t.resize_shorter) /
+                             std::min(height, width)
+                       : std::max(static_cast<double>(t.height) / height,
+                                  static_cast<double>(t.width) / width);
+  ImageRegion box;
+  box.height = ClampSide(RoundHalfEven(t.height / f), height);
+  box.width = ClampSide(RoundHalfEven(t.width / f), width);
+  box.y = static_cast<uint32_t>(RoundHalfEven((height - box.height) / 2.0));
+  box.x = static_cast<uint32_t>(RoundHalfEven((width - box.width) / 2.0));
+  return box;
+}
+
+int OutputChannels(Channels channels, const ImageInfo& info) {
+  switch (channels) {
+    case Channels::kRgb:
+      return 3;
+    case Channels::kGray:
+      return 1;
+    case Channels::kDefault:
+      break;
+  }
+  return info.channels <= 2 ? 1 : 3;
+}
+
+uint32_t ScaledSize(uint32_t size, uint32_t scale_eighths) {
+  return static_cast<uint32_t>((uint64_t{size} * scale_eighths + 7) / 8);
+}
+
+// The box in the pixels of the image decoded at `scale` (edges rounded to
+// the nearest scaled pixel, at least one pixel). libjpeg's scaled pixel i
+// covers source pixels [8i/s, 8(i+1)/s).
+ImageRegion ScaledBox(const ImageRegion& box, const ImageInfo& info,
+                      uint32_t scale) {
+  if (scale == 8) return box;
+  auto edge = [scale](uint64_t v, uint32_t limit) {
+    return static_cast<uint32_t>(std::min<uint64_t>((v * scale + 4) / 8, limit));
+  };
+  const uint32_t height = ScaledSize(info.height, scale);
+  const uint32_t width = ScaledSize(info.width, scale);
+  ImageRegion scaled;
+  scaled.y = std::min(edge(box.y, height), height - 1);
+  scaled.x = std::min(edge(box.x, width), width - 1);
+  scaled.height =
+      std::max(edge(uint64_t{box.y} + box.height, height), scaled.y + 1) -
+      scaled.y;
+  scaled.width =
+      std::max(edge(uint64_t{box.x} + box.width, width), scaled.x + 1) -
+      scaled.x;
+  return scaled;
+}
+
+// The smallest DCT scale at which the crop still covers the output, so the
+// resampling after it only shrinks (never enlarges because of the scaling).
+uint8_t PickDctScale(const ImageRegion& box, const ImageInfo& info,
+                     uint32_t out_height, uint32_t out_width) {
+  for (uint8_t scale : kDctScales) {
+    const ImageRegion scaled = ScaledBox(box, info, scale);
+    if (scaled.height >= out_height && scaled.width >= out_width) return scale;
+  }
+  return 8;
+}
+
+uint8_t* Grow(std::vector<uint8_t>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+MutableByteSpan AsMutable(uint8_t* data, size_t size) {
+  return {reinterpret_cast<std::byte*>(data), size};
+}
+
+// 16-bit sample to 8 bits, rounded to nearest.
+inline uint8_t To8(uint16_t v) {
+  return static_cast<uint8_t>((uint32_t{v} * 255 + 32767) / 65535);
+}
+
+// libjpeg's rgb->gray (jdcolor.c), which is also Pillow's "L" conversion.
+inline uint8_t Luma(uint32_t r, uint32_t g, uint32_t b) {
+  return static_cast<uint8_t>((19595 * r + 38470 * g + 7471 * b + 32768) >>
+                              16);
+}
+
+// Copies `box` of an image in the PNG data model (1..4 channels, uint8 or
+// native uint16) to contiguous uint8 pixels of `out_channels` (1 or 3),
+// dropping alpha.
+template <typename T>
+void ConvertBox(const T* image, uint32_t image_width, int channels,
+                const ImageRegion& box, int out_channels, uint8_t* out) {
+  auto to8 = [](T v) -> uint32_t {
+    if constexpr (sizeof(T) == 2) {
+      return To8(v);
+    } else {
+      return v;
+    }
+  };
+  const bool color = channels >= 3;
+  for (uint32_t y = 0; y < box.height; ++y) {
+    const T* p = image + (size_t{box.y + y} * image_width + box.x) * channels;
+    for (uint32_t x = 0; x < box.width; ++x, p += channels) {
+      const uint32_t r = to8(p[0]);
+      const uint32_t g = color ? to8(p[1]) : r;
+      const uint32_t b = color ? to8(p[2]) : r;
+      if (out_channels == 3) {
+        *out++ = static_cast<uint8_t>(r);
+        *out++ = static_cast<uint8_t>(g);
+        *out++ = static_cast<uint8_t>(b);
+      } else {
+        *out++ = color ? Luma(r, g, b) : static_cast<uint8_t>(r);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+ImageTransform ImageTransform::Train(uint32_t size) {
+  ImageTransform t;
+  t.kind = Kind::kRandomResizedCrop;
+  t.height = t.width = size;
+  t.random_flip = true;
+  return t;
+}
+
+ImageTransform ImageTransform::Eval(uint32_t size) {
+  ImageTransform t;
+  t.kind = Kind::kCenterCrop;
+  t.height = t.width = size;
+  t.resize_shorter = static_cast<uint32_t>((uint64_t{size} * 8 + 3) / 7);
+  return t;
+}
+
+Status ValidateImageTransform(const ImageTransform& t) {
+  using Kind = ImageTransform::Kind;
+  if (t.kind != Kind::kDecode && t.kind != Kind::kResize &&
+      t.kind != Kind::kCenterCrop && t.kind != Kind::kRandomResizedCrop) {
+    return InvalidArgument("image transform: unknown kind");
+  }
+  if (t.channels != Channels::kDefault && t.channels != Channels::kRgb &&
+      t.channels != Channels::kGray) {
+    return InvalidArgument("image transform: unknown channels");
+  }
+  // Messages are built on failure only: Apply() validates every sample.
+  auto size = [&t] {
+    return std::to_string(t.height) + "x" + std::to_string(t.width);
+  };
+  if (t.kind == Kind::kDecode) {
+    if (t.height != 0 || t.width != 0) {
+      return InvalidArgument("image transform: decode keeps each image's size; "
+                             "got output size " + size());
+    }
+  } else if (t.height == 0 || t.width == 0 || t.height > kMaxSide ||
+             t.width > kMaxSide) {
+    return InvalidArgument("image transform: output size " + size() +
+                           " outside 1.." + std::to_string(kMaxSide));
+  }
+  if (t.kind == Kind::kCenterCrop) {
+    if (t.resize_shorter != 0 &&
+        t.resize_shorter < std::max(t.height, t.width)) {
+      return InvalidArgument(
+          "image transform: resize_shorter " +
+          std::to_string(t.resize_shorter) + " is smaller than the " + size() +
+          " crop");
+    }
+  } else if (t.resize_shorter != 0) {
+    return InvalidArgument(
+        "image transform: resize_shorter applies to center crops only");
+  }
+  if (t.kind == Kind::kRandomResizedCrop) {
+    if (!(t.scale_min > 0 && t.scale_min <= t.scale_max &&
+          t.scale_max <= 1)) {
+      return InvalidArgument("image transform: scale [" +
+                             std::to_string(t.scale_min) + ", " +
+                             std::to_string(t.scale_max) +
+                             "] not within (0, 1]");
+    }
+    // Finite and positive: the log-uniform draw needs both.
+    if (!(t.ratio_min > 0 && t.ratio_min <= t.ratio_max &&
+          std::isfinite(t.ratio_max))) {
+      return InvalidArgument("image transform: ratio [" +
+                             std::to_string(t.ratio_min) + ", " +
+                             std::to_string(t.ratio_max) +
+                             "] is not a finite positive range");
+    }
+  }
+  return Status::OK();
+}
+
+Result<Shape> ImageTransformShape(const ImageTransform& transform,
+                                  const ImageInfo& info) {
+  SHOAL_RETURN_IF_ERROR(ValidateImageTransform(transform));
+  const uint64_t channels = OutputChannels(transform.channels, info);
+  if (transform.kind == ImageTransform::Kind::kDecode) {
+    return Shape{info.height, info.width, channels};
+  }
+  return Shape{transform.height, transform.width, channels};
+}
+
+std::optional<Shape> FixedImageTransformShape(const ImageTransform& transform) {
+  if (transform.kind == ImageTransform::Kind::kDecode ||
+      transform.channels == Channels::kDefault) {
+    return std::nullopt;
+  }
+  return Shape{transform.height, transform.width,
+               transform.channels == Channels::kRgb ? 3u : 1u};
+}
+
+ImageCrop PlanImageCrop(const ImageTransform& transform, uint32_t height,
+                        uint32_t width, uint64_t seed) {
+  SplitMix64 rng(seed);
+  ImageCrop crop;
+  crop.box = ImageRegion{0, 0, height, width};
+  switch (transform.kind) {
+    case ImageTransform::Kind::kCenterCrop:
+      crop.box = CenterBox(transform, height, width);
+      break;
+    case ImageTransform::Kind::kRandomResizedCrop:
+      crop.box = RandomResizedBox(transform, height, width, rng);
+      break;
+    case ImageTransform::Kind::kDecode:
+    case ImageTransform::Kind::kResize:
+      break;
+  }
+  if (transform.random_flip) crop.flip = rng.Uniform() < 0.5;
+  return crop;
+}
+
+struct ImageTransformer::Scratch {
+  internal::Resizer resizer;
+  // Decoded pixels before the resampling (+ kResizeSourceSlack).
+  std::vector<uint8_t> decoded;
+  // A whole non-JPEG image in the codec's own layout.
+  std::vector<uint8_t> full;
+
+  Status ApplyJpeg(const ImageCodec& codec, ByteSpan encoded,
+                   const ImageInfo& info, const ImageTransform& transform,
+                   const ImageCrop& crop, const Shape& shape,
+                   MutableByteSpan out, ImageTransformStats& stats);
+  Status ApplyGeneric(const ImageCodec& codec, ByteSpan encoded,
+                      const ImageInfo& info, const ImageCrop& crop,
+                      const Shape& shape, MutableByteSpan out,
+                      ImageTransformStats& stats);
+};
+
+ImageTransformer::ImageTransformer() : scratch_(std::make_unique<Scratch>()) {}
+ImageTransformer::~ImageTransformer() = default;
+ImageTransformer::ImageTransformer(ImageTransformer&&) noexcept = default;
+ImageTransformer& ImageTransformer::operator=(ImageTransformer&&) noexcept =
+    default;
+
+Status ImageTransformer::Apply(const ImageCodec& codec, ByteSpan encoded,
+                               const ImageTransform& transform, uint64_t seed,
+                               MutableByteSpan out,
+                               ImageTransformStats* stats) {
+  SHOAL_ASSIGN_OR_RETURN(const ImageInfo info, codec.ReadInfo(encoded));
+  SHOAL_ASSIGN_OR_RETURN(const Shape shape,
+                         ImageTransformShape(transform, info));
+  if (out.size() != shape.num_elements()) {
+    return InvalidArgument("image transform: output holds " +
+                           std::to_string(out.size()) + " bytes, the " +
+                           shape.ToString() + " result needs " +
+                           std::to_string(shape.num_elements()));
+  }
+  ImageTransformStats local;
+  ImageTransformStats& s = stats != nullptr ? *stats : local;
+  s = ImageTransformStats{};
+  s.crop = PlanImageCrop(transform, info.height, info.width, seed);
+  if (codec.name() == "jpeg") {
+    return scratch_->ApplyJpeg(codec, encoded, info, transform, s.crop, shape,
+                               out, s);
+  }
+  return scratch_->ApplyGeneric(codec, encoded, info, s.crop, shape, out, s);
+}
+
+Status ImageTransformer::Scratch::ApplyJpeg(
+    const ImageCodec& codec, ByteSpan encoded, const ImageInfo& info,
+    const ImageTransform& transform, const ImageCrop& crop, const Shape& shape,
+    MutableByteSpan out, ImageTransformStats& stats) {
+  const uint32_t out_height = static_cast<uint32_t>(shape[0]);
+  const uint32_t out_width = static_cast<uint32_t>(shape[1]);
+  const int channels = static_cast<int>(shape[2]);
+  ImageDecodeOptions options;
+  options.channels = channels == 3 ? Channels::kRgb : Channels::kGray;
+  if (transform.allow_dct_scaling) {
+    options.scale_eighths = PickDctScale(crop.box, info, out_height, out_width);
+  }
+  const ImageRegion region = ScaledBox(crop.box, info, options.scale_eighths);
+  // A whole-image decode reads to the end of the data, so damage anywhere
+  // in it is reported.
+  if (region.height != ScaledSize(info.height, options.scale_eighths) ||
+      region.width != ScaledSize(info.width, options.scale_eighths)) {
+    options.region = region;
+  }
+  stats.scale_eighths = options.scale_eighths;
+  stats.decoded = region;
+  if (region.height == out_height && region.width == out_width) {
+    SHOAL_RETURN_IF_ERROR(codec.Decode(encoded, options, out));
+    if (crop.flip) {
+      internal::FlipLeftRight(reinterpret_cast<uint8_t*>(out.data()),
+                              out_height, out_width, channels);
+    }
+    return Status::OK();
+  }
+  const size_t bytes = size_t{region.height} * region.width * channels;
+  uint8_t* pixels = Grow(decoded, bytes + kResizeSourceSlack);
+  SHOAL_RETURN_IF_ERROR(codec.Decode(encoded, options, AsMutable(pixels, bytes)));
+  resizer.Resize(PixelView{pixels, size_t{region.width} * channels,
+                           region.height, region.width, channels},
+                 out_height, out_width, crop.flip,
+                 reinterpret_cast<uint8_t*>(out.data()));
+  stats.resampled = true;
+  return Status::OK();
+}
+
+Status ImageTransformer::Scratch::ApplyGeneric(
+    const ImageCodec& codec, ByteSpan encoded, const ImageInfo& info,
+    const ImageCrop& crop, const Shape& shape, MutableByteSpan out,
+    ImageTransformStats& stats) {
+  const uint32_t out_height = static_cast<uint32_t>(shape[0]);
+  const uint32_t out_width = static_cast<uint32_t>(shape[1]);
+  const int channels = static_cast<int>(shape[2]);
+  const ImageDecodeOptions options;
+  SHOAL_ASSIGN_OR_RETURN(const Shape full_shape,
+                         codec.OutputShape(info, options));
+  SHOAL_ASSIGN_OR_RETURN(const uint64_t full_bytes,
+                         full_shape.ByteSize(info.dtype));
+  const bool sixteen = info.dtype == DType::kUInt16;
+  if (full_shape.rank() != 3 || full_shape[0] != info.height ||
+      full_shape[1] != info.width || full_shape[2] != info.channels ||
+      info.channels < 1 || info.channels > 4 ||
+      (!sixteen && info.dtype != DType::kUInt8)) {
+    return Unimplemented("image transform: " + std::string(codec.name()) +
+                         " decodes " + full_shape.ToString() + " " +
+                         std::string(DTypeName(info.dtype)) +
+                         " (need [H, W, 1..4] uint8 or uint16)");
+  }
+  stats.decoded = ImageRegion{0, 0, info.height, info.width};
+  const ImageRegion& box = crop.box;
+  const bool resample = box.height != out_height || box.width != out_width;
+  uint8_t* result = reinterpret_cast<uint8_t*>(out.data());
+  const bool whole = box.height == info.height && box.width == info.width;
+  if (!resample && whole && !sixteen && info.channels == channels) {
+    // Already the output's layout: no copy.
+    SHOAL_RETURN_IF_ERROR(codec.Decode(encoded, options, out));
+  } else {
+    uint8_t* image = Grow(full, full_bytes);
+    SHOAL_RETURN_IF_ERROR(
+        codec.Decode(encoded, options, AsMutable(image, full_bytes)));
+    uint8_t* converted = result;
+    if (resample) {
+      converted = Grow(decoded, size_t{box.height} * box.width * channels +
+                                    kResizeSourceSlack);
+    }
+    if (sixteen) {
+      ConvertBox(reinterpret_cast<const uint16_t*>(image), info.width,
+                 info.channels, box, channels, converted);
+    } else {
+      ConvertBox(image, info.width, info.channels, box, channels, converted);
+    }
+    if (resample) {
+      resizer.Resize(PixelView{converted, size_t{box.width} * channels,
+                               box.height, box.width, channels},
+                     out_height, out_width, crop.flip, result);
+      stats.resampled = true;
+      return Status::OK();
+    }
+  }
+  if (crop.flip) {
+    internal::FlipLeftRight(result, out_height, out_width, channels);
+  }
+  return Status::OK();
+}
+
+}  // namespace shoal

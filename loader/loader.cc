@@ -1,0 +1,785 @@
+#include "loader/loader.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "codecs/image_codec.h"
+
+namespace shoal {
+namespace {
+
+uint64_t Mix64(uint64_t z) {
+  z ^= z >> 30;
+  z *= 0xbf58476d1ce4e5b9ull;
+  z ^= z >> 27;
+  z *= 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// The seed of a sample's random transform: a function of the run's seed,
+// the epoch and the sample only, so any thread count draws the same crops.
+uint64_t SampleSeed(uint64_t seed, uint64_t epoch, uint64_t sample) {
+  return Mix64(Mix64(Mix64(seed + 0x9e3779b97f4a7c15ull) ^ epoch) ^ sample);
+}
+
+// The loader's memory accounting: chunks held plus batch buffers in flight.
+// Shared with extents and batches, which may outlive the loader.
+class Accountant {
+ public:
+  explicit Accountant(uint64_t budget) : budget_(budget) {}
+
+  // Charges a new batch of `bytes` (its buffers and the chunks it loads),
+  // waiting while that would pass the budget and other batches are in
+  // flight (their release makes room; with none in flight nothing would,
+  // so the batch goes ahead). Cancelled after Cancel().
+  Status Admit(uint64_t bytes) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] {
+      return cancelled_ || batches_ == 0 || in_use_ + bytes <= budget_;
+    });
+    if (cancelled_) return Cancelled("loader stopped");
+    in_use_ += bytes;
+    peak_ = std::max(peak_, in_use_);
+    ++batches_;
+    return Status::OK();
+  }
+  // A batch left the loader (consumed or dropped).
+  void BatchDone(uint64_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_use_ -= std::min(bytes, in_use_);
+      --batches_;
+    }
+    cv_.notify_all();
+  }
+  // A chunk's charge changes (estimate corrected when loaded, or released).
+  void Adjust(int64_t delta) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (delta < 0) {
+        in_use_ -= std::min<uint64_t>(static_cast<uint64_t>(-delta), in_use_);
+      } else {
+        in_use_ += static_cast<uint64_t>(delta);
+        peak_ = std::max(peak_, in_use_);
+      }
+    }
+    if (delta < 0) cv_.notify_all();
+  }
+  void Cancel() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancelled_ = true;
+    }
+    cv_.notify_all();
+  }
+  uint64_t in_use() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return in_use_;
+  }
+  uint64_t peak() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peak_;
+  }
+
+ private:
+  const uint64_t budget_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t in_use_ = 0;
+  uint64_t peak_ = 0;
+  uint64_t batches_ = 0;
+  bool cancelled_ = false;
+};
+
+// One extent (chunk) of one tensor, loaded by the fetch stage for the first
+// batch that reads it and shared by every batch that does; freed (and its
+// bytes returned) when the last of them is decoded.
+struct ExtentSlot {
+  size_t extent = 0;
+  ExtentData data;
+  Status status;
+  std::shared_ptr<Accountant> accountant;
+  uint64_t charged = 0;
+  ~ExtentSlot() {
+    if (accountant) accountant->Adjust(-static_cast<int64_t>(charged));
+  }
+};
+
+}  // namespace
+
+// The work item of one batch, recycled through the pipeline.
+struct LoaderBatchWork {
+  std::shared_ptr<const EpochPlan> plan;
+  uint64_t epoch = 0;
+  uint64_t index = 0;
+  std::vector<uint64_t> indices;
+  std::vector<TensorBatch> tensors;
+  // Per tensor: the extents the batch reads (sorted by extent), and those of
+  // them it is the first to read (the fetch stage loads these).
+  std::vector<std::vector<std::shared_ptr<ExtentSlot>>> reads;
+  std::vector<std::vector<ExtentSlot*>> loads;
+  uint64_t cost = 0;  // charged to the accountant
+  std::shared_ptr<Accountant> accountant;
+  // Scratch of the decode stage.
+  std::vector<uint8_t> failed;
+};
+
+namespace {
+
+// The shape a transform gives an image stored as `stored` ([H, W, C]),
+// without reading its header: the channel count follows the stored one.
+Shape TransformedShape(const Shape& stored, const ImageTransform& t) {
+  if (auto fixed = FixedImageTransformShape(t)) return *fixed;
+  const uint64_t c = stored.rank() == 3 ? stored[2] : 1;
+  using Channels = ImageDecodeOptions::Channels;
+  const uint64_t channels = t.channels == Channels::kRgb    ? 3
+                            : t.channels == Channels::kGray ? 1
+                            : c <= 2                        ? 1
+                                                            : 3;
+  if (t.kind == ImageTransform::Kind::kDecode && stored.rank() >= 2) {
+    return Shape{stored[0], stored[1], channels};
+  }
+  return Shape{t.height, t.width, channels};
+}
+
+// What the loader knows of one tensor it loads.
+struct LoadedTensor {
+  const Tensor* tensor = nullptr;
+  std::string where;  // "dataset 'URL': tensor 'NAME'"
+  DType dtype = DType::kUInt8;
+  size_t item_size = 1;
+  std::vector<TensorExtent> extents;
+  std::vector<uint64_t> extent_ends;  // cumulative sample counts
+  std::optional<ImageTransform> transform;
+  // Stored shapes: one for all, or rank dims per sample.
+  bool fixed_shape = false;
+  Shape shape;
+  uint8_t rank = 0;
+  std::vector<uint32_t> dims;
+  // Estimated bytes in memory per stored byte of a chunk (decompression).
+  double expansion = 1;
+
+  size_t ExtentOf(uint64_t sample) const {
+    return static_cast<size_t>(
+        std::upper_bound(extent_ends.begin(), extent_ends.end(), sample) -
+        extent_ends.begin());
+  }
+  Shape StoredShape(uint64_t sample) const {
+    if (fixed_shape) return shape;
+    Shape s = Shape::Zeros(rank);
+    for (size_t d = 0; d < rank; ++d) s[d] = dims[sample * rank + d];
+    return s;
+  }
+  // The shape a sample has in a batch.
+  Shape OutputShape(uint64_t sample) const {
+    Shape s = StoredShape(sample);
+    if (!transform) return s;
+    return TransformedShape(s, *transform);
+  }
+};
+
+// Reads all sample shapes of `t` from its hidden shape tensor, extent by
+// extent (no per-sample allocation).
+Status ReadShapes(const Dataset& dataset, LoadedTensor& t, uint64_t n) {
+  const TensorStats stats = t.tensor->stats();
+  t.rank = static_cast<uint8_t>(std::max(t.tensor->spec().rank, 0));
+  if (stats.min_shape == stats.max_shape) {
+    t.fixed_shape = true;
+    t.shape = stats.min_shape;
+    return Status::OK();
+  }
+  SHOAL_ASSIGN_OR_RETURN(const Tensor* shapes,
+                         dataset.tensor("_shape/" + t.tensor->name()));
+  t.dims.assign(n * t.rank, 0);
+  const auto extents = shapes->Extents();
+  for (size_t e = 0; e < extents.size(); ++e) {
+    if (extents[e].first_sample >= n) break;
+    SHOAL_ASSIGN_OR_RETURN(ExtentData data, shapes->ReadExtent(e));
+    for (uint64_t j = 0; j < data.size(); ++j) {
+      const uint64_t i = data.first_sample() + j;
+      if (i >= n) break;
+      const ByteSpan b = data.bytes(j);
+      if (b.size() != 4u * t.rank) {
+        return Corruption(t.where + ": shape of sample " + std::to_string(i) +
+                          " has " + std::to_string(b.size()) + " bytes");
+      }
+      std::memcpy(&t.dims[i * t.rank], b.data(), b.size());
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+// ----------------------------------------------------------------- Batch --
+
+Batch::Batch(Pipeline<LoaderBatchWork>::Lease lease,
+             std::shared_ptr<void> accounting)
+    : lease_(
+          std::make_unique<Pipeline<LoaderBatchWork>::Lease>(std::move(lease))),
+      accounting_(std::move(accounting)) {}
+Batch::Batch(Batch&&) noexcept = default;
+Batch& Batch::operator=(Batch&&) noexcept = default;
+Batch::~Batch() = default;
+uint64_t Batch::epoch() const { return (*lease_)->epoch; }
+uint64_t Batch::index() const { return (*lease_)->index; }
+size_t Batch::size() const { return (*lease_)->indices.size(); }
+std::span<const uint64_t> Batch::indices() const { return (*lease_)->indices; }
+std::span<const TensorBatch> Batch::tensors() const {
+  return (*lease_)->tensors;
+}
+Result<const TensorBatch*> Batch::tensor(std::string_view name) const {
+  for (const TensorBatch& t : (*lease_)->tensors) {
+    if (t.name() == name) return &t;
+  }
+  return NotFound("the loader does not load tensor '" + std::string(name) +
+                  "'");
+}
+
+// ----------------------------------------------------------------- Loader --
+
+struct Loader::Impl {
+  std::shared_ptr<const Dataset> dataset;
+  LoaderOptions options;
+  std::vector<LoadedTensor> tensors;
+  size_t primary = 0;
+  std::optional<Sampler> sampler;
+  uint64_t end_epoch = 0;
+
+  // Consumer side.
+  SamplerPosition position;  // after the last batch returned
+  std::optional<Pipeline<LoaderBatchWork>::Lease> held;  // next epoch's first
+  bool done = false;
+  std::shared_ptr<const EpochPlan> consumer_plan;
+
+  // The current run (rebuilt by SetEpoch).
+  std::shared_ptr<Accountant> accountant;
+  std::unique_ptr<Pipeline<LoaderBatchWork>> pipeline;
+  uint64_t peak_before = 0;  // memory peak of earlier runs
+
+  // Feeder state (feeder thread only while a run is live).
+  struct Feed {
+    SamplerPosition next;  // the batch to lay out next
+    std::shared_ptr<const EpochPlan> plan;
+    std::vector<std::unordered_map<size_t, std::shared_ptr<ExtentSlot>>>
+        resident;
+    std::vector<std::vector<uint64_t>> last_use;  // per tensor, per extent
+    std::vector<size_t> scratch;
+  } feed;
+
+  // Counters.
+  std::atomic<uint64_t> batches{0}, samples{0}, sample_bytes{0}, skipped{0},
+      chunks_read{0}, bytes_read{0};
+
+  ~Impl() { StopRun(); }
+
+  void StopRun() {
+    if (accountant) accountant->Cancel();
+    if (pipeline) {
+      peak_before = std::max(peak_before, accountant->peak());
+      pipeline.reset();
+    }
+    held.reset();
+  }
+
+  Status StartRun(SamplerPosition from);
+  Result<bool> Fill(LoaderBatchWork& item);
+  Status Fetch(LoaderBatchWork& item);
+  Status Decode(LoaderBatchWork& item);
+  Status DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
+                      ImageTransformer& transformer);
+  void PlanEpoch(uint64_t epoch, uint64_t first_batch);
+};
+
+void Loader::Impl::PlanEpoch(uint64_t epoch, uint64_t first_batch) {
+  auto plan =
+      MakeEpochPlan(sampler->layout(), sampler->options(), epoch, first_batch);
+  // Options were validated when the sampler was made.
+  feed.plan = std::make_shared<const EpochPlan>(std::move(*plan));
+  feed.next = {epoch, first_batch};
+  // When each extent is read for the last time in this plan.
+  if (options.shuffle == ShuffleMode::kFull) return;
+  feed.last_use.resize(tensors.size());
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    auto& last = feed.last_use[t];
+    last.assign(tensors[t].extents.size(), UINT64_MAX);
+    const EpochPlan& p = *feed.plan;
+    for (uint64_t j = 0; j < p.num_batches(); ++j) {
+      for (uint64_t sample : p.batch(j)) last[tensors[t].ExtentOf(sample)] = j;
+    }
+  }
+}
+
+Status Loader::Impl::StartRun(SamplerPosition from) {
+  StopRun();
+  accountant = std::make_shared<Accountant>(options.memory_budget);
+  feed.resident.assign(tensors.size(), {});
+  PlanEpoch(from.epoch, from.batch);
+  consumer_plan = feed.plan;
+  position = from;
+  done = from.epoch >= end_epoch;
+
+  const int threads =
+      options.threads > 0
+          ? options.threads
+          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int prefetch =
+      options.prefetch_batches > 0 ? options.prefetch_batches : 2 * threads + 2;
+  // The loader keeps its own byte accounting (chunks outlive batches), so
+  // the pipeline's budget is unlimited and only its item count bounds it.
+  pipeline = std::make_unique<Pipeline<LoaderBatchWork>>(
+      PipelineOptions{
+          .threads = threads, .budget_bytes = 0, .max_in_flight = prefetch},
+      [this] {
+        auto item = std::make_unique<LoaderBatchWork>();
+        item->tensors.resize(tensors.size());
+        for (size_t t = 0; t < tensors.size(); ++t) {
+          item->tensors[t].name_ = tensors[t].tensor->name();
+          item->tensors[t].dtype_ = tensors[t].dtype;
+        }
+        item->reads.resize(tensors.size());
+        item->loads.resize(tensors.size());
+        return item;
+      });
+  SHOAL_RETURN_IF_ERROR(pipeline->AddStage(
+      {.name = "fetch", .concurrency = StageOptions::kSerialInOrder},
+      [this](LoaderBatchWork& item) { return Fetch(item); }));
+  SHOAL_RETURN_IF_ERROR(pipeline->AddStage(
+      {.name = "decode", .concurrency = threads},
+      [this](LoaderBatchWork& item) { return Decode(item); }));
+  return pipeline->Start(
+      [this](uint64_t, LoaderBatchWork& item, uint64_t* cost) -> Result<bool> {
+        *cost = 0;
+        return Fill(item);
+      });
+}
+
+// Lays out the next batch of the plan in `item` (a recycled one) and waits
+// for its memory. False after the last epoch.
+Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
+  while (feed.next.batch >= feed.plan->epoch_batches) {
+    if (feed.next.epoch + 1 >= end_epoch) return false;
+    PlanEpoch(feed.next.epoch + 1, 0);
+  }
+  const EpochPlan& plan = *feed.plan;
+  const uint64_t j = feed.next.batch - plan.first_batch;
+  item.plan = feed.plan;
+  item.epoch = feed.next.epoch;
+  item.index = feed.next.batch;
+  const auto samples = plan.batch(j);
+  item.indices.assign(samples.begin(), samples.end());
+  uint64_t cost = 0;
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const LoadedTensor& lt = tensors[t];
+    TensorBatch& out = item.tensors[t];
+    out.shapes_.resize(samples.size());
+    out.offsets_.resize(samples.size() + 1);
+    out.offsets_[0] = 0;
+    out.ragged_ = false;
+    for (size_t k = 0; k < samples.size(); ++k) {
+      out.shapes_[k] = lt.OutputShape(samples[k]);
+      if (k > 0 && out.shapes_[k] != out.shapes_[0]) out.ragged_ = true;
+      out.offsets_[k + 1] =
+          out.offsets_[k] + out.shapes_[k].num_elements() * lt.item_size;
+    }
+    out.bytes_ = out.offsets_.back();
+    if (out.capacity_ < out.bytes_) {
+      // Default-initialized: no memset of bytes the decoders overwrite.
+      out.data_.reset(new std::byte[out.bytes_]);
+      out.capacity_ = out.bytes_;
+    }
+    cost += out.bytes_;
+
+    auto& reads = item.reads[t];
+    auto& loads = item.loads[t];
+    reads.clear();
+    loads.clear();
+    if (options.shuffle == ShuffleMode::kFull) continue;
+    auto& extents = feed.scratch;
+    extents.clear();
+    for (uint64_t s : samples) extents.push_back(lt.ExtentOf(s));
+    std::sort(extents.begin(), extents.end());
+    extents.erase(std::unique(extents.begin(), extents.end()), extents.end());
+    auto& resident = feed.resident[t];
+    for (size_t e : extents) {
+      auto it = resident.find(e);
+      std::shared_ptr<ExtentSlot> slot;
+      if (it != resident.end()) {
+        slot = it->second;
+      } else {
+        slot = std::make_shared<ExtentSlot>();
+        slot->extent = e;
+        slot->accountant = accountant;
+        slot->charged = static_cast<uint64_t>(
+            static_cast<double>(lt.extents[e].stored_bytes) * lt.expansion);
+        cost += slot->charged;
+        loads.push_back(slot.get());
+        if (feed.last_use[t][e] != j) resident.emplace(e, slot);
+      }
+      if (feed.last_use[t][e] == j && it != resident.end()) resident.erase(it);
+      reads.push_back(std::move(slot));
+    }
+  }
+  SHOAL_RETURN_IF_ERROR(accountant->Admit(cost));
+  item.cost = cost;
+  item.accountant = accountant;
+  ++feed.next.batch;
+  return true;
+}
+
+// Loads the chunks this batch is the first to read. Serial and in order, so
+// a later batch finds every chunk it shares with earlier ones loaded.
+Status Loader::Impl::Fetch(LoaderBatchWork& item) {
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    for (ExtentSlot* slot : item.loads[t]) {
+      auto data = tensors[t].tensor->ReadExtent(slot->extent);
+      if (!data.ok()) {
+        slot->status = data.status();
+        continue;
+      }
+      slot->data = std::move(*data);
+      chunks_read.fetch_add(1, std::memory_order_relaxed);
+      bytes_read.fetch_add(tensors[t].extents[slot->extent].stored_bytes,
+                           std::memory_order_relaxed);
+      const uint64_t actual = slot->data.memory_bytes();
+      accountant->Adjust(static_cast<int64_t>(actual) -
+                         static_cast<int64_t>(slot->charged));
+      slot->charged = actual;
+    }
+  }
+  return Status::OK();
+}
+
+Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
+                                  ImageTransformer& transformer) {
+  const LoadedTensor& lt = tensors[t];
+  TensorBatch& out = item.tensors[t];
+  const uint64_t sample = item.indices[k];
+  const MutableByteSpan dest(out.data_.get() + out.offsets_[k],
+                             out.offsets_[k + 1] - out.offsets_[k]);
+  ByteSpan bytes;
+  Shape shape;
+  bool encoded = false;
+  Buffer owned;  // kFull: the sample read on its own
+  std::string where;
+  if (options.shuffle == ShuffleMode::kFull) {
+    auto stored = lt.tensor->ReadStored(sample);
+    if (stored.ok()) {
+      owned = std::move(*stored);
+      bytes = owned.span();
+      shape = lt.StoredShape(sample);
+      encoded = !lt.tensor->spec().sample_compression.empty();
+    } else if (stored.status().code() == StatusCode::kInvalidArgument) {
+      // A tiled sample has no single stored form: read it whole.
+      SHOAL_ASSIGN_OR_RETURN(Sample whole, lt.tensor->Read(sample));
+      owned = std::move(whole.data);
+      bytes = owned.span();
+      shape = whole.shape;
+    } else {
+      return stored.status();
+    }
+  } else {
+    const size_t e = lt.ExtentOf(sample);
+    const auto& reads = item.reads[t];
+    auto it = std::lower_bound(reads.begin(), reads.end(), e,
+                               [](const std::shared_ptr<ExtentSlot>& s,
+                                  size_t x) { return s->extent < x; });
+    if (it == reads.end() || (*it)->extent != e) {
+      return Internal("batch does not hold the chunk of sample " +
+                      std::to_string(sample));
+    }
+    const ExtentSlot& slot = **it;
+    const std::string& key = lt.extents[e].chunk_key;
+    if (!slot.status.ok()) {
+      return slot.status.WithContext("sample " + std::to_string(sample));
+    }
+    const uint64_t j = sample - slot.data.first_sample();
+    bytes = slot.data.bytes(j);
+    shape = slot.data.shape(j);
+    encoded = slot.data.encoded();
+    if (!key.empty()) where = "chunk '" + key + "'";
+  }
+  Status s;
+  if (lt.transform) {
+    if (!encoded) {
+      s = Unimplemented(
+          "image transforms decode stored images; this sample is stored as "
+          "pixels (raw or tiled)");
+    } else {
+      auto codec = lt.tensor->ImageCodecFor(bytes);
+      s = codec.ok() ? transformer.Apply(
+                           **codec, bytes, *lt.transform,
+                           SampleSeed(options.seed, item.epoch, sample), dest)
+                     : codec.status();
+    }
+  } else if (encoded) {
+    s = lt.tensor->DecodeInto(bytes, shape, dest);
+  } else if (bytes.size() != dest.size()) {
+    s = Corruption("sample has " + std::to_string(bytes.size()) +
+                   " bytes, its shape " + shape.ToString() + " needs " +
+                   std::to_string(dest.size()));
+  } else if (!dest.empty()) {
+    std::memcpy(dest.data(), bytes.data(), dest.size());
+  }
+  if (s.ok()) return s;
+  std::string context = lt.where;
+  if (!where.empty()) context += ": " + where;
+  return s.WithContext(context + ": sample " + std::to_string(sample));
+}
+
+Status Loader::Impl::Decode(LoaderBatchWork& item) {
+  // One transformer per worker thread: its scratch buffers and scaler are
+  // reused from sample to sample.
+  thread_local ImageTransformer transformer;
+  const size_t n = item.indices.size();
+  item.failed.assign(n, 0);
+  size_t failures = 0;
+  for (size_t k = 0; k < n; ++k) {
+    for (size_t t = 0; t < tensors.size(); ++t) {
+      Status s = DecodeSample(item, k, t, transformer);
+      if (s.ok()) continue;
+      if (options.on_error == ErrorPolicy::kFail) {
+        for (auto& reads : item.reads) reads.clear();
+        return s;
+      }
+      item.failed[k] = 1;
+      ++failures;
+      break;
+    }
+  }
+  // The chunks go as soon as no batch needs them.
+  for (auto& reads : item.reads) reads.clear();
+  if (failures > 0) {
+    // kSkip: the batch closes ranks over the samples that failed.
+    skipped.fetch_add(failures, std::memory_order_relaxed);
+    for (TensorBatch& out : item.tensors) {
+      size_t w = 0;
+      uint64_t offset = 0;
+      for (size_t k = 0; k < n; ++k) {
+        if (item.failed[k]) continue;
+        const uint64_t size = out.offsets_[k + 1] - out.offsets_[k];
+        std::memmove(out.data_.get() + offset,
+                     out.data_.get() + out.offsets_[k], size);
+        out.shapes_[w] = out.shapes_[k];
+        out.offsets_[w] = offset;
+        offset += size;
+        ++w;
+      }
+      out.shapes_.resize(w);
+      out.offsets_.resize(w + 1);
+      out.offsets_[w] = offset;
+      out.bytes_ = offset;
+      out.ragged_ = false;
+      for (size_t k = 1; k < w; ++k)
+        if (out.shapes_[k] != out.shapes_[0]) out.ragged_ = true;
+    }
+    size_t w = 0;
+    for (size_t k = 0; k < n; ++k) {
+      if (!item.failed[k]) item.indices[w++] = item.indices[k];
+    }
+    item.indices.resize(w);
+  }
+  for (TensorBatch& out : item.tensors) {
+    if (out.ragged_ || out.shapes_.empty()) {
+      out.batch_shape_ = Shape{out.shapes_.size()};
+      continue;
+    }
+    uint64_t dims[Shape::kMaxRank] = {out.shapes_.size()};
+    const Shape& s = out.shapes_[0];
+    const size_t rank = std::min<size_t>(s.rank(), Shape::kMaxRank - 1);
+    for (size_t d = 0; d < rank; ++d) dims[d + 1] = s[d];
+    out.batch_shape_ = Shape(std::span<const uint64_t>(dims, rank + 1));
+  }
+  return Status::OK();
+}
+
+Loader::Loader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Loader::~Loader() = default;
+
+Result<std::unique_ptr<Loader>> Loader::Create(
+    std::shared_ptr<const Dataset> dataset, LoaderOptions options,
+    std::string_view state) {
+  if (dataset == nullptr) return InvalidArgument("loader: no dataset");
+  auto impl = std::make_unique<Impl>();
+  impl->dataset = dataset;
+  if (options.tensors.empty()) {
+    for (const Tensor* t : dataset->tensors()) {
+      options.tensors.push_back(t->name());
+    }
+  }
+  if (options.tensors.empty()) {
+    return InvalidArgument("dataset '" + dataset->url() +
+                           "' has no tensors to load");
+  }
+  for (const auto& [name, transform] : options.transforms) {
+    if (std::find(options.tensors.begin(), options.tensors.end(), name) ==
+        options.tensors.end()) {
+      return InvalidArgument("loader: a transform is given for tensor '" +
+                             name + "', which is not loaded");
+    }
+  }
+  uint64_t n = UINT64_MAX;
+  uint64_t most_bytes = 0;
+  for (const std::string& name : options.tensors) {
+    auto tensor = dataset->tensor(name);
+    if (!tensor.ok()) return tensor.status();
+    LoadedTensor lt;
+    lt.tensor = *tensor;
+    lt.where = "dataset '" + dataset->url() + "': tensor '" + name + "'";
+    if (lt.tensor->hidden()) {
+      return InvalidArgument(lt.where + " is hidden; load its parent");
+    }
+    lt.dtype = lt.tensor->dtype();
+    lt.item_size = DTypeSize(lt.dtype);
+    lt.extents = lt.tensor->Extents();
+    uint64_t end = 0;
+    for (const TensorExtent& e : lt.extents) {
+      end = e.first_sample + e.num_samples;
+      lt.extent_ends.push_back(end);
+    }
+    const TensorStats stats = lt.tensor->stats();
+    if (!lt.tensor->spec().chunk_compression.empty() &&
+        stats.stored_bytes > 0) {
+      lt.expansion = static_cast<double>(stats.raw_bytes) /
+                     static_cast<double>(stats.stored_bytes);
+    }
+    if (auto it = options.transforms.find(name);
+        it != options.transforms.end()) {
+      const std::string& codec = lt.tensor->spec().sample_compression;
+      if (lt.tensor->htype() != HType::kImage ||
+          (codec != "jpeg" && codec != "png" && codec != "image")) {
+        return InvalidArgument(lt.where +
+                               ": image transforms need an image tensor "
+                               "stored as JPEG or PNG (sample_compression "
+                               "jpeg, png or image)");
+      }
+      SHOAL_RETURN_IF_ERROR(ValidateImageTransform(it->second));
+      lt.dtype = DType::kUInt8;  // transforms write 8-bit pixels
+      lt.item_size = 1;
+      lt.transform = it->second;
+    }
+    n = std::min(n, lt.tensor->size());
+    if (stats.stored_bytes >= most_bytes) {
+      most_bytes = stats.stored_bytes;
+      impl->primary = impl->tensors.size();
+    }
+    impl->tensors.push_back(std::move(lt));
+  }
+  for (LoadedTensor& lt : impl->tensors) {
+    SHOAL_RETURN_IF_ERROR(ReadShapes(*dataset, lt, n));
+  }
+
+  ChunkLayout layout;
+  layout.num_samples = n;
+  const LoadedTensor& primary = impl->tensors[impl->primary];
+  for (size_t e = 0; e < primary.extents.size(); ++e) {
+    if (primary.extents[e].first_sample >= n) break;
+    layout.chunk_ends.push_back(primary.extent_ends[e]);
+    layout.chunk_bytes.push_back(primary.extents[e].stored_bytes);
+  }
+  if (n == 0) layout.chunk_ends.clear(), layout.chunk_bytes.clear();
+  SamplerOptions sampler_options{.batch_size = options.batch_size,
+                                 .drop_last = options.drop_last,
+                                 .shuffle = options.shuffle,
+                                 .shuffle_buffer = options.shuffle_buffer,
+                                 .seed = options.seed,
+                                 .rank = options.rank,
+                                 .world_size = options.world_size};
+  auto sampler = Sampler::Create(std::move(layout), sampler_options);
+  if (!sampler.ok()) return sampler.status().WithContext("loader");
+  impl->sampler = std::move(*sampler);
+  impl->end_epoch = options.first_epoch + options.epochs;
+  SamplerPosition from{options.first_epoch, 0};
+  if (!state.empty()) {
+    SHOAL_RETURN_IF_ERROR(impl->sampler->Restore(state));
+    from = impl->sampler->position();
+  }
+  impl->options = std::move(options);
+  SHOAL_RETURN_IF_ERROR(impl->StartRun(from));
+  return std::unique_ptr<Loader>(new Loader(std::move(impl)));
+}
+
+Result<std::optional<Batch>> Loader::Next() {
+  Impl& s = *impl_;
+  if (s.done) return std::optional<Batch>();
+  std::optional<Pipeline<LoaderBatchWork>::Lease> lease;
+  if (s.held) {
+    lease = std::move(s.held);
+    s.held.reset();
+  } else {
+    SHOAL_ASSIGN_OR_RETURN(lease, s.pipeline->Next());
+  }
+  if (!lease) {
+    // The last epoch ended.
+    s.done = true;
+    s.position = {s.end_epoch, 0};
+    return std::optional<Batch>();
+  }
+  if ((*lease)->epoch != s.position.epoch) {
+    // The first batch of the next epoch: keep it for the next call.
+    s.position = {(*lease)->epoch, 0};
+    s.consumer_plan = (*lease)->plan;
+    s.held = std::move(lease);
+    return std::optional<Batch>();
+  }
+  LoaderBatchWork& work = **lease;
+  s.position.batch = work.index + 1;
+  s.batches.fetch_add(1, std::memory_order_relaxed);
+  s.samples.fetch_add(work.indices.size(), std::memory_order_relaxed);
+  uint64_t bytes = 0;
+  for (const TensorBatch& t : work.tensors) bytes += t.bytes_;
+  s.sample_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  // The batch's bytes are returned when the caller lets go of it.
+  std::shared_ptr<void> accounting(
+      nullptr, [accountant = work.accountant, cost = work.cost](void*) {
+        accountant->BatchDone(cost);
+      });
+  return std::optional<Batch>(Batch(std::move(*lease), std::move(accounting)));
+}
+
+bool Loader::done() const { return impl_->done; }
+
+Status Loader::SetEpoch(uint64_t epoch) {
+  if (epoch >= impl_->end_epoch) {
+    impl_->end_epoch = epoch + 1;
+  }
+  return impl_->StartRun({epoch, 0});
+}
+
+std::string Loader::State() const {
+  SamplerPosition p = impl_->position;
+  if (p.batch >= impl_->sampler->batches_per_epoch()) p = {p.epoch + 1, 0};
+  return EncodeSamplerState(impl_->sampler->layout(), impl_->sampler->options(),
+                            p);
+}
+
+uint64_t Loader::batches_per_epoch() const {
+  return impl_->sampler->batches_per_epoch();
+}
+
+const EpochPlan& Loader::plan() const { return *impl_->consumer_plan; }
+
+LoaderMetrics Loader::metrics() const {
+  const Impl& s = *impl_;
+  LoaderMetrics m;
+  if (s.pipeline) m.pipeline = s.pipeline->metrics();
+  m.batches = s.batches.load(std::memory_order_relaxed);
+  m.samples = s.samples.load(std::memory_order_relaxed);
+  m.sample_bytes = s.sample_bytes.load(std::memory_order_relaxed);
+  m.skipped_samples = s.skipped.load(std::memory_order_relaxed);
+  m.chunks_read = s.chunks_read.load(std::memory_order_relaxed);
+  m.bytes_read = s.bytes_read.load(std::memory_order_relaxed);
+  m.memory_budget = s.options.memory_budget;
+  if (s.accountant) {
+    m.memory_in_use = s.accountant->in_use();
+    m.memory_peak = std::max(s.peak_before, s.accountant->peak());
+  }
+  return m;
+}
+
+}  // namespace shoal

@@ -1,0 +1,230 @@
+// Loader: streams shuffled, fixed-size batches of a dataset to a training
+// loop, decoding on every core.
+//
+//   auto ds = Dataset::Open("file:///data/imagenet", {.read_only = true});
+//   LoaderOptions options{.batch_size = 256, .seed = 7};
+//   options.transforms["images"] = {.kind =
+//   ImageTransform::Kind::kRandomResizedCrop,
+//                                   .height = 224, .width = 224, .random_flip =
+//                                   true};
+//   SHOAL_ASSIGN_OR_RETURN(auto loader, Loader::Create(std::move(*ds),
+//   options)); while (!loader->done()) {
+//     SHOAL_ASSIGN_OR_RETURN(std::optional<Batch> batch, loader->Next());
+//     if (!batch) continue;            // the end of an epoch
+//     const TensorBatch& images = batch->tensor("images");  // [B, 224, 224, 3]
+//     Train(images.data(), batch->tensor("labels").data());
+//   }                                  // a Batch returns its buffers when it
+//   goes
+//
+// How it works. A Sampler (sampler.h) makes each epoch's plan: this rank's
+// sample indices, in shuffled order, cut into batches, with the chunks each
+// batch reads. A Pipeline (pipeline.h) carries one item per batch through
+//   feeder ──► fetch (serial, in order) ──► decode (parallel) ──► Next()
+// The feeder lays out the batch's output buffers (shapes are known from the
+// hidden shape tensors, so sizes are known before decoding) and waits until
+// the memory budget has room; fetch reads each chunk the first time a batch
+// needs it (one read and one decompression per chunk per epoch in `none`
+// and `chunk` shuffle; `full` reads sample by sample); decode writes every
+// sample straight into its slot of the batch buffer (JPEG with DCT-domain
+// scaling and region decode when a transform shrinks the image). Batches
+// come out in plan order whatever the thread count, so a seed gives the same
+// batches bit for bit on 1 or 64 threads; random transforms draw from a
+// per-sample seed (seed, epoch, sample index).
+//
+// Memory. Accounted memory — chunks held for the batches that still need
+// them, plus the buffers of batches being decoded or waiting in Next() — is
+// kept under `memory_budget`: the feeder waits before laying out a batch
+// that would pass it. When nothing else is in flight a batch is admitted
+// anyway (an epoch must progress), so a budget smaller than one batch plus
+// the chunks it reads is exceeded by exactly that. Batch buffers are
+// recycled: in steady state no sample causes a heap allocation.
+//
+// Errors. Next() returns the first error in plan order (a corrupt chunk, a
+// sample that does not decode), naming dataset, tensor, chunk and sample,
+// after every batch before it; later Next() calls return it again. With
+// ErrorPolicy::kSkip a sample that fails is left out of its batch (which is
+// then shorter) and counted in LoaderMetrics::skipped_samples.
+//
+// Thread-safety: a Loader is used by one thread (Next, SetEpoch, State);
+// metrics() may be called from any thread. A Batch may be read and
+// destroyed on any thread, also after its Loader is gone.
+#ifndef SHOAL_LOADER_LOADER_H_
+#define SHOAL_LOADER_LOADER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "format/base/result.h"
+#include "format/dataset.h"
+#include "loader/image_transform.h"
+#include "loader/pipeline.h"
+#include "loader/sampler.h"
+
+namespace shoal {
+
+enum class ErrorPolicy : uint8_t {
+  kFail,  // the first bad sample ends the stream with its error
+  kSkip,  // bad samples are left out of their batch and counted
+};
+
+struct LoaderOptions {
+  /// Tensors to load; empty = every visible tensor.
+  std::vector<std::string> tensors;
+  uint64_t batch_size = 32;
+  /// Drop samples that do not fill a whole batch on every rank.
+  bool drop_last = false;
+  /// Epochs to run, starting at `first_epoch` (done() after them).
+  uint64_t epochs = 1;
+  uint64_t first_epoch = 0;
+  ShuffleMode shuffle = ShuffleMode::kChunk;
+  /// Shuffle buffer in samples (kChunk).
+  uint64_t shuffle_buffer = kDefaultShuffleBuffer;
+  uint64_t seed = 0;
+  uint32_t rank = 0;
+  uint32_t world_size = 1;
+  /// Decode threads; 0 = all cores.
+  int threads = 0;
+  /// Bytes of chunks and batch buffers held at once (see the file comment).
+  uint64_t memory_budget = 1ull << 30;
+  /// Batches prepared ahead of the consumer; 0 = 2 * threads + 2.
+  int prefetch_batches = 0;
+  /// Per image tensor: how to decode (default: as stored, ragged).
+  std::map<std::string, ImageTransform, std::less<>> transforms;
+  ErrorPolicy on_error = ErrorPolicy::kFail;
+};
+
+/// One tensor's part of a batch: its samples back to back in one buffer.
+class TensorBatch {
+ public:
+  const std::string& name() const { return name_; }
+  DType dtype() const { return dtype_; }
+  /// Number of samples (the batch's size).
+  size_t size() const { return shapes_.size(); }
+  /// True when the samples' shapes differ; then shape() is not defined and
+  /// samples are found through offsets() and shapes().
+  bool ragged() const { return ragged_; }
+  /// [B, ...sample shape] when !ragged().
+  const Shape& shape() const { return batch_shape_; }
+  /// Every sample's bytes, C order, back to back.
+  ByteSpan data() const { return {data_.get(), bytes_}; }
+  /// Sample k is data()[offsets()[k], offsets()[k + 1]); size() + 1 entries.
+  std::span<const uint64_t> offsets() const { return offsets_; }
+  std::span<const Shape> shapes() const { return shapes_; }
+  ByteSpan sample(size_t k) const {
+    return data().subspan(offsets_[k], offsets_[k + 1] - offsets_[k]);
+  }
+
+ private:
+  friend class Loader;
+  friend struct LoaderBatchWork;
+  std::string name_;
+  DType dtype_ = DType::kUInt8;
+  bool ragged_ = false;
+  Shape batch_shape_;
+  // Capacity reused from batch to batch; never zero-filled (every byte up
+  // to bytes_ is written by a decode before the batch is handed out).
+  std::unique_ptr<std::byte[]> data_;
+  uint64_t capacity_ = 0;
+  uint64_t bytes_ = 0;
+  std::vector<uint64_t> offsets_;
+  std::vector<Shape> shapes_;
+};
+
+struct LoaderBatchWork;
+
+/// A batch on loan from the Loader; its buffers go back for reuse when it
+/// is destroyed. Move-only.
+class Batch {
+ public:
+  Batch(Batch&&) noexcept;
+  Batch& operator=(Batch&&) noexcept;
+  ~Batch();
+
+  uint64_t epoch() const;
+  /// Its number within the epoch, from 0.
+  uint64_t index() const;
+  /// Samples in the batch (usually batch_size; the last batch of an epoch
+  /// without drop_last, and batches that lost samples under kSkip, hold
+  /// fewer).
+  size_t size() const;
+  /// The dataset indices of its samples, in batch order.
+  std::span<const uint64_t> indices() const;
+  /// In LoaderOptions::tensors order.
+  std::span<const TensorBatch> tensors() const;
+  /// NotFound for a tensor the loader does not load.
+  Result<const TensorBatch*> tensor(std::string_view name) const;
+
+ private:
+  friend class Loader;
+  explicit Batch(Pipeline<LoaderBatchWork>::Lease lease,
+                 std::shared_ptr<void> accounting);
+  std::unique_ptr<Pipeline<LoaderBatchWork>::Lease> lease_;
+  std::shared_ptr<void> accounting_;  // returns the batch's budget bytes
+};
+
+struct LoaderMetrics {
+  /// The pipeline's stages (feeder, fetch, decode) and the consumer's wait.
+  PipelineMetrics pipeline;
+  uint64_t batches = 0;  // returned by Next()
+  uint64_t samples = 0;
+  uint64_t sample_bytes = 0;  // output bytes of those samples
+  uint64_t skipped_samples = 0;
+  uint64_t chunks_read = 0;
+  uint64_t bytes_read = 0;  // stored bytes fetched
+  /// Accounted memory (chunks + batch buffers) now and at most.
+  uint64_t memory_budget = 0;
+  uint64_t memory_in_use = 0;
+  uint64_t memory_peak = 0;
+};
+
+class Loader {
+ public:
+  /// A loader over `dataset` (opened read-only; shared, since batches may
+  /// outlive the loader). `state` (from State()) resumes a run: the loader
+  /// yields exactly the batches that remained. InvalidArgument for bad
+  /// options (unknown tensors, a transform on a non-image tensor, a state
+  /// saved for other options).
+  static Result<std::unique_ptr<Loader>> Create(
+      std::shared_ptr<const Dataset> dataset, LoaderOptions options,
+      std::string_view state = {});
+  /// Stops at once: queued work is dropped, running decodes finish their
+  /// sample batch; never waits for the consumer.
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  /// The next batch; an empty optional at the end of each epoch (the next
+  /// call starts the following epoch) and, after the last epoch, from then
+  /// on. The first error in plan order is returned after the batches before
+  /// it, and again on every later call.
+  Result<std::optional<Batch>> Next();
+  /// True once the last epoch's end was returned.
+  bool done() const;
+
+  /// Restarts at the start of `epoch` (prefetched batches are dropped);
+  /// the run then goes on through first_epoch + epochs - 1.
+  Status SetEpoch(uint64_t epoch);
+  /// The position after the last batch Next() returned, as a small
+  /// serializable string (see EncodeSamplerState).
+  std::string State() const;
+
+  uint64_t batches_per_epoch() const;
+  /// The plan of the epoch being read (for shuffle-quality reports).
+  const EpochPlan& plan() const;
+  LoaderMetrics metrics() const;
+
+ private:
+  struct Impl;
+  explicit Loader(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shoal
+
+#endif  // SHOAL_LOADER_LOADER_H_

@@ -1,0 +1,452 @@
+// The Loader's guarantees, each against something independent of the
+// loader: batch contents against the format API's own sequential reads
+// (Tensor::Read), permutations and shards against set arithmetic, resume
+// against an uninterrupted run, determinism across thread counts, memory
+// against the budget, prompt destruction against a clock, and corrupt
+// chunks against the error's text.
+#include "loader/loader.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "codecs/image_codec.h"
+#include "format/dataset.h"
+#include "format/internal/mem_store.h"
+
+namespace shoal {
+namespace {
+
+constexpr uint64_t kSamples = 1000;
+
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Sample i of "x": [4, 4 + i % 3] uint16 (ragged), of "y": a uint32 label.
+Shape XShape(uint64_t i) { return Shape{4, 4 + i % 3}; }
+std::vector<uint16_t> XValues(uint64_t i) {
+  std::vector<uint16_t> v(XShape(i).num_elements());
+  for (size_t k = 0; k < v.size(); ++k)
+    v[k] = static_cast<uint16_t>(Mix(i * 131 + k));
+  return v;
+}
+
+// A dataset with a ragged lz4 tensor in many small chunks, a fixed-shape
+// raw tensor and labels sorted by class (for shuffle quality).
+std::shared_ptr<const Dataset> MakeDataset(const std::string& url,
+                                           uint64_t n = kSamples) {
+  auto ds = Dataset::Create(url, {.overwrite = true, .id_seed = 1});
+  EXPECT_TRUE(ds.ok()) << ds.status();
+  auto x = (*ds)->CreateTensor({.name = "x",
+                                .dtype = DType::kUInt16,
+                                .chunk_compression = "lz4",
+                                .max_chunk_bytes = 4096,
+                                .block_bytes = 4096});
+  auto f = (*ds)->CreateTensor(
+      {.name = "f", .dtype = DType::kUInt8, .max_chunk_bytes = 4096});
+  auto y = (*ds)->CreateTensor({.name = "y",
+                                .htype = HType::kClassLabel,
+                                .dtype = DType::kUInt32,
+                                .rank = 0,
+                                .chunk_compression = "lz4"});
+  EXPECT_TRUE(x.ok() && f.ok() && y.ok());
+  for (uint64_t i = 0; i < n; ++i) {
+    const auto xv = XValues(i);
+    EXPECT_TRUE((*x)->Append(XShape(i), std::as_bytes(std::span(xv))).ok());
+    std::vector<uint8_t> fv(12);
+    for (size_t k = 0; k < fv.size(); ++k) fv[k] = static_cast<uint8_t>(i + k);
+    EXPECT_TRUE((*f)->Append(Shape{12}, std::as_bytes(std::span(fv))).ok());
+    const uint32_t label = static_cast<uint32_t>(i * 10 / n);
+    EXPECT_TRUE(
+        (*y)->Append(Shape{}, std::as_bytes(std::span(&label, 1))).ok());
+  }
+  EXPECT_TRUE((*ds)->Close().ok());
+  auto opened = Dataset::Open(url, {.read_only = true});
+  EXPECT_TRUE(opened.ok()) << opened.status();
+  return std::shared_ptr<const Dataset>(std::move(*opened));
+}
+
+// A batch as plain values: indices and every tensor's bytes, offsets and
+// shapes.
+struct Flat {
+  uint64_t epoch = 0, index = 0;
+  std::vector<uint64_t> indices;
+  std::vector<std::vector<std::byte>> data;
+  std::vector<std::vector<uint64_t>> offsets;
+  std::vector<std::vector<Shape>> shapes;
+  bool operator==(const Flat&) const = default;
+};
+
+Flat Flatten(const Batch& b) {
+  Flat f{b.epoch(), b.index(), {b.indices().begin(), b.indices().end()}};
+  for (const TensorBatch& t : b.tensors()) {
+    f.data.emplace_back(t.data().begin(), t.data().end());
+    f.offsets.emplace_back(t.offsets().begin(), t.offsets().end());
+    f.shapes.emplace_back(t.shapes().begin(), t.shapes().end());
+  }
+  return f;
+}
+
+// Every batch of the run; epoch ends are marked by an empty Flat with
+// index UINT64_MAX.
+Result<std::vector<Flat>> RunAll(std::shared_ptr<const Dataset> ds,
+                                 const LoaderOptions& options,
+                                 std::string_view state = {},
+                                 uint64_t max_batches = UINT64_MAX,
+                                 std::string* state_out = nullptr) {
+  SHOAL_ASSIGN_OR_RETURN(auto loader, Loader::Create(ds, options, state));
+  std::vector<Flat> out;
+  uint64_t taken = 0;
+  while (!loader->done() && taken < max_batches) {
+    SHOAL_ASSIGN_OR_RETURN(std::optional<Batch> batch, loader->Next());
+    if (!batch) {
+      out.push_back({.index = UINT64_MAX});
+      continue;
+    }
+    out.push_back(Flatten(*batch));
+    ++taken;
+  }
+  if (state_out) *state_out = loader->State();
+  return out;
+}
+
+std::string FreshUrl(const std::string& name) {
+  ResetMemStoreForTesting(name);
+  return "mem://" + name;
+}
+
+TEST(LoaderTest, BatchesHoldExactlyWhatTheFormatReads) {
+  auto ds = MakeDataset(FreshUrl("loader-values"));
+  for (ShuffleMode mode :
+       {ShuffleMode::kNone, ShuffleMode::kChunk, ShuffleMode::kFull}) {
+    SCOPED_TRACE(ShuffleModeName(mode));
+    LoaderOptions options{.batch_size = 64,
+                          .shuffle = mode,
+                          .shuffle_buffer = 100,
+                          .seed = 5,
+                          .threads = 2};
+    auto run = RunAll(ds, options);
+    ASSERT_TRUE(run.ok()) << run.status();
+    std::set<uint64_t> seen;
+    for (const Flat& b : *run) {
+      if (b.index == UINT64_MAX) continue;
+      ASSERT_EQ(b.data.size(), 3u);  // x, f, y in dataset order
+      for (size_t k = 0; k < b.indices.size(); ++k) {
+        const uint64_t i = b.indices[k];
+        EXPECT_TRUE(seen.insert(i).second) << "sample " << i << " twice";
+        for (size_t t = 0; t < 3; ++t) {
+          const char* names[] = {"x", "f", "y"};
+          auto want = (*ds->tensor(names[t]))->Read(i);
+          ASSERT_TRUE(want.ok());
+          EXPECT_EQ(b.shapes[t][k], want->shape);
+          const uint64_t size = b.offsets[t][k + 1] - b.offsets[t][k];
+          ASSERT_EQ(size, want->data.size());
+          EXPECT_EQ(std::memcmp(b.data[t].data() + b.offsets[t][k],
+                                want->data.data(), size),
+                    0)
+              << names[t] << " sample " << i;
+        }
+      }
+    }
+    EXPECT_EQ(seen.size(), kSamples) << "an epoch is a permutation";
+    if (mode == ShuffleMode::kNone) {
+      EXPECT_EQ((*run)[0].indices[0], 0u);
+      EXPECT_EQ((*run)[0].indices[63], 63u);
+    }
+  }
+}
+
+TEST(LoaderTest, SameSeedSameBatchesAtAnyThreadCount) {
+  auto ds = MakeDataset(FreshUrl("loader-determinism"));
+  LoaderOptions options{.batch_size = 50,
+                        .epochs = 2,
+                        .shuffle_buffer = 200,
+                        .seed = 11,
+                        .threads = 1};
+  auto one = RunAll(ds, options);
+  ASSERT_TRUE(one.ok()) << one.status();
+  for (int threads : {2, 8}) {
+    options.threads = threads;
+    options.prefetch_batches = threads == 8 ? 3 : 0;
+    auto other = RunAll(ds, options);
+    ASSERT_TRUE(other.ok()) << other.status();
+    EXPECT_TRUE(*one == *other) << threads << " threads differ from 1";
+  }
+  // Epochs differ from each other, and another seed differs.
+  std::vector<uint64_t> e0, e1;
+  for (const Flat& b : *one) {
+    if (b.index == UINT64_MAX) continue;
+    (b.epoch == 0 ? e0 : e1)
+        .insert((b.epoch == 0 ? e0 : e1).end(), b.indices.begin(),
+                b.indices.end());
+  }
+  ASSERT_EQ(e0.size(), kSamples);
+  ASSERT_EQ(e1.size(), kSamples);
+  EXPECT_NE(e0, e1);
+  options.seed = 12;
+  auto reseeded = RunAll(ds, options);
+  ASSERT_TRUE(reseeded.ok());
+  EXPECT_FALSE(*one == *reseeded);
+}
+
+TEST(LoaderTest, ShardsAreDisjointCoveringAndEqual) {
+  auto ds = MakeDataset(FreshUrl("loader-shards"), 997);
+  for (bool drop_last : {false, true}) {
+    std::set<uint64_t> all;
+    std::vector<size_t> batch_counts;
+    uint64_t total = 0;
+    for (uint32_t rank = 0; rank < 3; ++rank) {
+      LoaderOptions options{.tensors = {"f"},
+                            .batch_size = 32,
+                            .drop_last = drop_last,
+                            .seed = 3,
+                            .rank = rank,
+                            .world_size = 3,
+                            .threads = 2};
+      auto run = RunAll(ds, options);
+      ASSERT_TRUE(run.ok()) << run.status();
+      size_t batches = 0;
+      for (const Flat& b : *run) {
+        if (b.index == UINT64_MAX) continue;
+        ++batches;
+        if (drop_last) EXPECT_EQ(b.indices.size(), 32u);
+        for (uint64_t i : b.indices) {
+          EXPECT_TRUE(all.insert(i).second) << "sample " << i << " twice";
+          ++total;
+        }
+      }
+      batch_counts.push_back(batches);
+    }
+    EXPECT_EQ(batch_counts[0], batch_counts[1]);
+    EXPECT_EQ(batch_counts[1], batch_counts[2]);
+    if (drop_last) {
+      EXPECT_EQ(total, 997u / (3 * 32) * 3 * 32);
+    } else {
+      EXPECT_EQ(all.size(), 997u) << "shards cover the epoch";
+    }
+  }
+}
+
+TEST(LoaderTest, ResumeYieldsExactlyTheRemainingBatches) {
+  auto ds = MakeDataset(FreshUrl("loader-resume"));
+  LoaderOptions options{.batch_size = 40,
+                        .epochs = 2,
+                        .shuffle_buffer = 150,
+                        .seed = 9,
+                        .threads = 2};
+  auto whole = RunAll(ds, options);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  std::vector<Flat> want;
+  for (const Flat& b : *whole)
+    if (b.index != UINT64_MAX) want.push_back(b);
+  for (uint64_t k : {0, 1, 7, 24, 25, 26, 49}) {
+    SCOPED_TRACE(k);
+    std::string state;
+    auto first = RunAll(ds, options, {}, k, &state);
+    ASSERT_TRUE(first.ok()) << first.status();
+    auto rest = RunAll(ds, options, state);
+    ASSERT_TRUE(rest.ok()) << rest.status();
+    std::vector<Flat> got;
+    for (auto* part : {&*first, &*rest})
+      for (const Flat& b : *part)
+        if (b.index != UINT64_MAX) got.push_back(b);
+    EXPECT_TRUE(got == want) << "resumed run differs";
+  }
+  // A state for other options is refused.
+  std::string state;
+  ASSERT_TRUE(RunAll(ds, options, {}, 3, &state).ok());
+  options.batch_size = 41;
+  EXPECT_EQ(Loader::Create(ds, options, state).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(LoaderTest, MemoryStaysUnderTheBudgetWithASlowConsumer) {
+  auto ds = MakeDataset(FreshUrl("loader-memory"), 4000);
+  const uint64_t budget = 64 << 10;
+  LoaderOptions options{.tensors = {"x"},
+                        .batch_size = 32,
+                        .shuffle_buffer = 64,
+                        .seed = 1,
+                        .threads = 2,
+                        .memory_budget = budget,
+                        .prefetch_batches = 16};
+  auto loader = Loader::Create(ds, options);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  uint64_t batches = 0;
+  while (!(*loader)->done()) {
+    auto batch = (*loader)->Next();
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    if (!*batch) continue;
+    ++batches;
+    if (batches % 10 == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    const LoaderMetrics m = (*loader)->metrics();
+    ASSERT_LE(m.memory_in_use, budget);
+  }
+  const LoaderMetrics m = (*loader)->metrics();
+  EXPECT_LE(m.memory_peak, budget);
+  EXPECT_GT(m.memory_peak, budget / 4) << "the budget was used";
+  EXPECT_EQ(m.samples, 4000u);
+  EXPECT_GT(m.chunks_read, 10u);
+}
+
+TEST(LoaderTest, DestroyingMidEpochIsPrompt) {
+  auto ds = MakeDataset(FreshUrl("loader-destroy"), 4000);
+  for (int consumed : {0, 1, 10}) {
+    LoaderOptions options{.batch_size = 16, .seed = 2, .threads = 2};
+    auto loader = Loader::Create(ds, options);
+    ASSERT_TRUE(loader.ok());
+    std::optional<Batch> kept;
+    for (int i = 0; i < consumed; ++i) {
+      auto b = (*loader)->Next();
+      ASSERT_TRUE(b.ok());
+      kept = std::move(*b);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    loader->reset();
+    const double ms = std::chrono::duration<double, std::milli>(
+                          std::chrono::steady_clock::now() - start)
+                          .count();
+    EXPECT_LT(ms, 100) << "after " << consumed << " batches";
+    // A batch outlives its loader.
+    if (kept) EXPECT_GT(kept->size(), 0u);
+  }
+}
+
+// Flips a byte in the middle of the chunk object that holds `sample` of
+// tensor `name` of a file:// dataset, returning the chunk's key.
+std::string CorruptChunkOf(const std::string& dir, const Dataset& ds,
+                           const std::string& name, uint64_t sample) {
+  const Tensor* t = *ds.tensor(name);
+  for (const TensorExtent& e : t->Extents()) {
+    if (sample < e.first_sample || sample >= e.first_sample + e.num_samples)
+      continue;
+    const std::string path = dir + "/" + e.chunk_key;
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(0, std::ios::end);
+    const auto size = static_cast<std::streamoff>(f.tellg());
+    f.seekg(size - 40);
+    char c;
+    f.read(&c, 1);
+    c ^= 0x10;
+    f.seekp(size - 40);
+    f.write(&c, 1);
+    return e.chunk_key;
+  }
+  return "";
+}
+
+TEST(LoaderTest, CorruptChunkIsAnErrorNamingItOrSkippedAndCounted) {
+  const std::string dir = std::filesystem::temp_directory_path() /
+                          ("shoal_loader_corrupt_" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  auto ds = MakeDataset(dir, 600);
+  const std::string key = CorruptChunkOf(dir, *ds, "x", 300);
+  ASSERT_FALSE(key.empty());
+  auto reopened = Dataset::Open(dir, {.read_only = true});
+  ASSERT_TRUE(reopened.ok());
+  ds = std::shared_ptr<const Dataset>(std::move(*reopened));
+
+  LoaderOptions options{
+      .batch_size = 20, .shuffle = ShuffleMode::kNone, .threads = 2};
+  auto loader = Loader::Create(ds, options);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  uint64_t good = 0;
+  Status error;
+  while (!(*loader)->done()) {
+    auto b = (*loader)->Next();
+    if (!b.ok()) {
+      error = b.status();
+      break;
+    }
+    if (*b) good += (*b)->size();
+  }
+  ASSERT_FALSE(error.ok()) << "the corrupt chunk went unnoticed";
+  EXPECT_EQ(error.code(), StatusCode::kCorruption) << error;
+  const std::string message(error.message());
+  EXPECT_NE(message.find("tensor 'x'"), std::string::npos) << message;
+  EXPECT_NE(message.find(key), std::string::npos) << message;
+  EXPECT_NE(message.find("sample "), std::string::npos) << message;
+  EXPECT_GT(good, 0u) << "batches before the damage come first";
+  EXPECT_LE(good, 300u);
+  // Sticky.
+  EXPECT_FALSE((*loader)->Next().ok());
+
+  options.on_error = ErrorPolicy::kSkip;
+  auto skipping = RunAll(ds, options);
+  ASSERT_TRUE(skipping.ok()) << skipping.status();
+  uint64_t samples = 0;
+  for (const Flat& b : *skipping) samples += b.indices.size();
+  auto again = Loader::Create(ds, options);
+  ASSERT_TRUE(again.ok());
+  while (!(*again)->done()) ASSERT_TRUE((*again)->Next().ok());
+  const LoaderMetrics m = (*again)->metrics();
+  EXPECT_GT(m.skipped_samples, 0u);
+  EXPECT_EQ(m.samples + m.skipped_samples, 600u);
+  EXPECT_EQ(samples, m.samples);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LoaderTest, ShuffleQualityOfChunkAndFull) {
+  auto ds = MakeDataset(FreshUrl("loader-quality"), 4000);
+  std::vector<uint32_t> labels(4000);
+  for (uint64_t i = 0; i < 4000; ++i)
+    labels[i] = static_cast<uint32_t>(i * 10 / 4000);
+  std::map<ShuffleMode, ShuffleQuality> quality;
+  for (ShuffleMode mode :
+       {ShuffleMode::kNone, ShuffleMode::kChunk, ShuffleMode::kFull}) {
+    // x has ~80 chunks and the most bytes, so its chunks drive the plan.
+    LoaderOptions options{.tensors = {"x", "y"},
+                          .batch_size = 64,
+                          .shuffle = mode,
+                          .shuffle_buffer = 400,
+                          .seed = 4,
+                          .threads = 2};
+    auto loader = Loader::Create(ds, options);
+    ASSERT_TRUE(loader.ok());
+    const EpochPlan& plan = (*loader)->plan();
+    auto q = MeasureShuffle(plan.samples, plan.batch_ends, labels);
+    ASSERT_TRUE(q.ok()) << q.status();
+    quality[mode] = *q;
+  }
+  EXPECT_NEAR(quality[ShuffleMode::kNone].spearman, 1.0, 1e-9);
+  EXPECT_LT(std::abs(quality[ShuffleMode::kFull].spearman), 0.05);
+  EXPECT_NEAR(quality[ShuffleMode::kFull].mean_displacement, 1.0 / 3, 0.03);
+  EXPECT_GT(quality[ShuffleMode::kFull].classes_per_batch, 9.0);
+  // Chunk shuffle: much better than none, classes mixed within batches.
+  EXPECT_LT(std::abs(quality[ShuffleMode::kChunk].spearman), 0.5);
+  EXPECT_GT(quality[ShuffleMode::kChunk].classes_per_batch, 1.5);
+}
+
+TEST(LoaderTest, BadOptionsAreRefused) {
+  auto ds = MakeDataset(FreshUrl("loader-options"), 10);
+  EXPECT_EQ(Loader::Create(ds, {.tensors = {"nope"}}).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(Loader::Create(ds, {.tensors = {"_shape/x"}}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Loader::Create(ds, {.batch_size = 0}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Loader::Create(ds, {.rank = 2, .world_size = 2}).status().code(),
+            StatusCode::kInvalidArgument);
+  LoaderOptions transform{.tensors = {"x"}};
+  transform.transforms["x"] = {
+      .kind = ImageTransform::Kind::kResize, .height = 8, .width = 8};
+  EXPECT_EQ(Loader::Create(ds, transform).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Loader::Create(ds, {}, "garbage").status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace shoal

@@ -1,0 +1,277 @@
+// `shoal bench DS` (mode loader, the default): batches through the Loader
+// as a training loop would take them, with the pipeline's per-stage profile,
+// the consumer's stall share and peak memory; optionally per-batch digests
+// (to compare runs) and a reference: the same JPEGs decoded by raw
+// TurboJPEG on the same number of threads, with no pipeline.
+#include "tools/bench_loader.h"
+
+#include <sys/resource.h>
+#include <turbojpeg.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "format/base/coding.h"
+#include "loader/loader.h"
+
+namespace shoal::tools {
+namespace {
+
+// Peak resident set size of this process, in bytes.
+uint64_t PeakRssBytes() {
+  struct rusage usage;
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  return static_cast<uint64_t>(usage.ru_maxrss) * 1024;  // Linux: KiB
+}
+
+int ThreadCount(int threads) {
+  return threads > 0 ? threads
+                     : static_cast<int>(
+                           std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// XXH3 of each tensor's bytes, combined in tensor order.
+uint64_t BatchDigest(const Batch& batch) {
+  uint64_t digest = 0;
+  for (const TensorBatch& t : batch.tensors()) {
+    const uint64_t parts[2] = {digest, Checksum64(t.data())};
+    digest = Checksum64(std::as_bytes(std::span(parts)));
+  }
+  return digest;
+}
+
+struct ReferenceResult {
+  uint64_t samples = 0;
+  double seconds = 0;
+};
+
+// Decodes the stored JPEGs of `indices` (at most `limit` of them) with
+// TurboJPEG (accurate integer IDCT, RGB, full size) on `threads` threads.
+// The bytes are read first and not timed: this is the decode alone.
+Result<ReferenceResult> RunReference(const Tensor& tensor,
+                                     const std::vector<uint64_t>& indices,
+                                     int threads) {
+  std::vector<Buffer> files;
+  files.reserve(indices.size());
+  for (uint64_t i : indices) {
+    SHOAL_ASSIGN_OR_RETURN(Buffer stored, tensor.ReadStored(i));
+    auto codec = tensor.ImageCodecFor(stored.span());
+    if (!codec.ok() || (*codec)->name() != "jpeg") continue;
+    files.push_back(std::move(stored));
+  }
+  if (files.empty()) {
+    return InvalidArgument("--reference decodes JPEGs; tensor '" +
+                           tensor.name() + "' has none among these samples");
+  }
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  const Stopwatch clock;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < threads; ++w) {
+    workers.emplace_back([&] {
+      tjhandle tj = tjInitDecompress();
+      std::vector<unsigned char> out;
+      for (size_t k = next++; k < files.size(); k = next++) {
+        const auto* src =
+            reinterpret_cast<const unsigned char*>(files[k].data());
+        int width = 0, height = 0, subsampling = 0, colorspace = 0;
+        if (tjDecompressHeader3(tj, src, files[k].size(), &width, &height,
+                                &subsampling, &colorspace) != 0) {
+          failed = true;
+          continue;
+        }
+        out.resize(static_cast<size_t>(width) * height * 3);
+        if (tjDecompress2(tj, src, files[k].size(), out.data(), width, 0,
+                          height, TJPF_RGB, TJFLAG_ACCURATEDCT) != 0) {
+          failed = true;
+        }
+      }
+      tjDestroy(tj);
+    });
+  }
+  for (auto& w : workers) w.join();
+  const double seconds = clock.seconds();
+  if (failed) return Corruption("TurboJPEG failed on a reference sample");
+  return ReferenceResult{files.size(), seconds};
+}
+
+nlohmann::ordered_json StageJson(const StageMetrics& s) {
+  return {{"name", s.name},
+          {"concurrency", s.concurrency},
+          {"items", s.items},
+          {"busy_s", s.busy_seconds},
+          {"wait_input_s", s.wait_input_seconds},
+          {"blocked_output_s", s.blocked_output_seconds}};
+}
+
+}  // namespace
+
+Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
+                           const LoaderBenchOptions& options) {
+  LoaderOptions lo{.tensors = options.tensors,
+                   .batch_size = options.batch,
+                   .drop_last = options.drop_last,
+                   .epochs = options.epochs,
+                   .shuffle = options.shuffle,
+                   .shuffle_buffer = options.shuffle_buffer,
+                   .seed = options.seed,
+                   .rank = options.rank,
+                   .world_size = options.world_size,
+                   .threads = options.threads,
+                   .memory_budget = options.memory_budget};
+  const Tensor* image_tensor = nullptr;
+  for (const Tensor* t : dataset->tensors()) {
+    const bool chosen =
+        options.tensors.empty() ||
+        std::find(options.tensors.begin(), options.tensors.end(), t->name()) !=
+            options.tensors.end();
+    if (chosen && t->htype() == HType::kImage &&
+        !t->spec().sample_compression.empty()) {
+      image_tensor = t;
+      break;
+    }
+  }
+  if (options.transform == "train" ||
+      (options.transform == "decode" && image_tensor != nullptr)) {
+    if (image_tensor == nullptr) {
+      return InvalidArgument("--transform " + options.transform +
+                             " needs an image tensor stored as JPEG or PNG "
+                             "among the loaded tensors");
+    }
+    lo.transforms[image_tensor->name()] =
+        options.transform == "train"
+            ? ImageTransform::Train(options.size)
+            : ImageTransform{.kind = ImageTransform::Kind::kDecode};
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto loader, Loader::Create(dataset, lo));
+  std::ofstream digests;
+  if (!options.digests.empty()) {
+    digests.open(options.digests, std::ios::trunc);
+    if (!digests) return IOError("cannot write " + options.digests);
+  }
+
+  const uint64_t total_batches = loader->batches_per_epoch() * options.epochs;
+  Progress progress("bench", "batches");
+  std::vector<uint64_t> first_epoch_samples;
+  std::optional<uint64_t> first_epoch;
+  const Stopwatch clock;
+  uint64_t batches = 0;
+  while (!loader->done()) {
+    SHOAL_ASSIGN_OR_RETURN(std::optional<Batch> batch, loader->Next());
+    if (!batch) continue;
+    ++batches;
+    if (digests.is_open()) {
+      digests << batch->epoch() << ' ' << batch->index() << ' '
+              << Hex64(BatchDigest(*batch)) << ' ';
+      const auto indices = batch->indices();
+      for (size_t k = 0; k < indices.size(); ++k) {
+        digests << (k ? "," : "") << indices[k];
+      }
+      digests << '\n';
+    }
+    if (!first_epoch) first_epoch = batch->epoch();
+    if (options.reference && batch->epoch() == *first_epoch) {
+      first_epoch_samples.insert(first_epoch_samples.end(),
+                                 batch->indices().begin(),
+                                 batch->indices().end());
+    }
+    progress.Update(batches, total_batches, loader->metrics().sample_bytes);
+  }
+  const double seconds = std::max(clock.seconds(), 1e-9);
+  progress.Finish();
+  const LoaderMetrics m = loader->metrics();
+  loader.reset();
+
+  std::optional<ReferenceResult> reference;
+  if (options.reference) {
+    if (image_tensor == nullptr) {
+      return InvalidArgument(
+          "--reference decodes JPEGs: no image tensor is loaded");
+    }
+    if (first_epoch_samples.size() > options.reference_samples) {
+      first_epoch_samples.resize(options.reference_samples);
+    }
+    SHOAL_ASSIGN_OR_RETURN(reference,
+                           RunReference(*image_tensor, first_epoch_samples,
+                                        ThreadCount(options.threads)));
+  }
+
+  const double samples_per_s = m.samples / seconds;
+  const double mb_per_s = m.sample_bytes / seconds / 1e6;
+  const double stall = m.pipeline.consumer_wait_seconds / seconds;
+  const uint64_t peak_rss = PeakRssBytes();
+  const double reference_rate =
+      reference ? reference->samples / std::max(reference->seconds, 1e-9) : 0;
+  if (options.json) {
+    nlohmann::ordered_json stages = nlohmann::ordered_json::array();
+    stages.push_back(StageJson(m.pipeline.feeder));
+    for (const StageMetrics& s : m.pipeline.stages)
+      stages.push_back(StageJson(s));
+    nlohmann::ordered_json out = {
+        {"mode", "loader"},
+        {"samples", m.samples},
+        {"batches", m.batches},
+        {"bytes", m.sample_bytes},
+        {"seconds", seconds},
+        {"samples_per_s", samples_per_s},
+        {"mb_per_s", mb_per_s},
+        {"stall_fraction", stall},
+        {"consumer_wait_s", m.pipeline.consumer_wait_seconds},
+        {"threads", m.pipeline.threads},
+        {"peak_rss_bytes", peak_rss},
+        {"memory_budget_bytes", m.memory_budget},
+        {"memory_peak_bytes", m.memory_peak},
+        {"skipped_samples", m.skipped_samples},
+        {"chunks_read", m.chunks_read},
+        {"bytes_read", m.bytes_read},
+        {"stages", stages},
+    };
+    if (reference) {
+      out["reference_samples_per_s"] = reference_rate;
+      out["ratio_to_reference"] = samples_per_s / reference_rate;
+    }
+    std::printf("%s\n", out.dump().c_str());
+    return kExitOk;
+  }
+  std::printf(
+      "bench: loader, %llu samples in %llu batches on %d threads in %.3f s: "
+      "%.0f samples/s, %.1f MB/s\n",
+      static_cast<unsigned long long>(m.samples),
+      static_cast<unsigned long long>(m.batches), m.pipeline.threads, seconds,
+      samples_per_s, mb_per_s);
+  std::printf(
+      "  consumer stalled %.1f%% of the time; memory: peak %s accounted "
+      "(budget %s), peak RSS %s; read %s in %llu chunks\n",
+      100 * stall, FormatBytes(m.memory_peak).c_str(),
+      FormatBytes(m.memory_budget).c_str(), FormatBytes(peak_rss).c_str(),
+      FormatBytes(m.bytes_read).c_str(),
+      static_cast<unsigned long long>(m.chunks_read));
+  std::printf("  %-8s %5s %8s %9s %10s %12s\n", "stage", "conc", "items",
+              "busy s", "wait in s", "blocked out s");
+  auto row = [](const StageMetrics& s) {
+    std::printf("  %-8s %5d %8llu %9.3f %10.3f %12.3f\n", s.name.c_str(),
+                s.concurrency, static_cast<unsigned long long>(s.items),
+                s.busy_seconds, s.wait_input_seconds, s.blocked_output_seconds);
+  };
+  row(m.pipeline.feeder);
+  for (const StageMetrics& s : m.pipeline.stages) row(s);
+  if (m.skipped_samples > 0) {
+    std::printf("  skipped %llu samples\n",
+                static_cast<unsigned long long>(m.skipped_samples));
+  }
+  if (reference) {
+    std::printf(
+        "  reference: raw TurboJPEG full decode of %llu of these JPEGs on %d "
+        "threads: %.0f samples/s; loader / reference = %.3f\n",
+        static_cast<unsigned long long>(reference->samples),
+        ThreadCount(options.threads), reference_rate,
+        samples_per_s / reference_rate);
+  }
+  return kExitOk;
+}
+
+}  // namespace shoal::tools

@@ -1,0 +1,46 @@
+// The loader mode of `shoal bench` (tools/bench_loader.cc), apart from the
+// format-API modes of bench.cc because it has its own options and report.
+//
+// Thread-safety: none needed; the CLI is single-threaded.
+#ifndef SHOAL_TOOLS_BENCH_LOADER_H_
+#define SHOAL_TOOLS_BENCH_LOADER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "format/dataset.h"
+#include "loader/sampler.h"
+#include "tools/commands.h"
+
+namespace shoal::tools {
+
+struct LoaderBenchOptions {
+  std::vector<std::string> tensors;
+  uint64_t batch = 256;
+  bool drop_last = false;
+  int threads = 0;
+  ShuffleMode shuffle = ShuffleMode::kChunk;
+  uint64_t shuffle_buffer = kDefaultShuffleBuffer;
+  uint64_t seed = 0;
+  uint64_t epochs = 1;
+  uint32_t rank = 0;
+  uint32_t world_size = 1;
+  /// "decode" (images to RGB at their own size) or "train"
+  /// (random-resized-crop to `size` + flip).
+  std::string transform = "decode";
+  uint32_t size = 224;
+  uint64_t memory_budget = 1ull << 30;
+  bool json = false;
+  std::string digests;  // file for per-batch digests, "" for none
+  bool reference = false;
+  uint64_t reference_samples = 5000;
+};
+
+/// Runs the loader over `dataset` and prints the report.
+Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
+                           const LoaderBenchOptions& options);
+
+}  // namespace shoal::tools
+
+#endif  // SHOAL_TOOLS_BENCH_LOADER_H_
