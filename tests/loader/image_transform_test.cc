@@ -8,6 +8,8 @@
 //   convert("RGB"/"L");
 // - the DCT-scaled JPEG path against the full-resolution one (PSNR);
 // - the AVX2 resampler against the portable one, bit for bit.
+#include "loader/image_transform.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -30,7 +32,6 @@
 #include <vector>
 
 #include "codecs/image_codec.h"
-#include "loader/image_transform.h"
 #include "loader/internal/resize.h"
 
 // Counts this thread's operator new calls, for the steady-state allocation
@@ -99,8 +100,8 @@ bool RunCommand(const std::string& command) {
 // testorig.ppm, the IJG test photograph (227x149).
 Image ReadPpm(const fs::path& path) {
   const auto bytes = ReadFile(path);
-  std::istringstream in(std::string(
-      reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  std::istringstream in(
+      std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   std::string magic;
   int maxval = 0;
   Image image;
@@ -135,8 +136,7 @@ Image Photo(uint32_t height, uint32_t width) {
       const double wx = fx - x0;
       for (int c = 0; c < 3; ++c) {
         auto at = [&](int yy, int xx) {
-          return double(src.pixels[(size_t(mirror(yy, src.height)) *
-                                        src.width +
+          return double(src.pixels[(size_t(mirror(yy, src.height)) * src.width +
                                     mirror(xx, src.width)) *
                                        3 +
                                    c]);
@@ -160,8 +160,7 @@ std::vector<std::byte> EncodeJpeg(const Image& image, int quality = 90,
   options.quality = quality;
   options.subsampling = subsampling;
   auto jpeg = Codec("jpeg")->Encode(
-      Shape{image.height, image.width, uint64_t(image.channels)},
-      DType::kUInt8,
+      Shape{image.height, image.width, uint64_t(image.channels)}, DType::kUInt8,
       {reinterpret_cast<const std::byte*>(image.pixels.data()),
        image.pixels.size()},
       options);
@@ -284,8 +283,7 @@ std::vector<Image> Pillow(const std::vector<PillowJob>& jobs) {
     const Image& s = *j.source;
     const fs::path in = TempPath("in" + std::to_string(i));
     std::ofstream(in, std::ios::binary)
-        .write(reinterpret_cast<const char*>(s.pixels.data()),
-               s.pixels.size());
+        .write(reinterpret_cast<const char*>(s.pixels.data()), s.pixels.size());
     inputs.push_back(in);
     lines << in.string() << ' ' << s.height << ' ' << s.width << ' '
           << s.channels << ' ' << j.box.y << ' ' << j.box.x << ' '
@@ -321,8 +319,8 @@ Image PillowConvert(const fs::path& png, const std::string& mode) {
       " -c 'import sys, numpy as np; from PIL import Image; "
       "im = Image.open(sys.argv[1]).convert(sys.argv[2]); "
       "np.asarray(im).tofile(sys.argv[3]); print(im.size[1], im.size[0])' " +
-      png.string() + " " + mode + " " + out.string() + " > " +
-      out.string() + ".size";
+      png.string() + " " + mode + " " + out.string() + " > " + out.string() +
+      ".size";
   EXPECT_TRUE(RunCommand(cmd)) << cmd;
   Image image;
   std::ifstream(out.string() + ".size") >> image.height >> image.width;
@@ -379,8 +377,7 @@ RefCrop RefRandomResizedCrop(int64_t height, int64_t width,
   bool found = false;
   for (int attempt = 0; attempt < 10 && !found; ++attempt) {
     const double target_area = area * g.Uniform(t.scale_min, t.scale_max);
-    const double aspect_ratio =
-        std::exp(g.Uniform(log_ratio[0], log_ratio[1]));
+    const double aspect_ratio = std::exp(g.Uniform(log_ratio[0], log_ratio[1]));
     const int64_t w = int64_t(PyRound(std::sqrt(target_area * aspect_ratio)));
     const int64_t h = int64_t(PyRound(std::sqrt(target_area / aspect_ratio)));
     if (0 < w && w <= width && 0 < h && h <= height) {
@@ -415,10 +412,12 @@ RefCrop RefRandomResizedCrop(int64_t height, int64_t width,
 TEST(PlanImageCropTest, RandomResizedCropMatchesTorchvisionSampling) {
   ImageTransform t = ImageTransform::Train(224);
   const std::vector<std::pair<uint32_t, uint32_t>> sizes = {
-      {400, 500}, {375, 500}, {500, 333}, {1, 1},     {7, 3},
+      {400, 500}, {375, 500},   {500, 333}, {1, 1},     {7, 3},
       {224, 224}, {1080, 1920}, {20, 1000}, {1000, 20}, {65500, 2}};
   const std::vector<std::tuple<double, double, double, double>> params = {
-      {0.08, 1.0, 3.0 / 4, 4.0 / 3}, {0.5, 0.5, 1.0, 1.0}, {0.25, 1.0, 0.1, 10},
+      {0.08, 1.0, 3.0 / 4, 4.0 / 3},
+      {0.5, 0.5, 1.0, 1.0},
+      {0.25, 1.0, 0.1, 10},
       {1.0, 1.0, 3.0 / 4, 4.0 / 3}};
   int fallbacks = 0, checked = 0;
   for (const auto& [smin, smax, rmin, rmax] : params) {
@@ -433,9 +432,8 @@ TEST(PlanImageCropTest, RandomResizedCropMatchesTorchvisionSampling) {
         const ImageCrop got = PlanImageCrop(t, height, width, s);
         const RefCrop want = RefRandomResizedCrop(height, width, t, s);
         const ImageRegion& b = got.box;
-        ASSERT_EQ(std::make_tuple(int64_t(b.y), int64_t(b.x),
-                                  int64_t(b.height), int64_t(b.width),
-                                  got.flip),
+        ASSERT_EQ(std::make_tuple(int64_t(b.y), int64_t(b.x), int64_t(b.height),
+                                  int64_t(b.width), got.flip),
                   std::make_tuple(want.i, want.j, want.h, want.w, want.flip))
             << height << "x" << width << " seed " << s;
         ASSERT_GE(b.height, 1u);
@@ -628,13 +626,13 @@ TEST(ImageTransformTest, MatchesPillowWithoutDctScaling) {
     auto image = Transform(*codec, *c.bytes, c.transform, c.seed, &stats);
     ASSERT_TRUE(image.ok()) << image.status().ToString();
     EXPECT_EQ(stats.scale_eighths, 8);
-    const ImageCrop crop = PlanImageCrop(c.transform, c.source->height,
-                                         c.source->width, c.seed);
+    const ImageCrop crop =
+        PlanImageCrop(c.transform, c.source->height, c.source->width, c.seed);
     EXPECT_EQ(Describe(stats.crop.box), Describe(crop.box));
     flipped += crop.flip;
     resampled += stats.resampled;
-    jobs.push_back({c.source, crop.box, image->height, image->width,
-                    crop.flip});
+    jobs.push_back(
+        {c.source, crop.box, image->height, image->width, crop.flip});
     got.push_back(std::move(*image));
   }
   EXPECT_GT(flipped, 5);
@@ -659,9 +657,9 @@ TEST(ResizerTest, MatchesPillowOnNoise) {
   ASSERT_TRUE(HavePillow()) << "needs python3-numpy and python3-pil";
   std::mt19937 rng(5);
   const std::vector<std::tuple<uint32_t, uint32_t, uint32_t, uint32_t>> sizes =
-      {{64, 64, 17, 23},  {5, 7, 64, 3},    {1, 1, 9, 9},   {300, 2, 1, 1},
-       {97, 131, 96, 130}, {40, 1000, 40, 7}, {33, 17, 100, 100},
-       {512, 3, 7, 3},    {16, 16, 16, 16}};
+      {{64, 64, 17, 23},   {5, 7, 64, 3},      {1, 1, 9, 9},
+       {300, 2, 1, 1},     {97, 131, 96, 130}, {40, 1000, 40, 7},
+       {33, 17, 100, 100}, {512, 3, 7, 3},     {16, 16, 16, 16}};
   std::vector<Image> sources;
   sources.reserve(sizes.size() * 2);
   std::vector<PillowJob> jobs;
@@ -686,9 +684,12 @@ TEST(ResizerTest, MatchesPillowOnNoise) {
     Image out{jobs[i].height, jobs[i].width, s.channels,
               std::vector<uint8_t>(size_t{jobs[i].height} * jobs[i].width *
                                    s.channels)};
-    resizer.Resize({src.data(), size_t{s.width} * s.channels, s.height,
-                    s.width, s.channels},
-                   out.height, out.width, jobs[i].flip, out.pixels.data());
+    ASSERT_TRUE(resizer
+                    .Resize({src.data(), size_t{s.width} * s.channels, s.height,
+                             s.width, s.channels},
+                            out.height, out.width, jobs[i].flip,
+                            out.pixels.data())
+                    .ok());
     const Diff d = Compare(out, want[i]);
     EXPECT_LE(d.max, 1) << "job " << i << ": " << s.height << "x" << s.width
                         << "x" << s.channels << " -> " << out.height << "x"
@@ -714,32 +715,57 @@ TEST(ResizerTest, SimdMatchesPortableBitForBit) {
                                    channels};
     std::vector<uint8_t> simd(size_t{oh} * ow * channels);
     std::vector<uint8_t> portable(simd.size());
-    resizer.Resize(view, oh, ow, mirror, simd.data());
+    ASSERT_TRUE(resizer.Resize(view, oh, ow, mirror, simd.data()).ok());
     internal::Resizer::EnableSimdForTesting(false);
-    resizer.Resize(view, oh, ow, mirror, portable.data());
+    ASSERT_TRUE(resizer.Resize(view, oh, ow, mirror, portable.data()).ok());
     internal::Resizer::EnableSimdForTesting(true);
     ASSERT_EQ(simd, portable) << h << "x" << w << "x" << channels << " -> "
                               << oh << "x" << ow << " mirror " << mirror;
   }
 }
 
+TEST(ResizerTest, WeightsSumToOne) {
+  internal::Resizer::Weights w;
+  for (uint32_t in : {1u, 2u, 3u, 7u, 224u, 500u, 4999u, 65535u}) {
+    for (uint32_t out : {1u, 2u, 5u, 224u, 225u, 1000u}) {
+      internal::ComputeBilinearWeights(in, out, &w);
+      ASSERT_EQ(w.first.size(), out);
+      for (uint32_t i = 0; i < out; ++i) {
+        ASSERT_GE(w.count[i], 1u);
+        ASSERT_LE(w.count[i], w.max_taps);
+        ASSERT_LE(uint64_t{w.first[i]} + w.count[i], in);
+        int32_t sum = 0;
+        for (uint32_t t = 0; t < w.count[i]; ++t) {
+          const int16_t k = w.k[size_t{i} * w.max_taps + t];
+          ASSERT_GE(k, 0);
+          sum += k;
+        }
+        ASSERT_EQ(sum, 1 << 14) << in << " -> " << out << " output " << i;
+      }
+    }
+  }
+}
+
 TEST(ResizerTest, FlatStaysFlatAndMirrorIsFlip) {
   internal::Resizer resizer;
   for (int channels : {1, 3}) {
-    for (auto [h, w, oh, ow] :
-         {std::tuple{300u, 400u, 224u, 224u}, {10u, 10u, 77u, 13u},
-          {999u, 7u, 3u, 5u}, {2000u, 3000u, 3u, 7u}}) {
-      for (uint8_t value : {uint8_t{0}, uint8_t{1}, uint8_t{128},
-                            uint8_t{254}, uint8_t{255}}) {
+    for (auto [h, w, oh, ow] : {std::tuple{300u, 400u, 224u, 224u},
+                                {10u, 10u, 77u, 13u},
+                                {999u, 7u, 3u, 5u},
+                                {2000u, 3000u, 3u, 7u}}) {
+      for (uint8_t value :
+           {uint8_t{0}, uint8_t{1}, uint8_t{128}, uint8_t{254}, uint8_t{255}}) {
         std::vector<uint8_t> src(
             size_t{h} * w * channels + internal::kResizeSourceSlack, value);
         std::vector<uint8_t> out(size_t{oh} * ow * channels);
-        resizer.Resize({src.data(), size_t{w} * channels, h, w, channels}, oh,
-                       ow, false, out.data());
+        ASSERT_TRUE(
+            resizer
+                .Resize({src.data(), size_t{w} * channels, h, w, channels}, oh,
+                        ow, false, out.data())
+                .ok());
         ASSERT_TRUE(std::all_of(out.begin(), out.end(),
                                 [value](uint8_t v) { return v == value; }))
-            << int(value) << " " << h << "x" << w << " -> " << oh << "x"
-            << ow;
+            << int(value) << " " << h << "x" << w << " -> " << oh << "x" << ow;
       }
     }
   }
@@ -753,8 +779,8 @@ TEST(ResizerTest, FlatStaysFlatAndMirrorIsFlip) {
     std::vector<uint8_t> a(size_t{oh} * ow * channels), b(a.size());
     const internal::PixelView view{src.data(), size_t{w} * channels, h, w,
                                    channels};
-    resizer.Resize(view, oh, ow, false, a.data());
-    resizer.Resize(view, oh, ow, true, b.data());
+    ASSERT_TRUE(resizer.Resize(view, oh, ow, false, a.data()).ok());
+    ASSERT_TRUE(resizer.Resize(view, oh, ow, true, b.data()).ok());
     internal::FlipLeftRight(a.data(), oh, ow, channels);
     EXPECT_EQ(a, b);
   }
@@ -774,8 +800,8 @@ ImageRegion RefScaledBox(const ImageRegion& b, uint32_t scale) {
 
 TEST(ImageTransformTest, DctScalingDecodesLessAndStaysClose) {
   auto codec = Codec("jpeg");
-  std::vector<std::tuple<const std::vector<std::byte>*, ImageTransform,
-                         uint64_t>>
+  std::vector<
+      std::tuple<const std::vector<std::byte>*, ImageTransform, uint64_t>>
       cases;
   for (uint64_t seed = 0; seed < 40; ++seed) {
     cases.emplace_back(&LargeJpeg(), ImageTransform::Train(seed % 2 ? 224 : 96),
@@ -900,8 +926,8 @@ TEST(ImageTransformTest, PngColorTypesMatchPillowConvert) {
     const fs::path path = kData / "pngsuite" / file;
     const auto bytes = ReadFile(path);
     for (Channels channels : {Channels::kRgb, Channels::kGray}) {
-      const Image want = PillowConvert(
-          path, channels == Channels::kRgb ? "RGB" : "L");
+      const Image want =
+          PillowConvert(path, channels == Channels::kRgb ? "RGB" : "L");
       decode.channels = resize.channels = channels;
       auto image = Transform(*codec, bytes, decode, 0);
       ASSERT_TRUE(image.ok()) << file << ": " << image.status().ToString();
@@ -911,8 +937,11 @@ TEST(ImageTransformTest, PngColorTypesMatchPillowConvert) {
       const uint64_t seed = got.size();
       image = Transform(*codec, bytes, resize, seed);
       ASSERT_TRUE(image.ok()) << file << ": " << image.status().ToString();
-      jobs.push_back({&converted.back(), {0, 0, want.height, want.width},
-                      20, 45, PlanImageCrop(resize, 32, 32, seed).flip});
+      jobs.push_back({&converted.back(),
+                      {0, 0, want.height, want.width},
+                      20,
+                      45,
+                      PlanImageCrop(resize, 32, 32, seed).flip});
       got.push_back(std::move(*image));
     }
     // kDefault: gray stays gray, alpha goes.
@@ -935,13 +964,12 @@ TEST(ImageTransformTest, SixteenBitPngRoundsToEightBits) {
     const auto bytes = ReadFile(kData / "pngsuite" / file);
     const ImageInfo info = *codec->ReadInfo(bytes);
     ASSERT_EQ(info.dtype, DType::kUInt16);
-    std::vector<uint16_t> raw(size_t{info.height} * info.width *
-                              info.channels);
-    ASSERT_TRUE(codec
-                    ->Decode(bytes, {},
-                             {reinterpret_cast<std::byte*>(raw.data()),
-                              raw.size() * 2})
-                    .ok());
+    std::vector<uint16_t> raw(size_t{info.height} * info.width * info.channels);
+    ASSERT_TRUE(
+        codec
+            ->Decode(bytes, {},
+                     {reinterpret_cast<std::byte*>(raw.data()), raw.size() * 2})
+            .ok());
     ImageTransform t;
     t.channels = Channels::kDefault;
     auto got = Transform(*codec, bytes, t, 0);
@@ -997,8 +1025,8 @@ TEST(ImageTransformTest, HostileInputAndBadOutputs) {
   s = transformer.Apply(*jpeg_codec, damaged, whole, 0, out);
   EXPECT_EQ(s.code(), StatusCode::kCorruption) << s.ToString();
   for (const char* file : {"xcrn0g04.png", "xd9n2c08.png", "xdtn0g01.png"}) {
-    s = transformer.Apply(*png_codec, ReadFile(kData / "pngsuite" / file), t,
-                          0, out);
+    s = transformer.Apply(*png_codec, ReadFile(kData / "pngsuite" / file), t, 0,
+                          out);
     EXPECT_FALSE(s.ok()) << file;
     EXPECT_NE(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   }

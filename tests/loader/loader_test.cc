@@ -429,6 +429,79 @@ TEST(LoaderTest, ShuffleQualityOfChunkAndFull) {
   EXPECT_GT(quality[ShuffleMode::kChunk].classes_per_batch, 1.5);
 }
 
+// JPEG images: a decode transform gives the codec's own full decode, and a
+// training transform gives fixed-size crops that do not depend on the
+// thread count.
+TEST(LoaderTest, ImageTransformsDecodeJpegSamples) {
+  const std::string url = FreshUrl("loader-images");
+  auto codec = MakeImageCodec("jpeg");
+  ASSERT_TRUE(codec.ok());
+  {
+    auto ds = Dataset::Create(url);
+    ASSERT_TRUE(ds.ok());
+    auto t = (*ds)->CreateTensor({.name = "images",
+                                  .htype = HType::kImage,
+                                  .sample_compression = "jpeg",
+                                  .max_chunk_bytes = 16 << 10});
+    ASSERT_TRUE(t.ok());
+    for (uint64_t i = 0; i < 40; ++i) {
+      const uint64_t h = 40 + i % 7, w = 50 + i % 5;
+      std::vector<uint8_t> px(h * w * 3);
+      for (size_t k = 0; k < px.size(); ++k)
+        px[k] = static_cast<uint8_t>((k / 3 % w) * 4 + (k / 3 / w) * 2 + i);
+      auto jpeg = (*codec)->Encode(Shape{h, w, 3}, DType::kUInt8,
+                                   std::as_bytes(std::span(px)), {});
+      ASSERT_TRUE(jpeg.ok());
+      ASSERT_TRUE((*t)->AppendEncoded(jpeg->span()).ok());
+    }
+    ASSERT_TRUE((*ds)->Close().ok());
+  }
+  auto opened = Dataset::Open(url, {.read_only = true});
+  ASSERT_TRUE(opened.ok());
+  std::shared_ptr<const Dataset> ds(std::move(*opened));
+  const Tensor* images = *ds->tensor("images");
+
+  LoaderOptions decode{.batch_size = 8, .seed = 1, .threads = 2};
+  decode.transforms["images"] = {.kind = ImageTransform::Kind::kDecode};
+  auto run = RunAll(ds, decode);
+  ASSERT_TRUE(run.ok()) << run.status();
+  uint64_t seen = 0;
+  for (const Flat& b : *run) {
+    for (size_t k = 0; k < b.indices.size(); ++k, ++seen) {
+      auto stored = images->ReadStored(b.indices[k]);
+      ASSERT_TRUE(stored.ok());
+      auto info = (*codec)->ReadInfo(stored->span());
+      ASSERT_TRUE(info.ok());
+      std::vector<std::byte> want(size_t{info->height} * info->width * 3);
+      ASSERT_TRUE((*codec)->Decode(stored->span(), {}, want).ok());
+      EXPECT_EQ(b.shapes[0][k], (Shape{info->height, info->width, 3}));
+      ASSERT_EQ(b.offsets[0][k + 1] - b.offsets[0][k], want.size());
+      EXPECT_EQ(std::memcmp(b.data[0].data() + b.offsets[0][k], want.data(),
+                            want.size()),
+                0)
+          << "sample " << b.indices[k];
+    }
+  }
+  EXPECT_EQ(seen, 40u);
+
+  LoaderOptions train{.batch_size = 8, .seed = 3, .threads = 1};
+  train.transforms["images"] = ImageTransform::Train(24);
+  auto one = RunAll(ds, train);
+  train.threads = 4;
+  auto four = RunAll(ds, train);
+  ASSERT_TRUE(one.ok() && four.ok());
+  EXPECT_TRUE(*one == *four);
+  auto loader = Loader::Create(ds, train);
+  ASSERT_TRUE(loader.ok());
+  auto batch = (*loader)->Next();
+  ASSERT_TRUE(batch.ok() && batch->has_value());
+  auto t = (*batch)->tensor("images");
+  ASSERT_TRUE(t.ok());
+  EXPECT_FALSE((*t)->ragged());
+  EXPECT_EQ((*t)->shape(), (Shape{8, 24, 24, 3}));
+  EXPECT_EQ((*t)->dtype(), DType::kUInt8);
+}
+
 TEST(LoaderTest, BadOptionsAreRefused) {
   auto ds = MakeDataset(FreshUrl("loader-options"), 10);
   EXPECT_EQ(Loader::Create(ds, {.tensors = {"nope"}}).status().code(),

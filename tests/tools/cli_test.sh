@@ -131,7 +131,42 @@ import json
 b = json.load(open("out"))
 assert b["samples"] == 1500 and b["bytes"] == 1500 * 784 and b["tensors"] == ["images"], b
 '
-run 0 "$SHOAL" bench ds && contains out "samples/s"
+run 0 "$SHOAL" bench ds && contains out "samples/s" && contains out "consumer stalled"
+run 0 "$SHOAL" bench ds --mode sequential --json &&
+  py '
+import json
+b = json.load(open("out"))
+assert b["mode"] == "sequential" and b["samples"] == 1000, b
+'
+# The loader mode: every sample once per epoch, the documented JSON keys,
+# and digests that do not depend on the thread count.
+run 0 "$SHOAL" bench ds --batch 64 --epochs 2 --seed 5 --threads 1 --digests d1.txt --json &&
+  py '
+import json
+b = json.load(open("out"))
+assert b["mode"] == "loader" and b["samples"] == 2000 and b["batches"] == 32, b
+assert b["bytes"] == 2000 * (784 + 4), b
+for k in ("samples_per_s", "mb_per_s", "peak_rss_bytes"):
+    assert b[k] > 0, b
+assert 0 <= b["stall_fraction"] <= 1, b
+assert [s["name"] for s in b["stages"]] == ["feeder", "fetch", "decode"], b
+'
+run 0 "$SHOAL" bench ds --batch 64 --epochs 2 --seed 5 --threads 2 --digests d2.txt
+cmp -s d1.txt d2.txt || fail "digests differ between 1 and 2 threads"
+py '
+import numpy as np
+lines = open("d1.txt").read().split("\n")[:-1]
+assert len(lines) == 32, len(lines)
+images = np.load("src_images.npy")
+for epoch in (0, 1):
+    idx = [int(i) for l in lines if l.split()[0] == str(epoch) for i in l.split()[3].split(",")]
+    assert sorted(idx) == list(range(1000)), "epoch %d is not a permutation" % epoch
+'
+run 0 "$SHOAL" bench ds --batch 64 --seed 6 --digests d3.txt
+cmp -s d1.txt d3.txt && fail "another seed gave the same batches"
+run 2 "$SHOAL" bench ds --rank 2 --world-size 2
+run 2 "$SHOAL" bench ds --samples 10
+run 1 "$SHOAL" bench ds --transform train && contains err "needs an image tensor"
 
 # ---- verify, then corrupt one chunk ----
 run 0 "$SHOAL" verify ds && contains out ": OK"
