@@ -19,5 +19,9 @@
 #include "format/schema.h"
 #include "format/store.h"
 #include "format/verify.h"
+#include "loader/image_transform.h"
+#include "loader/loader.h"
+#include "loader/pipeline.h"
+#include "loader/sampler.h"
 
 #endif  // SHOAL_SHOAL_H_

@@ -99,9 +99,15 @@ class Accountant {
 // One extent (chunk) of one tensor, loaded by the fetch stage for the first
 // batch that reads it and shared by every batch that does; freed (and its
 // bytes returned) when the last of them is decoded.
+//
+// Fetch runs in parallel, so the batch that first needs a chunk may find its
+// fetch not yet run (or running) when another batch gets to it: whichever
+// gets there first loads it (std::call_once) and the other waits for that
+// running load, which never waits on anything else.
 struct ExtentSlot {
   size_t extent = 0;
-  ExtentData data;
+  std::once_flag once;
+  ExtentData data;  // written once, under `once`
   Status status;
   std::shared_ptr<Accountant> accountant;
   uint64_t charged = 0;
@@ -290,6 +296,7 @@ struct Loader::Impl {
   Status StartRun(SamplerPosition from);
   Result<bool> Fill(LoaderBatchWork& item);
   Status Fetch(LoaderBatchWork& item);
+  void Load(size_t t, ExtentSlot& slot);
   Status Decode(LoaderBatchWork& item);
   Status DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
                       ImageTransformer& transformer);
@@ -347,7 +354,7 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
         return item;
       });
   SHOAL_RETURN_IF_ERROR(pipeline->AddStage(
-      {.name = "fetch", .concurrency = StageOptions::kSerialInOrder},
+      {.name = "fetch", .concurrency = threads},
       [this](LoaderBatchWork& item) { return Fetch(item); }));
   SHOAL_RETURN_IF_ERROR(pipeline->AddStage(
       {.name = "decode", .concurrency = threads},
@@ -432,27 +439,31 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
   return true;
 }
 
-// Loads the chunks this batch is the first to read. Serial and in order, so
-// a later batch finds every chunk it shares with earlier ones loaded.
+// Loads the chunks this batch is the first to read (unless a later batch
+// already did; see ExtentSlot).
 Status Loader::Impl::Fetch(LoaderBatchWork& item) {
   for (size_t t = 0; t < tensors.size(); ++t) {
-    for (ExtentSlot* slot : item.loads[t]) {
-      auto data = tensors[t].tensor->ReadExtent(slot->extent);
-      if (!data.ok()) {
-        slot->status = data.status();
-        continue;
-      }
-      slot->data = std::move(*data);
-      chunks_read.fetch_add(1, std::memory_order_relaxed);
-      bytes_read.fetch_add(tensors[t].extents[slot->extent].stored_bytes,
-                           std::memory_order_relaxed);
-      const uint64_t actual = slot->data.memory_bytes();
-      accountant->Adjust(static_cast<int64_t>(actual) -
-                         static_cast<int64_t>(slot->charged));
-      slot->charged = actual;
-    }
+    for (ExtentSlot* slot : item.loads[t]) Load(t, *slot);
   }
   return Status::OK();
+}
+
+void Loader::Impl::Load(size_t t, ExtentSlot& slot) {
+  std::call_once(slot.once, [&] {
+    auto data = tensors[t].tensor->ReadExtent(slot.extent);
+    if (!data.ok()) {
+      slot.status = data.status();
+      return;
+    }
+    slot.data = std::move(*data);
+    chunks_read.fetch_add(1, std::memory_order_relaxed);
+    bytes_read.fetch_add(tensors[t].extents[slot.extent].stored_bytes,
+                         std::memory_order_relaxed);
+    const uint64_t actual = slot.data.memory_bytes();
+    slot.accountant->Adjust(static_cast<int64_t>(actual) -
+                            static_cast<int64_t>(slot.charged));
+    slot.charged = actual;
+  });
 }
 
 Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
@@ -493,7 +504,8 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
       return Internal("batch does not hold the chunk of sample " +
                       std::to_string(sample));
     }
-    const ExtentSlot& slot = **it;
+    ExtentSlot& slot = **it;
+    Load(t, slot);
     const std::string& key = lt.extents[e].chunk_key;
     if (!slot.status.ok()) {
       return slot.status.WithContext("sample " + std::to_string(sample));

@@ -23,6 +23,10 @@ packages=(
   libssl-dev
   # the demo's data set (Fashion-MNIST IDX files under /usr/share/datasets/fashion-mnist)
   dataset-fashion-mnist
+  # real photos the demo's ImageNet-like JPEGs are cropped from
+  # (scripts/make-image-dataset.py; CC-BY/CC-BY-SA/CC0 and GPL-2+)
+  lomiri-wallpapers-16.04
+  mate-backgrounds
 )
 
 missing=()

@@ -706,7 +706,9 @@ TEST(ResizerTest, SimdMatchesPortableBitForBit) {
   for (int iteration = 0; iteration < 300; ++iteration) {
     const int channels = iteration % 2 ? 3 : 1;
     const uint32_t h = 1 + rng() % 300, w = 1 + rng() % 300;
-    const uint32_t oh = 1 + rng() % 260, ow = 1 + rng() % 260;
+    // Also one pass only: the horizontal one then writes the output.
+    const uint32_t oh = iteration % 3 == 0 ? h : 1 + rng() % 260;
+    const uint32_t ow = iteration % 5 == 0 ? w : 1 + rng() % 260;
     const bool mirror = rng() % 2;
     std::vector<uint8_t> src(size_t{h} * w * channels +
                              internal::kResizeSourceSlack);

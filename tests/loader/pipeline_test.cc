@@ -86,7 +86,7 @@ void SleepUs(uint64_t us) {
 struct Item {
   uint64_t seq = 0;
   uint64_t cost = 0;
-  int64_t value = 0;
+  uint64_t value = 0;
   int uses = 0;  // times the feeder filled this object
 };
 
@@ -97,7 +97,7 @@ Pipeline<Item>::Feeder CountingFeeder(
     if (n != 0 && seq == n) return false;
     item.seq = seq;
     item.cost = cost ? cost(seq) : 1;
-    item.value = static_cast<int64_t>(seq);
+    item.value = seq;
     ++item.uses;
     *bytes = item.cost;
     return true;
@@ -152,7 +152,7 @@ TEST_P(OrderingTest, DeliversInFeederOrderWithRandomDelays) {
   // stage before it finishes items out of order.
   uint64_t expected_by_serial = 0;
   bool serial_in_order = true;
-  int64_t running_hash = 0;
+  uint64_t running_hash = 0;
   ASSERT_TRUE(pipeline
                   .AddStage({.name = "ordered",
                              .concurrency = StageOptions::kSerialInOrder},
@@ -176,13 +176,13 @@ TEST_P(OrderingTest, DeliversInFeederOrderWithRandomDelays) {
 
   // The value of item k depends on all items before it through the serial
   // stage, so it is the same at any thread count only if the order is.
-  int64_t hash = 0;
-  std::vector<int64_t> expected_values;
+  uint64_t hash = 0;
+  std::vector<uint64_t> expected_values;
   for (uint64_t seq = 0; seq < kItems; ++seq) {
-    hash = hash * 31 + static_cast<int64_t>(seq) * 3 + 1;
+    hash = hash * 31 + seq * 3 + 1;
     expected_values.push_back(hash);
   }
-  std::vector<int64_t> values;
+  std::vector<uint64_t> values;
   Status final;
   auto seqs = Drain(pipeline, &final,
                     [&](Item& item) { values.push_back(item.value); });
