@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -99,11 +100,11 @@ ImageRegion RandomResizedBox(const ImageTransform& t, uint32_t height,
 
 ImageRegion CenterBox(const ImageTransform& t, uint32_t height,
                       uint32_t width) {
-  const double f = t.resize_shorter > 0
-                       ? static_cast<double>(t.resize_shorter) /
-                             std::min(height, width)
-                       : std::max(static_cast<double>(t.height) / height,
-                                  static_cast<double>(t.width) / width);
+  const double f =
+      t.resize_shorter > 0
+          ? static_cast<double>(t.resize_shorter) / std::min(height, width)
+          : std::max(static_cast<double>(t.height) / height,
+                     static_cast<double>(t.width) / width);
   ImageRegion box;
   box.height = ClampSide(RoundHalfEven(t.height / f), height);
   box.width = ClampSide(RoundHalfEven(t.width / f), width);
@@ -135,7 +136,8 @@ ImageRegion ScaledBox(const ImageRegion& box, const ImageInfo& info,
                       uint32_t scale) {
   if (scale == 8) return box;
   auto edge = [scale](uint64_t v, uint32_t limit) {
-    return static_cast<uint32_t>(std::min<uint64_t>((v * scale + 4) / 8, limit));
+    return static_cast<uint32_t>(
+        std::min<uint64_t>((v * scale + 4) / 8, limit));
   };
   const uint32_t height = ScaledSize(info.height, scale);
   const uint32_t width = ScaledSize(info.width, scale);
@@ -162,8 +164,14 @@ uint8_t PickDctScale(const ImageRegion& box, const ImageInfo& info,
   return 8;
 }
 
-uint8_t* Grow(std::vector<uint8_t>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
+// Scratch only grows, so a warmed-up transformer does not allocate.
+Result<uint8_t*> Grow(std::vector<uint8_t>& v, size_t n) {
+  try {
+    if (v.size() < n) v.resize(n);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted("image transform: out of memory for " +
+                             std::to_string(n) + " bytes of scratch");
+  }
   return v.data();
 }
 
@@ -178,8 +186,7 @@ inline uint8_t To8(uint16_t v) {
 
 // libjpeg's rgb->gray (jdcolor.c), which is also Pillow's "L" conversion.
 inline uint8_t Luma(uint32_t r, uint32_t g, uint32_t b) {
-  return static_cast<uint8_t>((19595 * r + 38470 * g + 7471 * b + 32768) >>
-                              16);
+  return static_cast<uint8_t>((19595 * r + 38470 * g + 7471 * b + 32768) >> 16);
 }
 
 // Copies `box` of an image in the PNG data model (1..4 channels, uint8 or
@@ -247,8 +254,10 @@ Status ValidateImageTransform(const ImageTransform& t) {
   };
   if (t.kind == Kind::kDecode) {
     if (t.height != 0 || t.width != 0) {
-      return InvalidArgument("image transform: decode keeps each image's size; "
-                             "got output size " + size());
+      return InvalidArgument(
+          "image transform: decode keeps each image's size; "
+          "got output size " +
+          size());
     }
   } else if (t.height == 0 || t.width == 0 || t.height > kMaxSide ||
              t.width > kMaxSide) {
@@ -258,30 +267,26 @@ Status ValidateImageTransform(const ImageTransform& t) {
   if (t.kind == Kind::kCenterCrop) {
     if (t.resize_shorter != 0 &&
         t.resize_shorter < std::max(t.height, t.width)) {
-      return InvalidArgument(
-          "image transform: resize_shorter " +
-          std::to_string(t.resize_shorter) + " is smaller than the " + size() +
-          " crop");
+      return InvalidArgument("image transform: resize_shorter " +
+                             std::to_string(t.resize_shorter) +
+                             " is smaller than the " + size() + " crop");
     }
   } else if (t.resize_shorter != 0) {
     return InvalidArgument(
         "image transform: resize_shorter applies to center crops only");
   }
   if (t.kind == Kind::kRandomResizedCrop) {
-    if (!(t.scale_min > 0 && t.scale_min <= t.scale_max &&
-          t.scale_max <= 1)) {
-      return InvalidArgument("image transform: scale [" +
-                             std::to_string(t.scale_min) + ", " +
-                             std::to_string(t.scale_max) +
-                             "] not within (0, 1]");
+    if (!(t.scale_min > 0 && t.scale_min <= t.scale_max && t.scale_max <= 1)) {
+      return InvalidArgument(
+          "image transform: scale [" + std::to_string(t.scale_min) + ", " +
+          std::to_string(t.scale_max) + "] not within (0, 1]");
     }
     // Finite and positive: the log-uniform draw needs both.
     if (!(t.ratio_min > 0 && t.ratio_min <= t.ratio_max &&
           std::isfinite(t.ratio_max))) {
-      return InvalidArgument("image transform: ratio [" +
-                             std::to_string(t.ratio_min) + ", " +
-                             std::to_string(t.ratio_max) +
-                             "] is not a finite positive range");
+      return InvalidArgument(
+          "image transform: ratio [" + std::to_string(t.ratio_min) + ", " +
+          std::to_string(t.ratio_max) + "] is not a finite positive range");
     }
   }
   return Status::OK();
@@ -330,7 +335,7 @@ struct ImageTransformer::Scratch {
   internal::Resizer resizer;
   // Decoded pixels before the resampling (+ kResizeSourceSlack).
   std::vector<uint8_t> decoded;
-  // A whole non-JPEG image in the codec's own layout.
+  // A whole non-JPEG image in the codec's own layout (+ kResizeSourceSlack).
   std::vector<uint8_t> full;
 
   Status ApplyJpeg(const ImageCodec& codec, ByteSpan encoded,
@@ -403,12 +408,15 @@ Status ImageTransformer::Scratch::ApplyJpeg(
     return Status::OK();
   }
   const size_t bytes = size_t{region.height} * region.width * channels;
-  uint8_t* pixels = Grow(decoded, bytes + kResizeSourceSlack);
-  SHOAL_RETURN_IF_ERROR(codec.Decode(encoded, options, AsMutable(pixels, bytes)));
-  resizer.Resize(PixelView{pixels, size_t{region.width} * channels,
-                           region.height, region.width, channels},
-                 out_height, out_width, crop.flip,
-                 reinterpret_cast<uint8_t*>(out.data()));
+  SHOAL_ASSIGN_OR_RETURN(uint8_t* const pixels,
+                         Grow(decoded, bytes + kResizeSourceSlack));
+  SHOAL_RETURN_IF_ERROR(
+      codec.Decode(encoded, options, AsMutable(pixels, bytes)));
+  SHOAL_RETURN_IF_ERROR(
+      resizer.Resize(PixelView{pixels, size_t{region.width} * channels,
+                               region.height, region.width, channels},
+                     out_height, out_width, crop.flip,
+                     reinterpret_cast<uint8_t*>(out.data())));
   stats.resampled = true;
   return Status::OK();
 }
@@ -444,13 +452,25 @@ Status ImageTransformer::Scratch::ApplyGeneric(
     // Already the output's layout: no copy.
     SHOAL_RETURN_IF_ERROR(codec.Decode(encoded, options, out));
   } else {
-    uint8_t* image = Grow(full, full_bytes);
+    SHOAL_ASSIGN_OR_RETURN(uint8_t* const image,
+                           Grow(full, full_bytes + kResizeSourceSlack));
     SHOAL_RETURN_IF_ERROR(
         codec.Decode(encoded, options, AsMutable(image, full_bytes)));
+    if (resample && !sixteen && info.channels == channels) {
+      // The crop is resampled where it lies.
+      const size_t stride = size_t{info.width} * channels;
+      SHOAL_RETURN_IF_ERROR(resizer.Resize(
+          PixelView{image + box.y * stride + size_t{box.x} * channels, stride,
+                    box.height, box.width, channels},
+          out_height, out_width, crop.flip, result));
+      stats.resampled = true;
+      return Status::OK();
+    }
     uint8_t* converted = result;
     if (resample) {
-      converted = Grow(decoded, size_t{box.height} * box.width * channels +
-                                    kResizeSourceSlack);
+      SHOAL_ASSIGN_OR_RETURN(
+          converted, Grow(decoded, size_t{box.height} * box.width * channels +
+                                       kResizeSourceSlack));
     }
     if (sixteen) {
       ConvertBox(reinterpret_cast<const uint16_t*>(image), info.width,
@@ -459,9 +479,10 @@ Status ImageTransformer::Scratch::ApplyGeneric(
       ConvertBox(image, info.width, info.channels, box, channels, converted);
     }
     if (resample) {
-      resizer.Resize(PixelView{converted, size_t{box.width} * channels,
-                               box.height, box.width, channels},
-                     out_height, out_width, crop.flip, result);
+      SHOAL_RETURN_IF_ERROR(
+          resizer.Resize(PixelView{converted, size_t{box.width} * channels,
+                                   box.height, box.width, channels},
+                         out_height, out_width, crop.flip, result));
       stats.resampled = true;
       return Status::OK();
     }

@@ -162,6 +162,7 @@ class ImageTransformer {
  public:
   ImageTransformer();
   ~ImageTransformer();
+  /// A moved-from transformer may only be destroyed or assigned to.
   ImageTransformer(ImageTransformer&&) noexcept;
   ImageTransformer& operator=(ImageTransformer&&) noexcept;
 

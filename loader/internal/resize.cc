@@ -10,6 +10,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <new>
+#include <string>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -73,10 +75,10 @@ __attribute__((target("avx2"))) void HorizontalRgbAvx2(
     const int16_t* k = weights + size_t{p} * tap_pairs * 16;
     __m256i sum = _mm256_set1_epi32(kHalf);
     for (uint32_t q = 0; q < tap_pairs; ++q) {
-      const __m128i pa = _mm_loadl_epi64(
-          reinterpret_cast<const __m128i*>(a + size_t{q} * 6));
-      const __m128i pb = _mm_loadl_epi64(
-          reinterpret_cast<const __m128i*>(b + size_t{q} * 6));
+      const __m128i pa =
+          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(a + size_t{q} * 6));
+      const __m128i pb =
+          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + size_t{q} * 6));
       __m256i px = _mm256_inserti128_si256(_mm256_castsi128_si256(pa), pb, 1);
       px = _mm256_shuffle_epi8(px, shuffle);
       const __m256i kq = _mm256_loadu_si256(
@@ -88,15 +90,17 @@ __attribute__((target("avx2"))) void HorizontalRgbAvx2(
     const __m256i bytes = _mm256_packus_epi16(words, words);
     const uint32_t pixel_a = _mm256_extract_epi32(bytes, 0);
     const uint32_t pixel_b = _mm256_extract_epi32(bytes, 4);
-    std::memcpy(dst + size_t{p} * 6, &pixel_a, 3);
-    std::memcpy(dst + size_t{p} * 6 + 3, &pixel_b, 3);
+    // 4-byte stores; each one's extra byte is overwritten by the next
+    // pixel, except after the row's last pixel.
+    std::memcpy(dst + size_t{p} * 6, &pixel_a, 4);
+    std::memcpy(dst + size_t{p} * 6 + 3, &pixel_b, p + 1 < pairs ? 4 : 3);
   }
 }
 
 // Two gray output pixels per iteration: 8 taps of each per madd.
 __attribute__((target("avx2"))) void HorizontalGrayAvx2(
-    const uint8_t* src, uint32_t pairs, uint32_t groups,
-    const uint32_t* start, const int16_t* weights, uint8_t* dst) {
+    const uint8_t* src, uint32_t pairs, uint32_t groups, const uint32_t* start,
+    const int16_t* weights, uint8_t* dst) {
   for (uint32_t p = 0; p < pairs; ++p) {
     const uint8_t* a = src + start[2 * p];
     const uint8_t* b = src + start[2 * p + 1];
@@ -123,9 +127,11 @@ __attribute__((target("avx2"))) void HorizontalGrayAvx2(
 // One output row of the vertical pass, 16 bytes at a time; rows are paired
 // so one madd applies two taps. The last block overlaps the one before it
 // instead of leaving a scalar tail. Precondition: len >= 16.
-__attribute__((target("avx2"))) void VerticalRowAvx2(
-    const uint8_t* src, size_t stride, uint32_t count, const int16_t* k,
-    size_t len, uint8_t* dst) {
+__attribute__((target("avx2"))) void VerticalRowAvx2(const uint8_t* src,
+                                                     size_t stride,
+                                                     uint32_t count,
+                                                     const int16_t* k,
+                                                     size_t len, uint8_t* dst) {
   for (size_t i = 0; i < len; i += 16) {
     const size_t at = std::min(i, len - 16);
     __m256i lo = _mm256_set1_epi32(kHalf);
@@ -141,8 +147,10 @@ __attribute__((target("avx2"))) void VerticalRowAvx2(
           _mm_loadu_si128(reinterpret_cast<const __m128i*>(r0)));
       const __m256i b = _mm256_cvtepu8_epi16(
           _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1)));
-      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), kk));
-      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), kk));
+      lo = _mm256_add_epi32(lo,
+                            _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), kk));
+      hi = _mm256_add_epi32(hi,
+                            _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), kk));
     }
     // lo holds bytes 0-3 | 8-11, hi 4-7 | 12-15; the in-lane packs restore
     // the order.
@@ -165,39 +173,41 @@ void ComputeBilinearWeights(uint32_t in, uint32_t out,
   const double scale = static_cast<double>(in) / out;
   const double filter_scale = std::max(scale, 1.0);
   const double support = filter_scale;
+  const double inverse = 1.0 / filter_scale;  // Pillow's `ss`
   const uint32_t max_taps = static_cast<uint32_t>(std::ceil(support)) * 2 + 1;
   weights->max_taps = max_taps;
+  weights->max_count = 1;
   weights->first.resize(out);
   weights->count.resize(out);
   weights->k.assign(size_t{out} * max_taps, 0);
   for (uint32_t i = 0; i < out; ++i) {
     const double center = (i + 0.5) * scale;
     // Truncation toward zero, as Pillow's (int) casts.
-    const int64_t lo = std::max<int64_t>(
-        static_cast<int64_t>(center - support + 0.5), 0);
-    const int64_t hi = std::min<int64_t>(
-        static_cast<int64_t>(center + support + 0.5), in);
+    const int64_t lo =
+        std::max<int64_t>(static_cast<int64_t>(center - support + 0.5), 0);
+    const int64_t hi =
+        std::min<int64_t>(static_cast<int64_t>(center + support + 0.5), in);
     const uint32_t count = static_cast<uint32_t>(
         std::clamp<int64_t>(hi - lo, 1, std::min<int64_t>(max_taps, in - lo)));
+    auto weight = [&](uint32_t t) {
+      return Triangle((t + lo - center + 0.5) * inverse);
+    };
     double total = 0;
-    for (uint32_t t = 0; t < count; ++t) {
-      total += Triangle((t + lo - center + 0.5) / filter_scale);
-    }
+    for (uint32_t t = 0; t < count; ++t) total += weight(t);
     int16_t* k = &weights->k[size_t{i} * max_taps];
     int32_t sum = 0;
     uint32_t largest = 0;
     for (uint32_t t = 0; t < count; ++t) {
-      const double w =
-          total > 0 ? Triangle((t + lo - center + 0.5) / filter_scale) / total
-                    : (t == 0 ? 1.0 : 0.0);
-      k[t] = static_cast<int16_t>(std::lround(w * kOne));
+      const double w = total > 0 ? weight(t) / total : (t == 0 ? 1.0 : 0.0);
+      k[t] = static_cast<int16_t>(w * kOne + 0.5);  // w >= 0
       sum += k[t];
       if (k[t] > k[largest]) largest = t;
     }
     // Weights summing to exactly one keep flat areas flat.
-    
+    k[largest] = static_cast<int16_t>(k[largest] + kOne - sum);
     weights->first[i] = static_cast<uint32_t>(lo);
     weights->count[i] = count;
+    weights->max_count = std::max(weights->max_count, count);
   }
 }
 
@@ -222,8 +232,21 @@ bool Resizer::UsesSimd() {
   return has_avx2 && simd_allowed.load(std::memory_order_relaxed);
 }
 
-void Resizer::Resize(const PixelView& src, uint32_t dst_height,
-                     uint32_t dst_width, bool mirror, uint8_t* dst) {
+Status Resizer::Resize(const PixelView& src, uint32_t dst_height,
+                       uint32_t dst_width, bool mirror, uint8_t* dst) {
+  try {
+    ResizeUnchecked(src, dst_height, dst_width, mirror, dst);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted(
+        "resize: out of memory resizing " + std::to_string(src.height) + "x" +
+        std::to_string(src.width) + " to " + std::to_string(dst_height) + "x" +
+        std::to_string(dst_width));
+  }
+  return Status::OK();
+}
+
+void Resizer::ResizeUnchecked(const PixelView& src, uint32_t dst_height,
+                              uint32_t dst_width, bool mirror, uint8_t* dst) {
   const int channels = src.channels;
   const bool horizontal = src.width != dst_width;
   const bool vertical = src.height != dst_height;
@@ -268,7 +291,9 @@ void Resizer::Horizontal(const PixelView& src, uint32_t row_begin,
   const int channels = src.channels;
   const size_t dst_row = size_t{dst_width} * channels;
   const uint32_t multiple = WindowMultiple(channels);
-  const uint32_t window = (w.max_taps + multiple - 1) / multiple * multiple;
+  // As long as the most taps any output pixel has (often one less than
+  // max_taps), rounded up to the multiple.
+  const uint32_t window = (w.max_count + multiple - 1) / multiple * multiple;
   // A window longer than the row would read past it.
   const bool simd = UsesSimd() && src.width >= window && dst_width >= 2;
   const uint32_t pairs = simd ? dst_width / 2 : 0;
@@ -277,7 +302,8 @@ void Resizer::Horizontal(const PixelView& src, uint32_t row_begin,
     // window moved left where it would pass the row's end, its weights
     // moved right to match; zero weights elsewhere.
     uint32_t* start = Grow(window_start_, dst_width);
-    int16_t* vec = Grow(window_weights_, size_t{pairs} * window / multiple * 16);
+    int16_t* vec =
+        Grow(window_weights_, size_t{pairs} * window / multiple * 16);
     std::fill_n(vec, size_t{pairs} * window / multiple * 16, int16_t{0});
     for (uint32_t j = 0; j < pairs * 2; ++j) {
       const uint32_t i = mirror ? dst_width - 1 - j : j;
@@ -285,8 +311,7 @@ void Resizer::Horizontal(const PixelView& src, uint32_t row_begin,
       const uint32_t offset = w.first[i] - start[j];
       const int16_t* k = &w.k[size_t{i} * w.max_taps];
       // This pixel pair's blocks of 16 words; this pixel's 128-bit lane.
-      int16_t* out =
-          vec + size_t{j / 2} * window / multiple * 16 + (j % 2) * 8;
+      int16_t* out = vec + size_t{j / 2} * window / multiple * 16 + (j % 2) * 8;
       for (uint32_t t = 0; t < w.count[i]; ++t) {
         const uint32_t tap = offset + t;
         if (channels == 3) {

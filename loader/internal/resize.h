@@ -11,10 +11,12 @@
 // 22 bits; results differ from Pillow's by at most 1 at rounding ties (the
 // transform test compares with Pillow).
 //
-// Why not libswscale: measured on 500x400 JPEG crops of the train transform
-// (one core), its packed-RGB path costs more than decoding the JPEG, and its
-// per-plane path still ~3x this code, plus a new SwsContext (~45 us and
-// several allocations) for every crop size, i.e. every random crop.
+// Why not libswscale: on the random crops of 500x400 images that the train
+// transform resizes to 224x224 (benchmarks/transform_bench.cc, one core),
+// its packed RGB24 path takes ~410 us a crop, as long as decoding the whole
+// JPEG (it converts to YUV and back); GRAY8 per plane ~220 us, including
+// the new SwsContext (~45 us, several allocations) that every crop size
+// needs. This code takes ~80 us and allocates nothing once warm.
 //
 // Speed: the passes use AVX2 when the CPU has it (checked at run time), else
 // portable code. Both compute the same integer sums, so the output is
@@ -29,6 +31,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <vector>
+
+#include "format/base/status.h"
 
 namespace shoal::internal {
 
@@ -50,11 +54,13 @@ class Resizer {
  public:
   /// Resizes `src` to `dst_height` x `dst_width` (same channels, 1 or 3)
   /// into `dst`, contiguous rows; flipped left-right when `mirror`.
+  /// ResourceExhausted when the intermediate image (source rows x
+  /// dst_width) cannot be allocated.
   /// Preconditions (checked by the caller): every size >= 1, `dst` holds
   /// dst_height * dst_width * channels bytes and does not overlap `src`,
   /// and kResizeSourceSlack bytes after src's last pixel are readable.
-  void Resize(const PixelView& src, uint32_t dst_height, uint32_t dst_width,
-              bool mirror, uint8_t* dst);
+  Status Resize(const PixelView& src, uint32_t dst_height, uint32_t dst_width,
+                bool mirror, uint8_t* dst);
 
   /// Tests compare the AVX2 and portable paths; false forces the portable
   /// one in every Resizer of the process. Not for concurrent use.
@@ -67,12 +73,15 @@ class Resizer {
   /// on, with Q14 weights k[i * max_taps + t].
   struct Weights {
     uint32_t max_taps = 0;
+    uint32_t max_count = 0;  // the largest count[i]
     std::vector<uint32_t> first;
     std::vector<uint32_t> count;
     std::vector<int16_t> k;
   };
 
  private:
+  void ResizeUnchecked(const PixelView& src, uint32_t dst_height,
+                       uint32_t dst_width, bool mirror, uint8_t* dst);
   void Horizontal(const PixelView& src, uint32_t row_begin, uint32_t rows,
                   uint32_t dst_width, bool mirror, uint8_t* dst);
   void Vertical(const PixelView& src, uint32_t dst_height, uint8_t* dst);
