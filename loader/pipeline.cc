@@ -56,6 +56,7 @@
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <new>
 #include <set>
 #include <string>
 #include <system_error>
@@ -69,7 +70,7 @@
 // bodies, a stage's work on an item before the next stage's, one serial body
 // before the next, all bodies before teardown). They compile to nothing in
 // other builds. TBB's own internal objects still need the suppressions in
-// loader/internal/pipeline_tsan.h.
+// tests/tsan.supp (make test-tsan).
 #if defined(__SANITIZE_THREAD__)
 #define SHOAL_PIPELINE_TSAN 1
 #elif defined(__has_feature)
@@ -108,9 +109,6 @@ struct Slot {
   uint32_t index = 0;
   uint64_t seq = 0;
   uint64_t cost = 0;
-  // A body failed on this item: later stages skip it and it is never
-  // delivered.
-  bool failed = false;
   // When the item last became ready for its next step (put by the feeder or
   // finished by a stage); the start of the blocked-output time.
   int64_t ready_ns = 0;
@@ -163,7 +161,8 @@ struct Stage {
   std::string name;
   bool ordered = false;
   PipelineCore::Body body;
-  // Tokens in existence once started (target of SetConcurrency).
+  // The concurrency asked for. Once started, live tokens minus
+  // retire_pending equal it.
   std::atomic<int> concurrency{1};
   // Tokens to drop at their next use (see the top of this file).
   std::atomic<int> retire_pending{0};
@@ -281,8 +280,11 @@ struct PipelineCore::Impl {
   Result<bool> CallFeeder(uint64_t seq, Slot* slot, uint64_t* cost);
 
   // --- Pool threads ----------------------------------------------------------
+  // Whether to pass `slot` on without running bodies: after Cancel(), or
+  // when it is at or after the failing item (an item that fails latches its
+  // own sequence number, so it is skipped from then on too).
   bool Skip(const Slot* slot) const {
-    return slot->failed || cancelled.load(std::memory_order_acquire) ||
+    return cancelled.load(std::memory_order_acquire) ||
            slot->seq >= error_seq.load(std::memory_order_acquire);
   }
   void RunSerial(size_t index, Slot* slot, SlotPort& out);
@@ -420,12 +422,12 @@ Status PipelineCore::Impl::Start(Feeder new_feeder) {
                            std::to_string(options.threads));
   }
   feeder = std::move(new_feeder);
-  const auto n = static_cast<size_t>(options.max_in_flight);
-  slots.resize(n);
-  for (size_t i = 0; i < n; ++i) slots[i].index = static_cast<uint32_t>(i);
-  ring = std::make_unique<std::atomic<Slot*>[]>(n);
   start_ns = NowNs();
   try {
+    const auto n = static_cast<size_t>(options.max_in_flight);
+    slots.resize(n);
+    for (size_t i = 0; i < n; ++i) slots[i].index = static_cast<uint32_t>(i);
+    ring = std::make_unique<std::atomic<Slot*>[]>(n);
     parallelism =
         std::make_unique<ParallelismRequest>(static_cast<size_t>(threads) + 1);
     // No slot reserved for an external thread: nobody joins the arena to
@@ -435,6 +437,9 @@ Status PipelineCore::Impl::Start(Feeder new_feeder) {
     arena->execute([this] { BuildGraph(); });
     SHOAL_TSAN_RELEASE(&setup_sync);
     feeder_thread = std::thread([this] { FeedLoop(); });
+  } catch (const std::bad_alloc& e) {
+    return ResourceExhausted(std::string("pipeline: cannot start: ") +
+                             e.what());
   } catch (const std::system_error& e) {
     return ResourceExhausted(std::string("pipeline: cannot start: ") +
                              e.what());
@@ -582,7 +587,6 @@ void PipelineCore::Impl::FeedLoop() {
     Max(in_flight_peak, in_flight.fetch_add(1, std::memory_order_relaxed) + 1);
     slot->seq = seq;
     slot->cost = cost;
-    slot->failed = false;
     feeder_counters.items.fetch_add(1, std::memory_order_relaxed);
     feeder_counters.bytes.fetch_add(cost, std::memory_order_relaxed);
     slot->ready_ns = NowNs();
@@ -749,7 +753,6 @@ int64_t PipelineCore::Impl::RunBody(size_t index, Slot* slot,
   stage.counters.bytes.fetch_add(slot->cost, std::memory_order_relaxed);
   slot->ready_ns = end;
   if (!status.ok()) {
-    slot->failed = true;
     LatchError(slot->seq, std::move(status));
   }
   return end;

@@ -303,6 +303,8 @@ class Pipeline {
   /// The next item in feeder order, waiting for it if needed. Empty at end of
   /// stream; the first error (by sequence number) once every item before it
   /// has been returned; Cancelled after Cancel(). Errors are sticky.
+  /// Leases still held count against max_in_flight and the budget: a caller
+  /// that holds all of either waits here until another thread releases one.
   Result<std::optional<Lease>> Next() {
     auto next = core_->Next();
     if (!next.ok()) return next.status();

@@ -21,15 +21,6 @@
 #include <thread>
 #include <vector>
 
-#include "loader/internal/pipeline_tsan.h"
-
-#if defined(__SANITIZE_THREAD__)
-// libtbb.so is not built with TSan; see loader/internal/pipeline_tsan.h.
-extern "C" const char* __tsan_default_suppressions() {
-  return shoal::internal::kPipelineTsanSuppressions;
-}
-#endif
-
 namespace shoal {
 namespace {
 
@@ -649,8 +640,9 @@ TEST(PipelineTest, DestroyBeforeStartAndRightAfterStart) {
   Watchdog watchdog;
   { Pipeline<Item> pipeline; }
   for (int i = 0; i < 20; ++i) {
+    auto pipeline = EndlessPipeline({.threads = 2, .max_in_flight = 4});
     auto start = Clock::now();
-    EndlessPipeline({.threads = 2, .max_in_flight = 4}).reset();
+    pipeline.reset();
     EXPECT_LT(SecondsSince(start), 0.100);
   }
 }
