@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -220,7 +221,18 @@ Status ReadShapes(const Dataset& dataset, LoadedTensor& t, uint64_t n) {
   return Status::OK();
 }
 
+// Batch buffers are not zero-filled: decoders write every byte. (Huge pages
+// were tried for these large buffers: with the kernel's synchronous
+// compaction on madvise they made single-thread decoding slower.)
+std::unique_ptr<std::byte[], TensorBatch::BufferFree> AllocateBatchBuffer(
+    uint64_t bytes) {
+  return std::unique_ptr<std::byte[], TensorBatch::BufferFree>(
+      static_cast<std::byte*>(std::malloc(std::max<uint64_t>(bytes, 1))));
+}
+
 }  // namespace
+
+void TensorBatch::BufferFree::operator()(std::byte* p) const { std::free(p); }
 
 // ----------------------------------------------------------------- Batch --
 
@@ -396,9 +408,12 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
     }
     out.bytes_ = out.offsets_.back();
     if (out.capacity_ < out.bytes_) {
-      // Default-initialized: no memset of bytes the decoders overwrite.
-      out.data_.reset(new std::byte[out.bytes_]);
-      out.capacity_ = out.bytes_;
+      out.data_ = AllocateBatchBuffer(out.bytes_);
+      out.capacity_ = out.data_ ? out.bytes_ : 0;
+      if (!out.data_) {
+        return ResourceExhausted(lt.where + ": no memory for a batch of " +
+                                 std::to_string(out.bytes_) + " bytes");
+      }
     }
     cost += out.bytes_;
 

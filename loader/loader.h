@@ -102,6 +102,11 @@ struct LoaderOptions {
 /// One tensor's part of a batch: its samples back to back in one buffer.
 class TensorBatch {
  public:
+  /// Frees a batch buffer (std::free: they are aligned_alloc'ed).
+  struct BufferFree {
+    void operator()(std::byte* p) const;
+  };
+
   const std::string& name() const { return name_; }
   DType dtype() const { return dtype_; }
   /// Number of samples (the batch's size).
@@ -129,7 +134,7 @@ class TensorBatch {
   Shape batch_shape_;
   // Capacity reused from batch to batch; never zero-filled (every byte up
   // to bytes_ is written by a decode before the batch is handed out).
-  std::unique_ptr<std::byte[]> data_;
+  std::unique_ptr<std::byte[], BufferFree> data_;
   uint64_t capacity_ = 0;
   uint64_t bytes_ = 0;
   std::vector<uint64_t> offsets_;

@@ -1,5 +1,7 @@
 #include "format/base/buffer.h"
 
+#include <sys/mman.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,16 +13,29 @@ namespace {
 constexpr size_t kAlignment = 64;
 
 // Owns one aligned allocation and its charge to a tracker.
+// Allocations of at least this many bytes (whole chunks, decoded blocks,
+// store reads) are mapped from the kernel and unmapped when freed. From the
+// heap, glibc would keep them after free (its mmap threshold rises to the
+// largest block freed, and each thread's arena keeps its own), so a
+// process's RSS would stay at its past peak instead of following the memory
+// actually held, which a loader's memory budget is about.
+constexpr size_t kMapBytes = 4 << 20;
+
 struct Allocation {
-  Allocation(std::byte* d, size_t n, std::shared_ptr<MemoryTracker> t)
-      : data(d), size(n), tracker(std::move(t)) {}
+  Allocation(std::byte* d, size_t n, bool m, std::shared_ptr<MemoryTracker> t)
+      : data(d), size(n), mapped(m), tracker(std::move(t)) {}
   Allocation(const Allocation&) = delete;
   Allocation& operator=(const Allocation&) = delete;
   std::byte* data;
   size_t size;
+  bool mapped;
   std::shared_ptr<MemoryTracker> tracker;
   ~Allocation() {
-    ::operator delete(data, std::align_val_t(kAlignment));
+    if (mapped) {
+      munmap(data, size);
+    } else {
+      ::operator delete(data, std::align_val_t(kAlignment));
+    }
     tracker->Release(static_cast<int64_t>(size));
   }
 };
@@ -78,16 +93,25 @@ size_t Buffer::capacity() const { return capacity_; }
 Result<MutableBuffer> MutableBuffer::Allocate(
     size_t size, std::shared_ptr<MemoryTracker> tracker) {
   if (!tracker) tracker = MemoryTracker::Process();
-  // Allocate at least one byte so data() is never null.
-  auto* data = static_cast<std::byte*>(::operator new(
-      size == 0 ? 1 : size, std::align_val_t(kAlignment), std::nothrow));
+  std::byte* data = nullptr;
+  const bool mapped = size >= kMapBytes;
+  if (mapped) {
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) data = static_cast<std::byte*>(p);  // page-aligned
+  } else {
+    // At least one byte, so that data() is never null.
+    data = static_cast<std::byte*>(::operator new(
+        size == 0 ? 1 : size, std::align_val_t(kAlignment), std::nothrow));
+  }
   if (data == nullptr) {
     return ResourceExhausted("cannot allocate " + std::to_string(size) +
                              " bytes");
   }
   tracker->Consume(static_cast<int64_t>(size));
   MutableBuffer out;
-  out.owner_ = std::make_shared<Allocation>(data, size, std::move(tracker));
+  out.owner_ =
+      std::make_shared<Allocation>(data, size, mapped, std::move(tracker));
   out.data_ = data;
   out.size_ = size;
   out.capacity_ = size;
