@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -99,6 +100,30 @@ Result<ReferenceResult> RunReference(const Tensor& tensor,
   return ReferenceResult{files.size(), seconds};
 }
 
+// The labels of a class_label tensor among `dataset`'s (the first), one
+// per sample, for the classes-per-batch measure; empty when there is none.
+Result<std::vector<uint32_t>> ReadLabels(const Dataset& dataset) {
+  std::vector<uint32_t> labels;
+  for (const Tensor* t : dataset.tensors()) {
+    if (t->htype() != HType::kClassLabel || t->spec().rank != 0) continue;
+    const size_t width = DTypeSize(t->dtype());
+    if (width > 4) continue;
+    labels.resize(t->size());
+    const auto extents = t->Extents();
+    for (size_t e = 0; e < extents.size(); ++e) {
+      SHOAL_ASSIGN_OR_RETURN(ExtentData data, t->ReadExtent(e));
+      for (uint64_t j = 0; j < data.size(); ++j) {
+        uint32_t v = 0;
+        std::memcpy(&v, data.bytes(j).data(),
+                    std::min<size_t>(width, data.bytes(j).size()));
+        labels[data.first_sample() + j] = v;
+      }
+    }
+    return labels;
+  }
+  return labels;
+}
+
 nlohmann::ordered_json StageJson(const StageMetrics& s) {
   return {{"name", s.name},
           {"concurrency", s.concurrency},
@@ -184,6 +209,14 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   const double seconds = std::max(clock.seconds(), 1e-9);
   progress.Finish();
   const LoaderMetrics m = loader->metrics();
+  // Shuffle quality of the last epoch's order (this rank's samples).
+  SHOAL_ASSIGN_OR_RETURN(std::vector<uint32_t> labels, ReadLabels(*dataset));
+  const EpochPlan& plan = loader->plan();
+  auto quality = MeasureShuffle(plan.samples, plan.batch_ends,
+                                labels.size() >= loader->plan().samples.size()
+                                    ? std::span(labels)
+                                    : std::span<uint32_t>());
+  if (!quality.ok()) return quality.status();
   loader.reset();
 
   std::optional<ReferenceResult> reference;
@@ -229,6 +262,11 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
         {"chunks_read", m.chunks_read},
         {"bytes_read", m.bytes_read},
         {"stages", stages},
+        {"shuffle",
+         {{"mode", std::string(ShuffleModeName(options.shuffle))},
+          {"mean_displacement", quality->mean_displacement},
+          {"spearman", quality->spearman},
+          {"classes_per_batch", quality->classes_per_batch}}},
     };
     if (reference) {
       out["reference_samples_per_s"] = reference_rate;
@@ -259,6 +297,15 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   };
   row(m.pipeline.feeder);
   for (const StageMetrics& s : m.pipeline.stages) row(s);
+  std::printf(
+      "  shuffle %s: mean displacement %.3f (uniform: 0.333), rank "
+      "correlation %.3f (uniform: 0)",
+      std::string(ShuffleModeName(options.shuffle)).c_str(),
+      quality->mean_displacement, quality->spearman);
+  if (quality->classes_per_batch > 0) {
+    std::printf(", %.1f classes per batch", quality->classes_per_batch);
+  }
+  std::printf("\n");
   if (m.skipped_samples > 0) {
     std::printf("  skipped %llu samples\n",
                 static_cast<unsigned long long>(m.skipped_samples));

@@ -150,6 +150,9 @@ for k in ("samples_per_s", "mb_per_s", "peak_rss_bytes"):
     assert b[k] > 0, b
 assert 0 <= b["stall_fraction"] <= 1, b
 assert [s["name"] for s in b["stages"]] == ["feeder", "fetch", "decode"], b
+q = b["shuffle"]
+assert q["mode"] == "chunk" and 0 <= q["mean_displacement"] < 1 and -1 <= q["spearman"] <= 1, q
+assert 1 <= q["classes_per_batch"] <= 10, q
 '
 run 0 "$SHOAL" bench ds --batch 64 --epochs 2 --seed 5 --threads 2 --digests d2.txt
 cmp -s d1.txt d2.txt || fail "digests differ between 1 and 2 threads"
