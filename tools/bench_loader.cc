@@ -209,6 +209,8 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   const double seconds = std::max(clock.seconds(), 1e-9);
   progress.Finish();
   const LoaderMetrics m = loader->metrics();
+  // Before the reference, which holds every file it decodes in memory.
+  const uint64_t peak_rss = PeakRssBytes();
   // Shuffle quality of the last epoch's order (this rank's samples).
   SHOAL_ASSIGN_OR_RETURN(std::vector<uint32_t> labels, ReadLabels(*dataset));
   const EpochPlan& plan = loader->plan();
@@ -236,7 +238,6 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   const double samples_per_s = m.samples / seconds;
   const double mb_per_s = m.sample_bytes / seconds / 1e6;
   const double stall = m.pipeline.consumer_wait_seconds / seconds;
-  const uint64_t peak_rss = PeakRssBytes();
   const double reference_rate =
       reference ? reference->samples / std::max(reference->seconds, 1e-9) : 0;
   if (options.json) {
