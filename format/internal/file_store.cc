@@ -10,10 +10,18 @@
 // created) keeps a write durable even when a concurrent writer created its
 // parent directory and has not yet recorded that.
 //
+// Reads of 1 MiB and more (whole chunks, runs of blocks) map the file
+// instead of copying it: the bytes come straight from the page cache, with
+// no buffer to allocate and fill. This relies on objects never changing in
+// place (Write() renames a new file over the old one; a reader keeps the
+// file it mapped): a file truncated under a mapping by some other program
+// would fault the reader on access.
+//
 // Temporary files are named ".tmp.<key basename>.<pid>.<random>". A crash can
 // leave them behind, so List() hides every name starting with ".tmp.", and
 // keys whose last component starts with ".tmp." are refused.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +41,9 @@
 #include "format/store.h"
 
 namespace shoal {
+
+// Reads of at least this many bytes map the file (see the file comment).
+constexpr uint64_t kMapReadBytes = 1 << 20;
 namespace {
 
 namespace fs = std::filesystem;
@@ -294,6 +305,7 @@ class FileStore final : public Store {
                         std::to_string(length) + ") passes the end of " + path +
                         " (" + std::to_string(size) + " bytes)");
     }
+    if (length >= kMapReadBytes) return MapRange(fd.get(), offset, length);
     SHOAL_ASSIGN_OR_RETURN(MutableBuffer buffer,
                            MutableBuffer::Allocate(length));
     SHOAL_ASSIGN_OR_RETURN(size_t got,
@@ -302,6 +314,24 @@ class FileStore final : public Store {
       return IOError("read " + path + ": file shrank during the read");
     }
     return std::move(buffer).Freeze();
+  }
+
+  // A read-only private mapping of [offset, offset + length) of `fd`, alive
+  // as long as the Buffer (or a slice of it). The caller checked the range.
+  static Result<Buffer> MapRange(int fd, uint64_t offset, uint64_t length) {
+    static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    const uint64_t start = offset / page * page;
+    const size_t mapped = static_cast<size_t>(offset + length - start);
+    // MAP_POPULATE: the fetch stage reads the whole range anyway; one call
+    // sets up its page tables instead of a fault per page.
+    void* p = mmap(nullptr, mapped, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd,
+                   static_cast<off_t>(start));
+    if (p == MAP_FAILED) return ErrnoStatus("mmap", errno);
+    std::shared_ptr<const void> owner(
+        p, [mapped](const void* q) { munmap(const_cast<void*>(q), mapped); });
+    return Buffer::FromOwner(
+        std::move(owner), static_cast<const std::byte*>(p) + (offset - start),
+        static_cast<size_t>(length));
   }
 
   Result<uint64_t> Size(std::string_view key) const override {

@@ -208,6 +208,22 @@ TEST_P(StoreConformanceTest, LargeObject) {
   EXPECT_TRUE(range->view() == std::string_view(data).substr(5 << 20, 1 << 20));
 }
 
+// Large ranges (which file:// maps rather than copies) at an offset that is
+// no page boundary, and kept intact when the object is replaced and deleted.
+TEST_P(StoreConformanceTest, LargeRangeKeepsItsBytesAfterOverwrite) {
+  const std::string data = Pattern(3 << 20, 7);
+  ASSERT_TRUE(Ok(store_->Write("big", AsBytes(data))));
+  Result<Buffer> range = store_->ReadRange("big", 12345, (2 << 20) + 7);
+  ASSERT_TRUE(Ok(range));
+  Buffer slice = range->Slice(100, 1 << 20);
+  ASSERT_TRUE(Ok(store_->Write("big", AsBytes(Pattern(3 << 20, 8)))));
+  ASSERT_TRUE(Ok(store_->Delete("big")));
+  EXPECT_TRUE(range->view() ==
+              std::string_view(data).substr(12345, (2 << 20) + 7));
+  range = Buffer();
+  EXPECT_TRUE(slice.view() == std::string_view(data).substr(12445, 1 << 20));
+}
+
 TEST_P(StoreConformanceTest, ExistsTracksLifecycle) {
   EXPECT_FALSE(store_->Exists("x/y").value_or(true));
   ASSERT_TRUE(Ok(store_->Write("x/y", AsBytes("1"))));
