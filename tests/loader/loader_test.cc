@@ -270,6 +270,31 @@ TEST(LoaderTest, ResumeYieldsExactlyTheRemainingBatches) {
             StatusCode::kInvalidArgument);
 }
 
+TEST(LoaderTest, SetEpochRestartsAtThatEpoch) {
+  auto ds = MakeDataset(FreshUrl("loader-set-epoch"), 300);
+  LoaderOptions options{.batch_size = 32, .epochs = 3, .seed = 8, .threads = 2};
+  auto whole = RunAll(ds, options);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  std::vector<Flat> epoch2;
+  for (const Flat& b : *whole)
+    if (b.index != UINT64_MAX && b.epoch == 2) epoch2.push_back(b);
+  ASSERT_FALSE(epoch2.empty());
+
+  auto loader = Loader::Create(ds, options);
+  ASSERT_TRUE(loader.ok());
+  // Take a few batches of epoch 0, then jump: prefetched work is dropped.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*loader)->Next().ok());
+  ASSERT_TRUE((*loader)->SetEpoch(2).ok());
+  std::vector<Flat> got;
+  while (!(*loader)->done()) {
+    auto b = (*loader)->Next();
+    ASSERT_TRUE(b.ok()) << b.status();
+    if (*b) got.push_back(Flatten(**b));
+  }
+  EXPECT_TRUE(got == epoch2) << "epoch 2 after SetEpoch differs";
+  EXPECT_EQ((*loader)->metrics().memory_in_use, 0u) << "bytes left charged";
+}
+
 TEST(LoaderTest, MemoryStaysUnderTheBudgetWithASlowConsumer) {
   auto ds = MakeDataset(FreshUrl("loader-memory"), 4000);
   const uint64_t budget = 64 << 10;
