@@ -327,7 +327,7 @@ std::pair<size_t, size_t> ChunkHeader::BlocksFor(ByteRange range) const {
 Result<Buffer> DecodeBlocks(const ChunkHeader& header, size_t first,
                             size_t last, const Buffer& stored,
                             const ByteCodec* codec,
-                            const std::shared_ptr<MemoryTracker>& tracker) {
+                            const BufferAllocator& allocate) {
   const auto& blocks = header.blocks();
   if (first > last || last >= blocks.size()) {
     return Internal("block range out of bounds");
@@ -357,8 +357,10 @@ Result<Buffer> DecodeBlocks(const ChunkHeader& header, size_t first,
   const uint64_t raw_base = blocks[first].raw_offset;
   const uint64_t raw_size =
       blocks[last].raw_offset + blocks[last].raw_size - raw_base;
-  SHOAL_ASSIGN_OR_RETURN(MutableBuffer out,
-                         MutableBuffer::Allocate(raw_size, tracker));
+  SHOAL_ASSIGN_OR_RETURN(
+      MutableBuffer out,
+      allocate ? allocate(raw_size) : MutableBuffer::Allocate(raw_size));
+  if (out.size() != raw_size) return Internal("allocator gave a wrong size");
   for (size_t b = first; b <= last; ++b) {
     const BlockInfo& block = blocks[b];
     const ByteSpan src =

@@ -152,10 +152,10 @@ class ChunkHeader {
 /// returns them). Returns their uncompressed bytes, contiguous; when every
 /// block is stored raw the result is a zero-copy slice of `stored`.
 /// `codec` must be the chunk's block codec (null when chunk_codec is "").
-Result<Buffer> DecodeBlocks(
-    const ChunkHeader& header, size_t first, size_t last, const Buffer& stored,
-    const ByteCodec* codec,
-    const std::shared_ptr<MemoryTracker>& tracker = nullptr);
+Result<Buffer> DecodeBlocks(const ChunkHeader& header, size_t first,
+                            size_t last, const Buffer& stored,
+                            const ByteCodec* codec,
+                            const BufferAllocator& allocate = nullptr);
 
 }  // namespace shoal
 

@@ -187,8 +187,10 @@ class Tensor {
   /// The tensor's extents in sample order; together they cover [0, size()).
   std::vector<TensorExtent> Extents() const;
   /// Every sample of extent `i` of Extents(), with one read of the chunk
-  /// object (its blocks decompressed at once). Errors name the chunk.
-  Result<ExtentData> ReadExtent(size_t i) const;
+  /// object (its blocks decompressed at once, into a buffer from `allocate`
+  /// when given). Errors name the chunk.
+  Result<ExtentData> ReadExtent(size_t i,
+                                const BufferAllocator& allocate = {}) const;
   /// Decodes stored bytes of one sample (ExtentData::bytes, ReadStored)
   /// into `out`, which holds exactly shape.ByteSize(dtype()) bytes; a copy
   /// when the tensor does not compress samples. Corruption when the bytes

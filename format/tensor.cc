@@ -747,7 +747,8 @@ std::vector<TensorExtent> Tensor::Impl::Extents() const {
   return out;
 }
 
-Result<ExtentData> Tensor::Impl::ReadExtent(size_t i) const {
+Result<ExtentData> Tensor::Impl::ReadExtent(
+    size_t i, const BufferAllocator& allocate) const {
   const auto& entries = index_.entries();
   if (i > entries.size() ||
       (i == entries.size() && size() == index_.num_samples())) {
@@ -791,7 +792,7 @@ Result<ExtentData> Tensor::Impl::ReadExtent(size_t i) const {
                              offset, length);
     if (!stored.ok()) return fail(stored.status());
     auto decoded = DecodeBlocks(**header, 0, blocks.size() - 1, *stored,
-                                chunk_codec_.get());
+                                chunk_codec_.get(), allocate);
     if (!decoded.ok()) return fail(decoded.status());
     data = std::move(*decoded);
   }
@@ -1064,8 +1065,9 @@ Result<Buffer> Tensor::ReadStored(uint64_t index) const {
   return impl_->ReadStored(index);
 }
 std::vector<TensorExtent> Tensor::Extents() const { return impl_->Extents(); }
-Result<ExtentData> Tensor::ReadExtent(size_t i) const {
-  return impl_->ReadExtent(i);
+Result<ExtentData> Tensor::ReadExtent(size_t i,
+                                      const BufferAllocator& allocate) const {
+  return impl_->ReadExtent(i, allocate);
 }
 Status Tensor::DecodeInto(ByteSpan stored, const Shape& shape,
                           MutableByteSpan out) const {

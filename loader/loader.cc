@@ -1,5 +1,7 @@
 #include "loader/loader.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -95,6 +97,95 @@ class Accountant {
   uint64_t peak_ = 0;
   uint64_t batches_ = 0;
   bool cancelled_ = false;
+};
+
+// Buffers that chunks are decompressed into, recycled from chunk to chunk.
+// Fresh memory for every chunk made the kernel's page work (mapping, zeroing,
+// unmapping 8 MiB per chunk) the largest cost of loading small raw samples.
+// Free buffers are charged to the accountant like chunks, so the pool is
+// part of the memory budget; it keeps at most `max_free` bytes.
+class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
+ public:
+  // Smaller buffers come from the heap, which recycles them well already.
+  static constexpr size_t kMinBytes = 1 << 20;
+
+  ChunkBufferPool(std::shared_ptr<Accountant> accountant, size_t max_free)
+      : accountant_(std::move(accountant)), max_free_(max_free) {}
+  ~ChunkBufferPool() {
+    for (const Region& r : free_) munmap(r.data, r.size);
+    accountant_->Adjust(-static_cast<int64_t>(free_bytes_));
+  }
+
+  Result<MutableBuffer> Allocate(size_t bytes) {
+    if (bytes < kMinBytes) return MutableBuffer::Allocate(bytes);
+    Region region{nullptr, 0};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      // The smallest free buffer that holds `bytes` without wasting half.
+      size_t best = free_.size();
+      for (size_t k = 0; k < free_.size(); ++k) {
+        const size_t size = free_[k].size;
+        if (size >= bytes && size / 2 <= bytes &&
+            (best == free_.size() || size < free_[best].size)) {
+          best = k;
+        }
+      }
+      if (best != free_.size()) {
+        region = free_[best];
+        free_[best] = free_.back();
+        free_.pop_back();
+        free_bytes_ -= region.size;
+      }
+    }
+    if (region.data != nullptr) {
+      accountant_->Adjust(-static_cast<int64_t>(region.size));
+    } else {
+      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+      if (p == MAP_FAILED) {
+        return ResourceExhausted("cannot map " + std::to_string(bytes) +
+                                 " bytes for a chunk");
+      }
+      region = {static_cast<std::byte*>(p), bytes};
+    }
+    std::weak_ptr<ChunkBufferPool> pool = weak_from_this();
+    std::shared_ptr<void> owner(region.data, [pool, region](void*) {
+      if (auto live = pool.lock()) {
+        live->Return(region);
+      } else {
+        munmap(region.data, region.size);
+      }
+    });
+    return MutableBuffer::Wrap(std::move(owner), region.data, bytes);
+  }
+
+ private:
+  struct Region {
+    std::byte* data;
+    size_t size;
+  };
+
+  void Return(Region region) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (free_bytes_ + region.size <= max_free_) {
+        free_.push_back(region);
+        free_bytes_ += region.size;
+        region.data = nullptr;
+      }
+    }
+    if (region.data == nullptr) {
+      accountant_->Adjust(static_cast<int64_t>(region.size));
+    } else {
+      munmap(region.data, region.size);
+    }
+  }
+
+  std::shared_ptr<Accountant> accountant_;
+  const size_t max_free_;
+  std::mutex mu_;
+  std::vector<Region> free_;
+  size_t free_bytes_ = 0;
 };
 
 // One extent (chunk) of one tensor, loaded by the fetch stage for the first
@@ -277,6 +368,7 @@ struct Loader::Impl {
 
   // The current run (rebuilt by SetEpoch).
   std::shared_ptr<Accountant> accountant;
+  std::shared_ptr<ChunkBufferPool> pool;
   std::unique_ptr<Pipeline<LoaderBatchWork>> pipeline;
   uint64_t peak_before = 0;  // memory peak of earlier runs
 
@@ -337,6 +429,10 @@ void Loader::Impl::PlanEpoch(uint64_t epoch, uint64_t first_batch) {
 Status Loader::Impl::StartRun(SamplerPosition from) {
   StopRun();
   accountant = std::make_shared<Accountant>(options.memory_budget);
+  // A few chunks' worth of free buffers: enough for the chunks being loaded
+  // while others are released, a small share of the budget.
+  pool = std::make_shared<ChunkBufferPool>(
+      accountant, std::min<uint64_t>(options.memory_budget / 8, 64ull << 20));
   feed.resident.assign(tensors.size(), {});
   PlanEpoch(from.epoch, from.batch);
   consumer_plan = feed.plan;
@@ -465,7 +561,8 @@ Status Loader::Impl::Fetch(LoaderBatchWork& item) {
 
 void Loader::Impl::Load(size_t t, ExtentSlot& slot) {
   std::call_once(slot.once, [&] {
-    auto data = tensors[t].tensor->ReadExtent(slot.extent);
+    auto data = tensors[t].tensor->ReadExtent(
+        slot.extent, [this](size_t bytes) { return pool->Allocate(bytes); });
     if (!data.ok()) {
       slot.status = data.status();
       return;

@@ -120,6 +120,16 @@ Result<MutableBuffer> MutableBuffer::Allocate(
   return out;
 }
 
+MutableBuffer MutableBuffer::Wrap(std::shared_ptr<void> owner, std::byte* data,
+                                  size_t size) {
+  MutableBuffer out;
+  out.owner_ = std::move(owner);
+  out.data_ = data;
+  out.size_ = size;
+  out.capacity_ = size;
+  return out;
+}
+
 void MutableBuffer::Shrink(size_t size) {
   if (size > size_) std::abort();
   size_ = size;

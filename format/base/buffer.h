@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -101,6 +102,12 @@ class MutableBuffer {
   size_t size() const { return size_; }
   MutableByteSpan span() { return {data_, size_}; }
 
+  /// A writable view of `size` bytes at `data` that `owner` keeps alive and
+  /// frees when the last Buffer made from it goes (e.g. a region of a
+  /// caller's buffer pool, returned to the pool by the owner's deleter).
+  static MutableBuffer Wrap(std::shared_ptr<void> owner, std::byte* data,
+                            size_t size);
+
   /// Makes the visible size smaller (the allocation stays). `size` must not
   /// exceed the current size.
   void Shrink(size_t size);
@@ -114,6 +121,10 @@ class MutableBuffer {
   size_t size_ = 0;
   size_t capacity_ = 0;
 };
+
+/// Supplies the buffer a bulk decode writes into (default:
+/// MutableBuffer::Allocate); lets a caller recycle its own buffers.
+using BufferAllocator = std::function<Result<MutableBuffer>(size_t bytes)>;
 
 }  // namespace shoal
 

@@ -127,7 +127,8 @@ class Tensor::Impl {
   Result<std::string> ReadInfo(uint64_t index) const;
   Result<Buffer> ReadStored(uint64_t index) const;
   std::vector<TensorExtent> Extents() const;
-  Result<ExtentData> ReadExtent(size_t i) const;
+  Result<ExtentData> ReadExtent(size_t i,
+                                const BufferAllocator& allocate) const;
   Status DecodeInto(ByteSpan stored, const Shape& shape,
                     MutableByteSpan out) const;
 
