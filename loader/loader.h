@@ -19,21 +19,24 @@
 // How it works. A Sampler (sampler.h) makes each epoch's plan: this rank's
 // sample indices, in shuffled order, cut into batches, with the chunks each
 // batch reads. A Pipeline (pipeline.h) carries one item per batch through
-//   feeder ──► fetch (serial, in order) ──► decode (parallel) ──► Next()
+//   feeder ──► fetch (parallel) ──► decode (parallel) ──► Next()
 // The feeder lays out the batch's output buffers (shapes are known from the
 // hidden shape tensors, so sizes are known before decoding) and waits until
 // the memory budget has room; fetch reads each chunk the first time a batch
 // needs it (one read and one decompression per chunk per epoch in `none`
-// and `chunk` shuffle; `full` reads sample by sample); decode writes every
-// sample straight into its slot of the batch buffer (JPEG with DCT-domain
-// scaling and region decode when a transform shrinks the image). Batches
+// and `chunk` shuffle, into recycled buffers; whichever of two batches
+// sharing a chunk gets there first loads it); `full` reads sample by
+// sample. Decode writes every sample straight into its slot of the batch
+// buffer (JPEG with DCT-domain scaling and region decode when a transform
+// shrinks the image). Batches
 // come out in plan order whatever the thread count, so a seed gives the same
 // batches bit for bit on 1 or 64 threads; random transforms draw from a
 // per-sample seed (seed, epoch, sample index).
 //
 // Memory. Accounted memory — chunks held for the batches that still need
 // them, plus the buffers of batches being decoded or waiting in Next() — is
-// kept under `memory_budget`: the feeder waits before laying out a batch
+// kept under `memory_budget` (free recycled chunk buffers, at most an
+// eighth of it, count too): the feeder waits before laying out a batch
 // that would pass it. When nothing else is in flight a batch is admitted
 // anyway (an epoch must progress), so a budget smaller than one batch plus
 // the chunks it reads is exceeded by exactly that. Batch buffers are
