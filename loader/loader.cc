@@ -317,8 +317,11 @@ Status ReadShapes(const Dataset& dataset, LoadedTensor& t, uint64_t n) {
 // compaction on madvise they made single-thread decoding slower.)
 std::unique_ptr<std::byte[], TensorBatch::BufferFree> AllocateBatchBuffer(
     uint64_t bytes) {
-  return std::unique_ptr<std::byte[], TensorBatch::BufferFree>(
-      static_cast<std::byte*>(std::malloc(std::max<uint64_t>(bytes, 1))));
+  auto* p = static_cast<std::byte*>(std::malloc(std::max<uint64_t>(bytes, 1)));
+  // Fault the pages in here, on the feeder thread, rather than one by one
+  // in the decoders' first pass over a new buffer.
+  if (p != nullptr) std::memset(p, 0, bytes);
+  return std::unique_ptr<std::byte[], TensorBatch::BufferFree>(p);
 }
 
 }  // namespace

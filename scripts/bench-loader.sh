@@ -33,8 +33,8 @@ fi
 for transform in decode train; do
   echo
   echo "== $images ImageNet-like JPEGs, --transform $transform, $threads threads"
-  echo "\$ shoal bench $dir/images.shoal --batch 128 --epochs 2 --threads $threads --transform $transform --size 224 --reference"
-  "$shoal" bench "$dir/images.shoal" --batch 128 --epochs 2 --threads "$threads" \
+  echo "\$ shoal bench $dir/images.shoal --batch 128 --epochs 4 --threads $threads --transform $transform --size 224 --reference"
+  "$shoal" bench "$dir/images.shoal" --batch 128 --epochs 4 --threads "$threads" \
     --transform "$transform" --size 224 --reference
 done
 
