@@ -312,9 +312,9 @@ Status ReadShapes(const Dataset& dataset, LoadedTensor& t, uint64_t n) {
   return Status::OK();
 }
 
-// Batch buffers are not zero-filled: decoders write every byte. (Huge pages
+// A new batch buffer (made once per pipeline item, then reused). Huge pages
 // were tried for these large buffers: with the kernel's synchronous
-// compaction on madvise they made single-thread decoding slower.)
+// compaction on madvise they made single-thread decoding slower.
 std::unique_ptr<std::byte[], TensorBatch::BufferFree> AllocateBatchBuffer(
     uint64_t bytes) {
   auto* p = static_cast<std::byte*>(std::malloc(std::max<uint64_t>(bytes, 1)));

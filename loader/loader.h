@@ -135,8 +135,8 @@ class TensorBatch {
   DType dtype_ = DType::kUInt8;
   bool ragged_ = false;
   Shape batch_shape_;
-  // Capacity reused from batch to batch; never zero-filled (every byte up
-  // to bytes_ is written by a decode before the batch is handed out).
+  // Capacity reused from batch to batch (every byte up to bytes_ is written
+  // by a decode before the batch is handed out).
   std::unique_ptr<std::byte[], BufferFree> data_;
   uint64_t capacity_ = 0;
   uint64_t bytes_ = 0;
