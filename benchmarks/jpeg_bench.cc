@@ -25,10 +25,15 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/synthetic_images.h"
 #include "codecs/image_codec.h"
 
 namespace shoal {
 namespace {
+
+using bench::ReadPpm;
+using bench::Rgb;
+using bench::Synthesize;
 
 using Clock = std::chrono::steady_clock;
 
@@ -48,62 +53,6 @@ std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)),
                      std::istreambuf_iterator<char>());
-}
-
-struct Rgb {
-  int height = 0, width = 0;
-  std::vector<uint8_t> pixels;
-};
-
-Rgb ReadPpm(const std::string& path) {
-  std::istringstream in(ReadFile(path));
-  std::string magic;
-  int maxval = 0;
-  Rgb image;
-  in >> magic >> image.width >> image.height >> maxval;
-  in.get();
-  image.pixels.resize(size_t(image.width) * image.height * 3);
-  in.read(reinterpret_cast<char*>(image.pixels.data()), image.pixels.size());
-  if (magic != "P6" || maxval != 255 || !in) {
-    std::fprintf(stderr, "cannot read %s as an 8-bit P6 PPM\n", path.c_str());
-    std::exit(1);
-  }
-  return image;
-}
-
-// Bilinear resampling of `src` (mirrored at its edges) at scale `s` and
-// offset (oy, ox), plus uniform noise of +-2: natural-looking, not periodic.
-Rgb Synthesize(const Rgb& src, int height, int width, std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> scale(1.8, 3.2), offset(0, 300);
-  const double s = scale(rng), oy = offset(rng), ox = offset(rng);
-  std::uniform_int_distribution<int> noise(-2, 2);
-  auto mirror = [](int v, int n) {
-    v %= 2 * n;
-    return v < n ? v : 2 * n - 1 - v;
-  };
-  Rgb out{height, width, std::vector<uint8_t>(size_t(height) * width * 3)};
-  for (int y = 0; y < height; ++y) {
-    const double fy = (y + oy) / s;
-    const int y0 = int(fy);
-    const double wy = fy - y0;
-    const int ya = mirror(y0, src.height), yb = mirror(y0 + 1, src.height);
-    for (int x = 0; x < width; ++x) {
-      const double fx = (x + ox) / s;
-      const int x0 = int(fx);
-      const double wx = fx - x0;
-      const int xa = mirror(x0, src.width), xb = mirror(x0 + 1, src.width);
-      for (int c = 0; c < 3; ++c) {
-        auto at = [&](int yy, int xx) {
-          return double(src.pixels[(size_t(yy) * src.width + xx) * 3 + c]);
-        };
-        const double v = (1 - wy) * ((1 - wx) * at(ya, xa) + wx * at(ya, xb)) +
-                         wy * ((1 - wx) * at(yb, xa) + wx * at(yb, xb));
-        out.pixels[(size_t(y) * width + x) * 3 + c] =
-            uint8_t(std::clamp(int(std::lround(v)) + noise(rng), 0, 255));
-      }
-    }
-  }
-  return out;
 }
 
 std::vector<std::string> LoadImages(const Config& config,

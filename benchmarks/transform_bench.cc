@@ -30,6 +30,7 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include "benchmarks/synthetic_images.h"
 #include "codecs/image_codec.h"
 #include "loader/image_transform.h"
 #include "loader/internal/resize.h"
@@ -37,13 +38,12 @@ extern "C" {
 namespace shoal {
 namespace {
 
+using bench::ReadPpm;
+using bench::Rgb;
+using bench::Synthesize;
+
 constexpr int kImages = 64;
 constexpr int kHeight = 400, kWidth = 500;
-
-struct Rgb {
-  int height = 0, width = 0;
-  std::vector<uint8_t> pixels;
-};
 
 [[noreturn]] void Die(const std::string& message) {
   std::fprintf(stderr, "%s\n", message.c_str());
@@ -52,56 +52,6 @@ struct Rgb {
 
 void Check(const Status& status) {
   if (!status.ok()) Die(status.ToString());
-}
-
-Rgb ReadPpm(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream in;
-  in << file.rdbuf();
-  std::string magic;
-  int maxval = 0;
-  Rgb image;
-  in >> magic >> image.width >> image.height >> maxval;
-  in.get();
-  image.pixels.resize(size_t(image.width) * image.height * 3);
-  in.read(reinterpret_cast<char*>(image.pixels.data()), image.pixels.size());
-  if (magic != "P6" || maxval != 255 || !in) Die("cannot read " + path);
-  return image;
-}
-
-// Bilinear resampling of `src` (mirrored at its edges) at a random scale and
-// offset, plus uniform noise of +-2.
-Rgb Synthesize(const Rgb& src, std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> scale(1.8, 3.2), offset(0, 300);
-  const double s = scale(rng), oy = offset(rng), ox = offset(rng);
-  std::uniform_int_distribution<int> noise(-2, 2);
-  auto mirror = [](int v, int n) {
-    v %= 2 * n;
-    return v < n ? v : 2 * n - 1 - v;
-  };
-  Rgb out{kHeight, kWidth, std::vector<uint8_t>(size_t(kHeight) * kWidth * 3)};
-  for (int y = 0; y < kHeight; ++y) {
-    const double fy = (y + oy) / s;
-    const int y0 = int(fy);
-    const double wy = fy - y0;
-    const int ya = mirror(y0, src.height), yb = mirror(y0 + 1, src.height);
-    for (int x = 0; x < kWidth; ++x) {
-      const double fx = (x + ox) / s;
-      const int x0 = int(fx);
-      const double wx = fx - x0;
-      const int xa = mirror(x0, src.width), xb = mirror(x0 + 1, src.width);
-      for (int c = 0; c < 3; ++c) {
-        auto at = [&](int yy, int xx) {
-          return double(src.pixels[(size_t(yy) * src.width + xx) * 3 + c]);
-        };
-        const double v = (1 - wy) * ((1 - wx) * at(ya, xa) + wx * at(ya, xb)) +
-                         wy * ((1 - wx) * at(yb, xa) + wx * at(yb, xb));
-        out.pixels[(size_t(y) * kWidth + x) * 3 + c] =
-            uint8_t(std::clamp(int(std::lround(v)) + noise(rng), 0, 255));
-      }
-    }
-  }
-  return out;
 }
 
 struct Data {
@@ -123,7 +73,7 @@ const Data& GetData() {
     options.quality = 90;
     options.subsampling = "4:2:0";
     for (int i = 0; i < kImages; ++i) {
-      const Rgb image = Synthesize(src, rng);
+      const Rgb image = Synthesize(src, kHeight, kWidth, rng);
       auto jpeg = d.codec->Encode(
           Shape{uint64_t(image.height), uint64_t(image.width), 3},
           DType::kUInt8,

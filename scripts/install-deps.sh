@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages shoal needs to build, test and run its demo.
-# Only packages that are missing are installed, so a second run is a quick no-op.
-# Must run as root (or with sudo available) on Debian 12.
+# Installs the Debian packages shoal needs to build, test and run its demo,
+# plus any packages named as arguments (scripts/install-bench-deps.sh passes
+# the benchmarks' own). Only packages that are missing are installed, so a
+# second run is a quick no-op. Must run as root (or with sudo available) on
+# Debian 12.
 set -euo pipefail
 
 packages=(
@@ -27,6 +29,7 @@ packages=(
   # (scripts/make-image-dataset.py; CC-BY/CC-BY-SA/CC0 and GPL-2+)
   lomiri-wallpapers-16.04
   mate-backgrounds
+  "$@"
 )
 
 missing=()
