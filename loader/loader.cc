@@ -319,10 +319,20 @@ std::unique_ptr<std::byte[], TensorBatch::BufferFree> AllocateBatchBuffer(
     uint64_t bytes) {
   auto* p = static_cast<std::byte*>(std::malloc(std::max<uint64_t>(bytes, 1)));
   // Fault the pages in here, on the feeder thread, rather than one by one
-  // in the decoders' first pass over a new buffer.
-  if (p != nullptr) std::memset(p, 0, bytes);
+  // in the decoders' first pass over a new buffer. A store per page, not
+  // memset(0): compilers turn malloc + memset(0) into calloc, which skips
+  // fresh mapped pages and so faults nothing in.
+  if (p != nullptr) {
+    volatile std::byte* v = p;
+    for (uint64_t i = 0; i < bytes; i += 4096) v[i] = std::byte{0};
+  }
   return std::unique_ptr<std::byte[], TensorBatch::BufferFree>(p);
 }
+
+// Capacity for a batch needing `bytes`: ragged batches (images of varying
+// size) differ from one to the next, so a buffer grows with 1/8 headroom
+// rather than being replaced whenever a batch is a little larger.
+uint64_t BatchCapacity(uint64_t bytes) { return bytes + bytes / 8; }
 
 }  // namespace
 
@@ -507,14 +517,17 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
     }
     out.bytes_ = out.offsets_.back();
     if (out.capacity_ < out.bytes_) {
-      out.data_ = AllocateBatchBuffer(out.bytes_);
-      out.capacity_ = out.data_ ? out.bytes_ : 0;
+      const uint64_t capacity =
+          out.ragged_ ? BatchCapacity(out.bytes_) : out.bytes_;
+      out.data_.reset();  // before the new one: keep the peak down
+      out.data_ = AllocateBatchBuffer(capacity);
+      out.capacity_ = out.data_ ? capacity : 0;
       if (!out.data_) {
         return ResourceExhausted(lt.where + ": no memory for a batch of " +
                                  std::to_string(out.bytes_) + " bytes");
       }
     }
-    cost += out.bytes_;
+    cost += out.capacity_;  // what the batch holds, headroom too
 
     auto& reads = item.reads[t];
     auto& loads = item.loads[t];
