@@ -23,5 +23,6 @@
 #include "loader/loader.h"
 #include "loader/pipeline.h"
 #include "loader/sampler.h"
+#include "video/video.h"
 
 #endif  // SHOAL_SHOAL_H_

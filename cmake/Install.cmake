@@ -22,6 +22,7 @@ set(SHOAL_INSTALL_TARGETS
   shoal_base
   shoal_codecs
   shoal_format
+  shoal_video
   shoal_loader
 )
 

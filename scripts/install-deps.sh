@@ -19,6 +19,8 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-png libjpeg-turbo-progs
+  # ffprobe/ffmpeg: frame counts in the video tests, the video benchmarks' reference
+  ffmpeg
   # Pillow's CMYK->RGB conversion, the reference of the JPEG CMYK test
   python3-pil
   # SHA-256 of decoded pixels in the PngSuite test (OpenSSL libcrypto)

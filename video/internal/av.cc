@@ -1,0 +1,170 @@
+#include "video/internal/av.h"
+
+extern "C" {
+#include <libavutil/error.h>
+#include <libavutil/log.h>
+#include <libavutil/mem.h>
+}
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+namespace shoal::internal {
+namespace {
+
+thread_local std::string last_log;
+
+void OnLog(void* avcl, int level, const char* fmt, va_list args) {
+  if (level > AV_LOG_WARNING) return;
+  char line[512];
+  std::vsnprintf(line, sizeof(line), fmt, args);
+  std::string_view text(line);
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) {
+    text.remove_suffix(1);
+  }
+  if (text.empty()) return;
+  last_log.assign(text);
+}
+
+}  // namespace
+
+void InitFfmpegLogging() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const char* env = std::getenv("SHOAL_FFMPEG_LOG");
+    if (env != nullptr && env[0] == '1') return;
+    av_log_set_callback(OnLog);
+  });
+}
+
+const std::string& LastFfmpegLog() { return last_log; }
+void ClearFfmpegLog() { last_log.clear(); }
+
+Status AvError(int err, std::string_view what) {
+  char text[AV_ERROR_MAX_STRING_SIZE] = {};
+  av_strerror(err, text, sizeof(text));
+  std::string message = std::string(what) + ": " + text;
+  if (!last_log.empty()) message += " (FFmpeg: " + last_log + ")";
+  switch (err) {
+    case AVERROR_INVALIDDATA:
+    case AVERROR_EOF:
+    case AVERROR_BUG:
+      return Corruption(std::move(message));
+    case AVERROR(ENOMEM):
+      return ResourceExhausted(std::move(message));
+    case AVERROR_DECODER_NOT_FOUND:
+    case AVERROR_DEMUXER_NOT_FOUND:
+    case AVERROR_PATCHWELCOME:
+      return Unimplemented(std::move(message));
+    case AVERROR(EINVAL):
+      return InvalidArgument(std::move(message));
+    default:
+      return Internal(std::move(message));
+  }
+}
+
+// ------------------------------------------------------------ MemoryInput --
+
+int MemoryInput::Read(void* opaque, uint8_t* buf, int size) {
+  auto* self = static_cast<MemoryInput*>(opaque);
+  if (size <= 0) return 0;
+  const size_t left = self->bytes_.size() - self->position_;
+  if (left == 0) return AVERROR_EOF;
+  const size_t n = std::min(left, static_cast<size_t>(size));
+  std::memcpy(buf, self->bytes_.data() + self->position_, n);
+  self->position_ += n;
+  return static_cast<int>(n);
+}
+
+int64_t MemoryInput::Seek(void* opaque, int64_t offset, int whence) {
+  auto* self = static_cast<MemoryInput*>(opaque);
+  const auto size = static_cast<int64_t>(self->bytes_.size());
+  int64_t target;
+  switch (whence & ~AVSEEK_FORCE) {
+    case AVSEEK_SIZE:
+      return size;
+    case SEEK_SET:
+      target = offset;
+      break;
+    case SEEK_CUR:
+      target = static_cast<int64_t>(self->position_) + offset;
+      break;
+    case SEEK_END:
+      target = size + offset;
+      break;
+    default:
+      return AVERROR(EINVAL);
+  }
+  if (target < 0 || target > size) return AVERROR(EINVAL);
+  self->position_ = static_cast<size_t>(target);
+  return target;
+}
+
+Result<std::unique_ptr<MemoryInput>> MemoryInput::Open(Buffer bytes,
+                                                       std::string_view name) {
+  InitFfmpegLogging();
+  ClearFfmpegLog();
+  std::unique_ptr<MemoryInput> in(new MemoryInput());
+  in->bytes_ = std::move(bytes);
+  constexpr int kIoBufferBytes = 64 << 10;
+  auto* io_buffer = static_cast<unsigned char*>(av_malloc(kIoBufferBytes));
+  if (io_buffer == nullptr) {
+    return ResourceExhausted(std::string(name) + ": no memory for FFmpeg IO");
+  }
+  in->io_ =
+      avio_alloc_context(io_buffer, kIoBufferBytes, /*write_flag=*/0, in.get(),
+                         &MemoryInput::Read, nullptr, &MemoryInput::Seek);
+  if (in->io_ == nullptr) {
+    av_free(io_buffer);
+    return ResourceExhausted(std::string(name) + ": no memory for FFmpeg IO");
+  }
+  in->format_ = avformat_alloc_context();
+  if (in->format_ == nullptr) {
+    return ResourceExhausted(std::string(name) + ": no memory for FFmpeg");
+  }
+  in->format_->pb = in->io_;
+  in->format_->flags |= AVFMT_FLAG_CUSTOM_IO;
+  // On failure avformat_open_input frees the context (not the custom IO).
+  const int err = avformat_open_input(&in->format_, nullptr, nullptr, nullptr);
+  if (err < 0) {
+    in->format_ = nullptr;
+    return AvError(err, std::string(name) + ": cannot open the video");
+  }
+  return in;
+}
+
+MemoryInput::~MemoryInput() {
+  if (format_ != nullptr) avformat_close_input(&format_);
+  if (io_ != nullptr) {
+    // libavformat may have replaced the buffer it was given: free its
+    // current one.
+    av_freep(&io_->buffer);
+    avio_context_free(&io_);
+  }
+}
+
+Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
+                                    std::string_view name) {
+  const AVCodecParameters* par = format->streams[stream]->codecpar;
+  const AVCodec* codec = avcodec_find_decoder(par->codec_id);
+  if (codec == nullptr) {
+    return Unimplemented(std::string(name) + ": no decoder for codec " +
+                         avcodec_get_name(par->codec_id));
+  }
+  CodecContextPtr ctx(avcodec_alloc_context3(codec));
+  if (!ctx) return ResourceExhausted(std::string(name) + ": no memory");
+  int err = avcodec_parameters_to_context(ctx.get(), par);
+  if (err < 0) return AvError(err, std::string(name) + ": decoder setup");
+  // One thread per video: parallelism comes from decoding many at once.
+  ctx->thread_count = 1;
+  ctx->pkt_timebase = format->streams[stream]->time_base;
+  err = avcodec_open2(ctx.get(), codec, nullptr);
+  if (err < 0) return AvError(err, std::string(name) + ": cannot open decoder");
+  return ctx;
+}
+
+}  // namespace shoal::internal

@@ -1,0 +1,91 @@
+// FFmpeg plumbing shared by the video component: owners for every AV*
+// handle, AVERROR -> Status, an AVIOContext reading a Buffer in memory, and
+// the capture of FFmpeg's log lines (the decoder says *why* a packet is
+// bad only through av_log).
+//
+// Thread-safety: the types are used by one thread at a time. The log
+// capture is per thread (FFmpeg logs on the thread that calls it, and
+// shoal's decoders are single-threaded).
+#ifndef SHOAL_VIDEO_INTERNAL_AV_H_
+#define SHOAL_VIDEO_INTERNAL_AV_H_
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/frame.h>
+#include <libswscale/swscale.h>
+}
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "format/base/buffer.h"
+#include "format/base/result.h"
+
+namespace shoal::internal {
+
+struct AVFrameFree {
+  void operator()(AVFrame* f) const { av_frame_free(&f); }
+};
+struct AVPacketFree {
+  void operator()(AVPacket* p) const { av_packet_free(&p); }
+};
+struct AVCodecContextFree {
+  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
+};
+struct SwsContextFree {
+  void operator()(SwsContext* c) const { sws_freeContext(c); }
+};
+using FramePtr = std::unique_ptr<AVFrame, AVFrameFree>;
+using PacketPtr = std::unique_ptr<AVPacket, AVPacketFree>;
+using CodecContextPtr = std::unique_ptr<AVCodecContext, AVCodecContextFree>;
+using SwsContextPtr = std::unique_ptr<SwsContext, SwsContextFree>;
+
+/// "<what>: <FFmpeg's text for err>[ (<last FFmpeg log line>)]" as a Status
+/// whose code follows the error (INVALIDDATA -> Corruption, ENOMEM ->
+/// ResourceExhausted, ...).
+Status AvError(int err, std::string_view what);
+
+/// Installs (once) the log callback that keeps each thread's last FFmpeg
+/// warning or error instead of printing it; SHOAL_FFMPEG_LOG=1 in the
+/// environment prints FFmpeg's log as usual.
+void InitFfmpegLogging();
+/// The calling thread's last FFmpeg warning/error line ("" when none), and
+/// clearing it.
+const std::string& LastFfmpegLog();
+void ClearFfmpegLog();
+
+/// An opened container reading `bytes` from memory through a custom
+/// AVIOContext (reads return AVERROR_EOF at the end; seeks are bounds
+/// checked; AVSEEK_SIZE answers the size). Owns the format context, the IO
+/// context and its buffer, and keeps `bytes` alive.
+class MemoryInput {
+ public:
+  /// Opens the container (avformat_open_input; no stream-info scan).
+  static Result<std::unique_ptr<MemoryInput>> Open(Buffer bytes,
+                                                   std::string_view name);
+  ~MemoryInput();
+  MemoryInput(const MemoryInput&) = delete;
+  MemoryInput& operator=(const MemoryInput&) = delete;
+
+  AVFormatContext* format() const { return format_; }
+
+ private:
+  MemoryInput() = default;
+  static int Read(void* opaque, uint8_t* buf, int size);
+  static int64_t Seek(void* opaque, int64_t offset, int whence);
+
+  Buffer bytes_;
+  size_t position_ = 0;
+  AVIOContext* io_ = nullptr;
+  AVFormatContext* format_ = nullptr;
+};
+
+/// A single-threaded decoder for stream `stream` of `format`.
+Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
+                                    std::string_view name);
+
+}  // namespace shoal::internal
+
+#endif  // SHOAL_VIDEO_INTERNAL_AV_H_
