@@ -153,6 +153,13 @@ class Tensor {
   /// InvalidArgument unless the tensor compresses samples with an image
   /// codec; Corruption when the image cannot be read.
   Status AppendEncoded(ByteSpan encoded, std::string_view info_json = {});
+  /// Appends a video file (mp4, mov, mkv, webm ...) stored as it came, to a
+  /// video tensor (sample_compression "mp4"). The format cannot read video:
+  /// the caller gives its `shape` [frames, height, width, 3] and info (the
+  /// frame index from shoal::ProbeVideo, video/video.h, under "video").
+  /// Never tiled. InvalidArgument for other tensors or a bad shape.
+  Status AppendVideo(ByteSpan file, const Shape& shape,
+                     std::string_view info_json = {});
   /// Appends `count` samples of one shape stored back to back in `data`
   /// (the fast path: no per-sample work beyond a copy).
   Status AppendBatch(const Shape& sample_shape, uint64_t count, ByteSpan data);

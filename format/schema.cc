@@ -106,7 +106,16 @@ Result<TensorSpec> NormalizeTensorSpec(TensorSpec spec) {
                                ": image samples are [H, W, C] (rank 3)");
       break;
     case HType::kVideo:
-      return Unimplemented(where + ": video tensors are not supported yet");
+      if (*spec.dtype != DType::kUInt8 || spec.rank != 4) {
+        return InvalidArgument(
+            where + ": video samples are [frames, H, W, 3] uint8 (rank 4)");
+      }
+      // Videos are never tiled: a frame range is read by seeking in the
+      // file, which needs the whole file in one piece.
+      if (internal::SampleCodec::IsVideoCodec(spec.sample_compression)) {
+        spec.tiling_threshold = kNoTiling;
+      }
+      break;
     case HType::kText:
     case HType::kJson:
       if (*spec.dtype != DType::kUInt8 || spec.rank != 1) {
@@ -137,6 +146,11 @@ Result<TensorSpec> NormalizeTensorSpec(TensorSpec spec) {
   // Parse the specs now so a typo fails at creation, not at the first flush;
   // keep the canonical spelling ("zstd" -> "zstd:3").
   const ByteCodecOptions codec_options{DTypeSize(*spec.dtype)};
+  if (internal::SampleCodec::IsVideoCodec(spec.sample_compression) &&
+      spec.htype != HType::kVideo) {
+    return InvalidArgument(where + ": sample_compression '" +
+                           spec.sample_compression + "' is for video tensors");
+  }
   if (internal::SampleCodec::IsImageCodec(spec.sample_compression)) {
     if (spec.htype != HType::kImage) {
       return InvalidArgument(where + ": sample_compression '" +
@@ -151,7 +165,8 @@ Result<TensorSpec> NormalizeTensorSpec(TensorSpec spec) {
        {&spec.sample_compression, &spec.chunk_compression}) {
     if (codec->empty()) continue;
     if (codec == &spec.sample_compression &&
-        internal::SampleCodec::IsImageCodec(*codec))
+        (internal::SampleCodec::IsImageCodec(*codec) ||
+         internal::SampleCodec::IsVideoCodec(*codec)))
       continue;
     auto made = MakeByteCodec(*codec, codec_options);
     if (!made.ok()) return made.status().WithContext(where);

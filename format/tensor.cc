@@ -201,6 +201,28 @@ Status Tensor::Impl::AppendEncoded(ByteSpan encoded, std::string_view info) {
   return AppendHidden(shape, 1, info);
 }
 
+Status Tensor::Impl::AppendVideo(ByteSpan file, const Shape& shape,
+                                 std::string_view info) {
+  if (!sample_codec_ || !sample_codec_->video()) {
+    return InvalidArgument(Where() +
+                           ": video files go to video tensors "
+                           "(htype video, sample_compression mp4)");
+  }
+  if (shape.rank() != 4 || shape[3] != 3 || shape[0] == 0 || shape[1] == 0 ||
+      shape[2] == 0) {
+    return InvalidArgument(Where() +
+                           ": a video's shape is [frames, H, W, 3], not " +
+                           shape.ToString());
+  }
+  if (file.empty()) return InvalidArgument(Where() + ": empty video file");
+  SHOAL_ASSIGN_OR_RETURN(uint64_t raw_size, shape.ByteSize(DType::kUInt8));
+  SHOAL_RETURN_IF_ERROR(ValidateShape(shape));
+  SHOAL_RETURN_IF_ERROR(ValidateInfo(info));
+  if (meta_.spec.rank < 0) meta_.spec.rank = 4;
+  SHOAL_RETURN_IF_ERROR(AppendStored(shape, file, raw_size, 1));
+  return AppendHidden(shape, 1, info);
+}
+
 Status Tensor::Impl::ValidateBatch(const Shape& shape, uint64_t count,
                                    ByteSpan data) const {
   SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, shape.ByteSize(*meta_.spec.dtype));
@@ -593,6 +615,9 @@ Result<Tensor::Impl::Stored> Tensor::Impl::StoredSample(uint64_t index) const {
 Result<Sample> Tensor::Impl::DecodeSample(Buffer stored,
                                           const Shape& shape) const {
   const DType dtype = *meta_.spec.dtype;
+  if (sample_codec_ && sample_codec_->video()) {
+    return sample_codec_->Decode(stored.span(), shape, {});
+  }
   auto bytes = shape.ByteSize(dtype);
   if (!bytes.ok() || *bytes > MaxSampleBytes()) {
     return Corruption("stored shape " + shape.ToString() +
@@ -1030,6 +1055,10 @@ Status Tensor::AppendEncoded(ByteSpan encoded, std::string_view info_json) {
     return InvalidArgument(impl_->Where() +
                            ": hidden tensors are written by their parent");
   return impl_->AppendEncoded(encoded, info_json);
+}
+Status Tensor::AppendVideo(ByteSpan file, const Shape& shape,
+                           std::string_view info_json) {
+  return impl_->AppendVideo(file, shape, info_json);
 }
 Status Tensor::AppendBatch(const Shape& sample_shape, uint64_t count,
                            ByteSpan data) {

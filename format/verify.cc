@@ -297,7 +297,8 @@ void Verifier::VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
     } else if (sample_codec == nullptr && range.size != *raw_size) {
       problem = "has " + std::to_string(range.size) + " bytes for shape " +
                 shape.ToString();
-    } else if (sample_codec != nullptr && options_.decode_samples) {
+    } else if (sample_codec != nullptr && options_.decode_samples &&
+               !sample_codec->video()) {
       if (*raw_size > std::max<uint64_t>(meta.spec.tiling_threshold == kNoTiling
                                              ? (1ull << 31)
                                              : meta.spec.tiling_threshold,

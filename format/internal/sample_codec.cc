@@ -110,6 +110,26 @@ class AnyImageSampleCodec final : public SampleCodec {
   DType dtype_;
 };
 
+// Video files stored as they came. The format holds their bytes and shape
+// [frames, height, width, 3]; decoding frames is video/'s job (it depends on
+// FFmpeg, which the format does not).
+class VideoSampleCodec final : public SampleCodec {
+ public:
+  std::string spec() const override { return std::string(kVideo); }
+  bool video() const override { return true; }
+  Status Encode(const Shape&, ByteSpan,
+                std::vector<std::byte>*) const override {
+    return Unimplemented(
+        "video tensors store video files (Tensor::AppendVideo); frames "
+        "cannot be appended as pixels");
+  }
+  Status Decode(ByteSpan, const Shape&, MutableByteSpan) const override {
+    return Unimplemented(
+        "video samples are decoded frame by frame with shoal::VideoReader "
+        "(video/video.h; `shoal get --frames`), not as one array");
+  }
+};
+
 }  // namespace
 
 Result<const ImageCodec*> SampleCodec::ImageFor(ByteSpan) const {
@@ -128,6 +148,10 @@ bool SampleCodec::IsImageCodec(std::string_view spec) {
 Result<std::shared_ptr<const SampleCodec>> SampleCodec::Make(
     std::string_view spec, DType dtype) {
   if (spec.empty()) return std::shared_ptr<const SampleCodec>();
+  if (IsVideoCodec(spec)) {
+    return std::shared_ptr<const SampleCodec>(
+        std::make_shared<VideoSampleCodec>());
+  }
   if (spec == kAnyImage) {
     std::vector<std::shared_ptr<const ImageCodec>> codecs;
     for (const std::string& name : ImageCodecRegistry::Names()) {

@@ -31,6 +31,13 @@ class SampleCodec {
   static constexpr std::string_view kAnyImage = "image";
   /// True for names of image codecs ("jpeg", "png") and kAnyImage.
   static bool IsImageCodec(std::string_view spec);
+  /// The spec of video tensors whose samples are video files stored as
+  /// they came (any container FFmpeg reads: mp4, mov, mkv, webm).
+  static constexpr std::string_view kVideo = "mp4";
+  static bool IsVideoCodec(std::string_view spec) { return spec == kVideo; }
+
+  /// True for video pass-through: samples are decoded by video/, not here.
+  virtual bool video() const { return false; }
 
   /// The canonical spec stored in metadata and chunk headers.
   virtual std::string spec() const = 0;

@@ -100,6 +100,7 @@ class Tensor::Impl {
   // Writes.
   Status Append(const Shape& shape, ByteSpan data, std::string_view info);
   Status AppendEncoded(ByteSpan encoded, std::string_view info);
+  Status AppendVideo(ByteSpan file, const Shape& shape, std::string_view info);
   Status AppendBatch(const Shape& shape, uint64_t count, ByteSpan data);
   Status AppendBatch(std::span<const Shape> shapes, ByteSpan data);
   /// Checks a sample against the spec without appending (sets nothing).
