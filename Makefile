@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 GENERATOR  := -G Ninja
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build test demo test-asan test-tsan bench soak fuzz install clean help
+.PHONY: all deps configure build test demo test-asan test-tsan bench soak fuzz torch-example install clean help
 
 all: build
 
@@ -19,6 +19,7 @@ help:
 	@echo "make bench      build (Release) and run the benchmarks in benchmarks/"
 	@echo "make soak       long crash-consistency runs (SHOAL_CRASH_TRIALS=N)"
 	@echo "make fuzz       libFuzzer targets under ASan+UBSan (FUZZ_SECONDS=N each, default 60)"
+	@echo "make torch-example  build (Release) and run examples/torch_train.cc: loader batches as libtorch tensors, zero-copy"
 	@echo "make install    install into PREFIX (default /usr/local)"
 
 deps:
@@ -65,6 +66,10 @@ fuzz: deps
 	  -DSHOAL_SANITIZE=address -DSHOAL_BUILD_FUZZERS=ON -DSHOAL_BUILD_TESTS=OFF -DSHOAL_BUILD_BENCHMARKS=OFF $(CMAKE_ARGS)
 	cmake --build build-fuzz -j $(JOBS) --target shoal_format_fuzz shoal_image_fuzz
 	@bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+# Installs libtorch-dev if missing; builds in build-torch (see the script).
+torch-example: deps
+	JOBS=$(JOBS) bash scripts/torch-example.sh build-torch
 
 PREFIX ?= /usr/local
 install: build

@@ -23,6 +23,7 @@
 #include "loader/loader.h"
 #include "loader/pipeline.h"
 #include "loader/sampler.h"
+#include "loader/video_sample.h"
 #include "video/video.h"
 
 #endif  // SHOAL_SHOAL_H_

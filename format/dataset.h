@@ -130,6 +130,8 @@ class Tensor {
   virtual ~Tensor() = default;
 
   const std::string& name() const;
+  /// "dataset '<url>': tensor '<name>'", how its errors start.
+  std::string where() const;
   /// The normalized spec (dtype set; rank -1 until the first sample).
   const TensorSpec& spec() const;
   DType dtype() const { return *spec().dtype; }

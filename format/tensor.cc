@@ -1043,6 +1043,7 @@ TensorStats Tensor::stats() const {
   return {m.length,       m.num_chunks, m.raw_bytes,
           m.stored_bytes, m.min_shape,  m.max_shape};
 }
+std::string Tensor::where() const { return impl_->Where(); }
 Status Tensor::Append(const Shape& shape, ByteSpan data,
                       std::string_view info_json) {
   if (hidden())

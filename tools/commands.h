@@ -37,6 +37,8 @@ using CommandRun = std::function<Result<int>()>;
 void AddIngestCommand(CLI::App& app, CommandRun* run);
 /// `ingest images` (tools/ingest_images.cc), added by AddIngestCommand.
 void AddIngestImagesCommand(CLI::App& ingest, CommandRun* run);
+/// `ingest videos` (tools/ingest_videos.cc), added by AddIngestCommand.
+void AddIngestVideosCommand(CLI::App& ingest, CommandRun* run);
 void AddInfoCommand(CLI::App& app, CommandRun* run);
 void AddGetCommand(CLI::App& app, CommandRun* run);
 void AddVerifyCommand(CLI::App& app, CommandRun* run);

@@ -7,8 +7,10 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "codecs/image_codec.h"
+#include "loader/video_sample.h"
 #include "tools/commands.h"
 #include "tools/internal/npy.h"
 
@@ -30,7 +32,63 @@ struct GetOptions {
   bool raw = false;
   bool info = false;
   std::optional<int> quality;
+  std::string frames;  // --frames A:B[:STEP] of a video sample
 };
+
+struct FrameRange {
+  uint64_t begin = 0, end = 0, step = 1;
+};
+
+// "A:B" or "A:B:STEP" with A < B and STEP >= 1; "" when it parses.
+std::string ParseFrameRange(const std::string& text, FrameRange& out) {
+  std::vector<uint64_t> parts;
+  size_t start = 0;
+  while (true) {
+    const size_t colon = text.find(':', start);
+    const std::string part = text.substr(start, colon - start);
+    if (part.empty() || part.size() > 12 ||
+        part.find_first_not_of("0123456789") != std::string::npos) {
+      return "expected A:B or A:B:STEP with non-negative integers, got '" +
+             text + "'";
+    }
+    parts.push_back(std::stoull(part));
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  if (parts.size() < 2 || parts.size() > 3) {
+    return "expected A:B or A:B:STEP, got '" + text + "'";
+  }
+  out = {parts[0], parts[1], parts.size() == 3 ? parts[2] : 1};
+  if (out.begin >= out.end)
+    return "A must be below B in A:B, got '" + text + "'";
+  if (out.step == 0) return "STEP must be at least 1";
+  return "";
+}
+
+// Frames [begin, end) every step of video sample options.index as a
+// [T, H, W, 3] uint8 .npy.
+Status WriteClip(const Tensor& tensor, const GetOptions& options) {
+  FrameRange range;
+  (void)ParseFrameRange(options.frames, range);  // checked at parse time
+  SHOAL_ASSIGN_OR_RETURN(auto reader, OpenVideoSample(tensor, options.index));
+  if (range.end > reader->frame_count()) {
+    return OutOfRange(VideoSampleName(tensor, options.index) + ": frames " +
+                      options.frames + " pass the end of a video with " +
+                      std::to_string(reader->frame_count()) + " frames");
+  }
+  const uint64_t count =
+      (range.end - range.begin + range.step - 1) / range.step;
+  const VideoReadOptions read_options;
+  const uint64_t frame_bytes = reader->FrameBytes(read_options);
+  SHOAL_ASSIGN_OR_RETURN(MutableBuffer clip,
+                         MutableBuffer::Allocate(count * frame_bytes));
+  SHOAL_RETURN_IF_ERROR(reader->ReadRange(range.begin, range.end, range.step,
+                                          read_options, clip.span()));
+  const VideoInfo& info = reader->probe().info;
+  const std::vector<uint64_t> shape = {count, info.height, info.width, 3};
+  return WriteNpyFile(options.output, DType::kUInt8, shape,
+                      ByteSpan(clip.data(), clip.size()));
+}
 
 // What -o asks for, from the file's extension.
 enum class OutputKind { kNpy, kPng, kJpeg, kOther };
@@ -116,8 +174,20 @@ Result<int> RunGet(const GetOptions& options) {
     SHOAL_RETURN_IF_ERROR(WriteRawFile(options.output, stored.span()));
     return kExitOk;
   }
+  if (!options.frames.empty()) {
+    SHOAL_RETURN_IF_ERROR(WriteClip(*tensor, options));
+    return kExitOk;
+  }
   const OutputKind kind = KindOf(options.output);
   if (kind == OutputKind::kNpy) {
+    if (tensor->htype() == HType::kVideo &&
+        !tensor->spec().sample_compression.empty()) {
+      return InvalidArgument(
+          "sample " + std::to_string(options.index) + " of tensor '" +
+          tensor->name() +
+          "' is a video: choose frames with --frames A:B[:STEP] (or write "
+          "the file as stored with --raw)");
+    }
     SHOAL_ASSIGN_OR_RETURN(Sample sample, tensor->Read(options.index));
     SHOAL_RETURN_IF_ERROR(WriteNpyFile(
         options.output, sample.dtype, sample.shape.dims(), sample.data.span()));
@@ -141,7 +211,13 @@ void AddGetCommand(CLI::App& app, CommandRun* run) {
       "the requested format is written exactly as stored (the ingested "
       "file); others are decoded and encoded (JPEG at --quality, default "
       "95, with 4:2:0 chroma subsampling).\n\n"
+      "A video sample (tensor of htype video) is written as frames: --frames "
+      "A:B[:STEP] with -o clip.npy gives a uint8 [T, H, W, 3] RGB array of "
+      "frames A, A+STEP, ... below B (display order, from 0; frames past "
+      "the end are an error); --raw -o FILE writes the video file as "
+      "ingested.\n\n"
       "Examples:\n  shoal get DS images 7 -o seven.npy\n"
+      "  shoal get DS videos 3 --frames 0:16 -o clip.npy\n"
       "  shoal get DS images 7 -o seven.png\n"
       "  shoal get DS images 7 --raw -o seven.bin\n"
       "  shoal get DS images 7 --info");
@@ -166,7 +242,18 @@ void AddGetCommand(CLI::App& app, CommandRun* run) {
                   "JPEG quality, 1..100, when a .jpg is encoded; given, the "
                   "image is always re-encoded")
       ->check(CLI::Range(1, 100));
+  cmd->add_option("--frames", options->frames,
+                  "Frames A:B[:STEP] of a video sample, written as a "
+                  "[T, H, W, 3] .npy");
   cmd->callback([options, run] {
+    if (!options->frames.empty()) {
+      FrameRange range;
+      const std::string problem = ParseFrameRange(options->frames, range);
+      if (!problem.empty()) throw CLI::ValidationError("--frames", problem);
+      if (options->raw || KindOf(options->output) != OutputKind::kNpy) {
+        throw CLI::ValidationError("--frames", "needs -o FILE.npy (not --raw)");
+      }
+    }
     if (!options->output.empty() && !options->raw &&
         KindOf(options->output) == OutputKind::kOther) {
       throw CLI::ValidationError(

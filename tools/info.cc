@@ -1,11 +1,13 @@
 // `shoal info`: what a dataset holds, as a table for people or one JSON
 // object for scripts. Reads only metadata (statistics are kept there), so it
 // is instant for any dataset size.
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "loader/video_sample.h"
 #include "tools/commands.h"
 
 namespace shoal::tools {
@@ -15,7 +17,69 @@ struct InfoOptions {
   std::string dataset;
   bool json = false;
   bool hidden = false;
+  uint64_t videos = 20;  // per video tensor, how many videos to describe
 };
+
+// Per video of a video tensor (from the frame index in its info; no video
+// bytes are read): the facts `shoal info` shows.
+struct VideoFacts {
+  uint64_t index = 0;
+  std::string path;
+  VideoProbe probe;
+};
+
+Result<std::vector<VideoFacts>> ReadVideoFacts(const Tensor& t,
+                                               uint64_t limit) {
+  std::vector<VideoFacts> out;
+  for (uint64_t i = 0; i < std::min(limit, t.size()); ++i) {
+    SHOAL_ASSIGN_OR_RETURN(std::string info, t.ReadInfo(i));
+    SHOAL_ASSIGN_OR_RETURN(VideoProbe probe,
+                           VideoProbeFromInfo(info, VideoSampleName(t, i)));
+    const auto json = nlohmann::json::parse(info, nullptr, false);
+    std::string path;
+    if (json.is_object() && json.contains("path") && json["path"].is_string()) {
+      path = json["path"].get<std::string>();
+    }
+    out.push_back({i, std::move(path), std::move(probe)});
+  }
+  return out;
+}
+
+bool IsVideoTensor(const Tensor& t) {
+  return t.htype() == HType::kVideo && t.spec().sample_compression == "mp4";
+}
+
+// Mean frames from one keyframe to the next ("-" with one keyframe).
+std::string KeyframeSpacing(const FrameIndex& index) {
+  if (index.keyframes.size() < 2) return "one keyframe";
+  const double mean =
+      static_cast<double>(index.keyframes.back() - index.keyframes.front()) /
+      static_cast<double>(index.keyframes.size() - 1);
+  char text[64];
+  std::snprintf(text, sizeof(text), "%.1f (max %llu)", mean,
+                static_cast<unsigned long long>(index.MaxKeyframeInterval()));
+  return text;
+}
+
+nlohmann::ordered_json VideoJson(const VideoFacts& v) {
+  const VideoInfo& i = v.probe.info;
+  return {{"index", v.index},
+          {"path", v.path},
+          {"container", i.container},
+          {"codec", i.codec},
+          {"width", i.width},
+          {"height", i.height},
+          {"rotation", i.rotation},
+          {"fps", i.frame_rate.value()},
+          {"frames", i.frame_count},
+          {"duration", i.duration_seconds},
+          {"keyframes", v.probe.index.keyframes.size()},
+          {"max_keyframe_interval", v.probe.index.MaxKeyframeInterval()},
+          {"pixel_format", i.pixel_format},
+          {"color_range", i.color_range}};
+}
+
+void PrintVideoTable(const Tensor& t, const std::vector<VideoFacts>& videos);
 
 std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
 
@@ -97,7 +161,14 @@ Result<int> RunInfo(const InfoOptions& options) {
                                   {"len", dataset->len()},
                                   {"max_len", dataset->max_len()},
                                   {"tensors", nlohmann::ordered_json::array()}};
-    for (const Tensor* t : tensors) out["tensors"].push_back(TensorJson(*t));
+    for (const Tensor* t : tensors) {
+      out["tensors"].push_back(TensorJson(*t));
+      if (!IsVideoTensor(*t)) continue;
+      SHOAL_ASSIGN_OR_RETURN(auto videos, ReadVideoFacts(*t, options.videos));
+      auto& list = out["tensors"].back()["videos"] =
+          nlohmann::ordered_json::array();
+      for (const VideoFacts& v : videos) list.push_back(VideoJson(v));
+    }
     std::printf("%s\n", out.dump(2).c_str());
     return kExitOk;
   }
@@ -116,7 +187,35 @@ Result<int> RunInfo(const InfoOptions& options) {
        "classes"}};
   for (const Tensor* t : tensors) rows.push_back(TensorRow(*t));
   PrintTable(rows);
+  for (const Tensor* t : tensors) {
+    if (!IsVideoTensor(*t) || options.videos == 0) continue;
+    SHOAL_ASSIGN_OR_RETURN(auto videos, ReadVideoFacts(*t, options.videos));
+    PrintVideoTable(*t, videos);
+  }
   return kExitOk;
+}
+
+void PrintVideoTable(const Tensor& t, const std::vector<VideoFacts>& videos) {
+  std::printf("\n%s: videos\n", t.name().c_str());
+  std::vector<std::vector<std::string>> rows = {
+      {"index", "path", "container", "codec", "size", "rotation", "fps",
+       "frames", "seconds", "keyframe_spacing"}};
+  for (const VideoFacts& v : videos) {
+    const VideoInfo& i = v.probe.info;
+    char fps[32], seconds[32];
+    std::snprintf(fps, sizeof(fps), "%.3f", i.frame_rate.value());
+    std::snprintf(seconds, sizeof(seconds), "%.2f", i.duration_seconds);
+    rows.push_back(
+        {std::to_string(v.index), OrDash(v.path), i.container, i.codec,
+         std::to_string(i.width) + "x" + std::to_string(i.height),
+         std::to_string(i.rotation), fps, std::to_string(i.frame_count),
+         seconds, KeyframeSpacing(v.probe.index)});
+  }
+  PrintTable(rows);
+  if (t.size() > videos.size()) {
+    std::printf("... and %llu more (--videos N shows more)\n",
+                static_cast<unsigned long long>(t.size() - videos.size()));
+  }
 }
 
 }  // namespace
@@ -129,12 +228,19 @@ void AddInfoCommand(CLI::App& app, CommandRun* run) {
       "Prints the dataset's URL, commit, len and max_len, then per tensor: "
       "htype, dtype, sample and chunk compression, length, min and max "
       "sample shape, chunks, stored and raw bytes, ratio (raw/stored) and "
-      "the number of class names (class_label tensors).");
+      "the number of class names (class_label tensors). Video tensors then "
+      "list their videos: container, codec, coded size, display rotation, "
+      "frame rate, frame count, duration and keyframe spacing in frames "
+      "(mean and max), from the frame index kept at ingestion.");
   cmd->add_option("DS", options->dataset, "The dataset (path or URL)")
       ->required();
   cmd->add_flag("--json", options->json,
                 "Print one JSON object instead of a table (class_label "
                 "tensors list their class names)");
+  cmd->add_option("--videos", options->videos,
+                  "Per video tensor, describe the first N videos (codec, "
+                  "size, fps, frames, keyframe spacing); 0 for none")
+      ->capture_default_str();
   cmd->add_flag("--hidden", options->hidden,
                 "Also list the hidden tensors (_shape/..., _info/...)");
   cmd->callback(

@@ -365,6 +365,7 @@ void AddIngestCommand(CLI::App& app, CommandRun* run) {
   ingest->require_subcommand(1);
   AddIngestIdxCommand(*ingest, run);
   AddIngestImagesCommand(*ingest, run);
+  AddIngestVideosCommand(*ingest, run);
 }
 
 }  // namespace shoal::tools

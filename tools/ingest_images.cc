@@ -12,10 +12,8 @@
 // ingestion with its path in the message, or with --skip-bad is reported,
 // counted and left out; errors of the dataset itself always stop.
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <filesystem>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -24,6 +22,7 @@
 
 #include "codecs/image_codec.h"
 #include "tools/commands.h"
+#include "tools/internal/folder.h"
 
 namespace shoal::tools {
 namespace {
@@ -77,41 +76,6 @@ struct SourceTree {
   }
 };
 
-// The first bytes of `path`, or an error naming it.
-Result<std::vector<std::byte>> ReadPrefix(const fs::path& path, size_t n) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return ErrnoStatus("open " + path.string(), errno);
-  std::vector<std::byte> bytes(n);
-  bytes.resize(std::fread(bytes.data(), 1, n, file));
-  const bool failed = std::ferror(file) != 0;
-  const int saved = errno;
-  std::fclose(file);
-  if (failed) return ErrnoStatus("read " + path.string(), saved);
-  return bytes;
-}
-
-// Reads all of `path` into `out` (reused across files).
-Status ReadWhole(const fs::path& path, std::vector<std::byte>& out) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return ErrnoStatus("open " + path.string(), errno);
-  out.clear();
-  size_t size = 0;
-  std::error_code ec;
-  const uintmax_t expected = fs::file_size(path, ec);
-  out.resize(ec ? 1 << 16 : static_cast<size_t>(expected) + 1);
-  while (true) {
-    size += std::fread(out.data() + size, 1, out.size() - size, file);
-    if (size < out.size()) break;
-    out.resize(out.size() * 2);  // the file grew since it was listed
-  }
-  const bool failed = std::ferror(file) != 0;
-  const int saved = errno;
-  std::fclose(file);
-  if (failed) return ErrnoStatus("read " + path.string(), saved);
-  out.resize(size);
-  return Status::OK();
-}
-
 // The format of an image file from its first bytes ("" when none), and its
 // sample dtype: PNG's IHDR bit depth (byte 24) tells 16-bit files apart.
 std::pair<std::string, DType> SniffFormat(ByteSpan prefix) {
@@ -125,46 +89,13 @@ std::pair<std::string, DType> SniffFormat(ByteSpan prefix) {
   return {format, DType::kUInt8};
 }
 
-// Lists the image files under `root`. A top-level folder is a class when the
-// tree has any top-level folder with images in it; images lying directly in
-// `root` next to class folders are refused rather than silently dropped.
+// Lists the image files under options.dir, with their classes.
 Result<SourceTree> ScanTree(const IngestImagesOptions& options) {
-  const fs::path root(options.dir);
-  std::error_code ec;
-  if (!fs::is_directory(root, ec)) {
-    return NotFound("'" + options.dir + "' is not a folder");
-  }
-  struct Entry {
-    std::string relative;
-    fs::path path;
-  };
-  std::vector<Entry> entries;
-  // Directory symlinks are not followed, so a link cycle cannot make the
-  // walk endless; symlinks to files are read like files.
-  fs::recursive_directory_iterator it(root, ec), end;
-  if (ec) return ErrnoStatus("list " + options.dir, ec.value());
-  for (; it != end; it.increment(ec)) {
-    if (ec) return ErrnoStatus("list " + options.dir, ec.value());
-    const fs::path& path = it->path();
-    // Hidden files and folders (.DS_Store, .git) are not data.
-    if (path.filename().string().starts_with('.')) {
-      if (it->is_directory(ec)) it.disable_recursion_pending();
-      continue;
-    }
-    if (!it->is_regular_file(ec)) continue;
-    entries.push_back({fs::relative(path, root, ec).generic_string(), path});
-  }
-  if (ec) return ErrnoStatus("list " + options.dir, ec.value());
-  // Byte order of the relative paths: the same on every machine and locale.
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    return a.relative < b.relative;
-  });
-
+  SHOAL_ASSIGN_OR_RETURN(std::vector<FolderFile> entries,
+                         ListFolder(options.dir));
   SourceTree tree;
-  std::map<std::string, uint32_t> classes;
-  std::optional<std::string> top_level_image;
-  for (const Entry& entry : entries) {
-    auto prefix = ReadPrefix(entry.path, kSniffBytes);
+  for (const FolderFile& entry : entries) {
+    auto prefix = ReadFilePrefix(entry.path, kSniffBytes);
     if (!prefix.ok()) {
       if (!options.skip_bad) return prefix.status();
       tree.Skip(std::string(prefix.status().message()));
@@ -182,31 +113,17 @@ Result<SourceTree> ScanTree(const IngestImagesOptions& options) {
       tree.Skip(reason);
       continue;
     }
-    SourceFile file{entry.relative, format, dtype, 0};
-    const size_t slash = entry.relative.find('/');
-    if (slash == std::string::npos) {
-      top_level_image = entry.relative;
-    } else {
-      classes.emplace(entry.relative.substr(0, slash), 0);
-    }
     tree.formats.insert(format);
     tree.dtypes.insert(dtype);
-    tree.files.push_back(std::move(file));
+    tree.files.push_back({entry.relative, format, dtype, 0});
   }
-  if (!classes.empty() && top_level_image) {
-    return InvalidArgument(
-        "'" + options.dir + "' has class subfolders and also images at its " +
-        "top level (e.g. '" + *top_level_image +
-        "'), which would have no class: move them into a class folder, or " +
-        "ingest a folder without subfolders");
-  }
-  for (auto& [name, label] : classes) {
-    label = static_cast<uint32_t>(tree.class_names.size());
-    tree.class_names.push_back(name);
-  }
-  for (SourceFile& file : tree.files) {
-    if (classes.empty()) break;
-    file.label = classes.at(file.relative.substr(0, file.relative.find('/')));
+  std::vector<std::string> relatives;
+  for (const SourceFile& file : tree.files) relatives.push_back(file.relative);
+  SHOAL_ASSIGN_OR_RETURN(FolderClasses classes,
+                         AssignClasses(options.dir, relatives, "images"));
+  tree.class_names = std::move(classes.names);
+  for (size_t i = 0; i < tree.files.size(); ++i) {
+    tree.files[i].label = classes.labels[i];
   }
   return tree;
 }
@@ -251,7 +168,7 @@ class ImageAppender {
   // The bytes to store for `file` (read into `bytes`), or an error about the
   // file itself; nothing is appended yet.
   Result<ByteSpan> Prepare(const fs::path& path) {
-    SHOAL_RETURN_IF_ERROR(ReadWhole(path, bytes_));
+    SHOAL_RETURN_IF_ERROR(ReadWholeFile(path, bytes_));
     auto result = Convert(bytes_);
     if (!result.ok()) return result.status().WithContext(path.string());
     return result;
