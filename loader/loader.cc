@@ -12,6 +12,8 @@
 #include <unordered_map>
 
 #include "codecs/image_codec.h"
+#include "loader/video_sample.h"
+#include "video/video.h"
 
 namespace shoal {
 namespace {
@@ -215,7 +217,8 @@ struct LoaderBatchWork {
   std::shared_ptr<const EpochPlan> plan;
   uint64_t epoch = 0;
   uint64_t index = 0;
-  std::vector<uint64_t> indices;
+  std::vector<uint64_t> indices;  // dataset indices
+  std::vector<uint32_t> clips;    // clip of each sample's video
   std::vector<TensorBatch> tensors;
   // Per tensor: the extents the batch reads (sorted by extent), and those of
   // them it is the first to read (the fetch stage loads these).
@@ -254,6 +257,9 @@ struct LoadedTensor {
   std::vector<TensorExtent> extents;
   std::vector<uint64_t> extent_ends;  // cumulative sample counts
   std::optional<ImageTransform> transform;
+  // Video tensors: clip options and every video's probe (from the info).
+  std::optional<VideoClipOptions> clip;
+  std::vector<std::shared_ptr<const VideoProbe>> probes;
   // Stored shapes: one for all, or rank dims per sample.
   bool fixed_shape = false;
   Shape shape;
@@ -276,10 +282,90 @@ struct LoadedTensor {
   // The shape a sample has in a batch.
   Shape OutputShape(uint64_t sample) const {
     Shape s = StoredShape(sample);
+    if (clip) {
+      const uint64_t h = clip->height ? clip->height : s.rank() == 4 ? s[1] : 0;
+      const uint64_t w = clip->width ? clip->width : s.rank() == 4 ? s[2] : 0;
+      return Shape{clip->frames, h, w, 3};
+    }
     if (!transform) return s;
     return TransformedShape(s, *transform);
   }
 };
+
+// The frames of clip `c` of a video of `count` frames: `frames` frames
+// `step` apart from a start that is random (from `seed`) or spread evenly
+// over the video for the clips of an epoch. A video shorter than a clip
+// repeats its last frame.
+void ClipFrames(const VideoClipOptions& o, uint64_t count, uint32_t c,
+                uint64_t seed, std::vector<uint64_t>& out) {
+  const uint64_t span = static_cast<uint64_t>(o.frames - 1) * o.step + 1;
+  const uint64_t room = count > span ? count - span : 0;  // last start
+  uint64_t start = 0;
+  if (o.sampling == VideoClipOptions::Sampling::kRandom) {
+    // Lemire's multiply-shift: uniform enough for 2^64 >> room.
+    start = static_cast<uint64_t>(
+        (static_cast<unsigned __int128>(seed) * (room + 1)) >> 64);
+  } else if (o.clips_per_video == 1) {
+    start = room / 2;
+  } else {
+    start = room * c / (o.clips_per_video - 1);
+  }
+  out.clear();
+  for (uint32_t i = 0; i < o.frames; ++i) {
+    out.push_back(
+        std::min(start + static_cast<uint64_t>(i) * o.step, count - 1));
+  }
+}
+
+Status ValidateClipOptions(const VideoClipOptions& o,
+                           const std::string& where) {
+  if (o.frames == 0 || o.frames > 4096 || o.step == 0 || o.step > 4096 ||
+      o.clips_per_video == 0 || o.clips_per_video > 1024) {
+    return InvalidArgument(where +
+                           ": clips need 1..4096 frames, a step of 1..4096 "
+                           "and 1..1024 clips per video");
+  }
+  if ((o.height == 0) != (o.width == 0) || o.height > 16384 ||
+      o.width > 16384) {
+    return InvalidArgument(where +
+                           ": a clip's height and width are given together "
+                           "(at most 16384) or not at all");
+  }
+  return Status::OK();
+}
+
+// Reads every video's probe from the info tensor, extent by extent.
+Status ReadProbes(const Dataset& dataset, LoadedTensor& t, uint64_t n) {
+  SHOAL_ASSIGN_OR_RETURN(const Tensor* infos,
+                         dataset.tensor("_info/" + t.tensor->name()));
+  t.probes.assign(n, nullptr);
+  const auto extents = infos->Extents();
+  for (size_t e = 0; e < extents.size(); ++e) {
+    if (extents[e].first_sample >= n) break;
+    SHOAL_ASSIGN_OR_RETURN(ExtentData data, infos->ReadExtent(e));
+    for (uint64_t j = 0; j < data.size(); ++j) {
+      const uint64_t i = data.first_sample() + j;
+      if (i >= n) break;
+      std::string json(AsStringView(data.bytes(j)));
+      if (data.encoded()) {
+        std::vector<std::byte> raw(data.shape(j).num_elements());
+        SHOAL_RETURN_IF_ERROR(
+            infos->DecodeInto(data.bytes(j), data.shape(j), raw));
+        json.assign(AsStringView(ByteSpan(raw)));
+      }
+      SHOAL_ASSIGN_OR_RETURN(
+          VideoProbe probe,
+          VideoProbeFromInfo(json, VideoSampleName(*t.tensor, i)));
+      t.probes[i] = std::make_shared<const VideoProbe>(std::move(probe));
+    }
+  }
+  for (uint64_t i = 0; i < n; ++i) {
+    if (!t.probes[i]) {
+      return Corruption(VideoSampleName(*t.tensor, i) + ": no video info");
+    }
+  }
+  return Status::OK();
+}
 
 // Reads all sample shapes of `t` from its hidden shape tensor, extent by
 // extent (no per-sample allocation).
@@ -352,6 +438,7 @@ uint64_t Batch::epoch() const { return (*lease_)->epoch; }
 uint64_t Batch::index() const { return (*lease_)->index; }
 size_t Batch::size() const { return (*lease_)->indices.size(); }
 std::span<const uint64_t> Batch::indices() const { return (*lease_)->indices; }
+std::span<const uint32_t> Batch::clips() const { return (*lease_)->clips; }
 std::span<const TensorBatch> Batch::tensors() const {
   return (*lease_)->tensors;
 }
@@ -370,6 +457,11 @@ struct Loader::Impl {
   LoaderOptions options;
   std::vector<LoadedTensor> tensors;
   size_t primary = 0;
+  // Samples of the dataset, and clips of each video per epoch: the sampler
+  // plans over n * clips_per_video entries; entry v is sample v % n, clip
+  // v / n.
+  uint64_t n = 0;
+  uint32_t clips_per_video = 1;
   std::optional<Sampler> sampler;
   uint64_t end_epoch = 0;
 
@@ -434,7 +526,7 @@ void Loader::Impl::PlanEpoch(uint64_t epoch, uint64_t first_batch) {
     last.assign(tensors[t].extents.size(), UINT64_MAX);
     const EpochPlan& p = *feed.plan;
     for (uint64_t j = 0; j < p.num_batches(); ++j) {
-      for (uint64_t sample : p.batch(j)) last[tensors[t].ExtentOf(sample)] = j;
+      for (uint64_t v : p.batch(j)) last[tensors[t].ExtentOf(v % n)] = j;
     }
   }
 }
@@ -500,7 +592,12 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
   item.epoch = feed.next.epoch;
   item.index = feed.next.batch;
   const auto samples = plan.batch(j);
-  item.indices.assign(samples.begin(), samples.end());
+  item.indices.resize(samples.size());
+  item.clips.resize(samples.size());
+  for (size_t k = 0; k < samples.size(); ++k) {
+    item.indices[k] = samples[k] % n;
+    item.clips[k] = static_cast<uint32_t>(samples[k] / n);
+  }
   uint64_t cost = 0;
   for (size_t t = 0; t < tensors.size(); ++t) {
     const LoadedTensor& lt = tensors[t];
@@ -510,7 +607,7 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
     out.offsets_[0] = 0;
     out.ragged_ = false;
     for (size_t k = 0; k < samples.size(); ++k) {
-      out.shapes_[k] = lt.OutputShape(samples[k]);
+      out.shapes_[k] = lt.OutputShape(item.indices[k]);
       if (k > 0 && out.shapes_[k] != out.shapes_[0]) out.ragged_ = true;
       out.offsets_[k + 1] =
           out.offsets_[k] + out.shapes_[k].num_elements() * lt.item_size;
@@ -536,7 +633,7 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
     if (options.shuffle == ShuffleMode::kFull) continue;
     auto& extents = feed.scratch;
     extents.clear();
-    for (uint64_t s : samples) extents.push_back(lt.ExtentOf(s));
+    for (uint64_t s : item.indices) extents.push_back(lt.ExtentOf(s));
     std::sort(extents.begin(), extents.end());
     extents.erase(std::unique(extents.begin(), extents.end()), extents.end());
     auto& resident = feed.resident[t];
@@ -604,7 +701,7 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
   ByteSpan bytes;
   Shape shape;
   bool encoded = false;
-  Buffer owned;  // kFull: the sample read on its own
+  Buffer owned;  // kFull: the sample read on its own; a video's file
   std::string where;
   if (options.shuffle == ShuffleMode::kFull) {
     auto stored = lt.tensor->ReadStored(sample);
@@ -639,12 +736,28 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
       return slot.status.WithContext("sample " + std::to_string(sample));
     }
     const uint64_t j = sample - slot.data.first_sample();
+    if (lt.clip) owned = slot.data.slice(j);  // the reader keeps it
     bytes = slot.data.bytes(j);
     shape = slot.data.shape(j);
     encoded = slot.data.encoded();
     if (!key.empty()) where = "chunk '" + key + "'";
   }
   Status s;
+  const uint64_t seed =
+      SampleSeed(options.seed, item.epoch, item.clips[k] * n + sample);
+  if (lt.clip) {
+    std::string name = lt.where;
+    if (!where.empty()) name += ": " + where;
+    name += ": sample " + std::to_string(sample);
+    // Errors of the reader carry the name already.
+    thread_local std::vector<uint64_t> frames;
+    const auto& probe = lt.probes[sample];
+    ClipFrames(*lt.clip, probe->index.pts.size(), item.clips[k], seed, frames);
+    auto reader = VideoReader::Open(std::move(owned), probe, std::move(name));
+    if (!reader.ok()) return reader.status();
+    return (*reader)->ReadFrames(
+        frames, {.height = lt.clip->height, .width = lt.clip->width}, dest);
+  }
   if (lt.transform) {
     if (!encoded) {
       s = Unimplemented(
@@ -652,10 +765,9 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
           "pixels (raw or tiled)");
     } else {
       auto codec = lt.tensor->ImageCodecFor(bytes);
-      s = codec.ok() ? transformer.Apply(
-                           **codec, bytes, *lt.transform,
-                           SampleSeed(options.seed, item.epoch, sample), dest)
-                     : codec.status();
+      s = codec.ok()
+              ? transformer.Apply(**codec, bytes, *lt.transform, seed, dest)
+              : codec.status();
     }
   } else if (encoded) {
     s = lt.tensor->DecodeInto(bytes, shape, dest);
@@ -720,9 +832,12 @@ Status Loader::Impl::Decode(LoaderBatchWork& item) {
     }
     size_t w = 0;
     for (size_t k = 0; k < n; ++k) {
-      if (!item.failed[k]) item.indices[w++] = item.indices[k];
+      if (item.failed[k]) continue;
+      item.indices[w] = item.indices[k];
+      item.clips[w++] = item.clips[k];
     }
     item.indices.resize(w);
+    item.clips.resize(w);
   }
   for (TensorBatch& out : item.tensors) {
     if (out.ragged_ || out.shapes_.empty()) {
@@ -803,6 +918,16 @@ Result<std::unique_ptr<Loader>> Loader::Create(
       lt.item_size = 1;
       lt.transform = it->second;
     }
+    if (lt.tensor->htype() == HType::kVideo &&
+        lt.tensor->spec().sample_compression == "mp4") {
+      auto it = options.clips.find(name);
+      lt.clip = it != options.clips.end() ? it->second : VideoClipOptions{};
+      SHOAL_RETURN_IF_ERROR(ValidateClipOptions(*lt.clip, lt.where));
+    } else if (options.clips.count(name) != 0) {
+      return InvalidArgument(lt.where +
+                             ": clip options are for video tensors (htype "
+                             "video, sample_compression mp4)");
+    }
     n = std::min(n, lt.tensor->size());
     if (stats.stored_bytes >= most_bytes) {
       most_bytes = stats.stored_bytes;
@@ -810,17 +935,39 @@ Result<std::unique_ptr<Loader>> Loader::Create(
     }
     impl->tensors.push_back(std::move(lt));
   }
+  for (const auto& [name, clip] : options.clips) {
+    if (std::find(options.tensors.begin(), options.tensors.end(), name) ==
+        options.tensors.end()) {
+      return InvalidArgument("loader: clip options are given for tensor '" +
+                             name + "', which is not loaded");
+    }
+  }
+  std::optional<uint32_t> clips_per_video;
   for (LoadedTensor& lt : impl->tensors) {
     SHOAL_RETURN_IF_ERROR(ReadShapes(*dataset, lt, n));
+    if (!lt.clip) continue;
+    SHOAL_RETURN_IF_ERROR(ReadProbes(*dataset, lt, n));
+    if (clips_per_video && *clips_per_video != lt.clip->clips_per_video) {
+      return InvalidArgument(lt.where +
+                             ": video tensors must agree on clips_per_video");
+    }
+    clips_per_video = lt.clip->clips_per_video;
   }
+  impl->n = n;
+  impl->clips_per_video = clips_per_video.value_or(1);
 
+  // With several clips per video the plan covers the samples that many
+  // times over, each round with the primary tensor's chunks.
   ChunkLayout layout;
-  layout.num_samples = n;
+  layout.num_samples = n * impl->clips_per_video;
   const LoadedTensor& primary = impl->tensors[impl->primary];
-  for (size_t e = 0; e < primary.extents.size(); ++e) {
-    if (primary.extents[e].first_sample >= n) break;
-    layout.chunk_ends.push_back(primary.extent_ends[e]);
-    layout.chunk_bytes.push_back(primary.extents[e].stored_bytes);
+  for (uint64_t round = 0; round < impl->clips_per_video; ++round) {
+    for (size_t e = 0; e < primary.extents.size(); ++e) {
+      if (primary.extents[e].first_sample >= n) break;
+      layout.chunk_ends.push_back(round * n +
+                                  std::min(primary.extent_ends[e], n));
+      layout.chunk_bytes.push_back(primary.extents[e].stored_bytes);
+    }
   }
   if (n == 0) layout.chunk_ends.clear(), layout.chunk_bytes.clear();
   SamplerOptions sampler_options{.batch_size = options.batch_size,

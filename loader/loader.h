@@ -76,6 +76,25 @@ enum class ErrorPolicy : uint8_t {
   kSkip,  // bad samples are left out of their batch and counted
 };
 
+/// How a video tensor (htype video, sample_compression mp4) is loaded: each
+/// sample of a batch is a clip of `frames` frames, `step` apart, decoded to
+/// RGB (resized to height x width when given) as [frames, H, W, 3] uint8.
+struct VideoClipOptions {
+  enum class Sampling : uint8_t {
+    kRandom,   // seeded random starts (per seed, epoch, sample and clip)
+    kUniform,  // starts evenly spread over the video (evaluation)
+  };
+  uint32_t frames = 16;
+  uint32_t step = 1;
+  /// Clips of each video per epoch: an epoch has this many samples per
+  /// video (the dataset's other tensors repeat theirs with it).
+  uint32_t clips_per_video = 1;
+  Sampling sampling = Sampling::kRandom;
+  /// Output frame size; 0 keeps each video's own size (both or neither).
+  uint32_t height = 0;
+  uint32_t width = 0;
+};
+
 struct LoaderOptions {
   /// Tensors to load; empty = every visible tensor.
   std::vector<std::string> tensors;
@@ -99,6 +118,9 @@ struct LoaderOptions {
   int prefetch_batches = 0;
   /// Per image tensor: how to decode (default: as stored, ragged).
   std::map<std::string, ImageTransform, std::less<>> transforms;
+  /// Per video tensor: its clips (a video tensor without an entry gets
+  /// VideoClipOptions{}). Video tensors must agree on clips_per_video.
+  std::map<std::string, VideoClipOptions, std::less<>> clips;
   ErrorPolicy on_error = ErrorPolicy::kFail;
 };
 
@@ -163,6 +185,9 @@ class Batch {
   size_t size() const;
   /// The dataset indices of its samples, in batch order.
   std::span<const uint64_t> indices() const;
+  /// Which clip of its video each sample is (0 .. clips_per_video - 1; all
+  /// 0 without video tensors), in batch order.
+  std::span<const uint32_t> clips() const;
   /// In LoaderOptions::tensors order.
   std::span<const TensorBatch> tensors() const;
   /// NotFound for a tensor the loader does not load.

@@ -45,7 +45,7 @@ AVPixelFormat WithoutJ(AVPixelFormat f, bool* full_range) {
 
 class VideoReader::Impl {
  public:
-  VideoProbe probe;
+  std::shared_ptr<const VideoProbe> probe;
   std::unique_ptr<FrameDecoder> decoder;
   internal::SwsContextPtr sws;
   // What sws was set up for.
@@ -66,7 +66,7 @@ class VideoReader::Impl {
 Status VideoReader::Impl::Convert(const AVFrame* frame, uint64_t k,
                                   const VideoReadOptions& options,
                                   std::byte* out) {
-  const VideoInfo& info = probe.info;
+  const VideoInfo& info = probe->info;
   if (frame->width != static_cast<int>(info.width) ||
       frame->height != static_cast<int>(info.height)) {
     return Unimplemented(
@@ -121,21 +121,29 @@ VideoReader::~VideoReader() = default;
 Result<std::unique_ptr<VideoReader>> VideoReader::Open(Buffer bytes,
                                                        VideoProbe probe,
                                                        std::string name) {
+  return Open(std::move(bytes),
+              std::make_shared<const VideoProbe>(std::move(probe)),
+              std::move(name));
+}
+
+Result<std::unique_ptr<VideoReader>> VideoReader::Open(
+    Buffer bytes, std::shared_ptr<const VideoProbe> probe, std::string name) {
+  if (!probe) return InvalidArgument(name + ": no video probe");
   auto impl = std::make_unique<Impl>();
   impl->probe = std::move(probe);
   SHOAL_ASSIGN_OR_RETURN(
       impl->decoder,
-      FrameDecoder::Open(std::move(bytes), &impl->probe, std::move(name)));
+      FrameDecoder::Open(std::move(bytes), impl->probe.get(), std::move(name)));
   return std::unique_ptr<VideoReader>(new VideoReader(std::move(impl)));
 }
 
-const VideoProbe& VideoReader::probe() const { return impl_->probe; }
+const VideoProbe& VideoReader::probe() const { return *impl_->probe; }
 const VideoReadStats& VideoReader::stats() const {
   return impl_->decoder->stats();
 }
 
 uint64_t VideoReader::FrameBytes(const VideoReadOptions& options) const {
-  const VideoInfo& info = impl_->probe.info;
+  const VideoInfo& info = impl_->probe->info;
   const uint64_t h = options.height ? options.height : info.height;
   const uint64_t w = options.width ? options.width : info.width;
   return h * w * 3;

@@ -145,6 +145,11 @@ class VideoReader {
   static Result<std::unique_ptr<VideoReader>> Open(Buffer bytes,
                                                    VideoProbe probe,
                                                    std::string name = {});
+  /// The same with a probe shared among readers (a loader opens a reader
+  /// per clip; the index is not copied).
+  static Result<std::unique_ptr<VideoReader>> Open(
+      Buffer bytes, std::shared_ptr<const VideoProbe> probe,
+      std::string name = {});
   ~VideoReader();
   VideoReader(const VideoReader&) = delete;
   VideoReader& operator=(const VideoReader&) = delete;
