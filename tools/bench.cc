@@ -251,6 +251,7 @@ void AddBenchCommand(CLI::App& app, CommandRun* run) {
                 "stall_fraction, peak_rss_bytes, stages, ...; other modes: "
                 "samples, bytes, seconds, samples_per_s, mb_per_s)");
   LoaderBenchOptions& lo = options->loader;
+  auto clip_size = std::make_shared<std::string>();
   cmd->add_option("--batch", lo.batch, "Loader: samples per batch")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -285,6 +286,25 @@ void AddBenchCommand(CLI::App& app, CommandRun* run) {
   cmd->add_option("--size", lo.size, "Loader: output side for train")
       ->check(CLI::Range(1, 65500))
       ->capture_default_str();
+  cmd->add_option("--clip-frames", lo.clip_frames,
+                  "Loader, video tensors: frames per clip")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("--clip-step", lo.clip_step,
+                  "Loader, video tensors: frame step within a clip")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("--clips-per-video", lo.clips_per_video,
+                  "Loader, video tensors: clips of each video per epoch")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--clip-sampling", lo.clip_sampling,
+                  "Loader, video tensors: random (seeded) or uniform starts")
+      ->check(CLI::IsMember({"random", "uniform"}))
+      ->capture_default_str();
+  cmd->add_option("--clip-size", *clip_size,
+                  "Loader, video tensors: resize frames to HxW (e.g. 112x112); "
+                  "default the videos' own size");
   cmd->add_option("--memory-budget", lo.memory_budget,
                   "Loader: bytes of chunks and batches held at once "
                   "(suffixes k, M, G, KiB, MiB, GiB are powers of 1024)")
@@ -296,7 +316,19 @@ void AddBenchCommand(CLI::App& app, CommandRun* run) {
   cmd->add_flag("--reference", lo.reference,
                 "Loader: also time raw TurboJPEG decoding of the same JPEGs "
                 "on the same threads and print the ratio");
-  cmd->callback([options, run] {
+  cmd->callback([options, run, clip_size] {
+    if (!clip_size->empty()) {
+      unsigned h = 0, w = 0;
+      char extra = 0;
+      if (std::sscanf(clip_size->c_str(), "%ux%u%c", &h, &w, &extra) != 2 ||
+          h == 0 || w == 0 || h > 16384 || w > 16384) {
+        throw CLI::ValidationError(
+            "--clip-size",
+            "expected HxW, e.g. 112x112, got '" + *clip_size + "'");
+      }
+      options->loader.clip_height = h;
+      options->loader.clip_width = w;
+    }
     if (options->loader.rank >= options->loader.world_size) {
       throw CLI::ValidationError("--rank", "must be below --world-size");
     }

@@ -172,6 +172,24 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
             ? ImageTransform::Train(options.size)
             : ImageTransform{.kind = ImageTransform::Kind::kDecode};
   }
+  for (const Tensor* t : dataset->tensors()) {
+    const bool chosen =
+        options.tensors.empty() ||
+        std::find(options.tensors.begin(), options.tensors.end(), t->name()) !=
+            options.tensors.end();
+    if (chosen && t->htype() == HType::kVideo &&
+        t->spec().sample_compression == "mp4") {
+      lo.clips[t->name()] = VideoClipOptions{
+          .frames = options.clip_frames,
+          .step = options.clip_step,
+          .clips_per_video = options.clips_per_video,
+          .sampling = options.clip_sampling == "uniform"
+                          ? VideoClipOptions::Sampling::kUniform
+                          : VideoClipOptions::Sampling::kRandom,
+          .height = options.clip_height,
+          .width = options.clip_width};
+    }
+  }
   SHOAL_ASSIGN_OR_RETURN(auto loader, Loader::Create(dataset, lo));
   std::ofstream digests;
   if (!options.digests.empty()) {

@@ -31,6 +31,15 @@ struct LoaderBenchOptions {
   std::string transform = "decode";
   uint32_t size = 224;
   uint64_t memory_budget = 1ull << 30;
+  /// Video tensors: clips of `clip_frames` frames `clip_step` apart,
+  /// `clips_per_video` per epoch, "random" or "uniform" starts, resized to
+  /// clip_height x clip_width (0 x 0 = the videos' own size).
+  uint32_t clip_frames = 16;
+  uint32_t clip_step = 1;
+  uint32_t clips_per_video = 1;
+  std::string clip_sampling = "random";
+  uint32_t clip_height = 0;
+  uint32_t clip_width = 0;
   bool json = false;
   std::string digests;  // file for per-batch digests, "" for none
   bool reference = false;
