@@ -41,20 +41,27 @@ AVPixelFormat WithoutJ(AVPixelFormat f, bool* full_range) {
   }
 }
 
-}  // namespace
-
-class VideoReader::Impl {
- public:
-  std::shared_ptr<const VideoProbe> probe;
-  std::unique_ptr<FrameDecoder> decoder;
-  internal::SwsContextPtr sws;
-  // What sws was set up for.
+// The colour converter of the calling thread, with what it was set up for:
+// a loader opens a reader per clip, and the clips of one dataset mostly
+// share their geometry, so the context outlives readers (swscale contexts
+// take tables and buffers to build).
+struct Converter {
   struct Key {
     int src_w = 0, src_h = 0, src_format = -1, dst_w = 0, dst_h = 0;
     int colorspace = -1;
     bool full_range = false;
     bool operator==(const Key&) const = default;
   } key;
+  internal::SwsContextPtr sws;
+};
+thread_local Converter converter;
+
+}  // namespace
+
+class VideoReader::Impl {
+ public:
+  std::shared_ptr<const VideoProbe> probe;
+  std::unique_ptr<FrameDecoder> decoder;
   std::vector<std::pair<uint64_t, size_t>> order;  // (frame, position)
   std::vector<uint64_t> unique;
   std::vector<size_t> first_position;  // of each unique frame
@@ -78,6 +85,9 @@ Status VideoReader::Impl::Convert(const AVFrame* frame, uint64_t k,
   bool full_range = frame->color_range == AVCOL_RANGE_JPEG;
   const AVPixelFormat src =
       WithoutJ(static_cast<AVPixelFormat>(frame->format), &full_range);
+  using Key = Converter::Key;
+  internal::SwsContextPtr& sws = converter.sws;
+  Key& key = converter.key;
   Key want{frame->width,
            frame->height,
            src,
