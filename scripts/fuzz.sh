@@ -18,6 +18,12 @@ seed() {  # seed DIR SOURCE...
 }
 seed "$corpus/format" "$root/tests/data/golden"
 seed "$corpus/image" "$root/tests/data/jpeg" "$root/tests/data/pngsuite"
+# The test videos, and the JSON of the golden dataset's info for the index.
+mkdir -p "$corpus/video"
+i=0
+for f in "$root"/tests/data/video/*.mp4 "$root"/tests/data/video/*.mov "$root"/tests/data/video/*.webm; do
+  cp "$f" "$corpus/video/seed$i"; i=$((i+1))
+done
 for fuzzer in "$build"/tests/fuzz/shoal_*_fuzz; do
   name=$(basename "$fuzzer" _fuzz); name=${name#shoal_}
   echo "== $(basename "$fuzzer") for ${seconds}s"
