@@ -12,3 +12,5 @@ for b in shoal_jpeg_bench shoal_png_bench shoal_transform_bench; do
 done
 echo
 bash scripts/bench-loader.sh "$build"
+echo
+bash scripts/bench-video.sh "$build"
