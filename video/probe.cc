@@ -2,7 +2,9 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 extern "C" {
@@ -280,42 +282,78 @@ Result<VideoProbe> VideoProbeFromJson(std::string_view text) {
   }
   VideoProbe probe;
   VideoInfo& i = probe.info;
+  // Integers only (no booleans, no floats that would convert out of
+  // range), within what ProbeVideo would ever write.
+  auto integer = [](const nlohmann::json& v, int64_t lo, int64_t hi,
+                    auto& out) {
+    if (!v.is_number_integer()) throw std::invalid_argument("not an integer");
+    if (v.is_number_unsigned() &&
+        v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      throw std::invalid_argument("an integer out of range");
+    }
+    const int64_t x = v.get<int64_t>();
+    if (x < lo || x > hi)
+      throw std::invalid_argument("an integer out of range");
+    out = static_cast<std::remove_reference_t<decltype(out)>>(x);
+  };
+  const VideoLimits limits;
+  constexpr int64_t kMax = INT64_MAX, kMin = INT64_MIN;
   try {
     i.container = j.at("container").get<std::string>();
     i.codec = j.at("codec").get<std::string>();
-    i.stream = j.at("stream").get<int>();
-    i.width = j.at("width").get<uint32_t>();
-    i.height = j.at("height").get<uint32_t>();
-    i.rotation = j.at("rotation").get<int>();
-    i.frame_rate = {j.at("frame_rate").at(0).get<int64_t>(),
-                    j.at("frame_rate").at(1).get<int64_t>()};
-    i.time_base = {j.at("time_base").at(0).get<int64_t>(),
-                   j.at("time_base").at(1).get<int64_t>()};
-    i.duration_seconds = j.at("duration").get<double>();
-    i.frame_count = j.at("frames").get<uint64_t>();
-    if (i.frame_count > VideoLimits{}.max_frames) {
-      return Corruption("video info: " + std::to_string(i.frame_count) +
-                        " frames passes the limit");
+    integer(j.at("stream"), 0, 1 << 16, i.stream);
+    integer(j.at("width"), 1, limits.max_width, i.width);
+    integer(j.at("height"), 1, limits.max_height, i.height);
+    integer(j.at("rotation"), -360, 360, i.rotation);
+    integer(j.at("frame_rate").at(0), 0, kMax, i.frame_rate.num);
+    integer(j.at("frame_rate").at(1), 0, kMax, i.frame_rate.den);
+    integer(j.at("time_base").at(0), 1, kMax, i.time_base.num);
+    integer(j.at("time_base").at(1), 1, kMax, i.time_base.den);
+    if (!j.at("duration").is_number()) {
+      throw std::invalid_argument("duration is not a number");
     }
+    i.duration_seconds = j.at("duration").get<double>();
+    integer(j.at("frames"), 1, static_cast<int64_t>(limits.max_frames),
+            i.frame_count);
     i.pixel_format = j.at("pixel_format").get<std::string>();
     i.color_range = j.at("color_range").get<std::string>();
     i.color_space = j.at("color_space").get<std::string>();
+    for (const char* key : {"pts", "keyframes", "seek_points"}) {
+      if (!j.at(key).is_array()) {
+        throw std::invalid_argument(std::string(key) + " is not an array");
+      }
+    }
     FrameIndex& index = probe.index;
     for (const auto& run : j.at("pts")) {
-      const int64_t first = run.at(0).get<int64_t>();
-      const int64_t step = run.at(1).get<int64_t>();
-      const uint64_t count = run.at(2).get<uint64_t>();
-      if (count == 0 || count > i.frame_count - index.pts.size()) {
+      int64_t first = 0, step = 0;
+      uint64_t count = 0;
+      integer(run.at(0), kMin, kMax, first);
+      integer(run.at(1), kMin, kMax, step);
+      integer(run.at(2), 1, static_cast<int64_t>(limits.max_frames), count);
+      if (count > i.frame_count - index.pts.size()) {
         return Corruption("video info: pts runs do not add up to " +
                           std::to_string(i.frame_count) + " frames");
       }
       for (uint64_t c = 0; c < count; ++c) {
-        index.pts.push_back(first + static_cast<int64_t>(c) * step);
+        int64_t offset = 0, pts = 0;
+        if (__builtin_mul_overflow(static_cast<int64_t>(c), step, &offset) ||
+            __builtin_add_overflow(first, offset, &pts)) {
+          return Corruption("video info: pts overflow 64 bits");
+        }
+        index.pts.push_back(pts);
       }
     }
-    index.keyframes = j.at("keyframes").get<std::vector<uint64_t>>();
-    index.seek_points = j.at("seek_points").get<std::vector<int64_t>>();
-  } catch (const nlohmann::json::exception& e) {
+    for (const auto& k : j.at("keyframes")) {
+      uint64_t x = 0;
+      integer(k, 0, kMax, x);
+      index.keyframes.push_back(x);
+    }
+    for (const auto& p : j.at("seek_points")) {
+      int64_t x = 0;
+      integer(p, kMin, kMax, x);
+      index.seek_points.push_back(x);
+    }
+  } catch (const std::exception& e) {  // nlohmann's, and ours above
     return Corruption(std::string("video info: ") + e.what());
   }
   const FrameIndex& index = probe.index;
@@ -339,10 +377,7 @@ Result<VideoProbe> VideoProbeFromJson(std::string_view text) {
       index.seek_points.front() > index.pts.front()) {
     return Corruption("video info: bad seek points");
   }
-  if (i.width == 0 || i.height == 0 || i.width > 65536 || i.height > 65536 ||
-      i.time_base.num <= 0 || i.time_base.den <= 0) {
-    return Corruption("video info: bad frame size or time base");
-  }
+
   return probe;
 }
 

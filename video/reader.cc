@@ -66,13 +66,25 @@ class VideoReader::Impl {
   std::vector<uint64_t> unique;
   std::vector<size_t> first_position;  // of each unique frame
 
+  // Converts `frame` into out[0, frame bytes); `out_end` is the end of the
+  // caller's whole buffer.
   Status Convert(const AVFrame* frame, uint64_t k,
-                 const VideoReadOptions& options, std::byte* out);
+                 const VideoReadOptions& options, std::byte* out,
+                 const std::byte* out_end);
 };
+
+// swscale's fast YUV->RGB path converts whole groups of pixels and, for
+// widths that are not a multiple of the group, writes up to 24 bytes past
+// the end of a row: harmless inside a frame, where the next row overwrites
+// it, but not past a frame's last row. Convert() avoids that path for such
+// widths; as a second line of defence against other builds of swscale, a
+// frame is converted in place with the bytes after it saved and put back,
+// and the last frame of the caller's buffer through a padded scratch.
+constexpr size_t kOverrun = 256;
 
 Status VideoReader::Impl::Convert(const AVFrame* frame, uint64_t k,
                                   const VideoReadOptions& options,
-                                  std::byte* out) {
+                                  std::byte* out, const std::byte* out_end) {
   const VideoInfo& info = probe->info;
   if (frame->width != static_cast<int>(info.width) ||
       frame->height != static_cast<int>(info.height)) {
@@ -96,12 +108,20 @@ Status VideoReader::Impl::Convert(const AVFrame* frame, uint64_t k,
            frame->colorspace,
            full_range};
   if (!sws || !(want == key)) {
-    // Bilinear when resizing; at the coded size swscale then takes its fast
-    // YUV->RGB path (SWS_ACCURATE_RND would force the exact but ~6x slower
-    // generic one: 30 % of a 360p decode; results differ by about a level).
+    // At the coded size swscale has a fast YUV->RGB path, but it works on
+    // groups of 16 pixels: with other widths it writes past the end of a
+    // row or leaves the last pixels of every row unwritten (measured on
+    // FFmpeg 5.1 for every even width up to 1024). So the fast path only
+    // for widths that are a multiple of 16; SWS_ACCURATE_RND forces the
+    // exact generic path (about 6x slower) for the others. Resizing always
+    // takes the generic scaler.
+    const bool same_size = want.dst_w == want.src_w && want.dst_h == want.src_h;
+    const int flags = same_size && want.src_w % 16 != 0
+                          ? SWS_BILINEAR | SWS_ACCURATE_RND
+                          : SWS_BILINEAR;
     sws.reset(sws_getContext(want.src_w, want.src_h, src, want.dst_w,
-                             want.dst_h, AV_PIX_FMT_RGB24, SWS_BILINEAR,
-                             nullptr, nullptr, nullptr));
+                             want.dst_h, AV_PIX_FMT_RGB24, flags, nullptr,
+                             nullptr, nullptr));
     if (!sws) {
       const char* name = av_get_pix_fmt_name(src);
       return Unimplemented(decoder->name() + ": cannot convert " +
@@ -115,11 +135,28 @@ Status VideoReader::Impl::Convert(const AVFrame* frame, uint64_t k,
                              1 << 16);
     key = want;
   }
-  uint8_t* dst[4] = {reinterpret_cast<uint8_t*>(out), nullptr, nullptr,
+  const size_t frame_bytes = static_cast<size_t>(want.dst_w) * want.dst_h * 3;
+  const bool in_place =
+      static_cast<size_t>(out_end - out) >= frame_bytes + kOverrun;
+  thread_local std::vector<std::byte> scratch;
+  std::byte saved[kOverrun];
+  std::byte* target = out;
+  if (in_place) {
+    std::memcpy(saved, out + frame_bytes, kOverrun);
+  } else {
+    scratch.resize(frame_bytes + kOverrun);
+    target = scratch.data();
+  }
+  uint8_t* dst[4] = {reinterpret_cast<uint8_t*>(target), nullptr, nullptr,
                      nullptr};
   int dst_stride[4] = {want.dst_w * 3, 0, 0, 0};
   const int rows = sws_scale(sws.get(), frame->data, frame->linesize, 0,
                              frame->height, dst, dst_stride);
+  if (in_place) {
+    std::memcpy(out + frame_bytes, saved, kOverrun);
+  } else {
+    std::memcpy(out, scratch.data(), frame_bytes);
+  }
   if (rows != want.dst_h) {
     return Internal(decoder->name() + ": frame " + std::to_string(k) +
                     ": colour conversion gave " + std::to_string(rows) +
@@ -203,7 +240,8 @@ Status VideoReader::ReadFrames(std::span<const uint64_t> frames,
       m.decoder->Decode(m.unique, [&](size_t u, const AVFrame* frame) {
         ++stats.frames_returned;
         return m.Convert(frame, m.unique[u], options,
-                         out.data() + m.first_position[u] * frame_bytes);
+                         out.data() + m.first_position[u] * frame_bytes,
+                         out.data() + out.size());
       }));
   // Repeats copy the frame decoded once.
   size_t u = 0;

@@ -60,10 +60,10 @@ Status AvError(int err, std::string_view what) {
     case AVERROR_DEMUXER_NOT_FOUND:
     case AVERROR_PATCHWELCOME:
       return Unimplemented(std::move(message));
-    case AVERROR(EINVAL):
-      return InvalidArgument(std::move(message));
     default:
-      return Internal(std::move(message));
+      // The input is bytes in memory: whatever else FFmpeg reports (EIO on
+      // a cut file, EINVAL on a bad header value) is about the data.
+      return Corruption(std::move(message));
   }
 }
 
