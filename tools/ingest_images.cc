@@ -301,23 +301,9 @@ Result<IngestImagesTotals> IngestImages(const IngestImagesOptions& options) {
   }
   SHOAL_ASSIGN_OR_RETURN(auto format, ChooseTensorFormat(options, tree));
 
-  SHOAL_ASSIGN_OR_RETURN(
-      auto dataset,
-      Dataset::Create(options.dataset, {.overwrite = options.overwrite}));
-  auto totals = Fill(options, tree, format, *dataset);
-  if (totals.ok()) {
-    SHOAL_RETURN_IF_ERROR(dataset->Close());
-    return totals;
-  }
-  // A half-ingested dataset would look complete to the next reader.
-  dataset.reset();
-  Status removed = Dataset::Remove(options.dataset);
-  if (!removed.ok()) {
-    return totals.status().WithContext(
-        "(removing the partial dataset failed too: " +
-        std::string(removed.message()) + ")");
-  }
-  return totals.status();
+  return CreateAndFill<IngestImagesTotals>(
+      options.dataset, options.overwrite,
+      [&](Dataset& dataset) { return Fill(options, tree, format, dataset); });
 }
 
 Result<int> RunIngestImages(const IngestImagesOptions& options) {
@@ -340,14 +326,7 @@ Result<int> RunIngestImages(const IngestImagesOptions& options) {
       FormatBytes(totals.pixel_bytes).c_str(),
       FormatBytes(totals.stored_bytes).c_str(),
       FormatRatio(totals.pixel_bytes, totals.stored_bytes).c_str());
-  if (totals.ignored > 0) {
-    std::printf("ingest: ignored %s\n",
-                Count(totals.ignored, "non-image file").c_str());
-  }
-  if (!totals.bad.empty()) {
-    std::printf("ingest: skipped %s (--skip-bad)\n",
-                Count(totals.bad.size(), "bad file").c_str());
-  }
+  PrintIngestSkips(totals.ignored, "non-image file", totals.bad.size());
   return kExitOk;
 }
 

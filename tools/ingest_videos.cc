@@ -137,23 +137,10 @@ Result<IngestVideosTotals> IngestVideos(const IngestVideosOptions& options) {
   }
   SHOAL_ASSIGN_OR_RETURN(FolderClasses classes,
                          AssignClasses(options.dir, relatives, "videos"));
-  SHOAL_ASSIGN_OR_RETURN(
-      auto dataset,
-      Dataset::Create(options.dataset, {.overwrite = options.overwrite}));
-  auto filled = Fill(options, files, classes, std::move(totals), *dataset);
-  if (filled.ok()) {
-    SHOAL_RETURN_IF_ERROR(dataset->Close());
-    return filled;
-  }
-  // A half-ingested dataset would look complete to the next reader.
-  dataset.reset();
-  Status removed = Dataset::Remove(options.dataset);
-  if (!removed.ok()) {
-    return filled.status().WithContext(
-        "(removing the partial dataset failed too: " +
-        std::string(removed.message()) + ")");
-  }
-  return filled.status();
+  return CreateAndFill<IngestVideosTotals>(
+      options.dataset, options.overwrite, [&](Dataset& dataset) {
+        return Fill(options, files, classes, std::move(totals), dataset);
+      });
 }
 
 Result<int> RunIngestVideos(const IngestVideosOptions& options) {
@@ -171,14 +158,7 @@ Result<int> RunIngestVideos(const IngestVideosOptions& options) {
       seconds,
       FormatRate(static_cast<double>(totals.file_bytes), seconds).c_str(),
       static_cast<unsigned long long>(totals.frames), totals.seconds_of_video);
-  if (totals.ignored > 0) {
-    std::printf("ingest: ignored %s\n",
-                Count(totals.ignored, "non-video file").c_str());
-  }
-  if (!totals.bad.empty()) {
-    std::printf("ingest: skipped %s (--skip-bad)\n",
-                Count(totals.bad.size(), "bad file").c_str());
-  }
+  PrintIngestSkips(totals.ignored, "non-video file", totals.bad.size());
   return kExitOk;
 }
 
