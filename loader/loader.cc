@@ -702,7 +702,7 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
   Shape shape;
   bool encoded = false;
   Buffer owned;  // kFull: the sample read on its own; a video's file
-  std::string where;
+  const std::string* chunk_key = nullptr;  // for messages; built on error
   if (options.shuffle == ShuffleMode::kFull) {
     auto stored = lt.tensor->ReadStored(sample);
     if (stored.ok()) {
@@ -740,14 +740,14 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
     bytes = slot.data.bytes(j);
     shape = slot.data.shape(j);
     encoded = slot.data.encoded();
-    if (!key.empty()) where = "chunk '" + key + "'";
+    if (!key.empty()) chunk_key = &key;
   }
   Status s;
   const uint64_t seed =
       SampleSeed(options.seed, item.epoch, item.clips[k] * n + sample);
   if (lt.clip) {
     std::string name = lt.where;
-    if (!where.empty()) name += ": " + where;
+    if (chunk_key != nullptr) name += ": chunk '" + *chunk_key + "'";
     name += ": sample " + std::to_string(sample);
     // Errors of the reader carry the name already.
     thread_local std::vector<uint64_t> frames;
@@ -780,7 +780,7 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
   }
   if (s.ok()) return s;
   std::string context = lt.where;
-  if (!where.empty()) context += ": " + where;
+  if (chunk_key != nullptr) context += ": chunk '" + *chunk_key + "'";
   return s.WithContext(context + ": sample " + std::to_string(sample));
 }
 
