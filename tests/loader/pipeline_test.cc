@@ -601,7 +601,7 @@ TEST(PipelineTest, DestroyMidStreamWhileConsumerIdleIsPrompt) {
   EXPECT_EQ(pipeline->metrics().items_in_flight, 16u);
   auto start = Clock::now();
   pipeline.reset();
-  EXPECT_LT(SecondsSince(start), 0.100);
+  EXPECT_LT(SecondsSince(start), 0.100 * SHOAL_TEST_TIME_SCALE);
 }
 
 TEST(PipelineTest, DestroyWhileFeederWaitsForBudgetIsPrompt) {
@@ -629,7 +629,7 @@ TEST(PipelineTest, DestroyWhileFeederWaitsForBudgetIsPrompt) {
   EXPECT_EQ(metrics.budget_in_use, 60u);
   auto start = Clock::now();
   pipeline.reset();
-  EXPECT_LT(SecondsSince(start), 0.100);
+  EXPECT_LT(SecondsSince(start), 0.100 * SHOAL_TEST_TIME_SCALE);
   // The lease still owns a live item after its pipeline is gone.
   EXPECT_EQ(lease->seq, 0u);
   lease->value = 7;
@@ -643,7 +643,7 @@ TEST(PipelineTest, DestroyBeforeStartAndRightAfterStart) {
     auto pipeline = EndlessPipeline({.threads = 2, .max_in_flight = 4});
     auto start = Clock::now();
     pipeline.reset();
-    EXPECT_LT(SecondsSince(start), 0.100);
+    EXPECT_LT(SecondsSince(start), 0.100 * SHOAL_TEST_TIME_SCALE);
   }
 }
 
@@ -681,7 +681,7 @@ TEST(PipelineTest, CancelWakesBlockedNext) {
   consumer.join();
   EXPECT_EQ(status.code(), StatusCode::kCancelled);
   EXPECT_LT(std::chrono::duration<double>(returned_at - cancelled_at).count(),
-            0.100);
+            0.100 * SHOAL_TEST_TIME_SCALE);
   EXPECT_EQ(pipeline.Next().status().code(), StatusCode::kCancelled);
   {
     std::lock_guard lock(mu);
@@ -713,7 +713,7 @@ TEST(PipelineTest, CancelDropsQueuedItems) {
   // At most the running body finishes; the queued items never run.
   EXPECT_EQ(pipeline.metrics().items_in_flight, 0u);
   EXPECT_LE(ran.load(), ran_at_cancel + 1);
-  EXPECT_LT(SecondsSince(start), 0.100);
+  EXPECT_LT(SecondsSince(start), 0.100 * SHOAL_TEST_TIME_SCALE);
 }
 
 // --- Run-time concurrency ----------------------------------------------------
@@ -856,7 +856,7 @@ TEST(PipelineTest, ControlCallsFromInsideThePipelineDoNotDeadlock) {
   }
   auto start = Clock::now();
   pipeline.reset();
-  EXPECT_LT(SecondsSince(start), 0.100);
+  EXPECT_LT(SecondsSince(start), 0.100 * SHOAL_TEST_TIME_SCALE);
 }
 
 // --- Metrics -----------------------------------------------------------------
