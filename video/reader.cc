@@ -65,6 +65,7 @@ class VideoReader::Impl {
   std::vector<std::pair<uint64_t, size_t>> order;  // (frame, position)
   std::vector<uint64_t> unique;
   std::vector<size_t> first_position;  // of each unique frame
+  std::vector<uint64_t> range;         // ReadRange's frames
 
   // Converts `frame` into out[0, frame bytes); `out_end` is the end of the
   // caller's whole buffer.
@@ -235,7 +236,7 @@ Status VideoReader::ReadFrames(std::span<const uint64_t> frames,
       m.first_position.push_back(position);
     }
   }
-  auto& stats = const_cast<VideoReadStats&>(m.decoder->stats());
+  VideoReadStats& stats = m.decoder->mutable_stats();
   SHOAL_RETURN_IF_ERROR(
       m.decoder->Decode(m.unique, [&](size_t u, const AVFrame* frame) {
         ++stats.frames_returned;
@@ -265,7 +266,9 @@ Status VideoReader::ReadRange(uint64_t begin, uint64_t end, uint64_t step,
                       std::to_string(step) + " of a video with " +
                       std::to_string(frame_count()) + " frames");
   }
-  std::vector<uint64_t> frames;
+  // A member, reused: a loader calls this for every clip.
+  std::vector<uint64_t>& frames = impl_->range;
+  frames.clear();
   for (uint64_t k = begin; k < end; k += step) frames.push_back(k);
   return ReadFrames(frames, options, out);
 }

@@ -32,6 +32,8 @@ class FrameDecoder {
   Status Decode(std::span<const uint64_t> sorted, const Visit& visit);
 
   const VideoReadStats& stats() const { return stats_; }
+  /// The reader counts the frames it hands out here too.
+  VideoReadStats& mutable_stats() { return stats_; }
   const std::string& name() const { return name_; }
 
  private:
