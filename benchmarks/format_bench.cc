@@ -41,7 +41,7 @@
 #include "format/dataset.h"
 #include "format/schema.h"
 #include "format/store.h"
-#include "tools/internal/idx.h"
+#include "loader/internal/idx.h"
 
 namespace shoal {
 namespace {
@@ -164,7 +164,7 @@ SourceData LoadImages(const Config& config) {
   data.sample_bytes = 784;
   data.num_samples = (config.mib << 20) / data.sample_bytes;
   data.bytes.resize(data.num_samples * data.sample_bytes);
-  auto idx = tools::ReadIdxFile(config.images);
+  auto idx = internal::ReadIdxFile(config.images);
   if (idx.ok() && idx->dims.size() == 3 && idx->dims[1] == 28 &&
       idx->dims[2] == 28 && idx->dtype == DType::kUInt8) {
     const ByteSpan images = idx->data.span();

@@ -2,12 +2,15 @@
 // the commit protocol (format/FORMAT.md, "Commits").
 #include "format/dataset.h"
 
+#include <atomic>
 #include <cstdio>
 #include <map>
 #include <random>
 #include <set>
+#include <unordered_map>
 
 #include "format/internal/metadata.h"
+#include "format/lock.h"
 #include "format/internal/tensor_impl.h"
 
 namespace shoal {
@@ -15,12 +18,46 @@ namespace shoal {
 using internal::DatasetMeta;
 using internal::TensorMeta;
 
+// What one commit writes: the metadata and the index of every tensor as
+// appended up to PrepareCommit(), with references to chunks that may still
+// be on their way to the store.
+class CommitPoint {
+ public:
+  struct Part {
+    bool dirty = false;           // a new index object is needed
+    internal::TensorIndex index;  // when dirty
+  };
+  DatasetMeta meta;          // index keys and chunk statistics filled on commit
+  std::vector<Part> parts;   // one per meta.tensors entry
+  std::vector<std::string> garbage;  // chunk keys the commit supersedes
+};
+
+void CommitPointDeleter::operator()(CommitPoint* point) const { delete point; }
+
 class Dataset::Impl {
  public:
   internal::DatasetContext context;
-  uint64_t commit = 0;
-  std::string meta_key;
+  std::atomic<uint64_t> commit{0};
   uint32_t next_tensor_id = 0;
+  // The writer state of the opened commit, and the last one prepared.
+  std::string opened_writer;
+  std::string writer;
+
+  // Commit-side state: touched only by whoever commits (Flush/Close, or the
+  // commit thread of a deferred writer), never by appends.
+  std::string meta_key;
+  struct Committed {
+    std::string index_key;
+    uint64_t stored_bytes = 0;
+    uint64_t num_chunks = 0;
+  };
+  std::map<uint32_t, Committed> committed;  // by tensor id
+  // Objects of a dataset this one replaces (Create with overwrite), deleted
+  // after the first commit.
+  std::vector<std::string> replaced;
+  // Sizes of chunks a deferred writer reported written, by chunk id.
+  std::unordered_map<uint64_t, std::pair<uint64_t, uint32_t>> written;
+
   bool schema_dirty = false;
   bool closed = false;
   std::vector<std::unique_ptr<Tensor>> tensors;  // creation order, hidden too
@@ -36,13 +73,29 @@ class Dataset::Impl {
   Result<Tensor*> AddTensor(TensorMeta meta, internal::TensorIndex index);
   Status LinkHidden();
   Result<Tensor*> Find(std::string_view name) const;
+  /// Flush(): seals the open chunks and commits.
   Status Commit();
+  /// Null when nothing changed since the last commit was prepared. Open
+  /// chunks are sealed, or with `keep_open` copied and left open.
+  Result<CommitPointPtr> PrepareCommit(bool keep_open,
+                                       std::string writer_state);
+  Status Apply(CommitPoint& point);
+  /// Completes refs of chunks cut in deferred mode from `written`.
+  Status FillChunkSizes(internal::TensorIndex& index, uint32_t tensor) const;
   DatasetMeta Snapshot() const;
 };
 
 namespace {
 
-void SeedIds(internal::DatasetContext& context, uint64_t seed) {
+// A fixed seed (tests) names the same chunks again whenever it is reused;
+// mixing in the commit a writer starts from keeps a reopened dataset (or
+// one that replaces another) from drawing ids its earlier commits hold.
+void SeedIds(internal::DatasetContext& context, uint64_t seed,
+             uint64_t start_commit = 0) {
+  if (seed != 0 && start_commit != 0) {
+    seed ^= start_commit * 0x9E3779B97F4A7C15ull;
+    if (seed == 0) seed = 1;
+  }
   if (seed == 0) {
     std::random_device rd;
     seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
@@ -117,49 +170,97 @@ DatasetMeta Dataset::Impl::Snapshot() const {
   DatasetMeta meta;
   meta.commit = commit;
   meta.next_tensor_id = next_tensor_id;
+  meta.writer = writer;
   for (const auto& t : tensors) meta.tensors.push_back(t->impl_->meta());
   return meta;
 }
 
-// The commit protocol: (1) write the open chunks, (2) new index objects for
-// tensors that changed, (3) a new metadata object, (4) make all of it
-// durable, (5) switch HEAD atomically. A crash before (5) leaves the previous
-// commit in force and the new objects as orphans; after (5), only garbage
-// (replaced objects) is left to delete.
-Status Dataset::Impl::Commit() {
-  bool dirty = schema_dirty;
-  for (auto& t : tensors) {
-    SHOAL_RETURN_IF_ERROR(t->impl_->SealOpenChunk());
-    dirty = dirty || t->impl_->dirty();
+Result<CommitPointPtr> Dataset::Impl::PrepareCommit(
+    bool keep_open, std::string writer_state) {
+  std::vector<std::optional<internal::ChunkRef>> open(tensors.size());
+  bool dirty = schema_dirty || writer_state != writer;
+  writer = std::move(writer_state);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    Tensor::Impl& impl = *tensors[i]->impl_;
+    if (keep_open) {
+      open[i] = impl.SnapshotOpenChunk();
+    } else {
+      SHOAL_RETURN_IF_ERROR(impl.SealOpenChunk());
+      impl.DropOpenSnapshot();
+    }
+    dirty = dirty || impl.dirty();
   }
-  if (!dirty) return Status::OK();
+  if (!dirty) return CommitPointPtr();
+  CommitPointPtr point(new CommitPoint());
+  point->meta = Snapshot();
+  point->parts.resize(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    Tensor::Impl& impl = *tensors[i]->impl_;
+    CommitPoint::Part& part = point->parts[i];
+    part.dirty = impl.dirty();
+    if (part.dirty) {
+      part.index = impl.index();
+      if (open[i]) part.index.AddChunk(*open[i]);
+    }
+    for (auto& g : impl.OnCommitPrepared()) point->garbage.push_back(std::move(g));
+  }
+  schema_dirty = false;
+  return point;
+}
 
-  const uint64_t next_commit = commit + 1;
+Status Dataset::Impl::FillChunkSizes(internal::TensorIndex& index,
+                                     uint32_t tensor) const {
+  auto fill = [&](internal::ChunkRef& ref) -> Status {
+    if (ref.chunk_bytes != 0) return Status::OK();
+    auto it = written.find(ref.id);
+    if (it == written.end()) {
+      return Internal(Where() + ": commit refers to chunk " +
+                      internal::ChunkKey(tensor, ref.id) +
+                      ", which was not reported written");
+    }
+    ref.chunk_bytes = it->second.first;
+    ref.header_bytes = it->second.second;
+    return Status::OK();
+  };
+  return index.UpdateRefs(fill);
+}
+
+// The commit protocol: (1) the chunks are written (by whoever cut them),
+// (2) new index objects for tensors that changed, (3) a new metadata object,
+// (4) make all of it durable, (5) switch HEAD atomically. A crash before (5)
+// leaves the previous commit in force and the new objects as orphans; after
+// (5), only garbage (replaced objects) is left to delete.
+Status Dataset::Impl::Apply(CommitPoint& point) {
+  const uint64_t next_commit = commit.load() + 1;
   std::vector<std::string> garbage;
-  std::vector<std::pair<Tensor::Impl*, std::string>> new_index_keys;
-  for (auto& t : tensors) {
-    Tensor::Impl& impl = *t->impl_;
-    if (!impl.dirty()) continue;
-    std::string key;
-    if (!impl.index().entries().empty()) {
-      key = internal::IndexKey(impl.meta().id, next_commit, context.NewId());
-      const std::string bytes =
-          impl.index().Encode(static_cast<uint8_t>(impl.meta().spec.rank));
-      Status s = context.store->Write(key, AsBytes(bytes));
-      if (!s.ok()) return s.WithContext(Where() + ": writing " + key);
+  std::map<uint32_t, Committed> updated;
+  for (size_t i = 0; i < point.parts.size(); ++i) {
+    internal::TensorMeta& tm = point.meta.tensors[i];
+    CommitPoint::Part& part = point.parts[i];
+    Committed c = committed[tm.id];
+    if (part.dirty) {
+      SHOAL_RETURN_IF_ERROR(FillChunkSizes(part.index, tm.id));
+      part.index.CountChunks(&c.stored_bytes, &c.num_chunks);
+      std::string key;
+      if (!part.index.entries().empty()) {
+        key = internal::IndexKey(tm.id, next_commit, context.NewId());
+        const std::string bytes =
+            part.index.Encode(static_cast<uint8_t>(tm.spec.rank));
+        Status s = context.store->Write(key, AsBytes(bytes));
+        if (!s.ok()) return s.WithContext(Where() + ": writing " + key);
+      }
+      if (!c.index_key.empty()) garbage.push_back(c.index_key);
+      c.index_key = key;
     }
-    new_index_keys.emplace_back(&impl, key);
+    tm.index_key = c.index_key;
+    tm.stored_bytes = c.stored_bytes;
+    tm.num_chunks = c.num_chunks;
+    updated[tm.id] = c;
   }
-  DatasetMeta meta = Snapshot();
-  meta.commit = next_commit;
-  for (auto& [impl, key] : new_index_keys) {
-    for (auto& tm : meta.tensors) {
-      if (tm.id == impl->meta().id) tm.index_key = key;
-    }
-  }
+  point.meta.commit = next_commit;
   const std::string new_meta_key =
       internal::MetaKey(next_commit, context.NewId());
-  const std::string meta_bytes = internal::EncodeDatasetMeta(meta);
+  const std::string meta_bytes = internal::EncodeDatasetMeta(point.meta);
   Status s = context.store->Write(new_meta_key, AsBytes(meta_bytes));
   if (!s.ok()) return s.WithContext(Where() + ": writing " + new_meta_key);
   s = context.store->Sync();
@@ -171,19 +272,21 @@ Status Dataset::Impl::Commit() {
   // Committed. What the new commit no longer references goes away; a failure
   // here only leaves orphans that `shoal verify --repair` removes.
   if (!meta_key.empty()) garbage.push_back(meta_key);
-  for (auto& [impl, key] : new_index_keys) {
-    if (!impl->meta().index_key.empty())
-      garbage.push_back(impl->meta().index_key);
-    impl->meta().index_key = key;
-  }
-  for (auto& t : tensors) {
-    for (auto& g : t->impl_->OnCommitted()) garbage.push_back(std::move(g));
-  }
+  for (auto& g : point.garbage) garbage.push_back(std::move(g));
+  for (auto& g : replaced) garbage.push_back(std::move(g));
+  replaced.clear();
   for (const auto& key : garbage) (void)context.store->Delete(key);
-  commit = next_commit;
+  committed = std::move(updated);
+  commit.store(next_commit);
   meta_key = new_meta_key;
-  schema_dirty = false;
   return Status::OK();
+}
+
+Status Dataset::Impl::Commit() {
+  SHOAL_ASSIGN_OR_RETURN(auto point,
+                         PrepareCommit(/*keep_open=*/false, writer));
+  if (point == nullptr) return Status::OK();
+  return Apply(*point);
 }
 
 Dataset::Dataset(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -218,18 +321,52 @@ Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
   if (exists && !options.overwrite) {
     return AlreadyExists(
         impl->Where() +
-        ": a dataset already exists (use overwrite to replace it)");
+        ": a dataset already exists (--overwrite replaces it, --append adds "
+        "to it)");
   }
-  if (exists) SHOAL_RETURN_IF_ERROR(DeleteDatasetObjects(*store));
+  if (!exists && !options.overwrite) {
+    // Objects but no dataset: someone's other files. Writing among them
+    // would mix the two.
+    SHOAL_ASSIGN_OR_RETURN(auto keys, store->List(""));
+    for (const std::string& key : keys) {
+      // The lock, and what a killed Create or writer left (objects named
+      // as shoal names them, orphans without a HEAD), are no one else's.
+      if (key.starts_with(kDatasetLockKey) || key.starts_with("meta/") ||
+          key.starts_with("index/") || key.starts_with("chunks/")) {
+        continue;
+      }
+      return FailedPrecondition(impl->Where() + " is not empty (e.g. '" + key +
+                                "') and holds no dataset; --overwrite writes "
+                                "the dataset there anyway (nothing else there "
+                                "is deleted)");
+    }
+  }
   auto ds = std::unique_ptr<Dataset>(new Dataset(std::move(impl)));
+  Impl& d = *ds->impl_;
+  if (exists) {
+    // The old dataset stays whole, and opens, until the new one's first
+    // commit switches HEAD past its commit; then its objects are garbage.
+    // (A crash before leaves the old dataset plus orphans; after, orphans.)
+    auto head = store->Read(internal::kHeadKey);
+    if (head.ok()) {
+      auto decoded = internal::DecodeHead(head->span());
+      if (decoded.ok()) d.commit = decoded->commit;
+    }
+    SeedIds(d.context, options.id_seed, d.commit.load() + 1);
+    for (const char* prefix : {"meta/", "index/", "chunks/"}) {
+      SHOAL_ASSIGN_OR_RETURN(auto keys, store->List(prefix));
+      for (auto& key : keys) d.replaced.push_back(std::move(key));
+    }
+    d.schema_dirty = true;
+    return ds;
+  }
   // Commit 0 is the empty dataset, so that it opens at once.
-  ds->impl_->commit = 0;
-  ds->impl_->meta_key = internal::MetaKey(0, ds->impl_->context.NewId());
-  const std::string meta_bytes =
-      internal::EncodeDatasetMeta(ds->impl_->Snapshot());
-  SHOAL_RETURN_IF_ERROR(store->Write(ds->impl_->meta_key, AsBytes(meta_bytes)));
+  d.commit = 0;
+  d.meta_key = internal::MetaKey(0, d.context.NewId());
+  const std::string meta_bytes = internal::EncodeDatasetMeta(d.Snapshot());
+  SHOAL_RETURN_IF_ERROR(store->Write(d.meta_key, AsBytes(meta_bytes)));
   SHOAL_RETURN_IF_ERROR(store->Sync());
-  const std::string head = internal::EncodeHead({0, ds->impl_->meta_key});
+  const std::string head = internal::EncodeHead({0, d.meta_key});
   SHOAL_RETURN_IF_ERROR(store->WriteAtomic(internal::kHeadKey, AsBytes(head)));
   return ds;
 }
@@ -284,7 +421,9 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
   }
   impl->commit = meta->commit;
   impl->meta_key = head->meta_key;
+  SeedIds(impl->context, options.id_seed, meta->commit + 1);
   impl->next_tensor_id = meta->next_tensor_id;
+  impl->opened_writer = impl->writer = meta->writer;
   std::set<uint32_t> ids;
   for (auto& tm : meta->tensors) {
     const std::string twhere = where + ": tensor '" + tm.spec.name + "'";
@@ -315,6 +454,7 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
           twhere + ": metadata says " + std::to_string(tm.length) +
           " samples, the index holds " + std::to_string(index.num_samples()));
     }
+    impl->committed[tm.id] = {tm.index_key, tm.stored_bytes, tm.num_chunks};
     SHOAL_RETURN_IF_ERROR(
         impl->AddTensor(std::move(tm), std::move(index)).status());
   }
@@ -323,8 +463,11 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
 }
 
 const std::string& Dataset::url() const { return impl_->context.url; }
+const std::string& Dataset::writer_state() const {
+  return impl_->opened_writer;
+}
 bool Dataset::read_only() const { return impl_->context.read_only; }
-uint64_t Dataset::commit() const { return impl_->commit; }
+uint64_t Dataset::commit() const { return impl_->commit.load(); }
 const std::shared_ptr<Store>& Dataset::store() const {
   return impl_->context.store;
 }
@@ -479,15 +622,77 @@ Status Dataset::AppendColumns(std::span<const Column> columns) {
 
 Status Dataset::Flush() {
   SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());
+  if (impl_->context.deferred) {
+    return FailedPrecondition(impl_->Where() +
+                              ": chunk writes are deferred; commit with "
+                              "PrepareCommit() and Commit()");
+  }
   return impl_->Commit();
 }
 
 Status Dataset::Close() {
   if (impl_->closed) return Status::OK();
   Status s;
-  if (!impl_->context.read_only) s = impl_->Commit();
+  // A deferred writer commits through its own graph: what it did not commit
+  // is not in (chunks it took may never have been written).
+  if (!impl_->context.read_only && !impl_->context.deferred) {
+    s = impl_->Commit();
+  }
   impl_->closed = true;
   return s;
+}
+
+Status Dataset::DeferChunkWrites() {
+  SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());
+  impl_->context.deferred = true;
+  return Status::OK();
+}
+
+std::vector<PendingChunk> Dataset::TakePendingChunks() {
+  std::vector<PendingChunk> out;
+  out.swap(impl_->context.pending);
+  return out;
+}
+
+Result<CommitPointPtr> Dataset::PrepareCommit(bool final,
+                                              std::string writer_state) {
+  SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());
+  if (!impl_->context.deferred) {
+    return FailedPrecondition(impl_->Where() +
+                              ": PrepareCommit needs deferred chunk writes");
+  }
+  return impl_->PrepareCommit(/*keep_open=*/!final, std::move(writer_state));
+}
+
+void Dataset::ChunksWritten(std::span<const PendingChunk> chunks) {
+  for (const PendingChunk& c : chunks) {
+    impl_->written[c.id()] = {c.chunk_bytes(), c.header_bytes()};
+  }
+}
+
+Status Dataset::Commit(CommitPoint& point) {
+  if (impl_->context.read_only)
+    return FailedPrecondition(impl_->Where() + ": open read-only");
+  return impl_->Apply(point);
+}
+
+Status Dataset::FinishDeferredWrites() {
+  SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());
+  if (!impl_->context.deferred) return Status::OK();
+  if (!impl_->context.pending.empty()) {
+    return FailedPrecondition(impl_->Where() + ": " +
+                              std::to_string(impl_->context.pending.size()) +
+                              " chunks were cut and never taken");
+  }
+  for (auto& t : impl_->tensors) {
+    Tensor::Impl& impl = *t->impl_;
+    SHOAL_RETURN_IF_ERROR(impl_->FillChunkSizes(impl.mutable_index(), impl.meta().id));
+    const Impl::Committed& c = impl_->committed[impl.meta().id];
+    impl.meta().index_key = c.index_key;
+    impl.RecountChunks();
+  }
+  impl_->context.deferred = false;
+  return Status::OK();
 }
 
 }  // namespace shoal

@@ -26,7 +26,10 @@
 // Thread-safety: reads (const methods of Dataset and Tensor) may run
 // concurrently with each other. Writes (Append*, CreateTensor, Flush, Close)
 // need exclusive access: no other call on the same Dataset may run at the
-// same time. One process writes a dataset at a time; this is not checked.
+// same time, except the staged-write calls as documented on them (a writer
+// thread appends while a commit thread commits). One process writes a
+// dataset at a time; DatasetLock (format/lock.h) enforces it for writers
+// that take it.
 #ifndef SHOAL_FORMAT_DATASET_H_
 #define SHOAL_FORMAT_DATASET_H_
 
@@ -42,6 +45,7 @@
 #include "format/base/types.h"
 #include "format/chunk.h"
 #include "format/schema.h"
+#include "format/staged_write.h"
 #include "format/store.h"
 
 namespace shoal {
@@ -215,7 +219,10 @@ class Tensor {
 };
 
 struct CreateOptions {
-  /// Replace an existing dataset at the URL (its objects are deleted).
+  /// Replace an existing dataset at the URL. The old one stays whole (and
+  /// is what readers open) until the new one's first commit, which deletes
+  /// its objects. Also allows creating in a location that holds other
+  /// objects but no dataset (they are left alone).
   bool overwrite = false;
   /// Seed of the generator that names chunks; 0 picks a random seed. Tests
   /// set it to get byte-identical datasets.
@@ -229,8 +236,10 @@ struct OpenOptions {
 
 class Dataset {
  public:
-  /// Creates an empty dataset (committed at once, so it opens right away).
-  /// AlreadyExists when one is there and !options.overwrite.
+  /// Creates an empty dataset (committed at once, so it opens right away;
+  /// when replacing one, at the first Flush). AlreadyExists when one is
+  /// there and !options.overwrite; FailedPrecondition when the location
+  /// holds other objects and !options.overwrite.
   static Result<std::unique_ptr<Dataset>> Create(
       std::string_view url, const CreateOptions& options = {});
   /// Opens the last commit. NotFound when there is no dataset at `url`.
@@ -249,8 +258,12 @@ class Dataset {
 
   const std::string& url() const;
   bool read_only() const;
-  /// The number of the commit this dataset was opened at or last wrote.
+  /// The number of the commit this dataset was opened at or last wrote
+  /// (any thread).
   uint64_t commit() const;
+  /// The writer state the opened commit recorded (a JSON object, or "" when
+  /// none): where an ingestion was when it committed.
+  const std::string& writer_state() const;
   const std::shared_ptr<Store>& store() const;
 
   /// Adds a tensor (and its hidden tensors). Allowed on a dataset with data;
@@ -289,9 +302,42 @@ class Dataset {
   Status AppendColumns(std::span<const Column> columns);
 
   /// Commits everything appended so far (see the file comment).
+  /// FailedPrecondition while chunk writes are deferred.
   Status Flush();
-  /// Flush() (when writable) and release the dataset; later writes fail.
+  /// Flush() (when writable, unless chunk writes are deferred: a deferred
+  /// writer's last Commit() is what is in) and release the dataset; later
+  /// writes fail.
   Status Close();
+
+  // ---- Staged writes (format/staged_write.h), for a parallel writer ----
+
+  /// From now on, chunks that appends cut are handed out by
+  /// TakePendingChunks() instead of being encoded and stored at once, and
+  /// commits go through PrepareCommit() and Commit(); Flush() is refused.
+  /// Reads of samples appended meanwhile are not allowed until
+  /// FinishDeferredWrites(). Call before appending.
+  Status DeferChunkWrites();
+  /// The chunks cut since the last call, in the order cut (writer thread).
+  std::vector<PendingChunk> TakePendingChunks();
+  /// Snapshots the dataset as appended so far for a commit (writer thread):
+  /// copies of the open chunks become further pending chunks (take them
+  /// after this call) and the open chunks stay open, so chunk boundaries do
+  /// not depend on commits. `final` seals the open chunks instead, as the
+  /// end of a writer's work. `writer_state` (a JSON object, or "") is kept
+  /// in the commit for the writer (Dataset::writer_state). Null when nothing
+  /// changed since the last call.
+  Result<CommitPointPtr> PrepareCommit(bool final = false,
+                                       std::string writer_state = {});
+  /// Records that `chunks` (encoded) are stored (commit thread, in order).
+  void ChunksWritten(std::span<const PendingChunk> chunks);
+  /// Commits `point` (commit thread; commits in the order prepared). Every
+  /// chunk taken before `point` was prepared must have been reported by
+  /// ChunksWritten(); Internal otherwise. May run while the writer thread
+  /// appends. On error nothing of `point` is in; the previous commit stands.
+  Status Commit(CommitPoint& point);
+  /// Ends deferred writes once every commit is done and no other thread
+  /// uses the dataset: reads and stats() are whole again.
+  Status FinishDeferredWrites();
 
  private:
   class Impl;

@@ -1,5 +1,7 @@
 #include "format/schema.h"
 
+#include <nlohmann/json.hpp>
+
 #include "codecs/byte_codec.h"
 #include "format/internal/sample_codec.h"
 
@@ -127,6 +129,15 @@ Result<TensorSpec> NormalizeTensorSpec(TensorSpec spec) {
     case HType::kEmbedding:
     case HType::kGeneric:
       break;
+  }
+  if (!spec.info.empty()) {
+    const auto info =
+        nlohmann::json::parse(spec.info, nullptr, /*allow_exceptions=*/false);
+    if (info.is_discarded() || !info.is_object()) {
+      return InvalidArgument("tensor '" + spec.name +
+                             "': info must be a JSON object");
+    }
+    spec.info = info.dump();
   }
   if (!spec.class_names.empty() && spec.htype != HType::kClassLabel) {
     return InvalidArgument(where +

@@ -68,6 +68,9 @@ struct TensorSpec {
   uint64_t tiling_threshold = 0;
   /// Names of the classes of a class_label tensor (index = label value).
   std::vector<std::string> class_names;
+  /// Facts about the tensor as a whole, a JSON object ("" for none): e.g.
+  /// where its samples came from, recorded once rather than per sample.
+  std::string info;
 };
 
 /// InvalidArgument naming the problem unless `name` is a valid user tensor

@@ -22,10 +22,15 @@
 //    after it returns, a crash leaves either the old or the new object.
 //  - Sync() makes every earlier Write() through this Store object durable,
 //    names included (two opens of one directory track their writes apart).
+//  - WriteIfAbsent() is WriteAtomic() that never replaces: of any number of
+//    racing creators of one key, in this process or others sharing the
+//    store, exactly one succeeds. It is the one primitive that lets
+//    processes agree on something (the dataset write lock, format/lock.h).
 //
 // Thread-safety: every method of every Store is thread-safe. Objects are
 // meant to be written once (chunks) or replaced whole (the commit pointer);
-// concurrent writers of one key get last-writer-wins.
+// concurrent writers of one key get last-writer-wins, except through
+// WriteIfAbsent().
 #ifndef SHOAL_FORMAT_STORE_H_
 #define SHOAL_FORMAT_STORE_H_
 
@@ -62,6 +67,11 @@ class Store {
   virtual Status Write(std::string_view key, ByteSpan data) = 0;
   /// Write() whose name is durable when it returns.
   virtual Status WriteAtomic(std::string_view key, ByteSpan data) = 0;
+  /// Creates `key` with `data`, durable like WriteAtomic(), unless it exists:
+  /// then AlreadyExists and the object is left as it was. A reader sees no
+  /// object or the whole new one. Racing calls for one key: exactly one
+  /// succeeds, and the object holds its bytes.
+  virtual Status WriteIfAbsent(std::string_view key, ByteSpan data) = 0;
   /// Makes all earlier writes durable.
   virtual Status Sync() = 0;
 

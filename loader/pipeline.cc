@@ -865,6 +865,19 @@ void PipelineCore::Impl::Cancel() {
   }
 }
 
+void PipelineCore::Charge(int64_t bytes) {
+  Impl& impl = *impl_;
+  if (bytes >= 0) {
+    const uint64_t b = static_cast<uint64_t>(bytes);
+    Impl::Max(impl.budget_peak,
+        impl.budget_in_use.fetch_add(b, std::memory_order_acq_rel) + b);
+    return;
+  }
+  impl.budget_in_use.fetch_sub(static_cast<uint64_t>(-bytes),
+                               std::memory_order_acq_rel);
+  Impl::Wake(impl.feeder_events);
+}
+
 void PipelineCore::Impl::Recycle(Slot* slot) {
   budget_in_use.fetch_sub(slot->cost, std::memory_order_acq_rel);
   in_flight.fetch_sub(1, std::memory_order_relaxed);

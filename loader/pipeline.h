@@ -201,6 +201,7 @@ class PipelineCore {
   /// graph down. Idempotent. Items stay alive until the core is destroyed.
   void Shutdown();
   Status SetConcurrency(size_t stage, int concurrency);
+  void Charge(int64_t bytes);
   PipelineMetrics metrics() const;
 
  private:
@@ -324,6 +325,13 @@ class Pipeline {
   Status SetConcurrency(size_t stage, int concurrency) {
     return core_->SetConcurrency(stage, concurrency);
   }
+
+  /// Adds `bytes` to the budget in use (negative: gives them back), for
+  /// memory a stage creates beyond its item's cost, e.g. a chunk that an
+  /// in-order stage cuts from many items' samples. Never blocks: the feeder
+  /// admits new items only once the budget has room again. Whoever charges
+  /// gives the bytes back. Any thread.
+  void Charge(int64_t bytes) { core_->Charge(bytes); }
 
   /// A snapshot of the counters; cheap enough to poll for a progress bar.
   PipelineMetrics metrics() const { return core_->metrics(); }

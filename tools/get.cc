@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "codecs/image_codec.h"
+#include "loader/internal/npy.h"
 #include "loader/video_sample.h"
 #include "tools/commands.h"
-#include "tools/internal/npy.h"
 
 namespace shoal::tools {
 namespace {
@@ -86,8 +86,8 @@ Status WriteClip(const Tensor& tensor, const GetOptions& options) {
                                           read_options, clip.span()));
   const VideoInfo& info = reader->probe().info;
   const std::vector<uint64_t> shape = {count, info.height, info.width, 3};
-  return WriteNpyFile(options.output, DType::kUInt8, shape,
-                      ByteSpan(clip.data(), clip.size()));
+  return internal::WriteNpyFile(options.output, DType::kUInt8, shape,
+                                ByteSpan(clip.data(), clip.size()));
 }
 
 // What -o asks for, from the file's extension.
@@ -189,7 +189,7 @@ Result<int> RunGet(const GetOptions& options) {
           "the file as stored with --raw)");
     }
     SHOAL_ASSIGN_OR_RETURN(Sample sample, tensor->Read(options.index));
-    SHOAL_RETURN_IF_ERROR(WriteNpyFile(
+    SHOAL_RETURN_IF_ERROR(internal::WriteNpyFile(
         options.output, sample.dtype, sample.shape.dims(), sample.data.span()));
     return kExitOk;
   }

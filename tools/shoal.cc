@@ -9,6 +9,7 @@
 #include <string>
 
 #include "tools/commands.h"
+#include "tools/ingest_run.h"
 
 namespace {
 
@@ -29,6 +30,10 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   app.failure_message(UsageMessage);
 
+  for (int i = 0; i < argc; ++i) {
+    if (i > 0) shoal::tools::CommandLine() += ' ';
+    shoal::tools::CommandLine() += argv[i];
+  }
   shoal::tools::CommandRun run;
   shoal::tools::AddIngestCommand(app, &run);
   shoal::tools::AddInfoCommand(app, &run);

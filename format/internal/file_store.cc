@@ -17,6 +17,14 @@
 // file it mapped): a file truncated under a mapping by some other program
 // would fault the reader on access.
 //
+// WriteIfAbsent() writes the same temporary file but publishes it with
+// renameat2(RENAME_NOREPLACE), which fails with EEXIST instead of replacing:
+// the kernel decides which of several racing creators wins, across
+// processes. Filesystems without that flag fall back to link(2), which has
+// the same create-or-fail meaning (the temp name is then unlinked). Creating
+// the target itself with O_EXCL would also decide the race, but readers could
+// then see it half written.
+//
 // Temporary files are named ".tmp.<key basename>.<pid>.<random>". A crash can
 // leave them behind, so List() hides every name starting with ".tmp.", and
 // keys whose last component starts with ".tmp." are refused.
@@ -366,6 +374,14 @@ class FileStore final : public Store {
     return SyncDirs(std::move(chain));
   }
 
+  Status WriteIfAbsent(std::string_view key, ByteSpan data) override {
+    SHOAL_ASSIGN_OR_RETURN(std::string parent,
+                           WriteFile(key, data, Publish::kNoReplace));
+    std::set<std::string> chain;
+    AddWithAncestors(parent, &chain);
+    return SyncDirs(std::move(chain));
+  }
+
   Status Sync() override {
     std::set<std::string> dirty;
     {
@@ -439,9 +455,13 @@ class FileStore final : public Store {
     }
   }
 
-  // Writes `data` to `key` through a temp file and rename. Returns the
-  // directory whose entry changed; it is durable only once fsynced.
-  Result<std::string> WriteFile(std::string_view key, ByteSpan data) {
+  enum class Publish { kReplace, kNoReplace };
+
+  // Writes `data` to `key` through a temp file and rename (for kNoReplace:
+  // a rename that refuses an existing target, see the file comment). Returns
+  // the directory whose entry changed; it is durable only once fsynced.
+  Result<std::string> WriteFile(std::string_view key, ByteSpan data,
+                                Publish publish = Publish::kReplace) {
     SHOAL_RETURN_IF_ERROR(CheckKey(key));
     const std::string path = Path(key);
     std::string temp;
@@ -470,16 +490,48 @@ class FileStore final : public Store {
     SHOAL_RETURN_IF_ERROR(WriteAll(fd.get(), data, temp));
     SHOAL_RETURN_IF_ERROR(FsyncFd(fd.get(), temp));
     SHOAL_RETURN_IF_ERROR(fd.Close(temp));
-    if (::rename(temp.c_str(), path.c_str()) != 0) {
+    if (publish == Publish::kNoReplace) {
+      SHOAL_RETURN_IF_ERROR(RenameNoReplace(temp, path));
+    } else if (::rename(temp.c_str(), path.c_str()) != 0) {
       const int rename_errno = errno;
-      if (rename_errno == EISDIR) {
-        return FailedPrecondition("cannot write " + path +
-                                  ": a directory of that name exists");
-      }
+      if (rename_errno == EISDIR) return DirectoryInTheWay(path);
       return ErrnoStatus("rename " + temp + " to " + path, rename_errno);
     }
     guard.Dismiss();
     return std::string(Dirname(path));
+  }
+
+  static Status DirectoryInTheWay(const std::string& path) {
+    return FailedPrecondition("cannot write " + path +
+                              ": a directory of that name exists");
+  }
+
+  // Moves `temp` to `path` unless `path` exists. `temp` is left to the
+  // caller's guard on failure.
+  static Status RenameNoReplace(const std::string& temp,
+                                const std::string& path) {
+    int publish_errno = 0;
+    if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path.c_str(),
+                    RENAME_NOREPLACE) != 0) {
+      publish_errno = errno;
+      // EINVAL: this filesystem has no RENAME_NOREPLACE (ENOSYS: nor this
+      // kernel renameat2).
+      if (publish_errno == EINVAL || publish_errno == ENOSYS) {
+        publish_errno = ::link(temp.c_str(), path.c_str()) == 0 ? 0 : errno;
+        // The object now has both names; the temp one goes, or a crash
+        // leaves it hidden like any other leftover.
+        if (publish_errno == 0) ::unlink(temp.c_str());
+      }
+    }
+    if (publish_errno == 0) return Status::OK();
+    if (publish_errno == EEXIST) {
+      struct stat st;
+      if (::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+        return DirectoryInTheWay(path);
+      }
+      return AlreadyExists(path + " already exists");
+    }
+    return ErrnoStatus("create " + path + " from " + temp, publish_errno);
   }
 
   // fsyncs `dirs`; on failure they go back to the dirty set so a later Sync()

@@ -52,11 +52,7 @@ class MemStore final : public Store {
 
   Status Write(std::string_view key, ByteSpan data) override {
     SHOAL_RETURN_IF_ERROR(ValidateStoreKey(key));
-    // Copy before taking the lock so readers are never blocked by a memcpy.
-    SHOAL_ASSIGN_OR_RETURN(MutableBuffer copy,
-                           MutableBuffer::Allocate(data.size()));
-    if (!data.empty()) std::memcpy(copy.data(), data.data(), data.size());
-    Buffer object = std::move(copy).Freeze();
+    SHOAL_ASSIGN_OR_RETURN(Buffer object, Copy(data));
     Buffer replaced;  // Freed after the lock is released.
     {
       std::unique_lock lock(mu_);
@@ -70,6 +66,21 @@ class MemStore final : public Store {
   // this store can make it.
   Status WriteAtomic(std::string_view key, ByteSpan data) override {
     return Write(key, data);
+  }
+
+  Status WriteIfAbsent(std::string_view key, ByteSpan data) override {
+    SHOAL_RETURN_IF_ERROR(ValidateStoreKey(key));
+    SHOAL_ASSIGN_OR_RETURN(Buffer object, Copy(data));
+    {
+      std::unique_lock lock(mu_);
+      auto [it, inserted] = objects_.try_emplace(std::string(key));
+      if (inserted) {
+        it->second = std::move(object);
+        return Status::OK();
+      }
+    }
+    return AlreadyExists("object '" + std::string(key) +
+                         "' already exists in " + url());
   }
   Status Sync() override { return Status::OK(); }
 
@@ -105,6 +116,15 @@ class MemStore final : public Store {
   }
 
  private:
+  // Copies before any lock is taken, so readers are never blocked by a
+  // memcpy.
+  static Result<Buffer> Copy(ByteSpan data) {
+    SHOAL_ASSIGN_OR_RETURN(MutableBuffer copy,
+                           MutableBuffer::Allocate(data.size()));
+    if (!data.empty()) std::memcpy(copy.data(), data.data(), data.size());
+    return std::move(copy).Freeze();
+  }
+
   Result<Buffer> Find(std::string_view key) const {
     SHOAL_RETURN_IF_ERROR(ValidateStoreKey(key));
     std::shared_lock lock(mu_);

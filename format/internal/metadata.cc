@@ -157,6 +157,36 @@ void TensorIndex::PopBack() {
   entries_.pop_back();
 }
 
+void TensorIndex::CountChunks(uint64_t* stored_bytes,
+                              uint64_t* num_chunks) const {
+  *stored_bytes = 0;
+  *num_chunks = 0;
+  for (const IndexEntry& e : entries_) {
+    if (e.tiled) {
+      for (const ChunkRef& tile : e.tiled->tiles) *stored_bytes += tile.chunk_bytes;
+      *num_chunks += e.tiled->tiles.size();
+    } else {
+      *stored_bytes += e.chunk.chunk_bytes;
+      *num_chunks += 1;
+    }
+  }
+}
+
+Status TensorIndex::UpdateRefs(
+    const std::function<Status(ChunkRef&)>& update) {
+  for (IndexEntry& e : entries_) {
+    if (!e.tiled) {
+      SHOAL_RETURN_IF_ERROR(update(e.chunk));
+      continue;
+    }
+    // Tiled samples are shared between copies of an index: change a copy.
+    auto tiled = std::make_shared<TiledSample>(*e.tiled);
+    for (ChunkRef& tile : tiled->tiles) SHOAL_RETURN_IF_ERROR(update(tile));
+    e.tiled = std::move(tiled);
+  }
+  return Status::OK();
+}
+
 size_t TensorIndex::Find(uint64_t sample) const {
   auto it = std::upper_bound(
       entries_.begin(), entries_.end(), sample,
@@ -287,6 +317,9 @@ std::string EncodeDatasetMeta(const DatasetMeta& meta) {
         {"min_shape", ShapeToJson(t.min_shape)},
         {"max_shape", ShapeToJson(t.max_shape)},
     };
+    // Optional keys are written only when set, so datasets without them
+    // keep their bytes.
+    if (!s.info.empty()) j["info"] = json::parse(s.info);
     tensors.push_back(std::move(j));
   }
   json root = {
@@ -295,6 +328,7 @@ std::string EncodeDatasetMeta(const DatasetMeta& meta) {
       {"next_tensor_id", meta.next_tensor_id},
       {"tensors", std::move(tensors)},
   };
+  if (!meta.writer.empty()) root["writer"] = json::parse(meta.writer);
   return EncodeObject(kMetaMagic, root.dump(1));
 }
 
@@ -336,6 +370,13 @@ Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes) {
       s.block_bytes = Get<uint64_t>(j, "block_bytes");
       s.tiling_threshold = Get<uint64_t>(j, "tiling_threshold");
       s.class_names = Get<std::vector<std::string>>(j, "class_names");
+      if (j.contains("info")) {
+        if (!j.at("info").is_object()) {
+          return Corruption("dataset metadata: tensor '" + s.name +
+                            "': info is not a JSON object");
+        }
+        s.info = j.at("info").dump();
+      }
       t.hidden = Get<bool>(j, "hidden");
       t.shape_tensor = Get<int64_t>(j, "shape_tensor");
       t.info_tensor = Get<int64_t>(j, "info_tensor");
@@ -348,6 +389,12 @@ Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes) {
       t.min_shape = ShapeFromJson(j.at("min_shape"));
       t.max_shape = ShapeFromJson(j.at("max_shape"));
       meta.tensors.push_back(std::move(t));
+    }
+    if (root.contains("writer")) {
+      if (!root.at("writer").is_object()) {
+        return Corruption("dataset metadata: writer is not a JSON object");
+      }
+      meta.writer = root.at("writer").dump();
     }
     return meta;
   } catch (const std::exception& e) {

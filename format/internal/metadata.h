@@ -8,6 +8,7 @@
 #define SHOAL_FORMAT_INTERNAL_METADATA_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -79,6 +80,11 @@ class TensorIndex {
   void AddTiled(std::shared_ptr<const TiledSample> tiled);
   /// Removes the last entry (a partly filled chunk about to be rewritten).
   void PopBack();
+  /// Calls `update` on every chunk ref (tiles too), in order; stops at the
+  /// first error.
+  Status UpdateRefs(const std::function<Status(ChunkRef&)>& update);
+  /// Sums the bytes and counts the chunk objects (tiles too) referenced.
+  void CountChunks(uint64_t* stored_bytes, uint64_t* num_chunks) const;
 
   /// The position in entries() of the entry holding `sample`.
   /// Precondition: sample < num_samples().
@@ -115,6 +121,9 @@ struct DatasetMeta {
   uint64_t commit = 0;
   uint32_t next_tensor_id = 0;
   std::vector<TensorMeta> tensors;
+  /// The writer's own state at this commit (a JSON object, "" for none):
+  /// an ingestion's position, so that it can resume.
+  std::string writer;
 };
 
 std::string EncodeDatasetMeta(const DatasetMeta& meta);

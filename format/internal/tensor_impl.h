@@ -10,6 +10,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <unordered_map>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "format/dataset.h"
 #include "format/internal/metadata.h"
 #include "format/internal/sample_codec.h"
+#include "format/staged_write.h"
 
 namespace shoal {
 namespace internal {
@@ -28,6 +30,11 @@ struct DatasetContext {
   std::shared_ptr<Store> store;
   std::string url;
   bool read_only = false;
+  /// Chunks are handed out as PendingChunks instead of being encoded and
+  /// stored by the appending thread (format/staged_write.h).
+  bool deferred = false;
+  /// Chunks cut and not yet taken (deferred mode), in the order cut.
+  std::vector<PendingChunk> pending;
 
   std::mutex id_mu;
   std::mt19937_64 id_rng;
@@ -91,6 +98,10 @@ class Tensor::Impl {
     return sample_codec_;
   }
   const internal::TensorIndex& index() const { return index_; }
+  internal::TensorIndex& mutable_index() { return index_; }
+  /// Sets the chunk statistics from the index (after deferred writes, whose
+  /// sizes arrive late).
+  void RecountChunks();
   uint64_t size() const { return meta_.length; }
   void set_hidden_tensors(Tensor* shape, Tensor* info) {
     shape_tensor_ = shape;
@@ -111,13 +122,23 @@ class Tensor::Impl {
   /// Checks a whole batch, so that a bad sample appends nothing.
   Status ValidateBatch(const Shape& shape, uint64_t count, ByteSpan data) const;
   Status ValidateBatch(std::span<const Shape> shapes, ByteSpan data) const;
-  /// Writes the open chunk (if any) as a chunk object.
+  /// Seals the open chunk (if any): writes it, or hands it out when the
+  /// dataset defers chunk writes.
   Status SealOpenChunk();
-  /// True when the index changed since the last commit.
+  /// For a commit that keeps the open chunk open (deferred mode): a
+  /// reference to a copy of the open chunk, handed out as a PendingChunk
+  /// (none when nothing is open; the previous copy again when nothing was
+  /// appended since).
+  std::optional<internal::ChunkRef> SnapshotOpenChunk();
+  /// Forgets the last copy of the open chunk (superseded from the next
+  /// commit on).
+  void DropOpenSnapshot();
+  /// True when the tensor changed since the last commit was prepared.
   bool dirty() const { return dirty_; }
-  /// Called after a successful commit: forget superseded chunks (returned
-  /// for deletion) and allow the next append to rewrite the tail chunk.
-  std::vector<std::string> OnCommitted();
+  /// Called when a commit is prepared: forgets (and returns, for deletion
+  /// once the commit is in) the chunks that appends superseded since the
+  /// last one. Unless deferred, the next append may rewrite the tail chunk.
+  std::vector<std::string> OnCommitPrepared();
 
   // Reads.
   Result<Sample> Read(uint64_t index, const ReadOptions& options) const;
@@ -144,9 +165,14 @@ class Tensor::Impl {
   Status AppendTiled(const Shape& shape, ByteSpan data);
   Status AppendHidden(const Shape& shape, uint64_t count,
                       std::string_view info);
-  Status LoadTailChunk();
+  /// Considers the tail chunk for continuing, before the first append of a
+  /// sample of `next_sample_bytes` stored bytes.
+  Status LoadTailChunk(uint64_t next_sample_bytes);
+  /// Cuts a chunk of `layout` from `data` (taken over): encoded and stored
+  /// now, or queued as a PendingChunk in deferred mode (the ref's sizes are
+  /// then 0 until the commit fills them in).
   Result<internal::ChunkRef> WriteChunk(const SampleLayout& layout,
-                                        ByteSpan data);
+                                        std::vector<std::byte> data);
   void UpdateShapeStats(const Shape& shape);
 
   /// A range of a chunk object; a chunk shorter than the range is Corruption.
@@ -185,9 +211,13 @@ class Tensor::Impl {
   std::vector<std::byte> open_data_;
   SampleLayout open_layout_;
   bool tail_checked_ = false;  // the tail chunk was considered for rewrite
+  // The copy of the open chunk made for the last commit (deferred mode),
+  // while nothing has been appended since.
+  std::optional<internal::ChunkRef> open_snapshot_;
+  bool snapshot_current_ = false;
   std::vector<uint64_t> superseded_;  // chunk ids replaced since the commit
   bool dirty_ = false;
-  std::vector<std::byte> scratch_;  // compression output, reused
+  std::vector<std::byte> scratch_;  // sample compression output, reused
 
   mutable std::mutex cache_mu_;
   mutable internal::LruCache<uint64_t, std::shared_ptr<const ChunkHeader>>

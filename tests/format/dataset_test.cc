@@ -1290,9 +1290,16 @@ TEST(SchemaTest, CreateOverExistingAndOpenMissing) {
     ASSERT_TRUE(Ok(ds));
     EXPECT_TRUE((*ds)->tensors(true).empty());
     EXPECT_EQ((*ds)->len(), 0u);
+    {
+      // Until the new dataset commits, the old one is what opens, whole.
+      auto old = Dataset::Open(url, {.read_only = true});
+      ASSERT_TRUE(Ok(old));
+      EXPECT_EQ((*old)->len(), 4u);
+    }
+    ASSERT_TRUE(Ok((*ds)->Flush()));
     auto chunks = (*ds)->store()->List("chunks/");
     ASSERT_TRUE(Ok(chunks));
-    EXPECT_TRUE(chunks->empty());
+    EXPECT_TRUE(chunks->empty()) << "the old dataset's chunks are deleted";
     auto reopened = Dataset::Open(url, {.read_only = true});
     ASSERT_TRUE(Ok(reopened));
     EXPECT_TRUE((*reopened)->tensors(true).empty());

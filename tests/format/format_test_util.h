@@ -181,6 +181,9 @@ class CountingStore final : public Store {
   Status WriteAtomic(std::string_view key, ByteSpan data) override {
     return inner_->WriteAtomic(key, data);
   }
+  Status WriteIfAbsent(std::string_view key, ByteSpan data) override {
+    return inner_->WriteIfAbsent(key, data);
+  }
   Status Sync() override { return inner_->Sync(); }
   Result<std::vector<std::string>> List(
       std::string_view prefix) const override {

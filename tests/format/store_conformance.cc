@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <barrier>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -330,6 +331,7 @@ TEST_P(StoreConformanceTest, InvalidKeysAreRejected) {
     EXPECT_EQ(CodeOf(ValidateStoreKey(key)), invalid);
     EXPECT_EQ(CodeOf(store_->Write(key, AsBytes("x"))), invalid);
     EXPECT_EQ(CodeOf(store_->WriteAtomic(key, AsBytes("x"))), invalid);
+    EXPECT_EQ(CodeOf(store_->WriteIfAbsent(key, AsBytes("x"))), invalid);
     EXPECT_EQ(CodeOf(store_->Read(key)), invalid);
     EXPECT_EQ(CodeOf(store_->ReadRange(key, 0, 0)), invalid);
     EXPECT_EQ(CodeOf(store_->Size(key)), invalid);
@@ -347,6 +349,34 @@ TEST_P(StoreConformanceTest, WriteAtomicThenSync) {
   EXPECT_EQ(ReadString(*store_, "commit"), "v2");
   ASSERT_TRUE(Ok(store_->WriteAtomic("new/dir/commit", AsBytes("v3"))));
   EXPECT_EQ(ReadString(*store_, "new/dir/commit"), "v3");
+  EXPECT_TRUE(Ok(store_->Sync()));
+}
+
+TEST_P(StoreConformanceTest, WriteIfAbsentCreatesOnlyOnce) {
+  ASSERT_TRUE(Ok(store_->WriteIfAbsent("lock/LOCK", AsBytes("first"))));
+  EXPECT_EQ(ReadString(*store_, "lock/LOCK"), "first");
+  const Status again = store_->WriteIfAbsent("lock/LOCK", AsBytes("second"));
+  EXPECT_EQ(again.code(), StatusCode::kAlreadyExists) << again;
+  EXPECT_EQ(ReadString(*store_, "lock/LOCK"), "first");
+
+  // An object made by Write() counts as existing too.
+  ASSERT_TRUE(Ok(store_->Write("plain", AsBytes("by Write"))));
+  EXPECT_EQ(CodeOf(store_->WriteIfAbsent("plain", AsBytes("x"))),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(ReadString(*store_, "plain"), "by Write");
+
+  // A deleted key can be created again; empty objects are objects.
+  ASSERT_TRUE(Ok(store_->Delete("lock/LOCK")));
+  ASSERT_TRUE(Ok(store_->WriteIfAbsent("lock/LOCK", AsBytes("third"))));
+  EXPECT_EQ(ReadString(*store_, "lock/LOCK"), "third");
+  ASSERT_TRUE(Ok(store_->WriteIfAbsent("empty", ByteSpan())));
+  EXPECT_EQ(store_->Size("empty").value_or(1), 0u);
+  EXPECT_EQ(CodeOf(store_->WriteIfAbsent("empty", AsBytes("x"))),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->Size("empty").value_or(1), 0u);
+
+  EXPECT_THAT(ListOrDie(*store_, ""),
+              ElementsAre("empty", "lock/LOCK", "plain"));
   EXPECT_TRUE(Ok(store_->Sync()));
 }
 
@@ -509,6 +539,70 @@ TEST_P(StoreConformanceTest, ConcurrentOverwritesOfOneKeyStayWhole) {
   EXPECT_EQ(failures.load(), 0);
   EXPECT_TRUE(CheckVersionedObject(key, ReadString(*store_, key)).empty());
   EXPECT_THAT(ListOrDie(*store_, ""), ElementsAre(key));
+}
+
+// Racing creators of one key: exactly one wins, the object is the winner's,
+// and a loser (told AlreadyExists) can already read the whole object.
+TEST_P(StoreConformanceTest, ConcurrentWriteIfAbsentHasOneWinner) {
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 25;
+  auto key_of = [](int round) { return "race/" + std::to_string(round); };
+  std::vector<std::vector<StatusCode>> codes(
+      kRounds, std::vector<StatusCode>(kThreads, StatusCode::kInternal));
+  std::atomic<int> failures{0};
+  std::mutex first_failure_mu;
+  std::string first_failure;
+  auto fail = [&](const std::string& what) {
+    if (failures.fetch_add(1) == 0) {
+      std::lock_guard<std::mutex> lock(first_failure_mu);
+      first_failure = what;
+    }
+  };
+  // Every round starts all threads together, so they collide.
+  std::barrier start(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < kRounds; ++round) {
+        const std::string key = key_of(round);
+        start.arrive_and_wait();
+        const Status status =
+            store_->WriteIfAbsent(key, AsBytes(VersionedObject(key, t)));
+        codes[round][t] = status.code();
+        if (!status.ok() && status.code() != StatusCode::kAlreadyExists) {
+          fail(key + ": " + status.ToString());
+        }
+        Result<Buffer> read = store_->Read(key);
+        if (!read.ok()) {
+          fail(key + ": read after WriteIfAbsent: " + read.status().ToString());
+        } else if (std::string problem =
+                       CheckVersionedObject(key, read->view());
+                   !problem.empty()) {
+          fail(key + ": " + problem);
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0) << first_failure;
+
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::vector<StatusCode>& round_codes = codes[round];
+    const auto winner =
+        std::find(round_codes.begin(), round_codes.end(), StatusCode::kOk);
+    ASSERT_NE(winner, round_codes.end());
+    EXPECT_EQ(
+        std::count(round_codes.begin(), round_codes.end(), StatusCode::kOk), 1);
+    EXPECT_EQ(std::count(round_codes.begin(), round_codes.end(),
+                         StatusCode::kAlreadyExists),
+              kThreads - 1);
+    const std::string key = key_of(round);
+    EXPECT_TRUE(ReadString(*store_, key) ==
+                VersionedObject(
+                    key, static_cast<uint32_t>(winner - round_codes.begin())));
+  }
+  EXPECT_EQ(ListOrDie(*store_, "race/").size(), static_cast<size_t>(kRounds));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -298,12 +299,78 @@ TEST_F(FileStoreTest, WritesLeaveNoTempFiles) {
                                  AsBytes(std::string(i * 100, 'x')))));
   }
   ASSERT_TRUE(Ok(store_->WriteAtomic("pointer", AsBytes("p"))));
+  // Also when a WriteIfAbsent loses: its temp file goes.
+  ASSERT_TRUE(Ok(store_->WriteIfAbsent("once", AsBytes("1"))));
+  EXPECT_EQ(store_->WriteIfAbsent("once", AsBytes("2")).code(),
+            StatusCode::kAlreadyExists);
   std::vector<std::string> names;
   for (const auto& entry : fs::recursive_directory_iterator(root_)) {
     names.push_back(entry.path().filename().string());
   }
-  EXPECT_THAT(names,
-              ::testing::UnorderedElementsAre("k", "0", "1", "2", "pointer"));
+  EXPECT_THAT(names, ::testing::UnorderedElementsAre("k", "0", "1", "2",
+                                                     "pointer", "once"));
+}
+
+TEST_F(FileStoreTest, WriteIfAbsentOntoADirectoryIsNotAlreadyExists) {
+  // "d" is no object, so AlreadyExists would be a lie; it is the same
+  // FailedPrecondition as Write() gives.
+  ASSERT_TRUE(Ok(store_->Write("d/x", AsBytes("1"))));
+  EXPECT_EQ(store_->WriteIfAbsent("d", AsBytes("y")).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_THAT(store_->List("").value_or({"error"}), ElementsAre("d/x"));
+}
+
+// The cross-process guarantee the dataset write lock relies on: forked
+// processes, each with its own store handle, race to create one key.
+TEST_F(FileStoreTest, WriteIfAbsentRacingProcessesHaveOneWinner) {
+  constexpr int kProcesses = 3;
+  constexpr int kRounds = 10;
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::string key = "race/" + std::to_string(round);
+    int go[2];
+    ASSERT_EQ(::pipe(go), 0);
+    std::vector<pid_t> children;
+    for (int i = 0; i < kProcesses; ++i) {
+      const pid_t pid = ::fork();
+      ASSERT_GE(pid, 0) << std::strerror(errno);
+      if (pid == 0) {
+        // The child: no gtest here, only an exit code (0 won, 1 lost).
+        ::close(go[1]);
+        char byte;
+        while (::read(go[0], &byte, 1) < 0 && errno == EINTR) {
+        }
+        Result<std::shared_ptr<Store>> store = OpenStore("file://" + root_);
+        if (!store.ok()) ::_exit(3);
+        const std::string mine = "process " + std::to_string(i);
+        const Status status = (*store)->WriteIfAbsent(key, AsBytes(mine));
+        ::_exit(status.ok()                                   ? 0
+                : status.code() == StatusCode::kAlreadyExists ? 1
+                                                              : 2);
+      }
+      children.push_back(pid);
+    }
+    ::close(go[0]);
+    ::close(go[1]);  // EOF starts every child at once.
+    int winner = -1;
+    int losers = 0;
+    for (int i = 0; i < kProcesses; ++i) {
+      int wstatus = 0;
+      ASSERT_EQ(::waitpid(children[i], &wstatus, 0), children[i]);
+      ASSERT_TRUE(WIFEXITED(wstatus));
+      const int code = WEXITSTATUS(wstatus);
+      EXPECT_TRUE(code == 0 || code == 1) << "child " << i << " exit " << code;
+      if (code == 0) {
+        EXPECT_EQ(winner, -1) << "two winners";
+        winner = i;
+      }
+      losers += code == 1;
+    }
+    ASSERT_NE(winner, -1);
+    EXPECT_EQ(losers, kProcesses - 1);
+    EXPECT_EQ(store_->Read(key).value_or(Buffer()).view(),
+              "process " + std::to_string(winner));
+  }
 }
 
 TEST_F(FileStoreTest, NamesThatAreNotKeysAreNotListed) {

@@ -24,8 +24,8 @@ rng = np.random.default_rng(1)
 idx("big.idx", rng.integers(0, 256, size=(1000, 256, 256), dtype=np.uint8))
 idx("small.idx", rng.integers(0, 256, size=(16, 256, 256), dtype=np.uint8))
 EOF2
-run 0 "$SHOAL" ingest idx big.idx big --no-info --chunk-bytes 8M
-run 0 "$SHOAL" ingest idx small.idx small --no-info --chunk-bytes 8M
+run 0 "$SHOAL" ingest idx big.idx big --chunk-bytes 8M
+run 0 "$SHOAL" ingest idx small.idx small --chunk-bytes 8M
 
 rss() { "$PY" -c 'import json; print(json.load(open("out"))["peak_rss_bytes"])'; }
 run 0 "$SHOAL" bench small --batch 16 --shuffle none --memory-budget 16MiB --json && base=$(rss)

@@ -176,7 +176,7 @@ run 0 "$SHOAL" verify ds && contains out ": OK"
 
 # Plain images, gzip labels, zstd with a level; overwrite rules.
 run 0 "$SHOAL" ingest idx images.idx3-ubyte labels.idx1-ubyte.gz ds2 \
-  --compression zstd --level 3 --no-info
+  --compression zstd --level 3
 run 0 "$SHOAL" get ds2 images 7 -o z.npy &&
   py '
 import numpy as np

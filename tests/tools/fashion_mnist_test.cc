@@ -1,7 +1,7 @@
 // End-to-end test of `shoal ingest idx` on the real Fashion-MNIST test set
 // (Debian package dataset-fashion-mnist): the CLI ingests it, then every
 // image and label read through the C++ API must equal the bytes of the IDX
-// files, parsed here independently of tools/internal/idx.cc. A few samples
+// files, parsed here independently of loader/internal/idx.cc. A few samples
 // exported with `shoal get` are also compared with NumPy's reading of the gz
 // files.
 //

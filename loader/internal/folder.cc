@@ -1,4 +1,4 @@
-#include "tools/internal/folder.h"
+#include "loader/internal/folder.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -6,7 +6,7 @@
 #include <map>
 #include <optional>
 
-namespace shoal::tools {
+namespace shoal::internal {
 
 namespace fs = std::filesystem;
 
@@ -26,8 +26,30 @@ Result<std::vector<FolderFile>> ListFolder(const std::string& dir) {
       if (it->is_directory(ec)) it.disable_recursion_pending();
       continue;
     }
-    if (!it->is_regular_file(ec)) continue;
-    files.push_back({fs::relative(path, root, ec).generic_string(), path});
+    // A symlink is never walked into (so a loop cannot trap the walk), and
+    // the iterator must not even ask whether it leads to a folder.
+    std::error_code link_ec;
+    if (it->is_symlink(link_ec)) it.disable_recursion_pending();
+    // Lexically: fs::relative would resolve (and choke on) symlinks.
+    const std::string relative = path.lexically_relative(root).generic_string();
+    const bool regular = it->is_regular_file(ec);
+    if (ec || (!regular && it->is_symlink() && !fs::exists(path, ec))) {
+      // is_regular_file follows links; one that cannot be followed says why.
+      std::error_code why;
+      (void)fs::status(path, why);
+      files.push_back({relative, path, 0,
+                       why ? why.message() : "a symlink that leads nowhere"});
+      ec.clear();
+      continue;
+    }
+    if (!regular) continue;
+    const uint64_t size = it->file_size(ec);
+    if (ec) {
+      files.push_back({relative, path, 0, ec.message()});
+      ec.clear();
+      continue;
+    }
+    files.push_back({relative, path, size, ""});
   }
   if (ec) return ErrnoStatus("list " + dir, ec.value());
   std::sort(files.begin(), files.end(),
@@ -103,4 +125,4 @@ Status ReadWholeFile(const fs::path& path, std::vector<std::byte>& out) {
   return Status::OK();
 }
 
-}  // namespace shoal::tools
+}  // namespace shoal::internal

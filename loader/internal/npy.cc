@@ -1,7 +1,6 @@
-#include "tools/internal/npy.h"
+#include "loader/internal/npy.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,9 +10,9 @@
 #include <optional>
 #include <string_view>
 
-#include "tools/internal/array_bytes.h"
+#include "loader/internal/array_bytes.h"
 
-namespace shoal::tools {
+namespace shoal::internal {
 namespace {
 
 constexpr std::string_view kMagic = "\x93NUMPY";
@@ -68,26 +67,8 @@ Status WriteAll(int fd, ByteSpan bytes, const std::string& path) {
   return Status::OK();
 }
 
-// Reads exactly dst.size() bytes at `offset`; the caller has checked them
-// against the file size, so a short read means the file shrank meanwhile.
-Status ReadAt(int fd, uint64_t offset, MutableByteSpan dst,
-              const std::string& path) {
-  while (!dst.empty()) {
-    const ssize_t n =
-        ::pread(fd, dst.data(), dst.size(), static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("read " + path, errno);
-    }
-    if (n == 0) return Corruption(path + ": file shrank while being read");
-    offset += static_cast<uint64_t>(n);
-    dst = dst.subspan(static_cast<size_t>(n));
-  }
-  return Status::OK();
-}
-
 // What the header dict says.
-struct NpyHeader {
+struct HeaderDict {
   std::string descr;
   bool fortran_order = false;
   std::vector<uint64_t> shape;
@@ -102,8 +83,8 @@ class HeaderParser {
   HeaderParser(std::string_view text, const std::string& path)
       : text_(text), path_(path) {}
 
-  Result<NpyHeader> Parse() {
-    NpyHeader header;
+  Result<HeaderDict> Parse() {
+    HeaderDict header;
     bool has_descr = false, has_fortran = false, has_shape = false;
     SkipSpace();
     if (!Consume('{')) return Error("expected '{'");
@@ -303,21 +284,13 @@ Status WriteNpyFile(const std::string& path, DType dtype,
   return status;
 }
 
-Result<NpyArray> ReadNpyFile(const std::string& path, uint64_t max_data_bytes) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoStatus("open " + path, errno);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus("stat " + path, errno);
-  if (!S_ISREG(st.st_mode)) {
-    return InvalidArgument(path + ": not a regular file");
-  }
-  const auto file_size = static_cast<uint64_t>(st.st_size);
-
+Result<NpyLayout> ReadNpyLayout(const RandomAccessFile& file) {
+  const std::string& path = file.path();
+  const uint64_t file_size = file.size();
   // Magic, version and a header length of up to 4 bytes.
   std::byte preamble[12];
   const size_t head = std::min<uint64_t>(file_size, sizeof(preamble));
-  SHOAL_RETURN_IF_ERROR(
-      ReadAt(fd.get(), 0, std::span(preamble).first(head), path));
+  SHOAL_RETURN_IF_ERROR(file.ReadAt(0, std::span(preamble).first(head)));
   const std::string_view pre = AsStringView(std::span(preamble).first(head));
   if (pre.size() < kMagic.size() + 2 ||
       pre.substr(0, kMagic.size()) != kMagic) {
@@ -350,47 +323,61 @@ Result<NpyArray> ReadNpyFile(const std::string& path, uint64_t max_data_bytes) {
                       std::to_string(file_size) + "-byte file");
   }
   std::string header_text(header_len, '\0');
-  SHOAL_RETURN_IF_ERROR(ReadAt(
-      fd.get(), header_start,
-      {reinterpret_cast<std::byte*>(header_text.data()), header_text.size()},
-      path));
-  SHOAL_ASSIGN_OR_RETURN(NpyHeader header,
+  SHOAL_RETURN_IF_ERROR(file.ReadAt(
+      header_start,
+      {reinterpret_cast<std::byte*>(header_text.data()), header_text.size()}));
+  SHOAL_ASSIGN_OR_RETURN(HeaderDict header,
                          HeaderParser(header_text, path).Parse());
   SHOAL_ASSIGN_OR_RETURN(ParsedDescr descr, ParseDescr(header.descr, path));
   if (header.fortran_order) {
     return Unimplemented(path + ": Fortran-order npy arrays are not supported");
   }
 
-  NpyArray out;
+  NpyLayout out;
   out.dtype = descr.dtype;
   out.shape = std::move(header.shape);
+  out.little_endian = descr.little_endian;
+  out.data_offset = data_start;
   const std::optional<uint64_t> data_bytes =
       CheckedByteSize(out.shape, out.dtype);
   if (!data_bytes) {
     return Corruption(path + ": npy shape " + ShapeRepr(out.shape) +
                       " overflows 64 bits");
   }
-  if (*data_bytes > max_data_bytes ||
-      *data_bytes > std::numeric_limits<size_t>::max()) {
-    return ResourceExhausted(path + ": npy shape " + ShapeRepr(out.shape) +
-                             " declares " + std::to_string(*data_bytes) +
+  // The shape is a claim; the file's size is a fact. Checking one against
+  // the other before anything is allocated keeps a lying header from
+  // costing the memory it claims.
+  out.data_bytes = *data_bytes;
+  const uint64_t available = file_size - data_start;
+  if (available != out.data_bytes) {
+    return Corruption(path + ": declares " + std::to_string(out.data_bytes) +
+                      " bytes of data, has " + std::to_string(available));
+  }
+  return out;
+}
+
+Result<NpyArray> ReadNpyFile(const std::string& path, uint64_t max_data_bytes) {
+  SHOAL_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file,
+                         RandomAccessFile::Open(path));
+  SHOAL_ASSIGN_OR_RETURN(NpyLayout layout, ReadNpyLayout(*file));
+  if (layout.data_bytes > max_data_bytes ||
+      layout.data_bytes > std::numeric_limits<size_t>::max()) {
+    return ResourceExhausted(path + ": npy shape " + ShapeRepr(layout.shape) +
+                             " declares " + std::to_string(layout.data_bytes) +
                              " bytes of data, more than the limit of " +
                              std::to_string(max_data_bytes));
   }
-  const uint64_t available = file_size - data_start;
-  if (available != *data_bytes) {
-    return Corruption(path + ": declares " + std::to_string(*data_bytes) +
-                      " bytes of data, has " + std::to_string(available));
-  }
-
   SHOAL_ASSIGN_OR_RETURN(MutableBuffer data,
-                         MutableBuffer::Allocate(*data_bytes));
-  SHOAL_RETURN_IF_ERROR(ReadAt(fd.get(), data_start, data.span(), path));
-  if (descr.little_endian != (std::endian::native == std::endian::little)) {
-    SwapElementBytes(data.span(), DTypeSize(out.dtype));
+                         MutableBuffer::Allocate(layout.data_bytes));
+  SHOAL_RETURN_IF_ERROR(file->ReadAt(layout.data_offset, data.span()));
+  if (layout.little_endian != (std::endian::native == std::endian::little)) {
+    SwapElementBytes(data.span(), DTypeSize(layout.dtype));
   }
+  NpyArray out;
+  out.dtype = layout.dtype;
+  out.shape = std::move(layout.shape);
   out.data = std::move(data).Freeze();
   return out;
 }
 
-}  // namespace shoal::tools
+}  // namespace shoal::internal

@@ -4,8 +4,8 @@
 // native order of the platforms it runs on.
 //
 // Thread-safety: stateless functions.
-#ifndef SHOAL_TOOLS_INTERNAL_ARRAY_BYTES_H_
-#define SHOAL_TOOLS_INTERNAL_ARRAY_BYTES_H_
+#ifndef SHOAL_LOADER_INTERNAL_ARRAY_BYTES_H_
+#define SHOAL_LOADER_INTERNAL_ARRAY_BYTES_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -15,7 +15,7 @@
 #include "format/base/buffer.h"
 #include "format/base/types.h"
 
-namespace shoal::tools {
+namespace shoal::internal {
 
 /// product(dims) * DTypeSize(dtype), or nullopt when that does not fit in 64
 /// bits (zero when any dimension is zero). Unlike Shape::ByteSize, which
@@ -28,6 +28,6 @@ std::optional<uint64_t> CheckedByteSize(std::span<const uint64_t> dims,
 /// Precondition: data.size() is a multiple of element_size.
 void SwapElementBytes(MutableByteSpan data, size_t element_size);
 
-}  // namespace shoal::tools
+}  // namespace shoal::internal
 
-#endif  // SHOAL_TOOLS_INTERNAL_ARRAY_BYTES_H_
+#endif  // SHOAL_LOADER_INTERNAL_ARRAY_BYTES_H_

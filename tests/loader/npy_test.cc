@@ -2,7 +2,7 @@
 // python3-numpy) is the independent reference: it loads what we write and
 // writes what we read. Hand-built files cover the malformed inputs the reader
 // must refuse.
-#include "tools/internal/npy.h"
+#include "loader/internal/npy.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-namespace shoal::tools {
+namespace shoal::internal {
 namespace {
 
 using ::testing::HasSubstr;
@@ -130,8 +130,8 @@ struct WriteCase {
 
 TEST_F(NpyTest, NumpyLoadsWhatWeWrite) {
   ASSERT_TRUE(HaveNumpy()) << kPython
-                            << " has no numpy: run scripts/install-deps.sh "
-                               "(package python3-numpy)";
+                           << " has no numpy: run scripts/install-deps.sh "
+                              "(package python3-numpy)";
   const WriteCase cases[] = {
       {DType::kUInt8, {28, 28}, "(28, 28)"},
       {DType::kBool, {2, 3}, "(2, 3)"},
@@ -180,8 +180,8 @@ std::string BytesOf(const std::vector<T>& values) {
 
 TEST_F(NpyTest, ReadsWhatNumpySaves) {
   ASSERT_TRUE(HaveNumpy()) << kPython
-                            << " has no numpy: run scripts/install-deps.sh "
-                               "(package python3-numpy)";
+                           << " has no numpy: run scripts/install-deps.sh "
+                              "(package python3-numpy)";
   ASSERT_TRUE(RunPython(
       "import sys, numpy\n"
       "from numpy.lib import format\n"
@@ -320,6 +320,21 @@ TEST_F(NpyTest, ReaderAcceptsHandWrittenVariants) {
   }
 }
 
+TEST_F(NpyTest, LayoutSaysWhereTheDataIs) {
+  const std::string dict =
+      "{'descr': '>i2', 'fortran_order': False, 'shape': (3, 1), }";
+  auto file =
+      RandomAccessFile::Open(WriteRaw("l.npy", NpyBytes(dict, "abcdef")));
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto layout = ReadNpyLayout(**file);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_EQ(layout->dtype, DType::kInt16);
+  EXPECT_EQ(layout->shape, (std::vector<uint64_t>{3, 1}));
+  EXPECT_FALSE(layout->little_endian);
+  EXPECT_EQ(layout->data_offset, 128u);  // a 71-byte header, padded
+  EXPECT_EQ(layout->data_bytes, 6u);
+}
+
 TEST_F(NpyTest, ReaderRejectsHostileFiles) {
   const std::string ok_dict =
       "{'descr': '<u2', 'fortran_order': False, 'shape': (3,), }";
@@ -413,12 +428,14 @@ TEST_F(NpyTest, ReaderRejectsHostileFiles) {
                           "(4294967296, 4294967296)}",
                           ""))),
              StatusCode::kCorruption, "overflows 64 bits");
+  // A claim the file does not back is a lie, found before any allocation.
   ExpectCode(ReadNpyFile(WriteRaw(
                  "big.npy",
                  NpyBytes("{'descr': '<u2', 'fortran_order': False, 'shape': "
                           "(4294967296, 2)}",
                           ""))),
-             StatusCode::kResourceExhausted, "limit");
+             StatusCode::kCorruption,
+             "declares 17179869184 bytes of data, has 0");
   ExpectCode(ReadNpyFile(WriteRaw("cap.npy", NpyBytes(ok_dict, "abcdef")), 5),
              StatusCode::kResourceExhausted, "limit of 5");
 
@@ -436,4 +453,4 @@ TEST_F(NpyTest, ReaderRejectsHostileFiles) {
 }
 
 }  // namespace
-}  // namespace shoal::tools
+}  // namespace shoal::internal

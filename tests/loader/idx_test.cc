@@ -1,11 +1,12 @@
 // Tests of the IDX reader with files built byte by byte here, plain and
 // gzip-compressed, including every kind of malformed file the reader must
 // refuse.
-#include "tools/internal/idx.h"
+#include "loader/internal/idx.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <zlib.h>
 
 #include <cstdint>
@@ -15,7 +16,9 @@
 #include <string>
 #include <vector>
 
-namespace shoal::tools {
+#include "format/base/memory.h"
+
+namespace shoal::internal {
 namespace {
 
 using ::testing::HasSubstr;
@@ -168,6 +171,36 @@ TEST_F(IdxTest, ZeroDimensionIsEmptyArray) {
 
 TEST_F(IdxTest, MissingFileIsNotFound) {
   EXPECT_EQ(ReadIdxFile(dir_ + "/nope").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(ReadIdxFile(dir_).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(IdxTest, ReaderReadsInPiecesSkipsAndChecksTheEnd) {
+  const std::string data = "abcdefghijkl";
+  for (const bool gzip : {false, true}) {
+    SCOPED_TRACE(gzip ? "gzip" : "plain");
+    const std::string bytes = IdxBytes(0x08, {4, 3}, data);
+    const std::string path =
+        gzip ? WriteGzip("p.gz", bytes) : WritePlain("p", bytes);
+    auto reader = IdxReader::Open(path);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    IdxReader& r = **reader;
+    EXPECT_EQ(r.compressed(), gzip);
+    EXPECT_EQ(r.header().dims, (std::vector<uint64_t>{4, 3}));
+    EXPECT_EQ(r.header().data_offset, 12u);
+    EXPECT_EQ(r.header().data_bytes, 12u);
+    std::string piece(2, '\0');
+    ASSERT_TRUE(r.Read(std::as_writable_bytes(std::span(piece))).ok());
+    EXPECT_EQ(piece, "ab");
+    ASSERT_TRUE(r.Skip(5).ok());
+    EXPECT_EQ(r.position(), 7u);
+    auto rest = r.ReadBuffer(5);
+    ASSERT_TRUE(rest.ok()) << rest.status();
+    EXPECT_EQ(std::move(*rest).Freeze().view(), "hijkl");
+    // Past the declared data is the caller's error, not the file's.
+    std::byte extra[1];
+    EXPECT_EQ(r.Read(extra).code(), StatusCode::kInvalidArgument);
+    EXPECT_TRUE(r.CheckEnd().ok());
+  }
 }
 
 void ExpectCorruption(const Result<IdxArray>& result,
@@ -219,11 +252,10 @@ TEST_F(IdxTest, RejectsOverflowingDimensions) {
 }
 
 TEST_F(IdxTest, RejectsDataOverTheCap) {
-  // 8 GiB declared by a tiny file: refused before any allocation.
-  auto huge =
-      ReadIdxFile(WritePlain("huge", IdxBytes(0x08, {65536, 65536, 2}, "")));
-  EXPECT_EQ(huge.status().code(), StatusCode::kResourceExhausted)
-      << huge.status();
+  // 8 GiB declared by a tiny file is a lie, found before any allocation.
+  ExpectCorruption(
+      ReadIdxFile(WritePlain("huge", IdxBytes(0x08, {65536, 65536, 2}, ""))),
+      "declares 8589934592 bytes of data, has 0");
 
   const std::string path =
       WritePlain("cap", IdxBytes(0x0C, {10, 10}, std::string(400, 'x')));
@@ -231,6 +263,91 @@ TEST_F(IdxTest, RejectsDataOverTheCap) {
   auto capped = ReadIdxFile(path, 399);
   EXPECT_EQ(capped.status().code(), StatusCode::kResourceExhausted)
       << capped.status();
+}
+
+// Bytes that deflate cannot shrink (a linear congruential sequence), so that
+// a gzip file holds about as many bytes as it inflates to.
+std::string Incompressible(size_t size) {
+  std::string out(size, '\0');
+  uint64_t x = 88172645463325252ull;
+  for (char& c : out) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    c = static_cast<char>(x >> 56);
+  }
+  return out;
+}
+
+// How much memory a piece of code took at its peak: the process's peak RSS
+// (what the operating system saw) and the peak of the buffers charged to
+// the process tracker (what shoal allocated, touched or not).
+class PeakMemory {
+ public:
+  PeakMemory() {
+    rss_before_ = PeakRss();
+    MemoryTracker::Process()->ResetPeak();
+    tracked_before_ = MemoryTracker::Process()->in_use();
+  }
+  int64_t rss_growth() const { return PeakRss() - rss_before_; }
+  int64_t tracked_growth() const {
+    return MemoryTracker::Process()->peak() - tracked_before_;
+  }
+
+ private:
+  static int64_t PeakRss() {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return int64_t{usage.ru_maxrss} * 1024;  // Linux counts in KiB
+  }
+  int64_t rss_before_;
+  int64_t tracked_before_;
+};
+
+// Finding: an IDX file of 108 bytes claiming 2^32-1 labels drove RSS to
+// 4.2 GB before the error (78 KB claiming 4 M images: 3.1 GB), because the
+// reader allocated (and the allocator touched) what the header claimed
+// before reading any data. A lie must fail naming the file, with memory in
+// proportion to the bytes really there.
+TEST_F(IdxTest, LyingHeaderFailsWithoutAllocatingTheClaim) {
+  struct Case {
+    std::string name;
+    bool gzip;
+    std::vector<uint32_t> dims;
+    size_t data_bytes;
+  };
+  const Case cases[] = {
+      {"labels-idx1-ubyte.gz", true, {0xffffffff}, 100},
+      {"labels-idx1-ubyte", false, {0xffffffff}, 100},
+      {"images-idx3-ubyte.gz", true, {4000000, 28, 28}, 78000},
+      {"images-idx3-ubyte", false, {4000000, 28, 28}, 78000},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string bytes =
+        IdxBytes(0x08, c.dims, Incompressible(c.data_bytes));
+    const std::string path =
+        c.gzip ? WriteGzip(c.name, bytes) : WritePlain(c.name, bytes);
+    const PeakMemory memory;
+    auto result = ReadIdxFile(path);
+    ExpectCorruption(result, path);
+    // The tracker sees each case; the process's peak RSS only grows, so it
+    // would see the first case to overspend.
+    EXPECT_LT(memory.tracked_growth(), 16 << 20);
+    EXPECT_LT(memory.rss_growth(), 64 << 20);
+  }
+}
+
+// A gzip file can claim up to ~1000 times its size and still be possible
+// (deflate's limit is 1032:1): 2 MB claiming 2 GB is only found out when
+// the data ends, and must not cost the 2 GB before that.
+TEST_F(IdxTest, PlausibleLieInGzipFailsWhenTheDataEnds) {
+  const std::string path =
+      WriteGzip("plausible.gz",
+                IdxBytes(0x08, {2000, 1000, 1000}, Incompressible(2 << 20)));
+  const PeakMemory memory;
+  auto result = ReadIdxFile(path);
+  ExpectCorruption(result, "declares 2000000000 bytes of data, has 2097152");
+  EXPECT_LT(memory.tracked_growth(), 160 << 20);
+  EXPECT_LT(memory.rss_growth(), 256 << 20);
 }
 
 TEST_F(IdxTest, RejectsShortData) {
@@ -273,4 +390,4 @@ TEST_F(IdxTest, RejectsDamagedGzip) {
 }
 
 }  // namespace
-}  // namespace shoal::tools
+}  // namespace shoal::internal

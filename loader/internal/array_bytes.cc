@@ -1,9 +1,9 @@
-#include "tools/internal/array_bytes.h"
+#include "loader/internal/array_bytes.h"
 
 #include <algorithm>
 #include <limits>
 
-namespace shoal::tools {
+namespace shoal::internal {
 
 std::optional<uint64_t> CheckedByteSize(std::span<const uint64_t> dims,
                                         DType dtype) {
@@ -23,4 +23,4 @@ void SwapElementBytes(MutableByteSpan data, size_t element_size) {
   }
 }
 
-}  // namespace shoal::tools
+}  // namespace shoal::internal

@@ -1,5 +1,7 @@
-// Writer and reader of NumPy .npy files, for `shoal export` (arrays out to
-// NumPy) and for ingesting .npy arrays.
+// Writer and reader of NumPy .npy files: `shoal get -o x.npy` writes a
+// sample out to NumPy; the NPY source of the write graph
+// (loader/internal/npy_source.cc) reads a file's layout here and its data
+// by blocks of rows.
 //
 // Format (numpy.lib.format, "NPY format" spec): the magic "\x93NUMPY", a
 // major and minor version byte, the header length (little-endian uint16 in
@@ -12,11 +14,11 @@
 // versions 1.0 and 2.0 with the dtypes shoal has, in either byte order;
 // Fortran order is rejected (Unimplemented). Files are untrusted: the header
 // is parsed with bounds checks and the data size is checked against the file
-// size and a cap before anything is allocated.
+// size (and by ReadNpyFile a cap) before anything is allocated.
 //
 // Thread-safety: all functions are reentrant.
-#ifndef SHOAL_TOOLS_INTERNAL_NPY_H_
-#define SHOAL_TOOLS_INTERNAL_NPY_H_
+#ifndef SHOAL_LOADER_INTERNAL_NPY_H_
+#define SHOAL_LOADER_INTERNAL_NPY_H_
 
 #include <cstdint>
 #include <span>
@@ -26,8 +28,9 @@
 #include "format/base/buffer.h"
 #include "format/base/result.h"
 #include "format/base/types.h"
+#include "loader/internal/random_access_file.h"
 
-namespace shoal::tools {
+namespace shoal::internal {
 
 /// An array read from a .npy file. `data` holds product(shape) elements of
 /// `dtype` in C (row-major) order and little-endian byte order.
@@ -56,16 +59,33 @@ Result<std::string> EncodeNpyHeader(DType dtype,
 Status WriteNpyFile(const std::string& path, DType dtype,
                     std::span<const uint64_t> shape, ByteSpan data);
 
+/// Where an array is in a .npy file and what it is.
+struct NpyLayout {
+  DType dtype = DType::kUInt8;
+  std::vector<uint64_t> shape;
+  /// Byte order of the data in the file.
+  bool little_endian = true;
+  /// Where the data starts, and its size (product(shape) x element size;
+  /// the file ends right after it).
+  uint64_t data_offset = 0;
+  uint64_t data_bytes = 0;
+};
+
+/// Reads and checks the header of the .npy file `file`; reads no data.
+/// Errors: Corruption for a bad magic or header, a data size that overflows
+/// or differs from what the file holds after the header (too short or with
+/// bytes after the data); Unimplemented for another format version, Fortran
+/// order or a dtype shoal does not have (complex, structured, strings,
+/// objects...). Messages name the file.
+Result<NpyLayout> ReadNpyLayout(const RandomAccessFile& file);
+
 /// Reads the .npy file at `path`.
-/// Errors: NotFound / IOError when it cannot be read; Corruption for a bad
-/// magic or header, a data size that overflows or differs from what the
-/// shape declares (too short or with bytes after the data);
-/// Unimplemented for another format version, Fortran order or a dtype shoal
-/// does not have (complex, structured, strings, objects...);
-/// ResourceExhausted when the data would exceed `max_data_bytes`.
+/// Errors: NotFound / IOError when it cannot be read; InvalidArgument when
+/// it is not a regular file; those of ReadNpyLayout; ResourceExhausted when
+/// the data would exceed `max_data_bytes`.
 Result<NpyArray> ReadNpyFile(const std::string& path,
                              uint64_t max_data_bytes = kDefaultNpyMaxBytes);
 
-}  // namespace shoal::tools
+}  // namespace shoal::internal
 
-#endif  // SHOAL_TOOLS_INTERNAL_NPY_H_
+#endif  // SHOAL_LOADER_INTERNAL_NPY_H_

@@ -3,8 +3,8 @@
 // ImageFolder convention), and whole-file reads.
 //
 // Thread-safety: plain functions.
-#ifndef SHOAL_TOOLS_INTERNAL_FOLDER_H_
-#define SHOAL_TOOLS_INTERNAL_FOLDER_H_
+#ifndef SHOAL_LOADER_INTERNAL_FOLDER_H_
+#define SHOAL_LOADER_INTERNAL_FOLDER_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -15,17 +15,23 @@
 
 #include "format/base/result.h"
 
-namespace shoal::tools {
+namespace shoal::internal {
 
 struct FolderFile {
   std::string relative;  // generic form ("cat/001.jpg"): sort key, info
   std::filesystem::path path;
+  uint64_t size = 0;
+  /// Why the entry cannot be read ("" when it can): a symlink that leads
+  /// nowhere or in a circle.
+  std::string error;
 };
 
 /// The regular files under `dir`, sorted by the bytes of their relative
 /// paths (the same on every machine and locale). Hidden files and folders
 /// (.git, .DS_Store) are skipped; folder symlinks are not followed, so a
-/// link cycle cannot make the walk endless; symlinks to files count.
+/// link cycle cannot make the walk endless; symlinks to files count, and a
+/// symlink that cannot be followed (dangling, a loop) is listed with its
+/// error, for the caller to report.
 /// NotFound when `dir` is not a folder.
 Result<std::vector<FolderFile>> ListFolder(const std::string& dir);
 
@@ -49,6 +55,6 @@ Result<std::vector<std::byte>> ReadFilePrefix(const std::filesystem::path& path,
 Status ReadWholeFile(const std::filesystem::path& path,
                      std::vector<std::byte>& out);
 
-}  // namespace shoal::tools
+}  // namespace shoal::internal
 
-#endif  // SHOAL_TOOLS_INTERNAL_FOLDER_H_
+#endif  // SHOAL_LOADER_INTERNAL_FOLDER_H_

@@ -1,0 +1,25 @@
+// PendingChunk: encoding and storing a chunk cut by a deferred writer.
+#include "format/staged_write.h"
+
+namespace shoal {
+
+Status PendingChunk::Encode() {
+  auto encoded = EncodeChunk(format_, layout_, data_, codec_.get());
+  if (!encoded.ok()) return encoded.status().WithContext(where_);
+  encoded_ = std::move(*encoded);
+  data_ = {};  // the samples are in the chunk object now
+  return Status::OK();
+}
+
+Status PendingChunk::Write(Store& store) const {
+  if (!encoded()) return Internal(where_ + ": written before it was encoded");
+  Status s = store.Write(key_, encoded_.bytes.span());
+  return s.ok() ? s : s.WithContext(where_);
+}
+
+Status PendingChunk::EncodeAndWrite(Store& store) {
+  SHOAL_RETURN_IF_ERROR(Encode());
+  return Write(store);
+}
+
+}  // namespace shoal

@@ -1,0 +1,157 @@
+// IngestControl: pinned or adaptive worker counts of the write graph.
+#include "loader/internal/ingest_control.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include <unistd.h>
+
+namespace shoal::internal {
+namespace {
+
+constexpr size_t kReadStage = 0;
+constexpr size_t kSerialStage = 2;  // "append": one at a time, in order
+constexpr size_t kWriteStage = 4;
+
+// The process's resident set now (VmRSS), for the profile.
+uint64_t ResidentBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long long pages = 0, resident = 0;
+  const int n = std::fscanf(f, "%llu %llu", &pages, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+// Pinned worker counts beyond this buy nothing but threads.
+constexpr int kMaxPinnedWorkers = 256;
+
+}  // namespace
+
+IngestControl::IngestControl(const IngestOptions& options,
+                             const char* const* names)
+    : options_(options), names_(names) {}
+
+IngestControl::~IngestControl() { Stop(); }
+
+Result<std::unique_ptr<IngestControl>> IngestControl::Make(
+    const IngestOptions& options, const char* const* stage_names, int cores,
+    int max_workers) {
+  std::unique_ptr<IngestControl> c(new IngestControl(options, stage_names));
+  c->cores_ = cores;
+  c->max_workers_ = max_workers;
+  // Starting points: CPU stages on every core, I/O stages two deep.
+  c->initial_ = {2, cores, 0, cores, 2};
+  for (size_t s = 0; s < kIngestStages; ++s) c->adaptive_[s] = s != kSerialStage;
+  for (const auto& [name, n] : options.workers) {
+    if (n < 1 || n > kMaxPinnedWorkers) {
+      return InvalidArgument("--workers " + name + "=" + std::to_string(n) +
+                             ": must be 1.." +
+                             std::to_string(kMaxPinnedWorkers));
+    }
+    bool found = false;
+    for (size_t s = 0; s < kIngestStages; ++s) {
+      if (s == kSerialStage) continue;
+      if (name == "*" || name == stage_names[s]) {
+        c->initial_[s] = n;
+        c->adaptive_[s] = false;
+        found = true;
+      }
+    }
+    if (!found) {
+      return InvalidArgument(
+          "--workers: no parallel stage '" + name +
+          "' (stages: read, prepare, compress, write; '*' for all)");
+    }
+  }
+  return c;
+}
+
+int IngestControl::Threads() const {
+  int pinned = 0;
+  for (size_t s = 0; s < kIngestStages; ++s) {
+    if (s != kSerialStage) pinned += initial_[s];
+  }
+  return std::max(max_workers_, pinned + 1);
+}
+
+void IngestControl::Start(Metrics metrics, SetConcurrency set) {
+  metrics_ = std::move(metrics);
+  set_ = std::move(set);
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void IngestControl::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+ControllerOptions IngestControl::ControllerSetup() const {
+  ControllerOptions co;
+  co.max_threads_total = max_workers_;
+  for (size_t s = 0; s < kIngestStages; ++s) {
+    if (!adaptive_[s]) continue;
+    const bool io = s == kReadStage || s == kWriteStage;
+    // CPU stages gain nothing past the cores (the controller finds out
+    // anyway, but each failed step costs a trial); I/O stages may wait on a
+    // slow store with many requests in flight.
+    co.stages.push_back({.stage = s,
+                         .min_concurrency = 1,
+                         .max_concurrency = io ? max_workers_ : 2 * cores_,
+                         .io = io});
+  }
+  return co;
+}
+
+void IngestControl::Loop() {
+  ConcurrencyController controller(ControllerSetup());
+  const auto start = std::chrono::steady_clock::now();
+  double last_write = 0;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!cv_.wait_for(lock, std::chrono::milliseconds(250),
+                       [this] { return stop_; })) {
+    lock.unlock();
+    const double t =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    const std::vector<Decision> decisions = controller.Update(metrics_(), t);
+    std::vector<std::string> lines;
+    for (const Decision& d : decisions) {
+      // A refused change (the pipeline stopping) is simply not made.
+      if (!set_(d.stage, d.to).ok()) continue;
+      char when[32];
+      std::snprintf(when, sizeof(when), "%.2f s: ", t);
+      lines.push_back(when + d.reason);
+      if (options_.on_decision) options_.on_decision(lines.back());
+    }
+    const PipelineInterval* interval = controller.interval();
+    lock.lock();
+    for (auto& l : lines) decisions_.push_back(std::move(l));
+    if (interval != nullptr) {
+      profile_.Add(*interval, decisions, ResidentBytes());
+      // Written now and then, so a chart can be drawn while it runs.
+      if (!options_.profile_path.empty() && t - last_write >= 10) {
+        (void)profile_.WriteFile(options_.profile_path);
+        last_write = t;
+      }
+    }
+  }
+}
+
+std::vector<std::string> IngestControl::decisions() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return decisions_;
+}
+
+Status IngestControl::WriteProfile() const {
+  if (options_.profile_path.empty()) return Status::OK();
+  std::lock_guard<std::mutex> lock(mu_);
+  return profile_.WriteFile(options_.profile_path);
+}
+
+}  // namespace shoal::internal

@@ -1,0 +1,585 @@
+// The write graph (loader/ingestor.h) end to end: rows from C++ code and
+// image folders go into datasets that are identical at any worker count,
+// commits are periodic and whole, a stopped ingestion resumes to the
+// dataset an uninterrupted one makes, bad files are named (and skipped when
+// asked), and names that are not UTF-8 are kept.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "codecs/image_codec.h"
+#include "format/dataset.h"
+#include "format/verify.h"
+#include "loader/ingestor.h"
+#include "loader/source.h"
+#include "tests/format/format_test_util.h"
+
+namespace shoal {
+namespace {
+
+namespace fs = std::filesystem;
+using format_test::FreshMemUrl;
+using format_test::HasCode;
+using format_test::Ok;
+using format_test::SampleBytes;
+
+// Every chunk object of every tensor (hidden ones too) in index order, and
+// the dataset's length: equal lists mean the same samples, chunk boundaries
+// and chunk bytes.
+std::vector<std::string> Chunks(const std::string& url) {
+  auto ds = Dataset::Open(url, {.read_only = true});
+  EXPECT_TRUE(Ok(ds));
+  if (!ds.ok()) return {};
+  std::vector<std::string> out = {"len " + std::to_string((*ds)->len())};
+  for (Tensor* t : (*ds)->tensors(/*include_hidden=*/true)) {
+    for (const TensorExtent& e : t->Extents()) {
+      auto bytes = (*ds)->store()->Read(e.chunk_key);
+      EXPECT_TRUE(Ok(bytes)) << e.chunk_key;
+      if (!bytes.ok()) return out;
+      // A digest keeps a failure's message readable.
+      out.push_back(t->name() + ":" + std::to_string(bytes->size()) + ":" +
+                    std::to_string(std::hash<std::string_view>()(bytes->view())));
+    }
+  }
+  return out;
+}
+
+// Rows of two tensors of varying sizes, a pure function of the row index.
+std::vector<TensorSpec> RowSpecs() {
+  TensorSpec data;
+  data.name = "data";
+  data.dtype = DType::kUInt8;
+  data.chunk_compression = "zstd:1";
+  data.max_chunk_bytes = 64 << 10;
+  data.block_bytes = 8 << 10;
+  TensorSpec label;
+  label.name = "label";
+  label.dtype = DType::kUInt32;
+  label.rank = 0;
+  return {data, label};
+}
+
+Status FillRow(uint64_t i, Record& record) {
+  const uint64_t n = 100 + (i * 37) % 900;
+  const auto bytes = SampleBytes(7, i, n);
+  RecordColumn& data = record.columns[0];
+  data.kind = RecordColumn::Kind::kArrays;
+  data.count = 1;
+  data.sample_shape = Shape{n};
+  data.data = Buffer::CopyOf(ByteSpan(bytes.data(), bytes.size()));
+  RecordColumn& label = record.columns[1];
+  label.kind = RecordColumn::Kind::kArrays;
+  label.count = 1;
+  label.sample_shape = Shape{};
+  const uint32_t v = static_cast<uint32_t>(i % 5);
+  label.data = Buffer::CopyOf(ByteSpan(reinterpret_cast<const std::byte*>(&v), 4));
+  record.name = "row " + std::to_string(i);
+  return Status::OK();
+}
+
+std::unique_ptr<Source> Rows(uint64_t count,
+                             std::function<void(uint64_t)> on_row = nullptr) {
+  return MakeRowSource(
+      "test rows", RowSpecs(),
+      [count, on_row](uint64_t i, Record& record) -> Result<bool> {
+        if (i >= count) return false;
+        if (on_row) on_row(i);
+        SHOAL_RETURN_IF_ERROR(FillRow(i, record));
+        return true;
+      },
+      count);
+}
+
+constexpr uint64_t kRows = 3000;
+
+std::vector<std::string> UninterruptedRows() {
+  const std::string url = FreshMemUrl("rows-ref");
+  auto source = Rows(kRows);
+  IngestOptions options;
+  options.workers = {{"*", 1}};
+  options.id_seed = 5;
+  auto report = Ingest(*source, url, options);
+  EXPECT_TRUE(Ok(report));
+  return Chunks(url);
+}
+
+TEST(IngestTest, RowsAreTheSameDatasetAtAnyWorkerCount) {
+  const auto expected = UninterruptedRows();
+  ASSERT_EQ(expected[0], "len 3000");
+  ASSERT_GT(expected.size(), 20u);
+  for (int workers : {2, 4, 16, 0}) {
+    const std::string url = FreshMemUrl("rows");
+    auto source = Rows(kRows);
+    IngestOptions options;
+    if (workers > 0) options.workers = {{"*", workers}};
+    options.memory_budget = 256 << 10;  // many items in flight, bounded
+    options.commit_every_rows = 250;
+    auto report = Ingest(*source, url, options);
+    ASSERT_TRUE(Ok(report)) << workers;
+    EXPECT_EQ(report->rows, kRows);
+    EXPECT_GE(report->commits, kRows / 250);
+    EXPECT_EQ(Chunks(url), expected) << "workers " << workers;
+    auto verify = VerifyDataset(url);
+    ASSERT_TRUE(Ok(verify));
+    EXPECT_TRUE(verify->ok()) << verify->problems[0].message;
+  }
+}
+
+TEST(IngestTest, ReadersSeeWholeCommitsWhileItRuns) {
+  const std::string url = FreshMemUrl("readers");
+  std::vector<uint64_t> seen;
+  auto source = Rows(kRows, [&](uint64_t i) {
+    if (i % 200 != 0 || i == 0) return;
+    auto ds = Dataset::Open(url, {.read_only = true});
+    if (!ds.ok()) return;  // before the first commit of the schema
+    const uint64_t len = (*ds)->len();
+    seen.push_back(len);
+    // Every committed row reads back exactly.
+    if (len > 0) {
+      auto s = (*(*ds)->tensor("data"))->Read(len - 1);
+      ASSERT_TRUE(Ok(s));
+      const uint64_t n = 100 + ((len - 1) * 37) % 900;
+      const auto want = SampleBytes(7, len - 1, n);
+      ASSERT_EQ(s->data.view(),
+                std::string_view(reinterpret_cast<const char*>(want.data()), n));
+    }
+  });
+  IngestOptions options;
+  options.commit_every_rows = 100;
+  options.commit_every_seconds = 0;
+  options.memory_budget = 128 << 10;
+  ASSERT_TRUE(Ok(Ingest(*source, url, options)));
+  ASSERT_FALSE(seen.empty());
+  EXPECT_GT(seen.back(), 0u);
+  for (uint64_t len : seen) EXPECT_EQ(len % 100, 0u) << len;
+}
+
+TEST(IngestTest, StoppedIngestionResumesToTheUninterruptedDataset) {
+  const auto expected = UninterruptedRows();
+  for (uint64_t stop_at : {1, 777, 2998}) {
+    const std::string url = FreshMemUrl("resume");
+    std::atomic<bool> stop{false};
+    {
+      auto source = Rows(kRows, [&](uint64_t i) {
+        if (i == stop_at) stop = true;
+      });
+      IngestOptions options;
+      options.stop = &stop;
+      options.commit_every_rows = 300;
+      options.id_seed = 5;
+      auto report = Ingest(*source, url, options);
+      ASSERT_TRUE(Ok(report));
+      EXPECT_TRUE(HasCode(report->status, StatusCode::kCancelled));
+      EXPECT_LT(report->rows, kRows);
+      EXPECT_GE(report->rows, std::min(stop_at, kRows));
+    }
+    auto source = Rows(kRows);
+    IngestOptions options;
+    options.mode = IngestOptions::Mode::kResume;
+    options.workers = {{"*", 3}};
+    auto report = Ingest(*source, url, options);
+    ASSERT_TRUE(Ok(report)) << stop_at;
+    EXPECT_GT(report->resumed_rows, 0u);
+    EXPECT_EQ(report->rows, kRows);
+    EXPECT_EQ(Chunks(url), expected) << "stopped at " << stop_at;
+  }
+}
+
+TEST(IngestTest, ResumeRefusesAnotherSource) {
+  const std::string url = FreshMemUrl("other");
+  auto source = Rows(100);
+  ASSERT_TRUE(Ok(Ingest(*source, url)));
+  auto other = MakeRowSource(
+      "other rows", RowSpecs(),
+      [](uint64_t i, Record& r) -> Result<bool> {
+        SHOAL_RETURN_IF_ERROR(FillRow(i, r));
+        return i < 10;
+      });
+  IngestOptions options;
+  options.mode = IngestOptions::Mode::kResume;
+  auto report = Ingest(*other, url, options);
+  EXPECT_TRUE(HasCode(report.status(), StatusCode::kFailedPrecondition));
+  EXPECT_NE(report.status().message().find("test rows"), std::string::npos)
+      << report.status();
+}
+
+TEST(IngestTest, AppendAddsRowsAndChecksTheTensors) {
+  const std::string url = FreshMemUrl("append");
+  auto first = Rows(100);
+  ASSERT_TRUE(Ok(Ingest(*first, url)));
+  auto second = Rows(50);
+  IngestOptions options;
+  options.mode = IngestOptions::Mode::kAppend;
+  auto report = Ingest(*second, url, options);
+  ASSERT_TRUE(Ok(report));
+  EXPECT_EQ(report->rows, 150u);
+  auto ds = Dataset::Open(url, {.read_only = true});
+  ASSERT_TRUE(Ok(ds));
+  auto s = (*(*ds)->tensor("data"))->Read(120);  // row 20 of the second run
+  ASSERT_TRUE(Ok(s));
+  EXPECT_EQ(s->shape, Shape{100 + (20 * 37) % 900});
+
+  std::vector<TensorSpec> specs = RowSpecs();
+  specs[1].dtype = DType::kInt64;
+  auto wrong = MakeRowSource("wrong", specs,
+                             [](uint64_t, Record&) -> Result<bool> { return false; });
+  auto refused = Ingest(*wrong, url, options);
+  EXPECT_TRUE(HasCode(refused.status(), StatusCode::kInvalidArgument));
+  EXPECT_NE(refused.status().message().find("dtype"), std::string::npos);
+}
+
+TEST(IngestTest, CreateRefusesAnExistingDatasetAndSaysHow) {
+  const std::string url = FreshMemUrl("exists");
+  auto source = Rows(10);
+  ASSERT_TRUE(Ok(Ingest(*source, url)));
+  auto again = Ingest(*source, url);
+  EXPECT_TRUE(HasCode(again.status(), StatusCode::kAlreadyExists));
+}
+
+// ---- Image folders ----
+
+class ImageFolderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/shoal-ingest-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  void Put(const std::string& relative, const std::string& bytes) {
+    const fs::path p = fs::path(dir_) / relative;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary) << bytes;
+  }
+  static std::string ReadFile(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  static std::string TestImage(const std::string& name) {
+    return ReadFile(fs::path(SHOAL_TEST_DATA) / "jpeg" / name);
+  }
+  // A JPEG of `h` x `w` made here (the codec's encoder), pixels varying.
+  static std::string MakeJpeg(uint32_t h, uint32_t w) {
+    std::vector<std::byte> pixels(uint64_t{h} * w * 3);
+    for (size_t i = 0; i < pixels.size(); ++i)
+      pixels[i] = static_cast<std::byte>((i * 7 + i / 9973) & 0xff);
+    auto codec = MakeImageCodec("jpeg");
+    EXPECT_TRUE(Ok(codec));
+    auto bytes = (*codec)->Encode(Shape{h, w, 3}, DType::kUInt8, pixels, {});
+    EXPECT_TRUE(Ok(bytes));
+    return std::string(bytes->view());
+  }
+
+  std::string dir_;
+};
+
+TEST_F(ImageFolderTest, StoresFilesAsTheyCameSameAtAnyWorkerCount) {
+  // Class folders, JPEGs from the conformance set, names sorted by bytes.
+  const std::vector<std::string> names = {"testorig.jpg", "testimgint.jpg",
+                                          "testorig12.jpg"};
+  std::vector<std::pair<std::string, std::string>> files;
+  for (int c = 0; c < 3; ++c) {
+    for (int k = 0; k < 12; ++k) {
+      const std::string rel = "class" + std::to_string(c) + "/img" +
+                              std::to_string(k) + ".jpg";
+      const std::string bytes = TestImage(names[(c + k) % 2]);
+      ASSERT_FALSE(bytes.empty());
+      Put(rel, bytes);
+      files.emplace_back(rel, bytes);
+    }
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<std::string> reference;
+  for (int workers : {1, 2, 5, 0}) {
+    const std::string url = FreshMemUrl("images");
+    auto source = MakeImageFolderSource(dir_);
+    IngestOptions options;
+    if (workers > 0) options.workers = {{"*", workers}};
+    options.memory_budget = 64 << 10;
+    options.id_seed = 11;
+    options.commit_every_rows = 5;
+    auto report = Ingest(*source, url, options);
+    ASSERT_TRUE(Ok(report));
+    EXPECT_EQ(report->rows, files.size());
+    auto ds = Dataset::Open(url, {.read_only = true});
+    ASSERT_TRUE(Ok(ds));
+    Tensor* images = *(*ds)->tensor("images");
+    Tensor* labels = *(*ds)->tensor("labels");
+    EXPECT_EQ(images->spec().sample_compression, "jpeg");
+    EXPECT_EQ(labels->spec().class_names,
+              (std::vector<std::string>{"class0", "class1", "class2"}));
+    for (size_t i = 0; i < files.size(); ++i) {
+      auto stored = images->ReadStored(i);
+      ASSERT_TRUE(Ok(stored));
+      EXPECT_EQ(stored->view(), files[i].second) << files[i].first;
+      auto info = images->ReadInfo(i);
+      ASSERT_TRUE(Ok(info));
+      EXPECT_EQ(nlohmann::json::parse(*info)["path"], files[i].first);
+      auto label = labels->Read(i);
+      ASSERT_TRUE(Ok(label));
+      uint32_t v;
+      std::memcpy(&v, label->data.data(), 4);
+      EXPECT_EQ(v, static_cast<uint32_t>(files[i].first[5] - '0'));
+    }
+    const auto chunks = Chunks(url);
+    if (reference.empty()) reference = chunks;
+    EXPECT_EQ(chunks, reference) << "workers " << workers;
+  }
+}
+
+TEST_F(ImageFolderTest, ABigPhotoIsStoredAsItCameWithTheDefaults) {
+  // 4000 x 3000 pixels: 36 MB decoded, over the tiling threshold.
+  const std::string big = MakeJpeg(3000, 4000);
+  Put("big.jpg", big);
+  Put("small.jpg", TestImage("testorig.jpg"));
+  const std::string url = FreshMemUrl("big");
+  auto source = MakeImageFolderSource(dir_);
+  auto report = Ingest(*source, url);
+  ASSERT_TRUE(Ok(report));
+  auto ds = Dataset::Open(url, {.read_only = true});
+  Tensor* images = *(*ds)->tensor("images");
+  auto stored = images->ReadStored(0);
+  ASSERT_TRUE(Ok(stored));
+  EXPECT_EQ(stored->view(), big);
+  auto shape = images->ReadShape(0);
+  ASSERT_TRUE(Ok(shape));
+  EXPECT_EQ(*shape, (Shape{3000, 4000, 3}));
+}
+
+TEST_F(ImageFolderTest, BadFilesAreNamedOrSkipped) {
+  Put("a.jpg", TestImage("testorig.jpg"));
+  std::string broken = TestImage("testorig.jpg");
+  broken.resize(broken.size() / 2);
+  Put("b.jpg", broken);
+  Put("c.jpg", TestImage("testimgint.jpg"));
+  Put("notes.txt", "not an image");
+  fs::create_symlink("loop.jpg", fs::path(dir_) / "loop.jpg");
+
+  const std::string url = FreshMemUrl("bad");
+  auto source = MakeImageFolderSource(dir_);
+  auto failed = Ingest(*source, url);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("loop.jpg"), std::string::npos)
+      << failed.status();
+
+  fs::remove(fs::path(dir_) / "loop.jpg");
+  auto failed2 = Ingest(*MakeImageFolderSource(dir_), url);
+  ASSERT_FALSE(failed2.ok());
+  EXPECT_NE(failed2.status().message().find("b.jpg"), std::string::npos)
+      << failed2.status();
+  // Nothing was committed: the new dataset is gone again.
+  EXPECT_TRUE(HasCode(Dataset::Open(url).status(), StatusCode::kNotFound));
+
+  fs::create_symlink("loop.jpg", fs::path(dir_) / "loop.jpg");
+  IngestOptions options;
+  options.skip_bad = true;
+  auto report = Ingest(*MakeImageFolderSource(dir_), url, options);
+  ASSERT_TRUE(Ok(report));
+  EXPECT_EQ(report->rows, 2u);
+  EXPECT_EQ(report->ignored, 1u);
+  ASSERT_EQ(report->skipped.size(), 2u);
+  std::string all = report->skipped[0] + "|" + report->skipped[1];
+  EXPECT_NE(all.find("b.jpg"), std::string::npos) << all;
+  EXPECT_NE(all.find("loop.jpg"), std::string::npos) << all;
+}
+
+TEST_F(ImageFolderTest, NamesThatAreNotUtf8AreKept) {
+  Put("a.jpg", TestImage("testorig.jpg"));
+  Put(std::string("bad\xff\xfe.jpg"), TestImage("testimgint.jpg"));
+  const std::string url = FreshMemUrl("utf8");
+  auto report = Ingest(*MakeImageFolderSource(dir_), url);
+  ASSERT_TRUE(Ok(report));
+  ASSERT_EQ(report->rows, 2u);
+  auto ds = Dataset::Open(url, {.read_only = true});
+  auto info = (*(*ds)->tensor("images"))->ReadInfo(1);
+  ASSERT_TRUE(Ok(info));
+  const auto j = nlohmann::json::parse(*info);
+  EXPECT_EQ(j["path_hex"], "626164fffe2e6a7067");  // "bad\xff\xfe.jpg"
+  EXPECT_EQ(j["path"], "bad\\xff\\xfe.jpg");
+}
+
+// ---- Faults and slow stores ----
+
+namespace fault {
+
+// "faulty://NAME" forwards to mem://NAME. Writes of dataset objects (not
+// the write lock) are counted; write number `fail_at` (1-based) fails like
+// a full disk, and every write sleeps `latency_ms`.
+std::atomic<int> fail_at{0};
+std::atomic<int> latency_ms{0};
+std::atomic<int> writes{0};
+
+class FaultyStore final : public Store {
+ public:
+  FaultyStore(std::shared_ptr<Store> inner, std::string name)
+      : inner_(std::move(inner)), name_(std::move(name)) {}
+  std::string url() const override { return "faulty://" + name_; }
+  Result<Buffer> Read(std::string_view key) const override {
+    return inner_->Read(key);
+  }
+  Result<Buffer> ReadRange(std::string_view key, uint64_t offset,
+                           uint64_t length) const override {
+    return inner_->ReadRange(key, offset, length);
+  }
+  Result<uint64_t> Size(std::string_view key) const override {
+    return inner_->Size(key);
+  }
+  Result<bool> Exists(std::string_view key) const override {
+    return inner_->Exists(key);
+  }
+  Status Write(std::string_view key, ByteSpan data) override {
+    SHOAL_RETURN_IF_ERROR(Fault(key));
+    return inner_->Write(key, data);
+  }
+  Status WriteAtomic(std::string_view key, ByteSpan data) override {
+    SHOAL_RETURN_IF_ERROR(Fault(key));
+    return inner_->WriteAtomic(key, data);
+  }
+  Status WriteIfAbsent(std::string_view key, ByteSpan data) override {
+    SHOAL_RETURN_IF_ERROR(Fault(key));
+    return inner_->WriteIfAbsent(key, data);
+  }
+  Status Sync() override { return inner_->Sync(); }
+  Result<std::vector<std::string>> List(
+      std::string_view prefix) const override {
+    return inner_->List(prefix);
+  }
+  Status Delete(std::string_view key) override { return inner_->Delete(key); }
+
+ private:
+  Status Fault(std::string_view key) {
+    if (key.starts_with("LOCK")) return Status::OK();
+    if (latency_ms > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms.load()));
+    }
+    const int n = ++writes;
+    if (fail_at > 0 && n == fail_at) {
+      return ErrnoStatus("write " + std::string(key), ENOSPC);
+    }
+    return Status::OK();
+  }
+
+  std::shared_ptr<Store> inner_;
+  std::string name_;
+};
+
+void Register() {
+  static const bool done = StoreRegistry::Register(
+      "faulty",
+      [](std::string_view location,
+         const StoreOptions& options) -> Result<std::shared_ptr<Store>> {
+        SHOAL_ASSIGN_OR_RETURN(
+            auto inner, OpenStore("mem://" + std::string(location), options));
+        return std::shared_ptr<Store>(
+            std::make_shared<FaultyStore>(inner, std::string(location)));
+      });
+  (void)done;
+}
+
+}  // namespace fault
+
+TEST(IngestFaultTest, AFailedWriteLeavesTheLastCommitWhole) {
+  fault::Register();
+  const uint64_t rows = 400;
+  auto options = [] {
+    IngestOptions o;
+    o.commit_every_rows = 60;
+    o.commit_every_seconds = 0;
+    o.workers = {{"*", 2}};
+    o.id_seed = 5;
+    return o;
+  };
+  // A clean run: how many writes it makes, and the reference dataset.
+  fault::fail_at = 0;
+  fault::writes = 0;
+  const std::string ref = "faulty://" + format_test::FreshMemName("ref");
+  ASSERT_TRUE(Ok(Ingest(*Rows(rows), ref, options())));
+  const int total = fault::writes;
+  ASSERT_GT(total, 20);
+  const auto expected = Chunks(ref);
+  for (int k = 1; k <= total; ++k) {
+    const std::string url = "faulty://" + format_test::FreshMemName("k");
+    fault::writes = 0;
+    fault::fail_at = k;
+    auto report = Ingest(*Rows(rows), url, options());
+    fault::fail_at = 0;
+    ASSERT_FALSE(report.ok()) << "write " << k << " of " << total;
+    EXPECT_NE(report.status().message().find("No space left"),
+              std::string::npos)
+        << report.status();
+    auto ds = Dataset::Open(url, {.read_only = true});
+    if (!ds.ok()) {
+      // Nothing was committed, and the empty new dataset went away again.
+      EXPECT_TRUE(HasCode(ds.status(), StatusCode::kNotFound)) << ds.status();
+      continue;
+    }
+    // Whatever is in reads back exactly as written.
+    const uint64_t len = (*ds)->len();
+    Tensor* data = *(*ds)->tensor("data");
+    for (uint64_t i = 0; i < len; ++i) {
+      auto s = data->Read(i);
+      ASSERT_TRUE(Ok(s)) << "write " << k << ", row " << i;
+      ASSERT_EQ(s->shape, Shape{100 + (i * 37) % 900});
+    }
+    auto verify = VerifyDataset(url);
+    ASSERT_TRUE(Ok(verify));
+    for (const auto& p : verify->problems) {
+      EXPECT_EQ(p.kind, VerifyProblem::Kind::kOrphan) << p.message;
+    }
+    // And resuming finishes it as if nothing had happened.
+    IngestOptions resume = options();
+    resume.mode = IngestOptions::Mode::kResume;
+    if ((*ds)->writer_state().empty()) continue;  // only the schema is in
+    ds->reset();
+    auto resumed = Ingest(*Rows(rows), url, resume);
+    ASSERT_TRUE(Ok(resumed)) << "write " << k;
+    EXPECT_EQ(Chunks(url), expected) << "write " << k;
+  }
+}
+
+TEST(IngestFaultTest, ASlowStoreGetsMoreWriters) {
+  fault::Register();
+  fault::fail_at = 0;
+  fault::latency_ms = 20;
+  std::vector<TensorSpec> specs = RowSpecs();
+  specs[0].max_chunk_bytes = 16 << 10;  // many chunks, each a slow write
+  specs[0].chunk_compression = "";
+  auto source = MakeRowSource(
+      "slow rows", specs,
+      [](uint64_t i, Record& record) -> Result<bool> {
+        if (i >= 16000) return false;
+        SHOAL_RETURN_IF_ERROR(FillRow(i, record));
+        return true;
+      },
+      16000);
+  IngestOptions options;
+  std::vector<std::string> decisions;
+  std::mutex mu;
+  options.on_decision = [&](const std::string& d) {
+    std::lock_guard<std::mutex> lock(mu);
+    decisions.push_back(d);
+  };
+  auto report = Ingest(*source, "faulty://" + format_test::FreshMemName("slow"),
+                       options);
+  fault::latency_ms = 0;
+  ASSERT_TRUE(Ok(report));
+  const int writers = report->metrics.stages[4].concurrency;
+  EXPECT_GT(writers, 4) << "decisions:\n"
+                        << [&] {
+                             std::string all;
+                             for (auto& d : decisions) all += d + "\n";
+                             return all;
+                           }();
+}
+
+}  // namespace
+}  // namespace shoal
