@@ -45,6 +45,7 @@ struct IngestItem {
   std::vector<std::string> skipped;
   uint64_t rows = 0;
   uint64_t input_bytes = 0;
+  uint64_t cost = 0;  // what the feeder took from the budget for it
   // Bytes charged to the budget beyond the item's cost (prepared samples
   // the sources allocated, chunks cut); the consumer gives them back.
   std::atomic<int64_t> charged{0};
@@ -348,7 +349,8 @@ Status Ingestion::Feed(uint64_t seq, IngestItem& item, uint64_t* cost) {
     offset += size;
   }
   item.input_bytes = std::max(input_bytes, planned_bytes);
-  *cost = read_bytes + planned_bytes;
+  item.cost = read_bytes + planned_bytes;
+  *cost = item.cost;
   (void)seq;
   return Status::OK();
 }
@@ -428,12 +430,15 @@ Status Ingestion::AppendStage(IngestItem& item) {
     }
   }
   item.chunks = ds_->TakePendingChunks();
+  // The item's samples now live in the open chunks (a fixed cost: one per
+  // tensor) or in the chunks just cut, which take their place in the
+  // budget; the item's own bytes were let go above.
   int64_t bytes = 0;
   for (const PendingChunk& c : item.chunks) bytes += c.memory_bytes();
-  if (bytes > 0) {
-    item.charged.fetch_add(bytes);
-    pipe_->Charge(bytes);
-  }
+  const int64_t delta =
+      bytes - static_cast<int64_t>(item.cost) - item.charged.load();
+  item.charged.fetch_add(delta);
+  pipe_->Charge(delta);
   return Status::OK();
 }
 
@@ -612,7 +617,13 @@ Result<IngestReport> Ingestion::Run() {
     report_.stored_bytes += t->stats().stored_bytes;
     if (!t->hidden()) {
       report_.raw_bytes += t->stats().raw_bytes;
-      report_.tensors.emplace_back(t->name(), t->spec().sample_compression);
+      const TensorSpec& spec = t->spec();
+      report_.tensors.emplace_back(
+          t->name(), !spec.sample_compression.empty()
+                         ? spec.sample_compression
+                         : !spec.chunk_compression.empty()
+                               ? spec.chunk_compression + " chunks"
+                               : "raw");
     }
   }
   SHOAL_RETURN_IF_ERROR(ds_->Close());

@@ -132,7 +132,8 @@ struct IngestReport {
   std::vector<std::string> decisions;
   /// The pipeline's counters at the end (per stage busy and wait times).
   PipelineMetrics metrics;
-  /// The tensors' sample compression, for the summary.
+  /// How each tensor stores samples ("jpeg", "lz4 chunks", "raw"), for the
+  /// summary.
   std::vector<std::pair<std::string, std::string>> tensors;
   /// Why it stopped early (Cancelled by `stop`), else OK. The rows reported
   /// are in either way.

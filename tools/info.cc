@@ -108,6 +108,11 @@ nlohmann::ordered_json TensorJson(const Tensor& t) {
                                               stats.stored_bytes},
   };
   if (t.htype() == HType::kClassLabel) out["class_names"] = spec.class_names;
+  // The tensor's own info (where its samples came from), a JSON object.
+  if (!spec.info.empty()) {
+    auto info = nlohmann::ordered_json::parse(spec.info, nullptr, false);
+    if (!info.is_discarded()) out["info"] = std::move(info);
+  }
   return out;
 }
 
@@ -187,6 +192,14 @@ Result<int> RunInfo(const InfoOptions& options) {
        "classes"}};
   for (const Tensor* t : tensors) rows.push_back(TensorRow(*t));
   PrintTable(rows);
+  // Each tensor's own info: where its samples came from.
+  bool info_header = false;
+  for (const Tensor* t : tensors) {
+    if (t->spec().info.empty()) continue;
+    if (!info_header) std::printf("\ntensor info:\n");
+    info_header = true;
+    std::printf("  %s: %s\n", t->name().c_str(), t->spec().info.c_str());
+  }
   for (const Tensor* t : tensors) {
     if (!IsVideoTensor(*t) || options.videos == 0) continue;
     SHOAL_ASSIGN_OR_RETURN(auto videos, ReadVideoFacts(*t, options.videos));
@@ -228,7 +241,9 @@ void AddInfoCommand(CLI::App& app, CommandRun* run) {
       "Prints the dataset's URL, commit, len and max_len, then per tensor: "
       "htype, dtype, sample and chunk compression, length, min and max "
       "sample shape, chunks, stored and raw bytes, ratio (raw/stored) and "
-      "the number of class names (class_label tensors). Video tensors then "
+      "the number of class names (class_label tensors), and each tensor's "
+      "own info (where its samples came from, e.g. the IDX file). Video "
+      "tensors then "
       "list their videos: container, codec, coded size, display rotation, "
       "frame rate, frame count, duration and keyframe spacing in frames "
       "(mean and max), from the frame index kept at ingestion.");
@@ -236,7 +251,8 @@ void AddInfoCommand(CLI::App& app, CommandRun* run) {
       ->required();
   cmd->add_flag("--json", options->json,
                 "Print one JSON object instead of a table (class_label "
-                "tensors list their class names)");
+                "tensors list their class names; a tensor's own info is "
+                "under \"info\")");
   cmd->add_option("--videos", options->videos,
                   "Per video tensor, describe the first N videos (codec, "
                   "size, fps, frames, keyframe spacing); 0 for none")

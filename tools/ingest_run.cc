@@ -267,7 +267,7 @@ Result<int> RunIngest(Source& source, const std::string& dataset,
     std::string compression;
     for (const auto& [name, c] : r.tensors) {
       if (!compression.empty()) compression += ", ";
-      compression += name + " " + (c.empty() ? "raw" : c);
+      compression += name + " " + c;
     }
     std::printf(
         "ingest: %s into %s in %.2f s (%.0f samples/s, %s of input); %s; "

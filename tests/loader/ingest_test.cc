@@ -236,6 +236,42 @@ TEST(IngestTest, AppendAddsRowsAndChecksTheTensors) {
   EXPECT_NE(refused.status().message().find("dtype"), std::string::npos);
 }
 
+TEST(IngestTest, TheBudgetBoundsWhatIsInFlight) {
+  // 2000 rows of 64 KiB through 1 MiB chunks under a 2 MiB budget: the
+  // accounted bytes (items read ahead plus chunks cut and not yet written)
+  // stay within the budget plus what admission lets through alone (one
+  // item) and the chunks the in-order stage may cut past it (one per
+  // tensor).
+  std::vector<TensorSpec> specs = RowSpecs();
+  specs[0].max_chunk_bytes = 1 << 20;
+  auto source = MakeRowSource(
+      "big rows", specs,
+      [](uint64_t i, Record& record) -> Result<bool> {
+        if (i >= 2000) return false;
+        const auto bytes = SampleBytes(3, i, 64 << 10);
+        record.columns[0].sample_shape = Shape{64 << 10};
+        record.columns[0].data =
+            Buffer::CopyOf(ByteSpan(bytes.data(), bytes.size()));
+        record.columns[1].sample_shape = Shape{};
+        const uint32_t v = 1;
+        record.columns[1].data =
+            Buffer::CopyOf(ByteSpan(reinterpret_cast<const std::byte*>(&v), 4));
+        return true;
+      },
+      2000);
+  IngestOptions options;
+  options.memory_budget = 2 << 20;
+  options.workers = {{"*", 4}};
+  auto report = Ingest(*source, FreshMemUrl("budget"), options);
+  ASSERT_TRUE(Ok(report));
+  EXPECT_EQ(report->rows, 2000u);
+  const uint64_t bound = options.memory_budget + (64 << 10) + 2 * (1 << 20);
+  EXPECT_LE(report->metrics.budget_peak, bound);
+  EXPECT_GT(report->metrics.budget_peak, options.memory_budget / 2)
+      << "the budget was not used at all";
+  EXPECT_EQ(report->metrics.budget_in_use, 0u) << "charges not given back";
+}
+
 TEST(IngestTest, CreateRefusesAnExistingDatasetAndSaysHow) {
   const std::string url = FreshMemUrl("exists");
   auto source = Rows(10);
