@@ -1,5 +1,6 @@
 // Pipeline<T>: the bounded, ordered, multithreaded pipeline core that the
-// Loader (read graph) and the Ingestor (write graph) are built on.
+// Loader (read graph) and Ingest() (write graph, loader/ingestor.h) are
+// built on.
 //
 // The model
 // ---------

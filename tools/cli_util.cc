@@ -118,15 +118,6 @@ void Progress::Finish() {
   drawn_ = false;
 }
 
-Status RemovePartialDataset(const std::string& url, const Status& failure) {
-  Status removed = Dataset::Remove(url);
-  if (!removed.ok()) {
-    return failure.WithContext("(removing the partial dataset failed too: " +
-                               std::string(removed.message()) + ")");
-  }
-  return failure;
-}
-
 void PrintIngestSkips(uint64_t ignored, std::string_view ignored_noun,
                       uint64_t skipped) {
   if (ignored > 0) {

@@ -58,26 +58,6 @@ Result<Tensor*> FindTensor(const Dataset& dataset, std::string_view name);
 /// (powers of 1024), checked to lie in 4 KiB .. 2 GiB.
 void AddChunkBytesOption(CLI::App& cmd, uint64_t& chunk_bytes);
 
-/// Removes the dataset at `url` after `failure`, which it returns (with the
-/// removal's error added when that fails too).
-Status RemovePartialDataset(const std::string& url, const Status& failure);
-/// Creates the dataset at `url` (replacing one there when `overwrite`),
-/// runs `fill` on it and closes it. When `fill` fails, the partial dataset
-/// is removed (a half-ingested dataset would look complete to the next
-/// reader) and fill's error returned.
-template <typename T, typename Fill>
-Result<T> CreateAndFill(const std::string& url, bool overwrite, Fill&& fill) {
-  SHOAL_ASSIGN_OR_RETURN(auto dataset,
-                         Dataset::Create(url, {.overwrite = overwrite}));
-  Result<T> filled = fill(*dataset);
-  if (filled.ok()) {
-    SHOAL_RETURN_IF_ERROR(dataset->Close());
-    return filled;
-  }
-  dataset.reset();
-  return RemovePartialDataset(url, filled.status());
-}
-
 /// The ingest commands' closing lines: files ignored (not of the kind
 /// ingested: "non-image file") and bad files skipped under --skip-bad.
 void PrintIngestSkips(uint64_t ignored, std::string_view ignored_noun,
