@@ -178,10 +178,7 @@ Result<SourceScan> ImageFolderSource::Scan(bool skip_bad) {
     files_[i].label = classes.labels[i];
     scan.input_bytes += files_[i].size;
   }
-  for (uint32_t c = 0; c < class_names_.size(); ++c) {
-    label_bytes_.push_back(Buffer::CopyOf(ByteSpan(
-        reinterpret_cast<const std::byte*>(&c), sizeof(c))));
-  }
+  label_bytes_ = internal::LabelBuffers(class_names_.size());
   SHOAL_RETURN_IF_ERROR(ChooseFormat(formats, dtypes));
   encode_.quality = options_.quality;
   encode_.subsampling = options_.subsampling;
@@ -199,14 +196,7 @@ Result<SourceScan> ImageFolderSource::Scan(bool skip_bad) {
   }
   scan.tensors.push_back(std::move(images));
   if (!class_names_.empty()) {
-    TensorSpec labels;
-    labels.name = "labels";
-    labels.htype = HType::kClassLabel;
-    labels.dtype = DType::kUInt32;
-    labels.rank = 0;
-    labels.chunk_compression = "lz4";
-    labels.class_names = class_names_;
-    scan.tensors.push_back(std::move(labels));
+    scan.tensors.push_back(internal::LabelsSpec(class_names_));
   }
   scan.num_records = files_.size();
   return scan;

@@ -120,4 +120,24 @@ void SourceInfo(std::string_view name, std::string* info) {
           ",\"path_hex\":\"" + hex + "\"}";
 }
 
+TensorSpec LabelsSpec(std::vector<std::string> class_names) {
+  TensorSpec labels;
+  labels.name = "labels";
+  labels.htype = HType::kClassLabel;
+  labels.dtype = DType::kUInt32;
+  labels.rank = 0;
+  labels.chunk_compression = "lz4";
+  labels.class_names = std::move(class_names);
+  return labels;
+}
+
+std::vector<Buffer> LabelBuffers(size_t n) {
+  std::vector<Buffer> out;
+  for (uint32_t c = 0; c < n; ++c) {
+    out.push_back(Buffer::CopyOf(
+        ByteSpan(reinterpret_cast<const std::byte*>(&c), sizeof(c))));
+  }
+  return out;
+}
+
 }  // namespace shoal::internal

@@ -8,9 +8,11 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "format/base/buffer.h"
 #include "format/base/status.h"
+#include "format/schema.h"
 
 namespace shoal::internal {
 
@@ -31,6 +33,14 @@ std::string PrintableName(std::string_view name);
 /// that is not UTF-8 also gets "path_hex", its bytes in hex, so that it is
 /// kept exactly.
 void SourceInfo(std::string_view name, std::string* info);
+
+/// The class_label tensor "labels" of a folder source whose top-level
+/// subfolders are classes (uint32 scalars, lz4 chunks).
+TensorSpec LabelsSpec(std::vector<std::string> class_names);
+
+/// One 4-byte buffer per class value 0..n-1, shared by every sample of the
+/// class (no allocation per sample).
+std::vector<Buffer> LabelBuffers(size_t n);
 
 }  // namespace shoal::internal
 

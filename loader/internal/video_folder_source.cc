@@ -63,10 +63,7 @@ class VideoFolderSource : public Source {
                            internal::AssignClasses(dir_, relatives, "videos"));
     class_names_ = std::move(classes.names);
     labels_ = std::move(classes.labels);
-    for (uint32_t c = 0; c < class_names_.size(); ++c) {
-      label_bytes_.push_back(Buffer::CopyOf(
-          ByteSpan(reinterpret_cast<const std::byte*>(&c), sizeof(c))));
-    }
+    label_bytes_ = internal::LabelBuffers(class_names_.size());
     TensorSpec videos;
     videos.name = "videos";
     videos.htype = HType::kVideo;
@@ -74,14 +71,7 @@ class VideoFolderSource : public Source {
     videos.max_chunk_bytes = options_.max_chunk_bytes;
     scan.tensors.push_back(std::move(videos));
     if (!class_names_.empty()) {
-      TensorSpec labels;
-      labels.name = "labels";
-      labels.htype = HType::kClassLabel;
-      labels.dtype = DType::kUInt32;
-      labels.rank = 0;
-      labels.chunk_compression = "lz4";
-      labels.class_names = class_names_;
-      scan.tensors.push_back(std::move(labels));
+      scan.tensors.push_back(internal::LabelsSpec(class_names_));
     }
     for (const auto& f : files_) scan.input_bytes += f.size;
     scan.num_records = files_.size();
