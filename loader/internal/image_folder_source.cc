@@ -206,7 +206,11 @@ Result<bool> ImageFolderSource::Plan(uint64_t index, Record& record) {
   if (index >= files_.size()) return false;
   const ImageFile& f = files_[index];
   record.name = f.relative;
-  record.locator = (fs::path(dir_) / f.relative).string();
+  // Assigned in place: the record's strings keep their capacity from file
+  // to file.
+  record.locator.assign(dir_);
+  record.locator += '/';
+  record.locator += f.relative;
   record.read_bytes = f.size;
   record.input_bytes = f.size;
   record.locator_index = f.label;

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <nlohmann/json.hpp>
 
 namespace shoal::internal {
 namespace {
@@ -106,18 +105,44 @@ std::string PrintableName(std::string_view name) {
   return out;
 }
 
+namespace {
+
+// Appends `s` (valid UTF-8) as a JSON string literal.
+void AppendJsonString(std::string_view s, std::string* out) {
+  out->push_back('"');
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(ch);
+    } else if (c < 0x20) {
+      out->append("\\u00");
+      out->push_back(kHex[c >> 4]);
+      out->push_back(kHex[c & 15]);
+    } else {
+      out->push_back(ch);
+    }
+  }
+  out->push_back('"');
+}
+
+}  // namespace
+
 void SourceInfo(std::string_view name, std::string* info) {
+  // Built in place (no JSON library, no temporaries): this runs per sample.
+  info->assign("{\"path\":");
   if (IsUtf8(name)) {
-    *info = "{\"path\":" + nlohmann::json(std::string(name)).dump() + "}";
+    AppendJsonString(name, info);
+    info->push_back('}');
     return;
   }
-  std::string hex;
+  AppendJsonString(PrintableName(name), info);
+  info->append(",\"path_hex\":\"");
   for (unsigned char c : name) {
-    hex += kHex[c >> 4];
-    hex += kHex[c & 15];
+    info->push_back(kHex[c >> 4]);
+    info->push_back(kHex[c & 15]);
   }
-  *info = "{\"path\":" + nlohmann::json(PrintableName(name)).dump() +
-          ",\"path_hex\":\"" + hex + "\"}";
+  info->append("\"}");
 }
 
 TensorSpec LabelsSpec(std::vector<std::string> class_names) {

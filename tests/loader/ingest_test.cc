@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -19,6 +20,7 @@
 #include "format/dataset.h"
 #include "format/verify.h"
 #include "loader/ingestor.h"
+#include "loader/internal/source_util.h"
 #include "loader/source.h"
 #include "tests/format/format_test_util.h"
 
@@ -278,6 +280,31 @@ TEST(IngestTest, CreateRefusesAnExistingDatasetAndSaysHow) {
   ASSERT_TRUE(Ok(Ingest(*source, url)));
   auto again = Ingest(*source, url);
   EXPECT_TRUE(HasCode(again.status(), StatusCode::kAlreadyExists));
+}
+
+TEST(SourceInfoTest, NamesBecomeValidJsonAndStayApart) {
+  const std::vector<std::string> names = {
+      "cat/001.jpg", "quote\"d.jpg", "back\\slash.jpg", "tab\tand\nnewline",
+      "\xc3\xa9t\xc3\xa9.jpg", std::string("nul\0byte", 8),
+      "bad\xff\xfe.jpg", "bad\\xff.jpg", "\xed\xa0\x80surrogate"};
+  std::set<std::string> shown;
+  for (const std::string& name : names) {
+    std::string info = "left over from the last sample";
+    internal::SourceInfo(name, &info);
+    const auto j = nlohmann::json::parse(info, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << info;
+    if (internal::IsUtf8(name)) {
+      EXPECT_EQ(j["path"], name);
+      EXPECT_FALSE(j.contains("path_hex"));
+    } else {
+      std::string bytes;
+      const std::string hex = j["path_hex"];
+      for (size_t i = 0; i < hex.size(); i += 2)
+        bytes.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+      EXPECT_EQ(bytes, name);
+    }
+    EXPECT_TRUE(shown.insert(internal::PrintableName(name)).second) << name;
+  }
 }
 
 // ---- Image folders ----
