@@ -215,7 +215,9 @@ Status Ingestion::OpenDataset(const SourceScan& scan) {
   // that two ingestions into one new path cannot both see it free.
   auto store = OpenStore(url_, {.create = !existing});
   if (!store.ok()) {
-    return store.status().WithContext("no dataset at '" + url_ + "'");
+    return store.status().WithContext(
+        (existing ? "no dataset at '" : "cannot write a dataset at '") + url_ +
+        "'");
   }
   SHOAL_ASSIGN_OR_RETURN(
       lock_, DatasetLock::Acquire(*store,

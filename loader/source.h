@@ -131,8 +131,9 @@ class Source {
   virtual Result<SourceScan> Scan(bool skip_bad) = 0;
   /// Plans record `index` into `record` (cleared first by the caller; its
   /// index set): name, sizes, locator. Returns false past the last record.
-  /// Called in order 0, 1, 2, ... except that a resumed ingestion starts
-  /// at its first uncommitted record.
+  /// Called in order 0, 1, 2, ... except that a resumed ingestion first
+  /// plans its last committed record again (to check that the source still
+  /// has it, by name), then goes on from the next.
   virtual Result<bool> Plan(uint64_t index, Record& record) = 0;
   /// Reads the record's input: exactly record.read_bytes bytes into `out`
   /// (a file that changed size since Plan is an error). Errors name the
@@ -180,7 +181,9 @@ struct ArrayFileOptions {
   std::string compression = "lz4";
   /// Class names of a labels tensor (IDX labels); empty: none.
   std::vector<std::string> class_names;
-  /// Rows per record: the unit of work for arrays of many small samples.
+  /// Rows per record: the unit of work for arrays of many small samples
+  /// (fewer when that would make a record larger than 64 MiB, but at least
+  /// one).
   uint64_t rows_per_record = 65536;
   uint64_t max_chunk_bytes = 8ull << 20;
 };
@@ -199,9 +202,10 @@ std::unique_ptr<Source> MakeNpySource(std::vector<std::string> paths,
                                       ArrayFileOptions options = {});
 
 /// A program's own rows. `fill` is called on the planning thread, in order,
-/// with index 0, 1, 2, ... (from the first uncommitted record when
-/// resuming) and fills record.columns (one per tensor of `tensors`) and
-/// record.name; it returns false when there are no more records. Columns
+/// with index 0, 1, 2, ... (when resuming: the last committed index, then
+/// on from the next) and fills record.columns (one per tensor of
+/// `tensors`) and record.name; it returns false when there are no more
+/// records. Columns
 /// own their bytes (Buffer), which the ingestor keeps until appended.
 using RowFill = std::function<Result<bool>(uint64_t index, Record& record)>;
 std::unique_ptr<Source> MakeRowSource(std::string name,
