@@ -10,8 +10,8 @@
 #include <unordered_map>
 
 #include "format/internal/metadata.h"
-#include "format/lock.h"
 #include "format/internal/tensor_impl.h"
+#include "format/lock.h"
 
 namespace shoal {
 
@@ -27,8 +27,8 @@ class CommitPoint {
     bool dirty = false;           // a new index object is needed
     internal::TensorIndex index;  // when dirty
   };
-  DatasetMeta meta;          // index keys and chunk statistics filled on commit
-  std::vector<Part> parts;   // one per meta.tensors entry
+  DatasetMeta meta;         // index keys and chunk statistics filled on commit
+  std::vector<Part> parts;  // one per meta.tensors entry
   std::vector<std::string> garbage;  // chunk keys the commit supersedes
 };
 
@@ -55,6 +55,8 @@ class Dataset::Impl {
   // Objects of a dataset this one replaces (Create with overwrite), deleted
   // after the first commit.
   std::vector<std::string> replaced;
+  // And the temporary files that interrupted writes into it left.
+  std::vector<std::string> replaced_leftovers;
   // Sizes of chunks a deferred writer reported written, by chunk id.
   std::unordered_map<uint64_t, std::pair<uint64_t, uint32_t>> written;
 
@@ -175,8 +177,8 @@ DatasetMeta Dataset::Impl::Snapshot() const {
   return meta;
 }
 
-Result<CommitPointPtr> Dataset::Impl::PrepareCommit(
-    bool keep_open, std::string writer_state) {
+Result<CommitPointPtr> Dataset::Impl::PrepareCommit(bool keep_open,
+                                                    std::string writer_state) {
   std::vector<std::optional<internal::ChunkRef>> open(tensors.size());
   bool dirty = schema_dirty || writer_state != writer;
   writer = std::move(writer_state);
@@ -202,7 +204,8 @@ Result<CommitPointPtr> Dataset::Impl::PrepareCommit(
       part.index = impl.index();
       if (open[i]) part.index.AddChunk(*open[i]);
     }
-    for (auto& g : impl.OnCommitPrepared()) point->garbage.push_back(std::move(g));
+    for (auto& g : impl.OnCommitPrepared())
+      point->garbage.push_back(std::move(g));
   }
   schema_dirty = false;
   return point;
@@ -276,6 +279,10 @@ Status Dataset::Impl::Apply(CommitPoint& point) {
   for (auto& g : replaced) garbage.push_back(std::move(g));
   replaced.clear();
   for (const auto& key : garbage) (void)context.store->Delete(key);
+  for (const auto& name : replaced_leftovers) {
+    (void)context.store->DeleteLeftover(name);
+  }
+  replaced_leftovers.clear();
   committed = std::move(updated);
   commit.store(next_commit);
   meta_key = new_meta_key;
@@ -356,6 +363,10 @@ Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
     for (const char* prefix : {"meta/", "index/", "chunks/"}) {
       SHOAL_ASSIGN_OR_RETURN(auto keys, store->List(prefix));
       for (auto& key : keys) d.replaced.push_back(std::move(key));
+      SHOAL_ASSIGN_OR_RETURN(auto leftovers, store->ListLeftovers(prefix));
+      for (auto& name : leftovers) {
+        d.replaced_leftovers.push_back(std::move(name));
+      }
     }
     d.schema_dirty = true;
     return ds;
@@ -686,7 +697,8 @@ Status Dataset::FinishDeferredWrites() {
   }
   for (auto& t : impl_->tensors) {
     Tensor::Impl& impl = *t->impl_;
-    SHOAL_RETURN_IF_ERROR(impl_->FillChunkSizes(impl.mutable_index(), impl.meta().id));
+    SHOAL_RETURN_IF_ERROR(
+        impl_->FillChunkSizes(impl.mutable_index(), impl.meta().id));
     const Impl::Committed& c = impl_->committed[impl.meta().id];
     impl.meta().index_key = c.index_key;
     impl.RecountChunks();

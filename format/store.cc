@@ -116,6 +116,11 @@ Status ValidateStoreKey(std::string_view key) {
   return Status::OK();
 }
 
+Status Store::DeleteLeftover(std::string_view name) {
+  return InvalidArgument("'" + std::string(name) + "' in " + url() +
+                         " is not a leftover of an interrupted write");
+}
+
 Result<std::shared_ptr<Store>> OpenStore(std::string_view url,
                                          const StoreOptions& options) {
   std::string scheme;

@@ -81,6 +81,70 @@ class Store {
       std::string_view prefix) const = 0;
   /// Removes `key`; NotFound when missing.
   virtual Status Delete(std::string_view key) = 0;
+
+  /// What interrupted writes left under `prefix` that List() hides (a file
+  /// store's temporary files), sorted; none for stores that leave nothing.
+  /// Only for repair, with the dataset's write lock held: a running writer's
+  /// temporary files look the same.
+  virtual Result<std::vector<std::string>> ListLeftovers(
+      std::string_view prefix) const {
+    (void)prefix;
+    return std::vector<std::string>();
+  }
+  /// Removes one name ListLeftovers() returned; InvalidArgument for any
+  /// other name.
+  virtual Status DeleteLeftover(std::string_view name);
+};
+
+/// A store that forwards every call to another: the base of wrappers
+/// (fault injection, latency, counting) that override only what they change.
+/// Thread-safe as the inner store is.
+class ForwardingStore : public Store {
+ public:
+  explicit ForwardingStore(std::shared_ptr<Store> inner)
+      : inner_(std::move(inner)) {}
+
+  std::string url() const override { return inner_->url(); }
+  Result<Buffer> Read(std::string_view key) const override {
+    return inner_->Read(key);
+  }
+  Result<Buffer> ReadRange(std::string_view key, uint64_t offset,
+                           uint64_t length) const override {
+    return inner_->ReadRange(key, offset, length);
+  }
+  Result<uint64_t> Size(std::string_view key) const override {
+    return inner_->Size(key);
+  }
+  Result<bool> Exists(std::string_view key) const override {
+    return inner_->Exists(key);
+  }
+  Status Write(std::string_view key, ByteSpan data) override {
+    return inner_->Write(key, data);
+  }
+  Status WriteAtomic(std::string_view key, ByteSpan data) override {
+    return inner_->WriteAtomic(key, data);
+  }
+  Status WriteIfAbsent(std::string_view key, ByteSpan data) override {
+    return inner_->WriteIfAbsent(key, data);
+  }
+  Status Sync() override { return inner_->Sync(); }
+  Result<std::vector<std::string>> List(
+      std::string_view prefix) const override {
+    return inner_->List(prefix);
+  }
+  Status Delete(std::string_view key) override { return inner_->Delete(key); }
+  Result<std::vector<std::string>> ListLeftovers(
+      std::string_view prefix) const override {
+    return inner_->ListLeftovers(prefix);
+  }
+  Status DeleteLeftover(std::string_view name) override {
+    return inner_->DeleteLeftover(name);
+  }
+
+  const std::shared_ptr<Store>& inner() const { return inner_; }
+
+ private:
+  std::shared_ptr<Store> inner_;
 };
 
 struct StoreOptions {

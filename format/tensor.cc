@@ -16,10 +16,6 @@ using internal::TiledSample;
 
 namespace {
 
-// The cap on a decoded sample when a tensor does not tile (so no smaller
-// bound follows from its spec): a stored shape claiming more is corrupt.
-constexpr uint64_t kMaxUntiledSampleBytes = 1ull << 31;
-
 // The most sample data ReadRange decodes in one piece.
 constexpr uint64_t kMaxDecodeSpan = 8ull << 20;
 
@@ -50,12 +46,6 @@ std::string Tensor::Impl::Where() const {
 std::string Tensor::Impl::ChunkWhere(const ChunkRef& ref) const {
   return Where() + ": chunk '" + internal::ChunkKey(meta_.id, ref.id) + "'";
 }
-
-uint64_t Tensor::Impl::MaxSampleBytes() const {
-  const uint64_t t = meta_.spec.tiling_threshold;
-  return t == kNoTiling ? kMaxUntiledSampleBytes : t;
-}
-
 
 // ----------------------------------------------------------------- reads --
 
@@ -177,7 +167,7 @@ Result<Sample> Tensor::Impl::DecodeSample(Buffer stored,
     return sample_codec_->Decode(stored.span(), shape, {});
   }
   auto bytes = shape.ByteSize(dtype);
-  if (!bytes.ok() || *bytes > MaxSampleBytes()) {
+  if (!bytes.ok() || *bytes > internal::MaxDecodedSampleBytes(meta_.spec)) {
     return Corruption("stored shape " + shape.ToString() +
                       " exceeds the tensor's sample size limit");
   }

@@ -10,6 +10,7 @@
 #include "format/chunk.h"
 #include "format/internal/metadata.h"
 #include "format/internal/sample_codec.h"
+#include "format/lock.h"
 #include "format/store.h"
 
 namespace shoal {
@@ -299,10 +300,7 @@ void Verifier::VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
                 shape.ToString();
     } else if (sample_codec != nullptr && options_.decode_samples &&
                !sample_codec->video()) {
-      if (*raw_size > std::max<uint64_t>(meta.spec.tiling_threshold == kNoTiling
-                                             ? (1ull << 31)
-                                             : meta.spec.tiling_threshold,
-                                         0)) {
+      if (*raw_size > internal::MaxDecodedSampleBytes(meta.spec)) {
         problem = "shape " + shape.ToString() +
                   " exceeds the tensor's sample size limit";
       } else {
@@ -395,6 +393,22 @@ void Verifier::FindOrphans() {
               "not referenced by commit " + std::to_string(report_.commit) +
                   " (left by an interrupted write; --repair removes it)");
     }
+    // Temporary files of writes that never finished are never referenced.
+    auto leftovers = store_->ListLeftovers(prefix);
+    if (!leftovers.ok()) {
+      Problem(Kind::kCorrupt, prefix,
+              "cannot list: " + leftovers.status().ToString());
+      continue;
+    }
+    for (const auto& name : *leftovers) {
+      if (may_delete && store_->DeleteLeftover(name).ok()) {
+        ++report_.orphans_removed;
+        continue;
+      }
+      Problem(Kind::kOrphan, name,
+              "a temporary file of an interrupted write (--repair removes "
+              "it)");
+    }
   }
 }
 
@@ -403,7 +417,18 @@ void Verifier::FindOrphans() {
 Result<VerifyReport> VerifyDataset(std::string_view url,
                                    const VerifyOptions& options) {
   SHOAL_ASSIGN_OR_RETURN(auto store, OpenStore(url, {.create = false}));
-  return Verifier(std::move(store), options).Run();
+  // Repair deletes what no commit references, which includes what a running
+  // writer has written and not yet committed: it takes the write lock.
+  std::unique_ptr<DatasetLock> lock;
+  std::string lock_message;
+  if (options.repair) {
+    SHOAL_ASSIGN_OR_RETURN(
+        lock, DatasetLock::Acquire(store, {.command = "shoal verify --repair"},
+                                   &lock_message));
+  }
+  VerifyReport report = Verifier(std::move(store), options).Run();
+  report.lock_message = std::move(lock_message);
+  return report;
 }
 
 }  // namespace shoal

@@ -9,7 +9,9 @@
 //
 // Thread-safety: VerifyDataset may run concurrently with readers; a writer
 // committing meanwhile may make it report objects of the new commit as
-// orphans.
+// orphans. A repair takes the dataset's write lock (format/lock.h), so it
+// fails while a writer that holds it runs, and never deletes what that
+// writer has not yet committed.
 #ifndef SHOAL_FORMAT_VERIFY_H_
 #define SHOAL_FORMAT_VERIFY_H_
 
@@ -26,7 +28,8 @@ namespace shoal {
 struct VerifyOptions {
   /// Also decompress every sample of tensors with sample compression.
   bool decode_samples = false;
-  /// Delete orphan objects (what an interrupted write leaves behind).
+  /// Delete orphan objects and temporary files (what an interrupted write
+  /// leaves behind), holding the dataset's write lock.
   bool repair = false;
   /// Called after each chunk with (chunks checked, chunks in total).
   std::function<void(uint64_t, uint64_t)> progress;
@@ -55,6 +58,9 @@ struct VerifyReport {
   uint64_t bytes = 0;    // bytes of chunk objects read
   uint64_t samples = 0;  // samples whose layout was checked
   uint64_t orphans_removed = 0;
+  /// Set when a repair took over the stale write lock of a writer that died
+  /// (whose it was and why), for the user to see.
+  std::string lock_message;
   std::vector<VerifyProblem> problems;
   bool ok() const { return problems.empty(); }
 };

@@ -9,6 +9,7 @@
 #include "format/dataset.h"
 #include "format/lock.h"
 #include "loader/internal/ingest_control.h"
+#include "loader/internal/source_util.h"
 
 namespace shoal {
 namespace {
@@ -41,7 +42,10 @@ struct IngestItem {
   std::vector<Buffer> inputs;
   // Filled by the append stage.
   std::vector<PendingChunk> chunks;
-  CommitPointPtr commit;
+  // Commit points cut while appending, in order (a big item may hold
+  // several --commit-every points); each covers chunks of this item or
+  // earlier ones, all written before the consumer commits them.
+  std::vector<CommitPointPtr> commits;
   std::vector<std::string> skipped;
   uint64_t rows = 0;
   uint64_t input_bytes = 0;
@@ -53,30 +57,32 @@ struct IngestItem {
   void Reset() {
     n = 0;
     chunks.clear();
-    commit.reset();
+    commits.clear();
     skipped.clear();
     rows = input_bytes = 0;
     charged.store(0);
   }
 };
 
+// The last record's name is kept printable (names need not be UTF-8, JSON
+// strings must be); resume compares it with the printable name the source
+// plans now, which maps distinct bytes to distinct text.
 std::string WriterState(const std::string& source, uint64_t records,
                         uint64_t rows_before, const std::string& last) {
-  nlohmann::json j = {{"source", source},
+  nlohmann::json j = {{"source", internal::PrintableName(source)},
                       {"records", records},
                       {"rows_before", rows_before},
-                      {"last_record", last}};
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+                      {"last_record", internal::PrintableName(last)}};
+  return j.dump();
 }
 
 // The tensors' specs must agree with what the source makes (append, resume).
 Status CheckSchema(const Dataset& ds, const std::vector<TensorSpec>& specs) {
   const auto tensors = ds.tensors();
   if (tensors.size() != specs.size()) {
-    return InvalidArgument("dataset '" + ds.url() + "' has " +
-                           std::to_string(tensors.size()) +
-                           " tensors, the source makes " +
-                           std::to_string(specs.size()));
+    return InvalidArgument(
+        "dataset '" + ds.url() + "' has " + std::to_string(tensors.size()) +
+        " tensors, the source makes " + std::to_string(specs.size()));
   }
   for (const TensorSpec& want : specs) {
     auto t = ds.tensor(want.name);
@@ -122,8 +128,8 @@ Status AppendRecord(const std::vector<Tensor*>& tensors, Record& record) {
     RecordColumn& c = record.columns[i];
     if (c.count != rows) {
       return Internal("record '" + record.name + "': columns of " +
-                      std::to_string(rows) + " and " +
-                      std::to_string(c.count) + " rows");
+                      std::to_string(rows) + " and " + std::to_string(c.count) +
+                      " rows");
     }
     Tensor& t = *tensors[i];
     Status s;
@@ -191,6 +197,7 @@ class Ingestion {
   // Feeder thread.
   uint64_t next_record_ = 0;
   bool source_done_ = false;
+  bool source_exhausted_ = false;  // the source had no more records
   // Append stage (serial).
   uint64_t rows_before_ = 0;  // rows in the dataset before this ingestion
   uint64_t records_appended_ = 0;
@@ -224,17 +231,25 @@ Status Ingestion::OpenDataset(const SourceScan& scan) {
                                   {.break_lock = options_.break_lock,
                                    .command = options_.command},
                                   &report_.lock_message));
+  // Resuming a dataset that holds nothing yet (a new ingestion stopped
+  // before its first commit left only the empty commit 0) starts afresh.
+  bool empty_resume = false;
   if (existing) {
-    SHOAL_ASSIGN_OR_RETURN(ds_, Dataset::Open(url_, {.id_seed = options_.id_seed}));
-    SHOAL_RETURN_IF_ERROR(CheckSchema(*ds_, scan.tensors));
+    SHOAL_ASSIGN_OR_RETURN(ds_,
+                           Dataset::Open(url_, {.id_seed = options_.id_seed}));
+    empty_resume = options_.mode == Mode::kResume &&
+                   ds_->tensors(/*include_hidden=*/true).empty() &&
+                   ds_->writer_state().empty();
+    if (!empty_resume) SHOAL_RETURN_IF_ERROR(CheckSchema(*ds_, scan.tensors));
   } else {
     SHOAL_ASSIGN_OR_RETURN(
-        ds_, Dataset::Create(url_, {.overwrite = options_.mode == Mode::kOverwrite,
-                                    .id_seed = options_.id_seed}));
+        ds_,
+        Dataset::Create(url_, {.overwrite = options_.mode == Mode::kOverwrite,
+                               .id_seed = options_.id_seed}));
     created_ = options_.mode == Mode::kCreate;
   }
   SHOAL_RETURN_IF_ERROR(ds_->DeferChunkWrites());
-  if (!existing) {
+  if (!existing || empty_resume) {
     for (const TensorSpec& spec : scan.tensors) {
       SHOAL_RETURN_IF_ERROR(ds_->CreateTensor(spec).status());
     }
@@ -244,7 +259,9 @@ Status Ingestion::OpenDataset(const SourceScan& scan) {
     tensors_.push_back(t);
   }
   rows_before_ = ds_->len();
-  if (options_.mode == Mode::kResume) SHOAL_RETURN_IF_ERROR(Resume());
+  if (options_.mode == Mode::kResume && !empty_resume) {
+    SHOAL_RETURN_IF_ERROR(Resume());
+  }
   report_.url = ds_->url();
   return Status::OK();
 }
@@ -260,15 +277,16 @@ Status Ingestion::Resume() {
                               "written by an ingestion, or by an older shoal)");
   }
   const auto j = nlohmann::json::parse(state, nullptr, false);
-  if (!j.is_object() || !j.contains("records") || !j["records"].is_number_unsigned() ||
-      !j.contains("rows_before") || !j["rows_before"].is_number_unsigned() ||
-      !j.contains("source") || !j["source"].is_string() ||
-      !j.contains("last_record") || !j["last_record"].is_string()) {
-    return Corruption(where + ": its ingestion state is malformed: " +
-                      state.substr(0, 200));
+  if (!j.is_object() || !j.contains("records") ||
+      !j["records"].is_number_unsigned() || !j.contains("rows_before") ||
+      !j["rows_before"].is_number_unsigned() || !j.contains("source") ||
+      !j["source"].is_string() || !j.contains("last_record") ||
+      !j["last_record"].is_string()) {
+    return Corruption(
+        where + ": its ingestion state is malformed: " + state.substr(0, 200));
   }
   const std::string committed_source = j["source"];
-  if (committed_source != source_.name()) {
+  if (committed_source != internal::PrintableName(source_.name())) {
     return FailedPrecondition(where + " was ingested from " + committed_source +
                               ", not from " + source_.name() +
                               "; resume needs the same source");
@@ -280,11 +298,13 @@ Status Ingestion::Resume() {
     Record probe;
     probe.index = records - 1;
     SHOAL_ASSIGN_OR_RETURN(bool exists, source_.Plan(records - 1, probe));
-    if (!exists || probe.name != last) {
+    const std::string now = internal::PrintableName(probe.name);
+    if (!exists || now != last) {
       return FailedPrecondition(
-          where + ": the source changed since the ingestion committed: record " +
+          where +
+          ": the source changed since the ingestion committed: record " +
           std::to_string(records) + " was '" + last + "', now it is " +
-          (exists ? "'" + probe.name + "'" : "missing") +
+          (exists ? "'" + now + "'" : "missing") +
           "; ingest again instead of resuming");
     }
   }
@@ -300,8 +320,8 @@ Status Ingestion::Resume() {
 
 Status Ingestion::Feed(uint64_t seq, IngestItem& item, uint64_t* cost) {
   item.Reset();
-  if (source_done_ ||
-      (options_.stop != nullptr && options_.stop->load(std::memory_order_relaxed))) {
+  if (source_done_ || (options_.stop != nullptr &&
+                       options_.stop->load(std::memory_order_relaxed))) {
     return Cancelled("stop");  // mapped to end of stream by the caller
   }
   uint64_t read_bytes = 0, input_bytes = 0, planned_bytes = 0;
@@ -313,7 +333,7 @@ Status Ingestion::Feed(uint64_t seq, IngestItem& item, uint64_t* cost) {
     r.index = next_record_;
     SHOAL_ASSIGN_OR_RETURN(bool more, source_.Plan(next_record_, r));
     if (!more) {
-      source_done_ = true;
+      source_done_ = source_exhausted_ = true;
       break;
     }
     ++next_record_;
@@ -333,9 +353,8 @@ Status Ingestion::Feed(uint64_t seq, IngestItem& item, uint64_t* cost) {
     }
   }
   if (item.n == 0) return Cancelled("end");
-  if (read_bytes > 0 &&
-      (item.arena == nullptr || item.arena.use_count() > 1 ||
-       item.arena_size < read_bytes)) {
+  if (read_bytes > 0 && (item.arena == nullptr || item.arena.use_count() > 1 ||
+                         item.arena_size < read_bytes)) {
     item.arena = std::make_shared_for_overwrite<std::byte[]>(read_bytes);
     item.arena_size = read_bytes;
   }
@@ -344,10 +363,10 @@ Status Ingestion::Feed(uint64_t seq, IngestItem& item, uint64_t* cost) {
   uint64_t offset = 0;
   for (size_t i = 0; i < item.n; ++i) {
     const uint64_t size = item.records[i].read_bytes;
-    item.inputs[i] = size == 0 ? Buffer()
-                               : Buffer::FromOwner(item.arena,
-                                                   item.arena.get() + offset,
-                                                   size);
+    item.inputs[i] =
+        size == 0
+            ? Buffer()
+            : Buffer::FromOwner(item.arena, item.arena.get() + offset, size);
     offset += size;
   }
   item.input_bytes = std::max(input_bytes, planned_bytes);
@@ -414,16 +433,16 @@ Status Ingestion::AppendStage(IngestItem& item) {
     for (RecordColumn& c : r.columns) c.data = Buffer();
     item.inputs[i] = Buffer();
     // A commit every so many rows lands exactly there; one by time at the
-    // first record after the time is up. An item commits at most once.
-    const bool by_rows = options_.commit_every_rows > 0 &&
-                         rows_appended_ - rows_at_last_commit_ >=
-                             options_.commit_every_rows;
-    const bool by_time = options_.commit_every_seconds > 0 &&
-                         SecondsSince(last_commit_time_) >=
-                             options_.commit_every_seconds;
-    if ((by_rows || by_time) && item.commit == nullptr) {
+    // first record after the time is up.
+    const bool by_rows =
+        options_.commit_every_rows > 0 &&
+        rows_appended_ - rows_at_last_commit_ >= options_.commit_every_rows;
+    const bool by_time =
+        options_.commit_every_seconds > 0 &&
+        SecondsSince(last_commit_time_) >= options_.commit_every_seconds;
+    if (by_rows || by_time) {
       SHOAL_ASSIGN_OR_RETURN(
-          item.commit,
+          item.commits.emplace_back(),
           ds_->PrepareCommit(/*final=*/false,
                              WriterState(source_.name(), records_appended_,
                                          rows_before_, last_record_)));
@@ -446,12 +465,12 @@ Status Ingestion::AppendStage(IngestItem& item) {
 
 Status Ingestion::Consume(IngestItem& item) {
   ds_->ChunksWritten(item.chunks);
-  if (item.commit != nullptr) {
-    SHOAL_RETURN_IF_ERROR(ds_->Commit(*item.commit));
+  for (CommitPointPtr& point : item.commits) {
+    SHOAL_RETURN_IF_ERROR(ds_->Commit(*point));
     ++report_.commits;
   }
   item.chunks.clear();
-  item.commit.reset();
+  item.commits.clear();
   pipe_->Charge(-item.charged.exchange(0));
   for (std::string& s : item.skipped) {
     if (options_.on_skip) options_.on_skip(s);
@@ -516,8 +535,8 @@ Status Ingestion::BuildPipeline() {
   const int max_workers =
       options_.max_workers > 0 ? options_.max_workers : 2 * cores + 8;
   SHOAL_ASSIGN_OR_RETURN(
-      control_, internal::IngestControl::Make(options_, kStageNames, cores,
-                                              max_workers));
+      control_,
+      internal::IngestControl::Make(options_, kStageNames, cores, max_workers));
   PipelineOptions po;
   // Workers that wait on I/O hold an arena thread; the controller keeps the
   // CPU stages near the core count.
@@ -546,13 +565,13 @@ Status Ingestion::BuildPipeline() {
         return Status::OK();
       }));
   Store* store = ds_->store().get();
-  SHOAL_RETURN_IF_ERROR(pipeline_->AddStage(
-      {.name = "write", .concurrency = initial[kWrite]},
-      [store](IngestItem& item) {
-        for (const PendingChunk& c : item.chunks)
-          SHOAL_RETURN_IF_ERROR(c.Write(*store));
-        return Status::OK();
-      }));
+  SHOAL_RETURN_IF_ERROR(
+      pipeline_->AddStage({.name = "write", .concurrency = initial[kWrite]},
+                          [store](IngestItem& item) {
+                            for (const PendingChunk& c : item.chunks)
+                              SHOAL_RETURN_IF_ERROR(c.Write(*store));
+                            return Status::OK();
+                          }));
   return Status::OK();
 }
 
@@ -568,15 +587,24 @@ Result<IngestReport> Ingestion::Run() {
   report_.ignored = scan.ignored;
   records_total_ = scan.num_records.value_or(0);
   input_total_ = scan.input_bytes;
-  SHOAL_RETURN_IF_ERROR(OpenDataset(scan));
-  SHOAL_RETURN_IF_ERROR(BuildPipeline());
-  SHOAL_RETURN_IF_ERROR(pipeline_->Start(
-      [this](uint64_t seq, IngestItem& item, uint64_t* cost) -> Result<bool> {
-        Status s = Feed(seq, item, cost);
-        if (s.code() == StatusCode::kCancelled) return false;
-        if (!s.ok()) return s;
-        return true;
-      }));
+  // From here on a failure goes through Fail(), which removes a dataset
+  // this run created and never committed to.
+  Status started = OpenDataset(scan);
+  if (started.ok()) started = BuildPipeline();
+  if (started.ok()) {
+    started = pipeline_->Start(
+        [this](uint64_t seq, IngestItem& item, uint64_t* cost) -> Result<bool> {
+          Status s = Feed(seq, item, cost);
+          if (s.code() == StatusCode::kCancelled) return false;
+          if (!s.ok()) return s;
+          return true;
+        });
+  }
+  if (!started.ok()) {
+    pipeline_.reset();
+    ds_.reset();
+    return Fail(std::move(started));
+  }
   control_->Start([this] { return pipeline_->metrics(); },
                   [this](size_t stage, int n) {
                     return pipeline_->SetConcurrency(stage, n);
@@ -607,8 +635,13 @@ Result<IngestReport> Ingestion::Run() {
   pipeline_.reset();
   SHOAL_RETURN_IF_ERROR(Fail(FinalCommit()));
   ReportProgress(true);
-  if (options_.stop != nullptr && options_.stop->load()) {
-    report_.status = Cancelled("stopped before the end of " + source_.name());
+  // A stop that came after the last record was planned stopped nothing.
+  if (options_.stop != nullptr && options_.stop->load() && !source_exhausted_) {
+    Record probe;
+    auto more = source_.Plan(next_record_, probe);
+    if (!more.ok() || *more) {
+      report_.status = Cancelled("stopped before the end of " + source_.name());
+    }
   }
   report_.rows = ds_->len();
   report_.rows_added = rows_done_;
@@ -621,11 +654,10 @@ Result<IngestReport> Ingestion::Run() {
       report_.raw_bytes += t->stats().raw_bytes;
       const TensorSpec& spec = t->spec();
       report_.tensors.emplace_back(
-          t->name(), !spec.sample_compression.empty()
-                         ? spec.sample_compression
-                         : !spec.chunk_compression.empty()
-                               ? spec.chunk_compression + " chunks"
-                               : "raw");
+          t->name(), !spec.sample_compression.empty() ? spec.sample_compression
+                     : !spec.chunk_compression.empty()
+                         ? spec.chunk_compression + " chunks"
+                         : "raw");
     }
   }
   SHOAL_RETURN_IF_ERROR(ds_->Close());

@@ -1,15 +1,17 @@
 // What every `shoal ingest` subcommand shares: the flags of the write graph
 // (mode, memory, workers, commits, lock, output) and running a Source
 // through shoal::Ingest with a progress line, signals, and a summary.
+#include "tools/ingest_run.h"
+
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "tools/commands.h"
-#include "tools/ingest_run.h"
 
 namespace shoal::tools {
 namespace {
@@ -51,16 +53,17 @@ std::string Eta(const IngestProgress& p) {
     return "";
   const double rate = static_cast<double>(p.input_bytes) / p.seconds;
   const double left =
-      static_cast<double>(p.input_bytes_total - std::min(p.input_bytes,
-                                                         p.input_bytes_total)) /
+      static_cast<double>(p.input_bytes_total -
+                          std::min(p.input_bytes, p.input_bytes_total)) /
       rate;
   char out[32];
   if (left >= 3600) {
-    std::snprintf(out, sizeof(out), " ETA %dh%02dm", static_cast<int>(left) / 3600,
+    std::snprintf(out, sizeof(out), " ETA %dh%02dm",
+                  static_cast<int>(left) / 3600,
                   static_cast<int>(left) / 60 % 60);
   } else {
-    std::snprintf(out, sizeof(out), " ETA %dm%02ds", static_cast<int>(left) / 60,
-                  static_cast<int>(left) % 60);
+    std::snprintf(out, sizeof(out), " ETA %dm%02ds",
+                  static_cast<int>(left) / 60, static_cast<int>(left) % 60);
   }
   return out;
 }
@@ -73,20 +76,32 @@ std::string ProgressLine(const IngestProgress& p, const std::string& noun) {
     done += "/" + std::to_string(p.records_total) + " (" +
             std::to_string(100 * p.records_done / p.records_total) + "%)";
   }
-  std::snprintf(line, sizeof(line), "ingest: %s %s, %.0f samples/s, %s%s, %s",
-                done.c_str(), noun.c_str(), rows_per_s,
-                FormatRate(static_cast<double>(p.input_bytes), p.seconds).c_str(),
-                Eta(p).c_str(), p.workers.c_str());
+  std::snprintf(
+      line, sizeof(line), "ingest: %s %s, %.0f samples/s, %s%s, %s",
+      done.c_str(), noun.c_str(), rows_per_s,
+      FormatRate(static_cast<double>(p.input_bytes), p.seconds).c_str(),
+      Eta(p).c_str(), p.workers.c_str());
   return line;
 }
 
 // The same command line with --resume instead of --overwrite/--append.
+// `command` is CommandLine(): words separated by single spaces, each bare or
+// in single quotes ('\'' for a quote inside), as main() writes them; a
+// quoted word is one word whatever it holds, and is kept as written.
 std::string ResumeCommand(const std::string& command) {
   std::string out;
   size_t start = 0;
   while (start < command.size()) {
-    size_t end = command.find(' ', start);
-    if (end == std::string::npos) end = command.size();
+    size_t end = start;
+    bool quoted = false;
+    while (end < command.size() && (quoted || command[end] != ' ')) {
+      if (!quoted && command[end] == '\\') {
+        end = std::min(end + 2, command.size());  // an escaped character
+        continue;
+      }
+      if (command[end] == '\'') quoted = !quoted;
+      ++end;
+    }
     const std::string word = command.substr(start, end - start);
     if (word != "--overwrite" && word != "--append" && word != "--resume") {
       if (!out.empty()) out += ' ';
@@ -114,14 +129,20 @@ std::string& CommandLine() {
 }
 
 void AddIngestFlags(CLI::App& cmd, IngestFlags& flags) {
-  cmd.add_flag("--overwrite", flags.overwrite,
-               "Replace a dataset at DS; the old one stays whole until the "
-               "new one's first commit");
-  cmd.add_flag("--append", flags.append,
-               "Add the samples to the dataset at DS (same tensors)");
-  cmd.add_flag("--resume", flags.resume,
-               "Continue an interrupted ingestion of the same input into DS "
-               "from its last commit");
+  CLI::Option* overwrite = cmd.add_flag(
+      "--overwrite", flags.overwrite,
+      "Replace a dataset at DS; the old one stays whole until the new one's "
+      "first commit");
+  CLI::Option* append =
+      cmd.add_flag("--append", flags.append,
+                   "Add the samples to the dataset at DS (same tensors)");
+  CLI::Option* resume = cmd.add_flag(
+      "--resume", flags.resume,
+      "Continue an interrupted ingestion of the same input into DS from its "
+      "last commit");
+  // Usage errors (exit 2), found before anything is written.
+  overwrite->excludes(append)->excludes(resume);
+  append->excludes(resume);
   cmd.add_flag("--skip-bad", flags.skip_bad,
                "Skip inputs that cannot be read or decoded (each is named on "
                "stderr and counted) instead of stopping at the first");
@@ -135,7 +156,29 @@ void AddIngestFlags(CLI::App& cmd, IngestFlags& flags) {
   cmd.add_option("--workers", flags.workers,
                  "Pin worker counts and turn the controller off: N for every "
                  "parallel stage, or stage=N,... (stages: read, prepare, "
-                 "compress, write)");
+                 "compress, write)")
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            IngestFlags probe;
+            probe.workers = value;
+            auto options = IngestOptionsFrom(probe);
+            if (!options.ok()) {
+              // CLI11 names the option already.
+              std::string why(options.status().message());
+              if (why.starts_with("--workers ")) why.erase(0, 10);
+              return why;
+            }
+            for (const auto& [stage, n] : options->workers) {
+              if (stage != "*" && stage != "read" && stage != "prepare" &&
+                  stage != "compress" && stage != "write") {
+                return "no parallel stage '" + stage +
+                       "' (stages: read, prepare, compress, write; '*' for "
+                       "all)";
+              }
+            }
+            return "";
+          },
+          "N or STAGE=N,...", "workers"));
   cmd.add_option("--commit-every", flags.commit_every_rows,
                  "Commit every N samples (0: by time only)")
       ->capture_default_str();
@@ -179,7 +222,8 @@ Result<IngestOptions> IngestOptionsFrom(const IngestFlags& flags) {
       if (end == std::string::npos) end = flags.workers.size();
       const std::string part = flags.workers.substr(start, end - start);
       const size_t eq = part.find('=');
-      const std::string stage = eq == std::string::npos ? "*" : part.substr(0, eq);
+      const std::string stage =
+          eq == std::string::npos ? "*" : part.substr(0, eq);
       const std::string count =
           eq == std::string::npos ? part : part.substr(eq + 1);
       char* rest = nullptr;
@@ -238,7 +282,8 @@ Result<int> RunIngest(Source& source, const std::string& dataset,
   const double rate = r.seconds > 0 ? r.rows_added / r.seconds : 0;
   if (flags.json) {
     nlohmann::json stages = nlohmann::json::array();
-    for (const StageMetrics& s : r.metrics.stages) stages.push_back(StageJson(s));
+    for (const StageMetrics& s : r.metrics.stages)
+      stages.push_back(StageJson(s));
     nlohmann::json j = {
         {"dataset", r.url},
         {"samples", r.rows},
@@ -260,9 +305,9 @@ Result<int> RunIngest(Source& source, const std::string& dataset,
         {"decisions", r.decisions},
         {"stopped", !r.status.ok()},
     };
-    std::printf("%s\n", j.dump(1, ' ', false,
-                               nlohmann::json::error_handler_t::replace)
-                            .c_str());
+    std::printf("%s\n",
+                j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace)
+                    .c_str());
   } else {
     std::string compression;
     for (const auto& [name, c] : r.tensors) {

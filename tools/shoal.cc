@@ -19,6 +19,26 @@ std::string UsageMessage(const CLI::App* app, const CLI::Error& e) {
          "\nRun 'shoal --help' or 'shoal COMMAND --help' for usage.\n";
 }
 
+// `word` as a POSIX shell reads it back: as it is when it holds only
+// characters no shell treats specially, else in single quotes (a quote
+// inside becomes '\'').
+std::string ShellWord(const std::string& word) {
+  const bool plain = !word.empty() &&
+                     word.find_first_not_of(
+                         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                         "0123456789_./:=,@%+-") == std::string::npos;
+  if (plain) return word;
+  std::string out = "'";
+  for (const char c : word) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
 int Main(int argc, char** argv) {
   CLI::App app(
       "shoal: chunked columnar datasets for machine learning.\n"
@@ -30,9 +50,12 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   app.failure_message(UsageMessage);
 
+  // Each word quoted for a POSIX shell where needed, so that the --resume
+  // command printed after a stop can be pasted back as it is (a folder
+  // named "my photos" stays one word).
   for (int i = 0; i < argc; ++i) {
     if (i > 0) shoal::tools::CommandLine() += ' ';
-    shoal::tools::CommandLine() += argv[i];
+    shoal::tools::CommandLine() += ShellWord(argv[i]);
   }
   shoal::tools::CommandRun run;
   shoal::tools::AddIngestCommand(app, &run);

@@ -41,6 +41,9 @@ Result<int> RunVerify(const VerifyCommandOptions& options) {
   SHOAL_ASSIGN_OR_RETURN(VerifyReport report,
                          VerifyDataset(options.dataset, verify_options));
   progress.Finish();
+  if (!report.lock_message.empty()) {
+    std::fprintf(stderr, "verify: %s\n", report.lock_message.c_str());
+  }
   if (options.quiet) return report.ok() ? kExitOk : kExitFailure;
 
   // Removed orphans are not in report.problems; what is listed remains.
@@ -83,9 +86,10 @@ void AddVerifyCommand(CLI::App& app, CommandRun* run) {
                 "Also decompress every sample of tensors with sample "
                 "compression");
   cmd->add_flag("--repair", options->repair,
-                "Delete orphan objects (left by an interrupted write) when "
-                "no other problem is found; other problems are not repaired "
-                "and still make verify exit 1");
+                "Delete orphan objects and temporary files (left by an "
+                "interrupted write) when no other problem is found, holding "
+                "the dataset's write lock (refused while a writer runs); "
+                "other problems are not repaired and still make verify exit 1");
   cmd->add_flag("-q,--quiet", options->quiet,
                 "Print nothing but errors; the exit status tells the result");
   cmd->callback(

@@ -27,7 +27,9 @@
 //
 // Temporary files are named ".tmp.<key basename>.<pid>.<random>". A crash can
 // leave them behind, so List() hides every name starting with ".tmp.", and
-// keys whose last component starts with ".tmp." are refused.
+// keys whose last component starts with ".tmp." are refused;
+// ListLeftovers() and DeleteLeftover() are how `verify --repair` finds and
+// removes them.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -395,25 +397,29 @@ class FileStore final : public Store {
 
   Result<std::vector<std::string>> List(
       std::string_view prefix) const override {
-    // Walk only the subtree that the prefix's complete components name.
-    std::string start;
-    const size_t slash = prefix.rfind('/');
-    if (slash != std::string_view::npos) {
-      start = prefix.substr(0, slash);
-      // No valid key lies below an invalid directory; never walk outside the
-      // root for a prefix like "../".
-      if (!ValidateStoreKey(start).ok()) return std::vector<std::string>();
+    return ListUnder(prefix, /*leftovers=*/false);
+  }
+
+  Result<std::vector<std::string>> ListLeftovers(
+      std::string_view prefix) const override {
+    return ListUnder(prefix, /*leftovers=*/true);
+  }
+
+  Status DeleteLeftover(std::string_view name) override {
+    if (!ValidateStoreKey(name).ok() ||
+        !Basename(name).starts_with(kTempPrefix)) {
+      return Store::DeleteLeftover(name);
     }
-    std::vector<std::string> keys;
-    SHOAL_RETURN_IF_ERROR(
-        Walk(start.empty() ? root_ : Path(start), start, prefix, &keys));
-    std::sort(keys.begin(), keys.end());
-    return keys;
+    return Unlink(Path(name));
   }
 
   Status Delete(std::string_view key) override {
     SHOAL_RETURN_IF_ERROR(CheckKey(key));
-    const std::string path = Path(key);
+    return Unlink(Path(key));
+  }
+
+ private:
+  Status Unlink(const std::string& path) {
     if (::unlink(path.c_str()) != 0) {
       return LookupErrno("unlink " + path, errno);
     }
@@ -422,7 +428,6 @@ class FileStore final : public Store {
     return Status::OK();
   }
 
- private:
   static Status CheckKey(std::string_view key) {
     SHOAL_RETURN_IF_ERROR(ValidateStoreKey(key));
     if (Basename(key).starts_with(kTempPrefix)) {
@@ -560,8 +565,29 @@ class FileStore final : public Store {
 
   // Appends to `keys` the objects below `dir` (whose key is `relative`,
   // empty for the root) that start with `prefix`.
+  Result<std::vector<std::string>> ListUnder(std::string_view prefix,
+                                             bool leftovers) const {
+    // Walk only the subtree that the prefix's complete components name.
+    std::string start;
+    const size_t slash = prefix.rfind('/');
+    if (slash != std::string_view::npos) {
+      start = prefix.substr(0, slash);
+      // No valid key lies below an invalid directory; never walk outside the
+      // root for a prefix like "../".
+      if (!ValidateStoreKey(start).ok()) return std::vector<std::string>();
+    }
+    std::vector<std::string> keys;
+    SHOAL_RETURN_IF_ERROR(Walk(start.empty() ? root_ : Path(start), start,
+                               prefix, leftovers, &keys));
+    std::sort(keys.begin(), keys.end());
+    return keys;
+  }
+
+  // Appends the keys under `dir` that start with `prefix`, or with
+  // `leftovers` the temporary files there instead.
   Status Walk(const std::string& dir, const std::string& relative,
-              std::string_view prefix, std::vector<std::string>* keys) const {
+              std::string_view prefix, bool leftovers,
+              std::vector<std::string>* keys) const {
     std::error_code ec;
     fs::directory_iterator it(dir, ec);
     if (ec) {
@@ -586,11 +612,15 @@ class FileStore final : public Store {
       if (fs::is_directory(link_status)) {
         const std::string below = key + "/";
         if (below.starts_with(prefix) || prefix.starts_with(below)) {
-          SHOAL_RETURN_IF_ERROR(Walk(it->path().string(), key, prefix, keys));
+          SHOAL_RETURN_IF_ERROR(
+              Walk(it->path().string(), key, prefix, leftovers, keys));
         }
         continue;
       }
-      if (name.starts_with(kTempPrefix) || !key.starts_with(prefix)) continue;
+      if (name.starts_with(kTempPrefix) != leftovers ||
+          !key.starts_with(prefix)) {
+        continue;
+      }
       // Symlinked files are listed (Read follows them); symlinked
       // directories are not walked, so a link cycle cannot trap the walk.
       if (fs::is_regular_file(it->status(entry_ec))) keys->push_back(key);

@@ -163,7 +163,8 @@ void TensorIndex::CountChunks(uint64_t* stored_bytes,
   *num_chunks = 0;
   for (const IndexEntry& e : entries_) {
     if (e.tiled) {
-      for (const ChunkRef& tile : e.tiled->tiles) *stored_bytes += tile.chunk_bytes;
+      for (const ChunkRef& tile : e.tiled->tiles)
+        *stored_bytes += tile.chunk_bytes;
       *num_chunks += e.tiled->tiles.size();
     } else {
       *stored_bytes += e.chunk.chunk_bytes;
@@ -172,8 +173,7 @@ void TensorIndex::CountChunks(uint64_t* stored_bytes,
   }
 }
 
-Status TensorIndex::UpdateRefs(
-    const std::function<Status(ChunkRef&)>& update) {
+Status TensorIndex::UpdateRefs(const std::function<Status(ChunkRef&)>& update) {
   for (IndexEntry& e : entries_) {
     if (!e.tiled) {
       SHOAL_RETURN_IF_ERROR(update(e.chunk));
@@ -400,6 +400,14 @@ Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes) {
   } catch (const std::exception& e) {
     return Corruption(std::string("dataset metadata: ") + e.what());
   }
+}
+
+uint64_t MaxDecodedSampleBytes(const TensorSpec& spec) {
+  constexpr uint64_t kCap = 1ull << 31;
+  if (!spec.sample_compression.empty() || spec.tiling_threshold == kNoTiling) {
+    return kCap;
+  }
+  return std::min(spec.tiling_threshold, kCap);
 }
 
 std::string ChunkKey(uint32_t tensor_id, uint64_t chunk_id) {

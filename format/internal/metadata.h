@@ -130,6 +130,13 @@ std::string EncodeDatasetMeta(const DatasetMeta& meta);
 Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes);
 
 /// Object keys.
+// The most bytes one decoded sample of a tensor may hold; a stored shape
+// that claims more is corrupt. A raw sample above the tiling threshold would
+// have been tiled, so the threshold bounds it; an encoded one (an image
+// stored as it came, never tiled) and a tensor that never tiles have only
+// the fixed cap, 2 GiB.
+uint64_t MaxDecodedSampleBytes(const TensorSpec& spec);
+
 std::string ChunkKey(uint32_t tensor_id, uint64_t chunk_id);
 std::string IndexKey(uint32_t tensor_id, uint64_t commit, uint64_t nonce);
 std::string MetaKey(uint64_t commit, uint64_t nonce);

@@ -196,7 +196,6 @@ class Tensor::Impl {
   Result<Sample> ReadTiled(const internal::TiledSample& tiled,
                            std::span<const uint64_t> lo,
                            std::span<const uint64_t> hi) const;
-  uint64_t MaxSampleBytes() const;
   std::string ChunkWhere(const internal::ChunkRef& ref) const;
 
   internal::DatasetContext* context_;

@@ -22,6 +22,8 @@
 #include "format/chunk.h"
 #include "format/dataset.h"
 #include "format/internal/metadata.h"
+#include "format/lock.h"
+#include "format/store.h"
 #include "format/verify.h"
 #include "tests/format/format_test_util.h"
 
@@ -478,6 +480,64 @@ TEST_F(CorruptionTest, OrphansAreReportedAndRepaired) {
   EXPECT_TRUE(fs::exists(Path("notes.txt")));
   EXPECT_TRUE(Verify().ok());
   EXPECT_TRUE(ReadAll().empty());
+}
+
+// Temporary files of writes a killed writer never finished: hidden from
+// List(), never referenced, so orphans too.
+TEST_F(CorruptionTest, TemporaryFilesOfInterruptedWritesAreRepaired) {
+  const std::string leftovers[] = {"chunks/0/.tmp.00000000deadbeef.123.abc",
+                                   "meta/.tmp.HEAD.7.x"};
+  for (const auto& name : leftovers) {
+    fs::create_directories(fs::path(Path(name)).parent_path());
+    WriteFile(Path(name), "half written");
+  }
+  VerifyReport report = Verify();
+  std::set<std::string> orphans;
+  for (const auto& p : report.problems) {
+    EXPECT_EQ(p.kind, Kind::kOrphan) << p.ToString();
+    EXPECT_THAT(p.message, HasSubstr("temporary file")) << p.ToString();
+    orphans.insert(p.object);
+  }
+  EXPECT_EQ(orphans,
+            std::set<std::string>(std::begin(leftovers), std::end(leftovers)));
+  report = Verify({.repair = true});
+  EXPECT_EQ(report.orphans_removed, std::size(leftovers));
+  for (const auto& name : leftovers)
+    EXPECT_FALSE(fs::exists(Path(name))) << name;
+  EXPECT_TRUE(Verify().ok());
+  EXPECT_TRUE(ReadAll().empty());
+  // Only leftovers go that way: a key (or a path out of the store) is refused.
+  auto store = OpenStore(url_);
+  ASSERT_TRUE(Ok(store));
+  const std::string chunk = Chunks("images")[0].key;
+  EXPECT_TRUE(
+      HasCode((*store)->DeleteLeftover(chunk), StatusCode::kInvalidArgument));
+  EXPECT_TRUE(HasCode((*store)->DeleteLeftover("../.tmp.x"),
+                      StatusCode::kInvalidArgument));
+  EXPECT_TRUE(fs::exists(Path(chunk)));
+}
+
+// A running writer's objects look like orphans until it commits: a repair
+// takes the write lock, and so is refused while a writer holds it.
+TEST_F(CorruptionTest, RepairWaitsForNoWriter) {
+  const std::string stray = "chunks/0/00000000deadbeef";
+  WriteFile(Path(stray), "a writer's uncommitted chunk");
+  auto store = OpenStore(url_);
+  ASSERT_TRUE(Ok(store));
+  auto lock = DatasetLock::Acquire(*store, {.command = "shoal ingest x"});
+  ASSERT_TRUE(Ok(lock));
+  auto refused = VerifyDataset(url_, {.repair = true});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("shoal ingest x"));
+  EXPECT_TRUE(fs::exists(Path(stray)));
+  // Verify without repair reads on, as readers do.
+  EXPECT_EQ(Verify().problems.size(), 1u);
+  lock->reset();
+  EXPECT_EQ(Verify({.repair = true}).orphans_removed, 1u);
+  EXPECT_FALSE(fs::exists(Path(stray)));
+  EXPECT_FALSE(fs::exists(Path("LOCK")));
 }
 
 TEST_F(CorruptionTest, RepairRefusesToDeleteWhenOtherProblemsExist) {

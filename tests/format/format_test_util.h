@@ -146,7 +146,7 @@ inline std::string FreshMemUrl(std::string_view tag = "") {
 /// Forwards to a mem:// store of the same name and counts, per key, the
 /// Read and ReadRange calls and the bytes they return. Registered as
 /// "countmem://NAME" by RegisterCountingStore().
-class CountingStore final : public Store {
+class CountingStore final : public ForwardingStore {
  public:
   struct Reads {
     uint64_t whole = 0;   // Read() calls
@@ -155,41 +155,20 @@ class CountingStore final : public Store {
   };
 
   CountingStore(std::shared_ptr<Store> inner, std::string name)
-      : inner_(std::move(inner)), name_(std::move(name)) {}
+      : ForwardingStore(std::move(inner)), name_(std::move(name)) {}
 
   std::string url() const override { return "countmem://" + name_; }
   Result<Buffer> Read(std::string_view key) const override {
-    auto r = inner_->Read(key);
+    auto r = ForwardingStore::Read(key);
     Count(key, true, r.ok() ? r->size() : 0);
     return r;
   }
   Result<Buffer> ReadRange(std::string_view key, uint64_t offset,
                            uint64_t length) const override {
-    auto r = inner_->ReadRange(key, offset, length);
+    auto r = ForwardingStore::ReadRange(key, offset, length);
     Count(key, false, r.ok() ? r->size() : 0);
     return r;
   }
-  Result<uint64_t> Size(std::string_view key) const override {
-    return inner_->Size(key);
-  }
-  Result<bool> Exists(std::string_view key) const override {
-    return inner_->Exists(key);
-  }
-  Status Write(std::string_view key, ByteSpan data) override {
-    return inner_->Write(key, data);
-  }
-  Status WriteAtomic(std::string_view key, ByteSpan data) override {
-    return inner_->WriteAtomic(key, data);
-  }
-  Status WriteIfAbsent(std::string_view key, ByteSpan data) override {
-    return inner_->WriteIfAbsent(key, data);
-  }
-  Status Sync() override { return inner_->Sync(); }
-  Result<std::vector<std::string>> List(
-      std::string_view prefix) const override {
-    return inner_->List(prefix);
-  }
-  Status Delete(std::string_view key) override { return inner_->Delete(key); }
 
   /// Reads per key since construction or the last Reset(), keys starting
   /// with `prefix` only.
@@ -214,7 +193,6 @@ class CountingStore final : public Store {
     r.bytes += bytes;
   }
 
-  std::shared_ptr<Store> inner_;
   std::string name_;
   mutable std::mutex mu_;
   mutable std::map<std::string, Reads> reads_;

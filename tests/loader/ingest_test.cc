@@ -8,12 +8,12 @@
 
 #include <chrono>
 #include <filesystem>
-#include <mutex>
-#include <set>
-#include <thread>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "codecs/image_codec.h"
@@ -47,8 +47,9 @@ std::vector<std::string> Chunks(const std::string& url) {
       EXPECT_TRUE(Ok(bytes)) << e.chunk_key;
       if (!bytes.ok()) return out;
       // A digest keeps a failure's message readable.
-      out.push_back(t->name() + ":" + std::to_string(bytes->size()) + ":" +
-                    std::to_string(std::hash<std::string_view>()(bytes->view())));
+      out.push_back(
+          t->name() + ":" + std::to_string(bytes->size()) + ":" +
+          std::to_string(std::hash<std::string_view>()(bytes->view())));
     }
   }
   return out;
@@ -82,7 +83,8 @@ Status FillRow(uint64_t i, Record& record) {
   label.count = 1;
   label.sample_shape = Shape{};
   const uint32_t v = static_cast<uint32_t>(i % 5);
-  label.data = Buffer::CopyOf(ByteSpan(reinterpret_cast<const std::byte*>(&v), 4));
+  label.data =
+      Buffer::CopyOf(ByteSpan(reinterpret_cast<const std::byte*>(&v), 4));
   record.name = "row " + std::to_string(i);
   return Status::OK();
 }
@@ -150,8 +152,9 @@ TEST(IngestTest, ReadersSeeWholeCommitsWhileItRuns) {
       ASSERT_TRUE(Ok(s));
       const uint64_t n = 100 + ((len - 1) * 37) % 900;
       const auto want = SampleBytes(7, len - 1, n);
-      ASSERT_EQ(s->data.view(),
-                std::string_view(reinterpret_cast<const char*>(want.data()), n));
+      ASSERT_EQ(
+          s->data.view(),
+          std::string_view(reinterpret_cast<const char*>(want.data()), n));
     }
   });
   IngestOptions options;
@@ -199,12 +202,11 @@ TEST(IngestTest, ResumeRefusesAnotherSource) {
   const std::string url = FreshMemUrl("other");
   auto source = Rows(100);
   ASSERT_TRUE(Ok(Ingest(*source, url)));
-  auto other = MakeRowSource(
-      "other rows", RowSpecs(),
-      [](uint64_t i, Record& r) -> Result<bool> {
-        SHOAL_RETURN_IF_ERROR(FillRow(i, r));
-        return i < 10;
-      });
+  auto other = MakeRowSource("other rows", RowSpecs(),
+                             [](uint64_t i, Record& r) -> Result<bool> {
+                               SHOAL_RETURN_IF_ERROR(FillRow(i, r));
+                               return i < 10;
+                             });
   IngestOptions options;
   options.mode = IngestOptions::Mode::kResume;
   auto report = Ingest(*other, url, options);
@@ -231,8 +233,8 @@ TEST(IngestTest, AppendAddsRowsAndChecksTheTensors) {
 
   std::vector<TensorSpec> specs = RowSpecs();
   specs[1].dtype = DType::kInt64;
-  auto wrong = MakeRowSource("wrong", specs,
-                             [](uint64_t, Record&) -> Result<bool> { return false; });
+  auto wrong = MakeRowSource(
+      "wrong", specs, [](uint64_t, Record&) -> Result<bool> { return false; });
   auto refused = Ingest(*wrong, url, options);
   EXPECT_TRUE(HasCode(refused.status(), StatusCode::kInvalidArgument));
   EXPECT_NE(refused.status().message().find("dtype"), std::string::npos);
@@ -282,11 +284,73 @@ TEST(IngestTest, CreateRefusesAnExistingDatasetAndSaysHow) {
   EXPECT_TRUE(HasCode(again.status(), StatusCode::kAlreadyExists));
 }
 
+// A stop that comes once every record is planned stops nothing: the
+// report says the ingestion is complete.
+TEST(IngestTest, AStopAfterTheLastRecordIsNoStop) {
+  std::atomic<bool> stop{false};
+  auto source = Rows(100, [&](uint64_t i) {
+    if (i == 99) stop = true;
+  });
+  IngestOptions options;
+  options.stop = &stop;
+  auto report = Ingest(*source, FreshMemUrl("late-stop"), options);
+  ASSERT_TRUE(Ok(report));
+  EXPECT_TRUE(report->status.ok()) << report->status;
+  EXPECT_EQ(report->rows, 100u);
+}
+
+// Every --commit-every point commits, also several within one item.
+TEST(IngestTest, CommitsLandEveryFewRowsWithinAnItem) {
+  const std::string url = FreshMemUrl("every7");
+  auto source = Rows(700);
+  IngestOptions options;
+  options.commit_every_rows = 7;
+  options.commit_every_seconds = 0;
+  auto report = Ingest(*source, url, options);
+  ASSERT_TRUE(Ok(report));
+  EXPECT_GE(report->commits, 100u);
+  auto verify = VerifyDataset(url);
+  ASSERT_TRUE(Ok(verify));
+  EXPECT_TRUE(verify->ok());
+}
+
+// A new ingestion stopped before its first commit leaves the empty commit 0
+// of Dataset::Create: resume starts it afresh.
+TEST(IngestTest, ResumeOfAnEmptyNewDatasetStartsFromNothing) {
+  const auto expected = UninterruptedRows();
+  const std::string url = FreshMemUrl("empty-resume");
+  ASSERT_TRUE(Ok(Dataset::Create(url)));
+  auto source = Rows(kRows);
+  IngestOptions options;
+  options.mode = IngestOptions::Mode::kResume;
+  auto report = Ingest(*source, url, options);
+  ASSERT_TRUE(Ok(report));
+  EXPECT_EQ(report->resumed_rows, 0u);
+  EXPECT_EQ(Chunks(url), expected);
+}
+
+// A failure after the dataset was created (here: a source whose tensors
+// cannot be created) leaves no dataset behind.
+TEST(IngestTest, AFailureAfterCreateLeavesNoDataset) {
+  std::vector<TensorSpec> specs = RowSpecs();
+  specs[1].name = specs[0].name;
+  auto source =
+      MakeRowSource("twins", specs, [](uint64_t i, Record& r) -> Result<bool> {
+        SHOAL_RETURN_IF_ERROR(FillRow(i, r));
+        return i < 10;
+      });
+  const std::string url = FreshMemUrl("twins");
+  auto report = Ingest(*source, url);
+  ASSERT_FALSE(report.ok());
+  EXPECT_TRUE(HasCode(Dataset::Open(url, {.read_only = true}).status(),
+                      StatusCode::kNotFound));
+}
+
 TEST(SourceInfoTest, NamesBecomeValidJsonAndStayApart) {
   const std::vector<std::string> names = {
-      "cat/001.jpg", "quote\"d.jpg", "back\\slash.jpg", "tab\tand\nnewline",
-      "\xc3\xa9t\xc3\xa9.jpg", std::string("nul\0byte", 8),
-      "bad\xff\xfe.jpg", "bad\\xff.jpg", "\xed\xa0\x80surrogate"};
+      "cat/001.jpg",       "quote\"d.jpg",          "back\\slash.jpg",
+      "tab\tand\nnewline", "\xc3\xa9t\xc3\xa9.jpg", std::string("nul\0byte", 8),
+      "bad\xff\xfe.jpg",   "bad\\xff.jpg",          "\xed\xa0\x80surrogate"};
   std::set<std::string> shown;
   for (const std::string& name : names) {
     std::string info = "left over from the last sample";
@@ -300,7 +364,8 @@ TEST(SourceInfoTest, NamesBecomeValidJsonAndStayApart) {
       std::string bytes;
       const std::string hex = j["path_hex"];
       for (size_t i = 0; i < hex.size(); i += 2)
-        bytes.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+        bytes.push_back(
+            static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
       EXPECT_EQ(bytes, name);
     }
     EXPECT_TRUE(shown.insert(internal::PrintableName(name)).second) << name;
@@ -352,8 +417,8 @@ TEST_F(ImageFolderTest, StoresFilesAsTheyCameSameAtAnyWorkerCount) {
   std::vector<std::pair<std::string, std::string>> files;
   for (int c = 0; c < 3; ++c) {
     for (int k = 0; k < 12; ++k) {
-      const std::string rel = "class" + std::to_string(c) + "/img" +
-                              std::to_string(k) + ".jpg";
+      const std::string rel =
+          "class" + std::to_string(c) + "/img" + std::to_string(k) + ".jpg";
       const std::string bytes = TestImage(names[(c + k) % 2]);
       ASSERT_FALSE(bytes.empty());
       Put(rel, bytes);
@@ -481,42 +546,23 @@ std::atomic<int> fail_at{0};
 std::atomic<int> latency_ms{0};
 std::atomic<int> writes{0};
 
-class FaultyStore final : public Store {
+class FaultyStore final : public ForwardingStore {
  public:
   FaultyStore(std::shared_ptr<Store> inner, std::string name)
-      : inner_(std::move(inner)), name_(std::move(name)) {}
+      : ForwardingStore(std::move(inner)), name_(std::move(name)) {}
   std::string url() const override { return "faulty://" + name_; }
-  Result<Buffer> Read(std::string_view key) const override {
-    return inner_->Read(key);
-  }
-  Result<Buffer> ReadRange(std::string_view key, uint64_t offset,
-                           uint64_t length) const override {
-    return inner_->ReadRange(key, offset, length);
-  }
-  Result<uint64_t> Size(std::string_view key) const override {
-    return inner_->Size(key);
-  }
-  Result<bool> Exists(std::string_view key) const override {
-    return inner_->Exists(key);
-  }
   Status Write(std::string_view key, ByteSpan data) override {
     SHOAL_RETURN_IF_ERROR(Fault(key));
-    return inner_->Write(key, data);
+    return ForwardingStore::Write(key, data);
   }
   Status WriteAtomic(std::string_view key, ByteSpan data) override {
     SHOAL_RETURN_IF_ERROR(Fault(key));
-    return inner_->WriteAtomic(key, data);
+    return ForwardingStore::WriteAtomic(key, data);
   }
   Status WriteIfAbsent(std::string_view key, ByteSpan data) override {
     SHOAL_RETURN_IF_ERROR(Fault(key));
-    return inner_->WriteIfAbsent(key, data);
+    return ForwardingStore::WriteIfAbsent(key, data);
   }
-  Status Sync() override { return inner_->Sync(); }
-  Result<std::vector<std::string>> List(
-      std::string_view prefix) const override {
-    return inner_->List(prefix);
-  }
-  Status Delete(std::string_view key) override { return inner_->Delete(key); }
 
  private:
   Status Fault(std::string_view key) {
@@ -531,7 +577,6 @@ class FaultyStore final : public Store {
     return Status::OK();
   }
 
-  std::shared_ptr<Store> inner_;
   std::string name_;
 };
 
@@ -631,8 +676,8 @@ TEST(IngestFaultTest, ASlowStoreGetsMoreWriters) {
     std::lock_guard<std::mutex> lock(mu);
     decisions.push_back(d);
   };
-  auto report = Ingest(*source, "faulty://" + format_test::FreshMemName("slow"),
-                       options);
+  auto report =
+      Ingest(*source, "faulty://" + format_test::FreshMemName("slow"), options);
   fault::latency_ms = 0;
   ASSERT_TRUE(Ok(report));
   const int writers = report->metrics.stages[4].concurrency;

@@ -43,3 +43,83 @@ finish() {
   fi
   echo "$1: all checks passed"
 }
+
+# matches FILE REGEX: some line of FILE matches the extended regex REGEX.
+matches() {
+  grep -qE -- "$2" "$1" || fail "$1 has no line matching '$2': $(head -c 2000 "$1")"
+}
+
+# summary FILE N DS TENSORS: FILE (an ingest command's stdout) starts with
+# the closing summary of an ingestion that added N samples into DS (a path
+# under $work) whose tensors store samples as TENSORS ("images jpeg, labels
+# lz4 chunks"), and that summary's numbers are well-formed.
+summary() {
+  local file=$1 n=$2 ds=$3 tensors=$4 noun=samples
+  [ "$n" = 1 ] && noun=sample
+  local num='[0-9]+(\.[0-9]+)?' where
+  where=$(printf '%s' "file://$work/$ds" | sed 's/[][\.*^$(){}+?|]/\\&/g')
+  local re="^ingest: $n $noun into $where in $num s \\($num samples/s, $num MB/s of input\\); $tensors; $num (B|kB|MB|GB) of samples stored in $num (B|kB|MB|GB) \\(ratio ($num|-)\\), commit [0-9]+\$"
+  head -1 "$file" | grep -qE -- "$re" ||
+    fail "$file does not start with the summary of $n $noun into $ds ($tensors): $(head -c 2000 "$file")"
+}
+
+# make_jpegs DIR N W H CLASSES SEED: an ImageFolder tree of N distinct WxH
+# JPEGs (q90, smooth gradients plus noise, a line unique to each image) in
+# CLASSES class folders c0..; image i is DIR/c<i % CLASSES>/<i>.jpg.
+make_jpegs() {
+  "$PY" - "$@" <<'EOF_PY' || { fail "cannot write JPEGs into $1"; return 1; }
+import os, sys
+import numpy as np
+from PIL import Image
+out, n, w, h, classes, seed = sys.argv[1], *map(int, sys.argv[2:])
+rng = np.random.default_rng(seed)
+y, x = np.mgrid[0:h, 0:w]
+base = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1),
+                 (x + y) * 127 // max(w + h - 2, 1)], axis=-1).astype(np.int16)
+noise = rng.integers(-12, 13, size=(h, 2 * w, 3)).astype(np.int16)
+for c in range(classes):
+    os.makedirs(f"{out}/c{c}", exist_ok=True)
+for i in range(n):
+    off = (i * 37 + seed) % w
+    img = base + noise[:, off:off + w]
+    img[(i * 13) % h, :, :] = (i * 7 + seed) % 256
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+        f"{out}/c{i % classes}/{i:05d}.jpg", quality=90)
+EOF_PY
+}
+
+# only_orphans DS: `shoal verify DS` finds nothing but orphan objects (left
+# by an interrupted write): exit 0 with ": OK", or exit 1 with every
+# problem line an orphan and the summary counting exactly those.
+only_orphans() {
+  "$SHOAL" verify "$1" >"$work/vout" 2>"$work/verr"
+  local rc=$? orphans others
+  orphans=$(grep -c '^orphan: ' "$work/vout")
+  others=$(grep -vc -e '^orphan: ' -e '^verify: ' "$work/vout")
+  if [ "$rc" -eq 0 ]; then
+    grep -q ': OK$' "$work/vout" && [ "$orphans" -eq 0 ] ||
+      fail "verify $1 exited 0 without OK: $(head -c 2000 "$work/vout")"
+  elif [ "$rc" -ne 1 ] || [ "$others" -ne 0 ] || [ "$orphans" -eq 0 ] ||
+    ! grep -qE "checked: $orphans problems?\$" "$work/vout"; then
+    fail "verify $1 found more than orphans (exit $rc): $(head -c 2000 "$work/vout") $(head -c 500 "$work/verr")"
+  fi
+}
+
+# verify_clean DS: `shoal verify DS` exits 0 and says OK.
+verify_clean() {
+  run 0 "$SHOAL" verify "$1" && contains out ": OK"
+}
+
+# dataset_digest DS: one line standing for the whole dataset's content,
+# which two datasets made from the same input must share whatever their
+# writing history (worker counts, commits, interruptions, resumes): the
+# content hashes of its chunk objects, sorted (chunk bytes are a function of
+# the input; only their random names differ; temporary files of writes
+# excluded), and `info --json` without the URL and the commit number.
+dataset_digest() {
+  {
+    (cd "$1" && find chunks -type f ! -name '.tmp.*' -exec sha256sum {} + |
+      cut -d' ' -f1 | sort)
+    "$SHOAL" info "$1" --json | grep -v -e '^  "url": ' -e '^  "commit": '
+  } | sha256sum | cut -d' ' -f1
+}

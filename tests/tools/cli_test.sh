@@ -46,7 +46,7 @@ EOF
 # ---- ingest: gzip images, plain labels; small chunks so there are many ----
 run 0 "$SHOAL" ingest idx images.idx3-ubyte.gz labels.idx1-ubyte ds \
   --compression lz4 --chunk-bytes 64k --class-names mnist &&
-  contains out "ingest: 1000 samples"
+  summary out 1000 ds "images lz4 chunks, labels lz4 chunks"
 
 # ---- info ----
 run 0 "$SHOAL" info ds && {
@@ -101,11 +101,22 @@ run 0 "$SHOAL" get ds images 123 --raw -o raw.bin &&
 import numpy as np
 assert open("raw.bin", "rb").read() == np.load("src_images.npy")[123].tobytes()
 '
+# IDX samples have no per-sample info any more: where they came from is
+# recorded once, in each tensor's info, which `info` shows.
 run 0 "$SHOAL" get ds images 42 --info &&
   py '
 import json
-assert json.load(open("out")) == {"source": "images.idx3-ubyte.gz", "index": 42}
+assert json.load(open("out")) == {}, open("out").read()
 '
+run 0 "$SHOAL" info ds --json &&
+  py '
+import json
+t = {x["name"]: x for x in json.load(open("out"))["tensors"]}
+assert t["images"]["info"] == {"source": "idx", "file": "images.idx3-ubyte.gz", "samples": 1000}, t["images"]
+assert t["labels"]["info"] == {"source": "idx", "file": "labels.idx1-ubyte", "samples": 1000}, t["labels"]
+'
+run 0 "$SHOAL" info ds &&
+  contains out 'images: {"file":"images.idx3-ubyte.gz","samples":1000,"source":"idx"}'
 run 1 "$SHOAL" get ds images 1000 -o x.npy && {
   contains err "shoal: "
   contains err "'images'"
@@ -176,7 +187,8 @@ run 0 "$SHOAL" verify ds && contains out ": OK"
 
 # Plain images, gzip labels, zstd with a level; overwrite rules.
 run 0 "$SHOAL" ingest idx images.idx3-ubyte labels.idx1-ubyte.gz ds2 \
-  --compression zstd --level 3
+  --compression zstd --level 3 &&
+  summary out 1000 ds2 "images zstd:3 chunks, labels zstd:3 chunks"
 run 0 "$SHOAL" get ds2 images 7 -o z.npy &&
   py '
 import numpy as np
@@ -184,7 +196,8 @@ assert np.array_equal(np.load("z.npy")[:, :, 0], np.load("src_images.npy")[7])
 '
 run 0 "$SHOAL" get ds2 images 7 --info && contains out "{}"
 run 1 "$SHOAL" ingest idx images.idx3-ubyte ds2 && contains err "already exists"
-run 0 "$SHOAL" ingest idx images.idx3-ubyte ds2 --overwrite
+run 0 "$SHOAL" ingest idx images.idx3-ubyte ds2 --overwrite &&
+  summary out 1000 ds2 "images lz4 chunks"
 run 0 "$SHOAL" info ds2 --json &&
   py '
 import json
@@ -233,6 +246,15 @@ run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --compression lz4 --level 3
 run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --compression zstd --level 99
 run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --class-names mnist
 run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --chunk-bytes 12
+# The write graph's flags, checked before anything is written.
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --overwrite --append && contains err "excludes"
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --append --resume && contains err "excludes"
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --overwrite --resume && contains err "excludes"
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --workers 0 && contains err "want N or stage=N"
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --workers read=2,prepare && contains err "want N or stage=N"
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --workers append=2 &&
+  contains err "no parallel stage 'append' (stages: read, prepare, compress, write; '*' for all)"
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --memory-budget 1k
 run 2 "$SHOAL" get ds images
 run 2 "$SHOAL" get ds images 1
 run 2 "$SHOAL" get ds images -1 -o x.npy

@@ -120,6 +120,19 @@ TEST_F(FashionMnistTest, IngestedDatasetEqualsIdxFiles) {
       "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
       "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
   EXPECT_EQ((*label_tensor)->spec().class_names, names);
+  // Where the samples came from is in each tensor's info, once; the samples
+  // have no info of their own.
+  EXPECT_EQ((*image_tensor)->spec().info,
+            R"({"file":"t10k-images-idx3-ubyte.gz","samples":10000,)"
+            R"("source":"idx"})");
+  EXPECT_EQ((*label_tensor)->spec().info,
+            R"({"file":"t10k-labels-idx1-ubyte.gz","samples":10000,)"
+            R"("source":"idx"})");
+  for (const uint64_t i : {uint64_t{0}, kCount - 1}) {
+    auto info = (*image_tensor)->ReadInfo(i);
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(*info, "") << "sample " << i;
+  }
 
   auto image_samples = (*image_tensor)->ReadRange(0, kCount);
   ASSERT_TRUE(image_samples.ok()) << image_samples.status();

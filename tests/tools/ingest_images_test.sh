@@ -127,10 +127,14 @@ EOF
 count=$(wc -l <expected.txt)
 
 # ---- keep: a mixed folder stores every file as it came ----
-run 0 "$SHOAL" ingest images tree ds_keep &&
-  contains out "ingest: $count images (3 classes)" &&
-  contains out "sample_compression image, 0 converted" &&
-  contains out "ignored 1 non-image file"
+# The closing summary: samples added, and how each tensor stores them (a
+# mix of JPEG and PNG kept as they came: sample_compression image); the
+# class count is in `info` (below), the ignored notes.txt on a line of its own.
+run 0 "$SHOAL" ingest images tree ds_keep && {
+  summary out "$count" ds_keep "images image, labels lz4 chunks"
+  contains out "ingest: ignored 1 file of another kind"
+  [ "$(wc -l <out)" -eq 2 ] || fail "ingest printed more than the summary and the ignored line: $(cat out)"
+}
 run 0 "$SHOAL" info ds_keep --json && "$PY" - <<EOF || fail "info of ds_keep"
 import json
 d = json.load(open("out"))
@@ -165,7 +169,13 @@ run 0 "$SHOAL" verify ds_keep --decode
 
 # ---- png: JPEGs are converted losslessly ----
 run 0 "$SHOAL" ingest images tree ds_png --compression png &&
-  contains out "sample_compression png, 5 converted"
+  summary out "$count" ds_png "images png, labels lz4 chunks"
+# The 5 JPEGs became PNGs: every stored sample is a PNG file.
+for i in $(seq 0 $((count - 1))); do
+  run 0 "$SHOAL" get ds_png images "$i" --raw -o "png_raw$i.bin" || break
+  [ "$(head -c 8 "png_raw$i.bin" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] ||
+    fail "sample $i of ds_png is not stored as a PNG"
+done
 compare ds_png "$count" labels
 
 # ---- jpeg: a PNG with alpha cannot become a JPEG ----
@@ -173,7 +183,8 @@ run 1 "$SHOAL" ingest images tree ds_jpeg --compression jpeg --quality 80 &&
   contains err "tree/b_dog/07.png" && contains err "converting png"
 [ -e ds_jpeg/HEAD ] && fail "a failed ingestion left a dataset behind"
 run 0 "$SHOAL" ingest images tree ds_jpeg --compression jpeg --quality 80 --skip-bad &&
-  contains out "skipped 3 bad files" && contains err "skipped tree/b_dog/07.png" &&
+  summary out $((count - 3)) ds_jpeg "images jpeg, labels lz4 chunks" &&
+  contains out "ingest: skipped 3 bad files (--skip-bad)" && contains err "skipped tree/b_dog/07.png" &&
   contains err "skipped tree/c_bird/10.png" && contains err "skipped tree/c_bird/11.png"
 run 0 "$SHOAL" info ds_jpeg --json && "$PY" - <<EOF || fail "info of ds_jpeg"
 import json
@@ -187,22 +198,23 @@ cp tree/a_cat/01.jpg bad/x/good.jpg
 head -c 400 tree/a_cat/04.jpg >bad/x/truncated.jpg
 echo "plain text" >bad/y/fake.png
 run 1 "$SHOAL" ingest images bad ds_bad && contains err "bad/y/fake.png: not a JPEG or PNG file despite its name"
-run 0 "$SHOAL" ingest images bad ds_bad --skip-bad && contains out "1 image (1 class)" &&
-  contains out "skipped 2 bad files" && contains err "skipped bad/y/fake.png" &&
+run 0 "$SHOAL" ingest images bad ds_bad --skip-bad && summary out 1 ds_bad "images jpeg, labels lz4 chunks" &&
+  contains out "ingest: skipped 2 bad files (--skip-bad)" && contains err "skipped bad/y/fake.png" &&
   contains err "skipped bad/x/truncated.jpg: jpeg: Premature end of JPEG file"
 rm bad/y/fake.png
 run 1 "$SHOAL" ingest images bad ds_bad2 && contains err "bad/x/truncated.jpg"
 [ -e ds_bad2/HEAD ] && fail "a failed ingestion left a dataset behind"
 # Without the decode check, a file whose header reads is stored, and
 # `verify --decode` is what finds the damage.
-run 0 "$SHOAL" ingest images bad ds_nocheck --no-check && contains out "2 images"
+run 0 "$SHOAL" ingest images bad ds_nocheck --no-check &&
+  summary out 2 ds_nocheck "images jpeg, labels lz4 chunks"
 run 1 "$SHOAL" verify ds_nocheck --decode && contains out "images"
 
 # ---- flat folder: images only, no labels ----
 mkdir flat
 cp tree/a_cat/01.jpg tree/a_cat/03.jpg flat/
-run 0 "$SHOAL" ingest images flat ds_flat && contains out "2 images (no classes)" &&
-  contains out "sample_compression jpeg"
+# No subfolders, no classes: the summary names no labels tensor.
+run 0 "$SHOAL" ingest images flat ds_flat && summary out 2 ds_flat "images jpeg"
 run 1 "$SHOAL" get ds_flat labels 0 -o l.npy && contains err "no tensor 'labels'"
 # Images next to class folders would have no class.
 mkdir flat/sub && cp tree/a_cat/02.JPEG flat/sub/
@@ -225,7 +237,7 @@ for i, planes in enumerate([1, 3, 4]):
         open(f"deep/a/{i}.png", "wb"), a.tolist())
     np.save(f"deep_ref{i}.npy", a.reshape(9, 11, planes))
 EOF
-run 0 "$SHOAL" ingest images deep ds_deep && contains out "3 images"
+run 0 "$SHOAL" ingest images deep ds_deep && summary out 3 ds_deep "images png, labels lz4 chunks"
 for i in 0 1 2; do
   run 0 "$SHOAL" get ds_deep images $i -o deep$i.npy
 done

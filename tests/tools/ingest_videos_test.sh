@@ -26,9 +26,9 @@ run 1 "$SHOAL" ingest videos in ds && contains err "fake.mp4"
 [ -e ds/HEAD ] && fail "a failed ingestion left a dataset behind"
 # ...or with --skip-bad is named and counted.
 run 0 "$SHOAL" ingest videos in ds --skip-bad
-contains out "ingest: 4 videos (2 classes)"
-contains out "ignored 1 non-video file"
-contains out "skipped 1 bad file"
+summary out 4 ds "videos mp4, labels lz4 chunks"
+contains out "ingest: ignored 1 file of another kind"
+contains out "ingest: skipped 1 bad file (--skip-bad)"
 contains err "fake.mp4"
 
 run 0 "$SHOAL" info ds --json
