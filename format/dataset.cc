@@ -665,6 +665,12 @@ std::vector<PendingChunk> Dataset::TakePendingChunks() {
   return out;
 }
 
+uint64_t Dataset::OpenChunkBytes() const {
+  uint64_t bytes = 0;
+  for (const auto& t : impl_->tensors) bytes += t->impl_->open_bytes();
+  return bytes;
+}
+
 Result<CommitPointPtr> Dataset::PrepareCommit(bool final,
                                               std::string writer_state) {
   SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());

@@ -319,6 +319,9 @@ class Dataset {
   Status DeferChunkWrites();
   /// The chunks cut since the last call, in the order cut (writer thread).
   std::vector<PendingChunk> TakePendingChunks();
+  /// Bytes of samples held in open chunks, not yet cut (writer thread): with
+  /// the pending chunks' memory_bytes(), what a writer's budget must count.
+  uint64_t OpenChunkBytes() const;
   /// Snapshots the dataset as appended so far for a commit (writer thread):
   /// copies of the open chunks become further pending chunks (take them
   /// after this call) and the open chunks stay open, so chunk boundaries do

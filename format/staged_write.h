@@ -61,9 +61,10 @@ class PendingChunk {
   uint64_t id() const { return id_; }
   uint64_t num_samples() const { return layout_.num_samples(); }
   /// Bytes held in memory now: the samples before Encode(), the chunk object
-  /// after.
+  /// after. (Capacity reserved past the samples was never touched, so it
+  /// costs no memory.)
   uint64_t memory_bytes() const {
-    return encoded_.bytes.empty() ? data_.capacity() : encoded_.bytes.size();
+    return encoded_.bytes.empty() ? data_.size() : encoded_.bytes.size();
   }
   bool encoded() const { return !encoded_.bytes.empty(); }
   /// Size of the chunk object and of its header. Preconditions: encoded().

@@ -204,6 +204,7 @@ class Ingestion {
   uint64_t rows_appended_ = 0;
   std::string last_record_;
   uint64_t rows_at_last_commit_ = 0;
+  uint64_t open_charged_ = 0;  // open chunk bytes charged to the budget
   Clock::time_point last_commit_time_ = Clock::now();
   // Consumer (calling thread).
   uint64_t records_done_ = 0;
@@ -396,19 +397,25 @@ Status Ingestion::PrepareStage(IngestItem& item) {
   for (size_t i = 0; i < item.n; ++i) {
     if (!item.errors[i].ok()) continue;
     Record& r = item.records[i];
+    // Bytes the source allocates here (decoded or converted samples), beyond
+    // the read and planned bytes the item's cost covers.
+    const std::byte* lo = item.arena.get();
+    const std::byte* hi = lo + item.arena_size;
+    auto outside_arena = [&] {
+      int64_t n = 0;
+      for (const RecordColumn& c : r.columns) {
+        if (c.data.data() < lo || c.data.data() >= hi) n += c.data.size();
+      }
+      return n;
+    };
+    const int64_t planned = outside_arena();
     Status s = source_.Prepare(r, item.inputs[i]);
     if (!s.ok()) {
       if (!options_.skip_bad) return s;
       item.errors[i] = std::move(s);
       continue;
     }
-    // Bytes the source allocated (decoded or converted samples), beyond the
-    // read bytes the item's cost covers.
-    const std::byte* lo = item.arena.get();
-    const std::byte* hi = lo + item.arena_size;
-    for (const RecordColumn& c : r.columns) {
-      if (c.data.data() < lo || c.data.data() >= hi) own += c.data.size();
-    }
+    own += std::max<int64_t>(0, outside_arena() - planned);
   }
   if (own > 0) {
     item.charged.fetch_add(own);
@@ -451,15 +458,20 @@ Status Ingestion::AppendStage(IngestItem& item) {
     }
   }
   item.chunks = ds_->TakePendingChunks();
-  // The item's samples now live in the open chunks (a fixed cost: one per
-  // tensor) or in the chunks just cut, which take their place in the
-  // budget; the item's own bytes were let go above.
+  // The item's samples now live in the open chunks or in the chunks just
+  // cut (and commit copies of open chunks): the item carries what its
+  // chunks hold from here on (its own bytes were let go above), and the
+  // open chunks stay charged outside every item while they grow, so that
+  // the budget counts what is in memory when they are cut.
   int64_t bytes = 0;
   for (const PendingChunk& c : item.chunks) bytes += c.memory_bytes();
   const int64_t delta =
       bytes - static_cast<int64_t>(item.cost) - item.charged.load();
   item.charged.fetch_add(delta);
-  pipe_->Charge(delta);
+  const uint64_t open = ds_->OpenChunkBytes();
+  pipe_->Charge(delta + static_cast<int64_t>(open) -
+                static_cast<int64_t>(open_charged_));
+  open_charged_ = open;
   return Status::OK();
 }
 
@@ -623,6 +635,8 @@ Result<IngestReport> Ingestion::Run() {
     ReportProgress(false);
   }
   control_->Stop();
+  pipeline_->Charge(-static_cast<int64_t>(open_charged_));
+  open_charged_ = 0;
   if (!status.ok()) {
     pipeline_->Cancel();
     pipeline_.reset();

@@ -655,10 +655,14 @@ bool PipelineCore::Impl::AcquireBudget(uint64_t cost) {
     const uint32_t events = feeder_events.load(std::memory_order_acquire);
     if (Stopping()) break;
     const uint64_t used = budget_in_use.load(std::memory_order_acquire);
-    // An item is admitted when it fits, or when nothing else holds budget:
-    // an item bigger than the whole budget then runs alone rather than
-    // waiting forever for room that can never exist.
-    if (budget == 0 || used == 0 || (used <= budget && cost <= budget - used)) {
+    // An item is admitted when it fits, or when no other item is in flight
+    // (nor holds budget): an item bigger than the whole budget then runs
+    // alone rather than waiting forever for room that can never exist, and
+    // so does every item while memory charged outside items (Charge(), e.g.
+    // a writer's open chunks) fills the budget.
+    if (budget == 0 || used == 0 ||
+        in_flight.load(std::memory_order_acquire) == 0 ||
+        (used <= budget && cost <= budget - used)) {
       Max(budget_peak,
           budget_in_use.fetch_add(cost, std::memory_order_acq_rel) + cost);
       admitted = true;
@@ -880,7 +884,7 @@ void PipelineCore::Charge(int64_t bytes) {
 
 void PipelineCore::Impl::Recycle(Slot* slot) {
   budget_in_use.fetch_sub(slot->cost, std::memory_order_acq_rel);
-  in_flight.fetch_sub(1, std::memory_order_relaxed);
+  in_flight.fetch_sub(1, std::memory_order_release);
   PushFree(slot);
   Wake(feeder_events);
 }

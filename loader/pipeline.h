@@ -331,7 +331,8 @@ class Pipeline {
   /// memory a stage creates beyond its item's cost, e.g. a chunk that an
   /// in-order stage cuts from many items' samples. Never blocks: the feeder
   /// admits new items only once the budget has room again. Whoever charges
-  /// gives the bytes back. Any thread.
+  /// gives the bytes back. Memory charged outside items may fill the budget:
+  /// the feeder then admits one item at a time. Any thread.
   void Charge(int64_t bytes) { core_->Charge(bytes); }
 
   /// A snapshot of the counters; cheap enough to poll for a progress bar.

@@ -98,6 +98,8 @@ class Tensor::Impl {
     return sample_codec_;
   }
   const internal::TensorIndex& index() const { return index_; }
+  /// Bytes of samples in the open chunk.
+  uint64_t open_bytes() const { return open_data_.size(); }
   internal::TensorIndex& mutable_index() { return index_; }
   /// Sets the chunk statistics from the index (after deferred writes, whose
   /// sizes arrive late).
