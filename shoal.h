@@ -7,13 +7,13 @@
 #ifndef SHOAL_SHOAL_H_
 #define SHOAL_SHOAL_H_
 
+#include "base/buffer.h"
+#include "base/memory.h"
+#include "base/result.h"
+#include "base/status.h"
+#include "base/types.h"
 #include "codecs/byte_codec.h"
 #include "codecs/image_codec.h"
-#include "format/base/buffer.h"
-#include "format/base/memory.h"
-#include "format/base/result.h"
-#include "format/base/status.h"
-#include "format/base/types.h"
 #include "format/chunk.h"
 #include "format/dataset.h"
 #include "format/lock.h"

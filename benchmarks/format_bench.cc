@@ -15,8 +15,8 @@
 // Not a ctest test: `make bench` runs it. Takes about 20 s. Results and their
 // interpretation: benchmarks/RESULTS.md. MB = 10^6 bytes.
 #include <lz4.h>
-#include <xxhash.h>
 #include <xxh_x86dispatch.h>  // XXH3_64bits = the dispatching build, as shoal uses
+#include <xxhash.h>
 #include <zstd.h>
 
 #include <CLI/CLI.hpp>
@@ -36,7 +36,7 @@
 #include <thread>
 #include <vector>
 
-#include "format/base/buffer.h"
+#include "base/buffer.h"
 #include "format/chunk.h"
 #include "format/dataset.h"
 #include "format/schema.h"

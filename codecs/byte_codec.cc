@@ -4,8 +4,6 @@
 #include "codecs/byte_codec.h"
 
 #include <charconv>
-#include <map>
-#include <mutex>
 #include <string>
 #include <utility>
 
@@ -15,28 +13,6 @@ namespace shoal {
 namespace {
 
 constexpr std::string_view kShuffleSuffix = "+shuffle";
-
-struct Registry {
-  std::mutex mu;
-  std::map<std::string, ByteCodecRegistry::Factory, std::less<>> factories;
-};
-
-// Function-local so that registrations from other files' static initializers
-// never run before it exists; never destroyed so that codecs can still be
-// made while the process exits.
-Registry& GetRegistry() {
-  static Registry* const registry = new Registry();
-  return *registry;
-}
-
-std::string KnownNames() {
-  std::string out;
-  for (const std::string& name : ByteCodecRegistry::Names()) {
-    if (!out.empty()) out += ", ";
-    out += name;
-  }
-  return out;
-}
 
 struct ParsedSpec {
   std::string_view name;
@@ -75,40 +51,18 @@ Result<ParsedSpec> ParseSpec(std::string_view spec) {
 
 }  // namespace
 
-bool ByteCodecRegistry::Register(std::string name, Factory factory) {
-  Registry& registry = GetRegistry();
-  std::lock_guard<std::mutex> lock(registry.mu);
-  // A second registration under one name is a build mistake; the first one
-  // stays so the behaviour does not depend on static initialization order.
-  return registry.factories.emplace(std::move(name), std::move(factory)).second;
-}
-
-std::vector<std::string> ByteCodecRegistry::Names() {
-  Registry& registry = GetRegistry();
-  std::lock_guard<std::mutex> lock(registry.mu);
-  std::vector<std::string> names;
-  names.reserve(registry.factories.size());
-  for (const auto& [name, factory] : registry.factories) names.push_back(name);
-  return names;
-}
+template class Registry<ByteCodecKind>;
 
 Result<std::shared_ptr<const ByteCodec>> MakeByteCodec(
     std::string_view spec, const ByteCodecOptions& options) {
   SHOAL_ASSIGN_OR_RETURN(ParsedSpec parsed, ParseSpec(spec));
-  ByteCodecRegistry::Factory factory;
-  {
-    Registry& registry = GetRegistry();
-    std::lock_guard<std::mutex> lock(registry.mu);
-    auto it = registry.factories.find(parsed.name);
-    if (it != registry.factories.end()) factory = it->second;
+  Result<ByteCodecRegistry::Factory> factory =
+      ByteCodecRegistry::Find(parsed.name);
+  if (!factory.ok()) {
+    return factory.status().WithContext("byte codec spec '" +
+                                        std::string(spec) + "'");
   }
-  if (!factory) {
-    return InvalidArgument("unknown byte codec '" + std::string(parsed.name) +
-                           "' in spec '" + std::string(spec) +
-                           "'; known: " + KnownNames());
-  }
-  // The factory runs outside the lock so that it may itself look up codecs.
-  Result<std::shared_ptr<const ByteCodec>> codec = factory(parsed.level);
+  Result<std::shared_ptr<const ByteCodec>> codec = (*factory)(parsed.level);
   if (!codec.ok()) {
     return codec.status().WithContext("byte codec spec '" + std::string(spec) +
                                       "'");

@@ -33,8 +33,9 @@
 #include <string_view>
 #include <vector>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
+#include "base/buffer.h"
+#include "base/registry.h"
+#include "base/result.h"
 
 namespace shoal {
 
@@ -68,18 +69,16 @@ struct ByteCodecOptions {
 Result<std::shared_ptr<const ByteCodec>> MakeByteCodec(
     std::string_view spec, const ByteCodecOptions& options = {});
 
-/// Registry of codec implementations by name ("raw", "lz4", "lz4hc", "zstd").
-class ByteCodecRegistry {
- public:
+struct ByteCodecKind {
+  static constexpr std::string_view kKind = "byte codec";
   /// `level` is the number after ':' in the spec, nullopt when absent; the
   /// factory validates it.
   using Factory = std::function<Result<std::shared_ptr<const ByteCodec>>(
       std::optional<int> level)>;
-
-  /// Returns true so it can run from a static initializer.
-  static bool Register(std::string name, Factory factory);
-  static std::vector<std::string> Names();
 };
+/// Codec implementations by name ("raw", "lz4", "lz4hc", "zstd").
+using ByteCodecRegistry = Registry<ByteCodecKind>;
+extern template class Registry<ByteCodecKind>;
 
 }  // namespace shoal
 

@@ -30,9 +30,10 @@
 #include <string_view>
 #include <vector>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
-#include "format/base/types.h"
+#include "base/buffer.h"
+#include "base/registry.h"
+#include "base/result.h"
+#include "base/types.h"
 
 namespace shoal {
 
@@ -120,16 +121,14 @@ Result<std::shared_ptr<const ImageCodec>> MakeImageCodec(
 Result<std::shared_ptr<const ImageCodec>> SniffImageCodec(
     ByteSpan bytes, const ImageLimits& limits = {});
 
-/// Registry of image codecs by name.
-class ImageCodecRegistry {
- public:
+struct ImageCodecKind {
+  static constexpr std::string_view kKind = "image codec";
   using Factory =
       std::function<std::shared_ptr<const ImageCodec>(const ImageLimits&)>;
-  /// Returns true so it can run from a static initializer; a second
-  /// registration of a name is ignored and returns false.
-  static bool Register(std::string name, Factory factory);
-  static std::vector<std::string> Names();
 };
+/// Image codecs by name ("jpeg", "png").
+using ImageCodecRegistry = Registry<ImageCodecKind>;
+extern template class Registry<ImageCodecKind>;
 
 }  // namespace shoal
 

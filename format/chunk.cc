@@ -4,7 +4,7 @@
 #include <cstring>
 #include <limits>
 
-#include "format/base/coding.h"
+#include "base/coding.h"
 
 namespace shoal {
 namespace {
@@ -225,6 +225,7 @@ Result<std::shared_ptr<const ChunkHeader>> ChunkHeader::Decode(
 
   auto header = std::make_shared<ChunkHeader>();
   header->header_size_ = header_size;
+  header->checksum_ = want;
   ByteReader r(
       bytes.subspan(kChunkPrefixBytes, header_size - kChunkPrefixBytes - 8),
       "chunk header");

@@ -23,10 +23,10 @@
 #include <string>
 #include <vector>
 
+#include "base/buffer.h"
+#include "base/result.h"
+#include "base/types.h"
 #include "codecs/byte_codec.h"
-#include "format/base/buffer.h"
-#include "format/base/result.h"
-#include "format/base/types.h"
 
 namespace shoal {
 
@@ -129,6 +129,10 @@ class ChunkHeader {
 
   const ChunkFormat& format() const { return format_; }
   uint32_t header_size() const { return header_size_; }
+  /// The header's checksum (its last 8 bytes). It covers the block table,
+  /// whose checksums cover the blocks, so it identifies the whole chunk: the
+  /// chunk index records it to bind each chunk to its place.
+  uint64_t checksum() const { return checksum_; }
   uint64_t num_samples() const { return layout_.num_samples(); }
   uint64_t data_size() const { return layout_.data_size(); }
   /// Total bytes of the chunk object (header + stored blocks).
@@ -142,6 +146,7 @@ class ChunkHeader {
  private:
   ChunkFormat format_;
   uint32_t header_size_ = 0;
+  uint64_t checksum_ = 0;
   uint64_t chunk_size_ = 0;
   SampleLayout layout_;
   std::vector<BlockInfo> blocks_;

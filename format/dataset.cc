@@ -3,7 +3,6 @@
 #include "format/dataset.h"
 
 #include <atomic>
-#include <cstdio>
 #include <map>
 #include <random>
 #include <set>
@@ -58,7 +57,8 @@ class Dataset::Impl {
   // And the temporary files that interrupted writes into it left.
   std::vector<std::string> replaced_leftovers;
   // Sizes of chunks a deferred writer reported written, by chunk id.
-  std::unordered_map<uint64_t, std::pair<uint64_t, uint32_t>> written;
+  // Sizes and header checksums, kept in refs of the chunk index.
+  std::unordered_map<uint64_t, internal::ChunkRef> written;
 
   bool schema_dirty = false;
   bool closed = false;
@@ -95,14 +95,14 @@ namespace {
 void SeedIds(internal::DatasetContext& context, uint64_t seed,
              uint64_t start_commit = 0) {
   if (seed != 0 && start_commit != 0) {
-    seed ^= start_commit * 0x9E3779B97F4A7C15ull;
+    seed ^= start_commit * SplitMix64::kGolden;
     if (seed == 0) seed = 1;
   }
   if (seed == 0) {
     std::random_device rd;
     seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
   }
-  context.id_rng.seed(seed);
+  context.id_rng = SplitMix64(seed);
 }
 
 std::string ShapeTensorName(std::string_view name) {
@@ -221,8 +221,9 @@ Status Dataset::Impl::FillChunkSizes(internal::TensorIndex& index,
                       internal::ChunkKey(tensor, ref.id) +
                       ", which was not reported written");
     }
-    ref.chunk_bytes = it->second.first;
-    ref.header_bytes = it->second.second;
+    ref.chunk_bytes = it->second.chunk_bytes;
+    ref.header_bytes = it->second.header_bytes;
+    ref.header_checksum = it->second.header_checksum;
     return Status::OK();
   };
   return index.UpdateRefs(fill);
@@ -299,12 +300,8 @@ Status Dataset::Impl::Commit() {
 Dataset::Dataset(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Dataset::~Dataset() {
-  if (impl_ && !impl_->closed) {
-    Status s = Close();
-    if (!s.ok())
-      std::fprintf(stderr, "shoal: closing %s: %s\n", impl_->Where().c_str(),
-                   s.ToString().c_str());
-  }
+  // A library does not print: whoever needs the outcome calls Close().
+  if (impl_ && !impl_->closed) (void)Close();
 }
 
 // Deletes a dataset's objects, HEAD first so that a crash midway leaves no
@@ -683,7 +680,10 @@ Result<CommitPointPtr> Dataset::PrepareCommit(bool final,
 
 void Dataset::ChunksWritten(std::span<const PendingChunk> chunks) {
   for (const PendingChunk& c : chunks) {
-    impl_->written[c.id()] = {c.chunk_bytes(), c.header_bytes()};
+    impl_->written[c.id()] = {.id = c.id(),
+                              .chunk_bytes = c.chunk_bytes(),
+                              .header_bytes = c.header_bytes(),
+                              .header_checksum = c.header_checksum()};
   }
 }
 

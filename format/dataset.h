@@ -34,15 +34,16 @@
 #define SHOAL_FORMAT_DATASET_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
-#include "format/base/types.h"
+#include "base/buffer.h"
+#include "base/result.h"
+#include "base/types.h"
 #include "format/chunk.h"
 #include "format/schema.h"
 #include "format/staged_write.h"
@@ -204,6 +205,20 @@ class Tensor {
   /// when given). Errors name the chunk.
   Result<ExtentData> ReadExtent(size_t i,
                                 const BufferAllocator& allocate = {}) const;
+  /// Whether sample `index` is tiled (stored as tiles in chunks of their
+  /// own, so ReadStored has no single form for it: Read it whole).
+  Result<bool> IsTiled(uint64_t index) const;
+  /// The shapes of samples [0, n), rank() dimensions each, into `dims`
+  /// (n * rank values), read from the shape records chunk by chunk: no
+  /// per-sample allocation. For a tensor whose shapes differ (stats()
+  /// min_shape != max_shape); a fixed shape is stats().min_shape.
+  Status ReadShapes(uint64_t n, std::span<uint32_t> dims) const;
+  /// Calls `fn(index, info_json)` for samples 0 .. n-1 in order, reading the
+  /// infos chunk by chunk (the view lives for the call). Stops at the first
+  /// error `fn` returns.
+  Status ForEachInfo(
+      uint64_t n,
+      const std::function<Status(uint64_t, std::string_view)>& fn) const;
   /// Decodes stored bytes of one sample (ExtentData::bytes, ReadStored)
   /// into `out`, which holds exactly shape.ByteSize(dtype()) bytes; a copy
   /// when the tensor does not compress samples. Corruption when the bytes
@@ -250,8 +265,8 @@ class Dataset {
   /// object may be open on it.
   static Status Remove(std::string_view url);
 
-  /// Flushes and closes when still open (errors are printed to stderr; call
-  /// Close() to see them).
+  /// Flushes and closes when still open, silently: call Close() first to
+  /// see whether that worked.
   ~Dataset();
   Dataset(const Dataset&) = delete;
   Dataset& operator=(const Dataset&) = delete;

@@ -35,7 +35,7 @@
 #include <sstream>
 #include <utility>
 
-#include "format/base/coding.h"
+#include "base/coding.h"
 
 namespace shoal {
 namespace {

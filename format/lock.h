@@ -30,7 +30,7 @@
 #include <string>
 #include <string_view>
 
-#include "format/base/result.h"
+#include "base/result.h"
 #include "format/store.h"
 
 namespace shoal {

@@ -12,8 +12,8 @@
 #include <string_view>
 #include <vector>
 
-#include "format/base/result.h"
-#include "format/base/types.h"
+#include "base/result.h"
+#include "base/types.h"
 
 namespace shoal {
 

@@ -1,6 +1,8 @@
 // PendingChunk: encoding and storing a chunk cut by a deferred writer.
 #include "format/staged_write.h"
 
+#include "base/coding.h"
+
 namespace shoal {
 
 Status PendingChunk::Encode() {
@@ -15,6 +17,10 @@ Status PendingChunk::Write(Store& store) const {
   if (!encoded()) return Internal(where_ + ": written before it was encoded");
   Status s = store.Write(key_, encoded_.bytes.span());
   return s.ok() ? s : s.WithContext(where_);
+}
+
+uint64_t PendingChunk::header_checksum() const {
+  return DecodeU64(encoded_.bytes.data() + encoded_.header_size - 8);
 }
 
 Status PendingChunk::EncodeAndWrite(Store& store) {

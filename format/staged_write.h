@@ -31,9 +31,9 @@
 #include <string>
 #include <vector>
 
+#include "base/buffer.h"
+#include "base/result.h"
 #include "codecs/byte_codec.h"
-#include "format/base/buffer.h"
-#include "format/base/result.h"
 #include "format/chunk.h"
 #include "format/store.h"
 
@@ -70,6 +70,8 @@ class PendingChunk {
   /// Size of the chunk object and of its header. Preconditions: encoded().
   uint64_t chunk_bytes() const { return encoded_.bytes.size(); }
   uint32_t header_bytes() const { return encoded_.header_size; }
+  /// The header's checksum (ChunkHeader::checksum()).
+  uint64_t header_checksum() const;
 
   /// Encodes the samples into the chunk object (block-wise compression),
   /// then frees them. Errors name the tensor and chunk.

@@ -5,8 +5,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <map>
-#include <mutex>
 #include <string>
 
 namespace shoal {
@@ -15,17 +13,6 @@ namespace {
 // Long enough for any real dataset layout, short enough that a key plus a
 // store root stays far below PATH_MAX.
 constexpr size_t kMaxKeyLength = 1024;
-
-struct Registry {
-  std::mutex mu;
-  std::map<std::string, StoreRegistry::Factory, std::less<>> factories;
-};
-
-Registry& GetRegistry() {
-  // Never destroyed: stores may be opened from other static destructors.
-  static Registry* registry = new Registry;
-  return *registry;
-}
 
 // Keys end up in error messages; control bytes there would garble terminals
 // and logs.
@@ -61,7 +48,7 @@ bool IsValidScheme(std::string_view scheme) {
 
 std::string JoinSchemes() {
   std::string out;
-  for (const std::string& scheme : StoreRegistry::Schemes()) {
+  for (const std::string& scheme : StoreRegistry::Names()) {
     if (!out.empty()) out += ", ";
     out += scheme + "://";
   }
@@ -141,44 +128,18 @@ Result<std::shared_ptr<Store>> OpenStore(std::string_view url,
     }
     location = url.substr(sep + 3);
   }
-  SHOAL_ASSIGN_OR_RETURN(StoreRegistry::Factory factory,
-                         StoreRegistry::Find(scheme));
-  Result<std::shared_ptr<Store>> store = factory(location, options);
+  Result<StoreRegistry::Factory> factory = StoreRegistry::Find(scheme);
+  if (!factory.ok()) {
+    return InvalidArgument("unknown store scheme '" + Printable(scheme) +
+                           "://' (known: " + JoinSchemes() + ")");
+  }
+  Result<std::shared_ptr<Store>> store = (*factory)(location, options);
   if (!store.ok()) {
     return store.status().WithContext("opening store '" + Printable(url) + "'");
   }
   return store;
 }
 
-bool StoreRegistry::Register(std::string scheme, Factory factory) {
-  Registry& registry = GetRegistry();
-  std::lock_guard<std::mutex> lock(registry.mu);
-  // The first registration wins: two plug-ins claiming one scheme is a build
-  // mistake, and silently switching implementations would be worse.
-  return registry.factories.emplace(std::move(scheme), std::move(factory))
-      .second;
-}
-
-Result<StoreRegistry::Factory> StoreRegistry::Find(std::string_view scheme) {
-  {
-    Registry& registry = GetRegistry();
-    std::lock_guard<std::mutex> lock(registry.mu);
-    auto it = registry.factories.find(scheme);
-    if (it != registry.factories.end()) return it->second;
-  }
-  return InvalidArgument("unknown store scheme '" + Printable(scheme) +
-                         "://' (known: " + JoinSchemes() + ")");
-}
-
-std::vector<std::string> StoreRegistry::Schemes() {
-  Registry& registry = GetRegistry();
-  std::lock_guard<std::mutex> lock(registry.mu);
-  std::vector<std::string> out;
-  out.reserve(registry.factories.size());
-  for (const auto& [scheme, factory] : registry.factories) {
-    out.push_back(scheme);
-  }
-  return out;
-}
+template class Registry<StoreKind>;
 
 }  // namespace shoal

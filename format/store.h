@@ -41,8 +41,9 @@
 #include <string_view>
 #include <vector>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
+#include "base/buffer.h"
+#include "base/registry.h"
+#include "base/result.h"
 
 namespace shoal {
 
@@ -162,20 +163,16 @@ Result<std::shared_ptr<Store>> OpenStore(std::string_view url,
 /// InvalidArgument unless `key` is a valid object key (see above).
 Status ValidateStoreKey(std::string_view key);
 
-/// Registry of store implementations by URL scheme ("mem", "file").
-class StoreRegistry {
- public:
+struct StoreKind {
+  static constexpr std::string_view kKind = "store scheme";
   /// Receives the URL with "scheme://" removed.
   using Factory = std::function<Result<std::shared_ptr<Store>>(
       std::string_view location, const StoreOptions& options)>;
-
-  /// Registers `factory` for `scheme`; returns true so that it can run from a
-  /// static initializer in the implementation's own .cc file. A second
-  /// registration of one scheme is ignored and returns false.
-  static bool Register(std::string scheme, Factory factory);
-  static Result<Factory> Find(std::string_view scheme);
-  static std::vector<std::string> Schemes();
 };
+/// Store implementations by URL scheme ("mem", "file"), each registered from
+/// its own .cc file.
+using StoreRegistry = Registry<StoreKind>;
+extern template class Registry<StoreKind>;
 
 }  // namespace shoal
 

@@ -1,11 +1,12 @@
-// Tensor: the read path (samples, ranges, regions, extents for loaders)
-// through a header cache and a decoded-block cache, and the public Tensor
-// methods. The write path is in tensor_write.cc.
+// Tensor: the read path of samples (one, ranges, regions, tiled) through a
+// header cache and a decoded-block cache, and the public Tensor methods. The
+// bulk reads for loaders are in tensor_bulk.cc, the write path in
+// tensor_write.cc.
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "format/base/coding.h"
+#include "base/coding.h"
 #include "format/internal/region.h"
 #include "format/internal/tensor_impl.h"
 
@@ -60,6 +61,7 @@ Result<std::shared_ptr<const ChunkHeader>> Tensor::Impl::Header(
   SHOAL_ASSIGN_OR_RETURN(auto header,
                          ChunkHeader::Decode(bytes.span(), ref.chunk_bytes));
   const ChunkHeader& h = *header;
+  SHOAL_RETURN_IF_ERROR(internal::CheckChunkBinding(ref, h.checksum()));
   const ChunkFormat& f = h.format();
   if (h.num_samples() != ref.num_samples || f.dtype != *meta_.spec.dtype ||
       f.rank != rank() || f.sample_codec != meta_.spec.sample_compression ||
@@ -294,109 +296,6 @@ Result<std::vector<Sample>> Tensor::Impl::ReadRange(uint64_t begin,
     }
   }
   return out;
-}
-
-std::vector<TensorExtent> Tensor::Impl::Extents() const {
-  std::vector<TensorExtent> out;
-  out.reserve(index_.entries().size() + 1);
-  for (const internal::IndexEntry& e : index_.entries()) {
-    TensorExtent extent{e.first_sample, e.num_samples(), 0, e.tiled != nullptr,
-                        ""};
-    if (e.tiled) {
-      for (const ChunkRef& tile : e.tiled->tiles)
-        extent.stored_bytes += tile.chunk_bytes;
-      if (!e.tiled->tiles.empty())
-        extent.chunk_key = internal::ChunkKey(meta_.id, e.tiled->tiles[0].id);
-    } else {
-      extent.stored_bytes = e.chunk.chunk_bytes;
-      extent.chunk_key = internal::ChunkKey(meta_.id, e.chunk.id);
-    }
-    out.push_back(extent);
-  }
-  if (size() > index_.num_samples()) {
-    out.push_back(
-        {index_.num_samples(), size() - index_.num_samples(), 0, false, ""});
-  }
-  return out;
-}
-
-Result<ExtentData> Tensor::Impl::ReadExtent(
-    size_t i, const BufferAllocator& allocate) const {
-  const auto& entries = index_.entries();
-  if (i > entries.size() ||
-      (i == entries.size() && size() == index_.num_samples())) {
-    return OutOfRange(Where() + ": extent " + std::to_string(i) +
-                      " does not exist");
-  }
-  if (i == entries.size()) {
-    // The open chunk: a copy, since appends may move its storage.
-    return ExtentData(index_.num_samples(),
-                      Buffer::CopyOf(ByteSpan(open_data_)), open_layout_,
-                      sample_codec_ != nullptr);
-  }
-  const internal::IndexEntry& entry = entries[i];
-  if (entry.tiled) {
-    const Shape& shape = entry.tiled->shape;
-    const uint64_t zero[Shape::kMaxRank] = {};
-    auto sample = ReadTiled(*entry.tiled, {zero, shape.rank()}, shape.dims());
-    if (!sample.ok()) {
-      return sample.status().WithContext("sample " +
-                                         std::to_string(entry.first_sample));
-    }
-    SampleLayout layout;
-    layout.Add(shape, sample->data.size());
-    return ExtentData(entry.first_sample, std::move(sample->data),
-                      std::move(layout), /*encoded=*/false);
-  }
-  auto fail = [&](const Status& s) {
-    return s.WithContext(ChunkWhere(entry.chunk));
-  };
-  auto header = Header(entry.chunk);
-  if (!header.ok()) return fail(header.status());
-  const auto& blocks = (*header)->blocks();
-  Buffer data;
-  if (!blocks.empty()) {
-    // One range read of every block, decoded at once; not put in the block
-    // cache, which is sized for random reads, not whole chunks.
-    const uint64_t offset = blocks.front().stored_offset;
-    const uint64_t length =
-        blocks.back().stored_offset + blocks.back().stored_size - offset;
-    auto stored = ChunkRange(internal::ChunkKey(meta_.id, entry.chunk.id),
-                             offset, length);
-    if (!stored.ok()) return fail(stored.status());
-    auto decoded = DecodeBlocks(**header, 0, blocks.size() - 1, *stored,
-                                chunk_codec_.get(), allocate);
-    if (!decoded.ok()) return fail(decoded.status());
-    data = std::move(*decoded);
-  }
-  const SampleLayout& layout = (*header)->layout();
-  if (layout.data_size() != data.size()) {
-    return fail(Corruption("blocks hold " + std::to_string(data.size()) +
-                           " bytes, the samples " +
-                           std::to_string(layout.data_size())));
-  }
-  return ExtentData(entry.first_sample, std::move(data), layout,
-                    sample_codec_ != nullptr);
-}
-
-Status Tensor::Impl::DecodeInto(ByteSpan stored, const Shape& shape,
-                                MutableByteSpan out) const {
-  auto bytes = shape.ByteSize(*meta_.spec.dtype);
-  if (!bytes.ok() || *bytes != out.size()) {
-    return InvalidArgument(Where() + ": output of " +
-                           std::to_string(out.size()) +
-                           " bytes for a sample of shape " + shape.ToString());
-  }
-  if (!sample_codec_) {
-    if (stored.size() != out.size()) {
-      return Corruption("sample of shape " + shape.ToString() + " has " +
-                        std::to_string(stored.size()) + " bytes, expected " +
-                        std::to_string(out.size()));
-    }
-    if (!out.empty()) std::memcpy(out.data(), stored.data(), out.size());
-    return Status::OK();
-  }
-  return sample_codec_->Decode(stored, shape, out);
 }
 
 Result<Sample> Tensor::Impl::ReadTiled(const TiledSample& tiled,

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "format/base/coding.h"
+#include "base/coding.h"
 #include "format/internal/region.h"
 #include "format/internal/tensor_impl.h"
 
@@ -281,7 +281,8 @@ Status Tensor::Impl::AppendBatch(std::span<const Shape> shapes, ByteSpan data) {
 // them, each stored.size() / count bytes) are `stored`.
 Status Tensor::Impl::AppendStored(const Shape& shape, ByteSpan stored,
                                   uint64_t raw_size, uint64_t count) {
-  if (!tail_checked_) SHOAL_RETURN_IF_ERROR(LoadTailChunk(stored.size() / count));
+  if (!tail_checked_)
+    SHOAL_RETURN_IF_ERROR(LoadTailChunk(stored.size() / count));
   if (open_layout_.num_samples() > 0 &&
       open_data_.size() + stored.size() > meta_.spec.max_chunk_bytes) {
     SHOAL_RETURN_IF_ERROR(SealOpenChunk());
@@ -406,6 +407,7 @@ Result<ChunkRef> Tensor::Impl::WriteChunk(const SampleLayout& layout,
   SHOAL_RETURN_IF_ERROR(chunk.EncodeAndWrite(*context_->store));
   ref.chunk_bytes = chunk.chunk_bytes();
   ref.header_bytes = chunk.header_bytes();
+  ref.header_checksum = chunk.header_checksum();
   meta_.stored_bytes += ref.chunk_bytes;
   return ref;
 }
@@ -467,8 +469,8 @@ Status Tensor::Impl::AppendTiled(const Shape& shape, ByteSpan data) {
     SampleLayout layout;
     layout.Add(extent, stored.size());
     SHOAL_ASSIGN_OR_RETURN(
-        ChunkRef ref,
-        WriteChunk(layout, std::vector<std::byte>(stored.begin(), stored.end())));
+        ChunkRef ref, WriteChunk(layout, std::vector<std::byte>(stored.begin(),
+                                                                stored.end())));
     tiled->tiles.push_back(ref);
     for (size_t d = rank; d-- > 0;) {  // next tile, row-major
       if (++pos[d] < grid[d]) break;

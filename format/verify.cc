@@ -5,8 +5,8 @@
 #include <map>
 #include <set>
 
+#include "base/coding.h"
 #include "codecs/byte_codec.h"
-#include "format/base/coding.h"
 #include "format/chunk.h"
 #include "format/internal/metadata.h"
 #include "format/internal/sample_codec.h"
@@ -65,6 +65,10 @@ class Verifier {
                    std::vector<uint32_t>* shape_values);
   void CheckHiddenShapes(const TensorMeta& data);
   void FindOrphans();
+  void CheckShapeStatistics(
+      const TensorMeta& meta,
+      const std::vector<std::pair<uint64_t, Shape>>& shapes);
+  void CheckParents(const std::string& meta_key);
 
   std::shared_ptr<Store> store_;
   const VerifyOptions& options_;
@@ -126,6 +130,7 @@ VerifyReport Verifier::Run() {
     by_id_[t.id] = &t;
     ++report_.tensors;
   }
+  CheckParents(head->meta_key);
   for (const auto& t : meta->tensors) LoadIndex(t);
   // Shape tensors first, so data tensors can be compared against them.
   for (const auto& t : meta->tensors) {
@@ -233,8 +238,79 @@ void Verifier::VerifyTensor(const TensorMeta& meta) {
                   " chunks of " + std::to_string(meta.stored_bytes) +
                   " bytes, the index has " + std::to_string(chunks) + " of " +
                   std::to_string(stored));
+    } else {
+      CheckShapeStatistics(meta, shapes);
     }
     tensor_ok_[meta.id] = true;
+  }
+}
+
+// The statistics the metadata claims about samples (raw bytes, elementwise
+// smallest and largest shape), recomputed from the shapes the chunks hold.
+void Verifier::CheckShapeStatistics(
+    const TensorMeta& meta,
+    const std::vector<std::pair<uint64_t, Shape>>& shapes) {
+  const std::string where = "tensor '" + meta.spec.name + "'";
+  uint64_t raw = 0;
+  std::optional<Shape> lo, hi;
+  for (const auto& [count, shape] : shapes) {
+    auto size = shape.ByteSize(*meta.spec.dtype);
+    if (!size.ok()) return;  // reported with the chunk
+    raw += count * *size;
+    if (!lo) {
+      lo = hi = shape;
+      continue;
+    }
+    if (shape.rank() != lo->rank()) return;  // reported with the chunk
+    uint64_t l[Shape::kMaxRank], h[Shape::kMaxRank];
+    for (size_t d = 0; d < shape.rank(); ++d) {
+      l[d] = std::min((*lo)[d], shape[d]);
+      h[d] = std::max((*hi)[d], shape[d]);
+    }
+    lo = Shape(std::span<const uint64_t>(l, shape.rank()));
+    hi = Shape(std::span<const uint64_t>(h, shape.rank()));
+  }
+  if (raw != meta.raw_bytes) {
+    Problem(Kind::kInconsistent, where,
+            "statistics say " + std::to_string(meta.raw_bytes) +
+                " raw bytes, the samples hold " + std::to_string(raw));
+  }
+  if (lo && (*lo != meta.min_shape || *hi != meta.max_shape)) {
+    Problem(Kind::kInconsistent, where,
+            "statistics say shapes from " + meta.min_shape.ToString() + " to " +
+                meta.max_shape.ToString() + ", the samples range " +
+                lo->ToString() + " to " + hi->ToString());
+  }
+}
+
+// Hidden tensors belong to exactly one data tensor, which names them.
+void Verifier::CheckParents(const std::string& meta_key) {
+  for (const auto& [id, t] : by_id_) {
+    if (!t->hidden) {
+      for (int64_t child : {t->shape_tensor, t->info_tensor}) {
+        auto it = child >= 0 ? by_id_.find(static_cast<uint32_t>(child))
+                             : by_id_.end();
+        if (it != by_id_.end() &&
+            (!it->second->hidden || it->second->parent != t->id)) {
+          Problem(Kind::kInconsistent, meta_key,
+                  "tensor '" + t->spec.name + "' names tensor '" +
+                      it->second->spec.name +
+                      "' as its hidden tensor, which does not name it back");
+        }
+      }
+      continue;
+    }
+    auto parent = t->parent >= 0 ? by_id_.find(static_cast<uint32_t>(t->parent))
+                                 : by_id_.end();
+    if (t->parent == t->id || parent == by_id_.end() ||
+        parent->second->hidden ||
+        (parent->second->shape_tensor != t->id &&
+         parent->second->info_tensor != t->id)) {
+      Problem(Kind::kInconsistent, meta_key,
+              "hidden tensor '" + t->spec.name + "' has parent " +
+                  std::to_string(t->parent) +
+                  ", which is not a data tensor that names it");
+    }
   }
 }
 
@@ -262,6 +338,11 @@ void Verifier::VerifyChunk(const TensorMeta& meta, const ChunkRef& ref,
     return;
   }
   const ChunkHeader& h = **header;
+  if (Status bound = internal::CheckChunkBinding(ref, h.checksum());
+      !bound.ok()) {
+    Problem(Kind::kCorrupt, key, where + ": " + std::string(bound.message()));
+    return;
+  }
   const ChunkFormat& f = h.format();
   if (h.header_size() != ref.header_bytes ||
       h.num_samples() != ref.num_samples || f.dtype != *meta.spec.dtype ||
@@ -365,6 +446,46 @@ void Verifier::CheckHiddenShapes(const TensorMeta& data) {
   }
 }
 
+// Whether `key` has a name the dataset gives its objects:
+// meta/<commit>-<hex64>, index/<tensor id>/<commit>-<hex64>,
+// chunks/<tensor id>/<hex64> (decimal numbers without leading zeros).
+bool IsDatasetObjectName(std::string_view key) {
+  auto take_decimal = [](std::string_view& s) {
+    size_t n = 0;
+    while (n < s.size() && n < 20 && s[n] >= '0' && s[n] <= '9') ++n;
+    if (n == 0 || (n > 1 && s[0] == '0')) return false;
+    s.remove_prefix(n);
+    return true;
+  };
+  auto is_hex64 = [](std::string_view s) {
+    if (s.size() != 16) return false;
+    for (char c : s) {
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    return true;
+  };
+  auto take = [](std::string_view& s, char c) {
+    if (s.empty() || s[0] != c) return false;
+    s.remove_prefix(1);
+    return true;
+  };
+  std::string_view s = key;
+  if (s.starts_with("meta/")) {
+    s.remove_prefix(5);
+    return take_decimal(s) && take(s, '-') && is_hex64(s);
+  }
+  if (s.starts_with("index/")) {
+    s.remove_prefix(6);
+    return take_decimal(s) && take(s, '/') && take_decimal(s) && take(s, '-') &&
+           is_hex64(s);
+  }
+  if (s.starts_with("chunks/")) {
+    s.remove_prefix(7);
+    return take_decimal(s) && take(s, '/') && is_hex64(s);
+  }
+  return false;
+}
+
 void Verifier::FindOrphans() {
   // Deleting is safe only when everything else checked out: otherwise the
   // set of referenced objects may be incomplete.
@@ -378,6 +499,10 @@ void Verifier::FindOrphans() {
     }
     for (const auto& key : *keys) {
       if (referenced_.count(key)) continue;
+      if (!IsDatasetObjectName(key)) {
+        report_.foreign.push_back(key);
+        continue;
+      }
       bool unknown = false;
       for (uint32_t id : unindexed_) {
         const std::string tid = std::to_string(id) + "/";

@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include "format/base/result.h"
+#include "base/result.h"
 
 namespace shoal {
 
@@ -62,6 +62,10 @@ struct VerifyReport {
   /// (whose it was and why), for the user to see.
   std::string lock_message;
   std::vector<VerifyProblem> problems;
+  /// Objects under meta/, index/ or chunks/ whose names do not follow the
+  /// dataset's naming (FORMAT.md, "Objects in the store"): not the
+  /// dataset's, so never deleted, only listed. Not problems.
+  std::vector<std::string> foreign;
   bool ok() const { return problems.empty(); }
 };
 

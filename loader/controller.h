@@ -46,7 +46,7 @@
 #include <tuple>
 #include <vector>
 
-#include "format/base/status.h"
+#include "base/status.h"
 #include "loader/pipeline.h"
 
 namespace shoal {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/random.h"
 #include "loader/internal/resize.h"
 
 namespace shoal {
@@ -27,29 +28,6 @@ constexpr uint32_t kMaxSide = 65535;
 // (and full size) only; measured on 500x400 q90 4:2:0 JPEGs, 3/8 decodes
 // slower than 4/8, and 5/8..7/8 take 1.5-2.3x the time of a full decode.
 constexpr uint8_t kDctScales[] = {1, 2, 4};
-
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  // [0, 1), 53 random bits.
-  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
-  double Uniform(double a, double b) { return a + (b - a) * Uniform(); }
-  // [0, n) by multiply-shift: no modulo bias worth the name for n < 2^32.
-  uint64_t Below(uint64_t n) {
-    return static_cast<uint64_t>((static_cast<unsigned __int128>(Next()) * n) >>
-                                 64);
-  }
-
- private:
-  uint64_t state_;
-};
 
 // Python's round(): half to even, whatever the FPU rounding mode.
 double RoundHalfEven(double x) {
@@ -79,8 +57,8 @@ ImageRegion RandomResizedBox(const ImageTransform& t, uint32_t height,
       ImageRegion box;
       box.height = static_cast<uint32_t>(h);
       box.width = static_cast<uint32_t>(w);
-      box.y = static_cast<uint32_t>(rng.Below(height - box.height + 1));
-      box.x = static_cast<uint32_t>(rng.Below(width - box.width + 1));
+      box.y = static_cast<uint32_t>(rng.Bounded(height - box.height + 1));
+      box.x = static_cast<uint32_t>(rng.Bounded(width - box.width + 1));
       return box;
     }
   }

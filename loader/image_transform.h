@@ -27,11 +27,11 @@
 #include <memory>
 #include <optional>
 
+#include "base/buffer.h"
+#include "base/result.h"
+#include "base/status.h"
+#include "base/types.h"
 #include "codecs/image_codec.h"
-#include "format/base/buffer.h"
-#include "format/base/result.h"
-#include "format/base/status.h"
-#include "format/base/types.h"
 
 namespace shoal {
 
@@ -116,12 +116,9 @@ struct ImageCrop {
 /// and `seed`; also useful to map annotations (boxes, keypoints) the same
 /// way. Precondition: `transform` is valid, height and width >= 1.
 ///
-/// The generator is SplitMix64 with state `seed`: each draw adds
-/// 0x9E3779B97F4A7C15 to the state, then returns z ^ (z >> 31) where
-/// z = state, z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9,
-/// z = (z ^ (z >> 27)) * 0x94D049BB133111EB. A uniform double in [0, 1) is
-/// (draw >> 11) * 2^-53; uniform(a, b) is a + (b - a) * that; an integer in
-/// [0, n) is (draw * n) >> 64 in 128-bit arithmetic. round() rounds half to
+/// The generator is base/random.h's SplitMix64 with state `seed` (its
+/// file comment specifies every draw): uniform(a, b) is Uniform(a, b), an
+/// integer in [0, n) is Bounded(n). round() rounds half to
 /// even (Python's).
 ///
 /// kRandomResizedCrop is torchvision's get_params: up to 10 attempts of

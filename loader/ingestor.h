@@ -2,7 +2,8 @@
 // dataset through the same Pipeline<T> core as the Loader's read graph:
 //
 //   plan ──► read ──► prepare ──► append ──► compress ──► write ──► commit
-//   (feeder,  (I/O,    (decode     (serial,   (parallel,   (I/O,     (serial, the
+//   (feeder,  (I/O,    (decode     (serial,   (parallel,   (I/O,     (serial,
+//   the
 //    serial)   par.)    check...,   in order:  block-wise   par.)     calling
 //                       par.)       cuts        lz4/zstd)             thread)
 //                                   chunks)
@@ -40,7 +41,7 @@
 #include <string>
 #include <vector>
 
-#include "format/base/result.h"
+#include "base/result.h"
 #include "format/store.h"
 #include "loader/pipeline.h"
 #include "loader/source.h"

@@ -11,6 +11,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "base/memory.h"
+#include "base/random.h"
 #include "codecs/image_codec.h"
 #include "loader/video_sample.h"
 #include "video/video.h"
@@ -18,104 +20,29 @@
 namespace shoal {
 namespace {
 
-uint64_t Mix64(uint64_t z) {
-  z ^= z >> 30;
-  z *= 0xbf58476d1ce4e5b9ull;
-  z ^= z >> 27;
-  z *= 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 // The seed of a sample's random transform: a function of the run's seed,
 // the epoch and the sample only, so any thread count draws the same crops.
 uint64_t SampleSeed(uint64_t seed, uint64_t epoch, uint64_t sample) {
-  return Mix64(Mix64(Mix64(seed + 0x9e3779b97f4a7c15ull) ^ epoch) ^ sample);
+  return SplitMix64::Mix(
+      SplitMix64::Mix(SplitMix64::Mix(seed + SplitMix64::kGolden) ^ epoch) ^
+      sample);
 }
-
-// The loader's memory accounting: chunks held plus batch buffers in flight.
-// Shared with extents and batches, which may outlive the loader.
-class Accountant {
- public:
-  explicit Accountant(uint64_t budget) : budget_(budget) {}
-
-  // Charges a new batch of `bytes` (its buffers and the chunks it loads),
-  // waiting while that would pass the budget and other batches are in
-  // flight (their release makes room; with none in flight nothing would,
-  // so the batch goes ahead). Cancelled after Cancel().
-  Status Admit(uint64_t bytes) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] {
-      return cancelled_ || batches_ == 0 || in_use_ + bytes <= budget_;
-    });
-    if (cancelled_) return Cancelled("loader stopped");
-    in_use_ += bytes;
-    peak_ = std::max(peak_, in_use_);
-    ++batches_;
-    return Status::OK();
-  }
-  // A batch left the loader (consumed or dropped).
-  void BatchDone(uint64_t bytes) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      in_use_ -= std::min(bytes, in_use_);
-      --batches_;
-    }
-    cv_.notify_all();
-  }
-  // A chunk's charge changes (estimate corrected when loaded, or released).
-  void Adjust(int64_t delta) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (delta < 0) {
-        in_use_ -= std::min<uint64_t>(static_cast<uint64_t>(-delta), in_use_);
-      } else {
-        in_use_ += static_cast<uint64_t>(delta);
-        peak_ = std::max(peak_, in_use_);
-      }
-    }
-    if (delta < 0) cv_.notify_all();
-  }
-  void Cancel() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      cancelled_ = true;
-    }
-    cv_.notify_all();
-  }
-  uint64_t in_use() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return in_use_;
-  }
-  uint64_t peak() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return peak_;
-  }
-
- private:
-  const uint64_t budget_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t in_use_ = 0;
-  uint64_t peak_ = 0;
-  uint64_t batches_ = 0;
-  bool cancelled_ = false;
-};
 
 // Buffers that chunks are decompressed into, recycled from chunk to chunk.
 // Fresh memory for every chunk made the kernel's page work (mapping, zeroing,
 // unmapping 8 MiB per chunk) the largest cost of loading small raw samples.
-// Free buffers are charged to the accountant like chunks, so the pool is
-// part of the memory budget; it keeps at most `max_free` bytes.
+// Free buffers are charged to the budget like chunks, so the pool is part of
+// the memory budget; it keeps at most `max_free` bytes.
 class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
  public:
   // Smaller buffers come from the heap, which recycles them well already.
   static constexpr size_t kMinBytes = 1 << 20;
 
-  ChunkBufferPool(std::shared_ptr<Accountant> accountant, size_t max_free)
-      : accountant_(std::move(accountant)), max_free_(max_free) {}
+  ChunkBufferPool(std::shared_ptr<MemoryBudget> budget, size_t max_free)
+      : budget_(std::move(budget)), max_free_(max_free) {}
   ~ChunkBufferPool() {
     for (const Region& r : free_) munmap(r.data, r.size);
-    accountant_->Adjust(-static_cast<int64_t>(free_bytes_));
+    budget_->Charge(-static_cast<int64_t>(free_bytes_));
   }
 
   Result<MutableBuffer> Allocate(size_t bytes) {
@@ -140,7 +67,7 @@ class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
       }
     }
     if (region.data != nullptr) {
-      accountant_->Adjust(-static_cast<int64_t>(region.size));
+      budget_->Charge(-static_cast<int64_t>(region.size));
     } else {
       void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -177,13 +104,13 @@ class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
       }
     }
     if (region.data == nullptr) {
-      accountant_->Adjust(static_cast<int64_t>(region.size));
+      budget_->Charge(static_cast<int64_t>(region.size));
     } else {
       munmap(region.data, region.size);
     }
   }
 
-  std::shared_ptr<Accountant> accountant_;
+  std::shared_ptr<MemoryBudget> budget_;
   const size_t max_free_;
   std::mutex mu_;
   std::vector<Region> free_;
@@ -203,10 +130,12 @@ struct ExtentSlot {
   std::once_flag once;
   ExtentData data;  // written once, under `once`
   Status status;
-  std::shared_ptr<Accountant> accountant;
+  // Charged to the loader's budget from the batch that first reads the
+  // extent until the last one is decoded (outside any one batch's cost).
+  std::shared_ptr<MemoryBudget> budget;
   uint64_t charged = 0;
   ~ExtentSlot() {
-    if (accountant) accountant->Adjust(-static_cast<int64_t>(charged));
+    if (budget) budget->Charge(-static_cast<int64_t>(charged));
   }
 };
 
@@ -224,8 +153,7 @@ struct LoaderBatchWork {
   // them it is the first to read (the fetch stage loads these).
   std::vector<std::vector<std::shared_ptr<ExtentSlot>>> reads;
   std::vector<std::vector<ExtentSlot*>> loads;
-  uint64_t cost = 0;  // charged to the accountant
-  std::shared_ptr<Accountant> accountant;
+  uint64_t cost = 0;  // its buffers, the pipeline item's cost
   // Scratch of the decode stage.
   std::vector<uint8_t> failed;
 };
@@ -334,42 +262,21 @@ Status ValidateClipOptions(const VideoClipOptions& o,
   return Status::OK();
 }
 
-// Reads every video's probe from the info tensor, extent by extent.
-Status ReadProbes(const Dataset& dataset, LoadedTensor& t, uint64_t n) {
-  SHOAL_ASSIGN_OR_RETURN(const Tensor* infos,
-                         dataset.tensor("_info/" + t.tensor->name()));
+// Reads every video's probe from the sample infos.
+Status ReadProbes(LoadedTensor& t, uint64_t n) {
   t.probes.assign(n, nullptr);
-  const auto extents = infos->Extents();
-  for (size_t e = 0; e < extents.size(); ++e) {
-    if (extents[e].first_sample >= n) break;
-    SHOAL_ASSIGN_OR_RETURN(ExtentData data, infos->ReadExtent(e));
-    for (uint64_t j = 0; j < data.size(); ++j) {
-      const uint64_t i = data.first_sample() + j;
-      if (i >= n) break;
-      std::string json(AsStringView(data.bytes(j)));
-      if (data.encoded()) {
-        std::vector<std::byte> raw(data.shape(j).num_elements());
-        SHOAL_RETURN_IF_ERROR(
-            infos->DecodeInto(data.bytes(j), data.shape(j), raw));
-        json.assign(AsStringView(ByteSpan(raw)));
-      }
-      SHOAL_ASSIGN_OR_RETURN(
-          VideoProbe probe,
-          VideoProbeFromInfo(json, VideoSampleName(*t.tensor, i)));
-      t.probes[i] = std::make_shared<const VideoProbe>(std::move(probe));
-    }
-  }
-  for (uint64_t i = 0; i < n; ++i) {
-    if (!t.probes[i]) {
-      return Corruption(VideoSampleName(*t.tensor, i) + ": no video info");
-    }
-  }
-  return Status::OK();
+  return t.tensor->ForEachInfo(
+      n, [&t](uint64_t i, std::string_view json) -> Status {
+        SHOAL_ASSIGN_OR_RETURN(
+            VideoProbe probe,
+            VideoProbeFromInfo(json, VideoSampleName(*t.tensor, i)));
+        t.probes[i] = std::make_shared<const VideoProbe>(std::move(probe));
+        return Status::OK();
+      });
 }
 
-// Reads all sample shapes of `t` from its hidden shape tensor, extent by
-// extent (no per-sample allocation).
-Status ReadShapes(const Dataset& dataset, LoadedTensor& t, uint64_t n) {
+// All sample shapes of `t`, in one pass over the shape records.
+Status ReadShapes(LoadedTensor& t, uint64_t n) {
   const TensorStats stats = t.tensor->stats();
   t.rank = static_cast<uint8_t>(std::max(t.tensor->spec().rank, 0));
   if (stats.min_shape == stats.max_shape) {
@@ -377,25 +284,8 @@ Status ReadShapes(const Dataset& dataset, LoadedTensor& t, uint64_t n) {
     t.shape = stats.min_shape;
     return Status::OK();
   }
-  SHOAL_ASSIGN_OR_RETURN(const Tensor* shapes,
-                         dataset.tensor("_shape/" + t.tensor->name()));
   t.dims.assign(n * t.rank, 0);
-  const auto extents = shapes->Extents();
-  for (size_t e = 0; e < extents.size(); ++e) {
-    if (extents[e].first_sample >= n) break;
-    SHOAL_ASSIGN_OR_RETURN(ExtentData data, shapes->ReadExtent(e));
-    for (uint64_t j = 0; j < data.size(); ++j) {
-      const uint64_t i = data.first_sample() + j;
-      if (i >= n) break;
-      const ByteSpan b = data.bytes(j);
-      if (b.size() != 4u * t.rank) {
-        return Corruption(t.where + ": shape of sample " + std::to_string(i) +
-                          " has " + std::to_string(b.size()) + " bytes");
-      }
-      std::memcpy(&t.dims[i * t.rank], b.data(), b.size());
-    }
-  }
-  return Status::OK();
+  return t.tensor->ReadShapes(n, t.dims);
 }
 
 // A new batch buffer (made once per pipeline item, then reused). Huge pages
@@ -426,11 +316,9 @@ void TensorBatch::BufferFree::operator()(std::byte* p) const { std::free(p); }
 
 // ----------------------------------------------------------------- Batch --
 
-Batch::Batch(Pipeline<LoaderBatchWork>::Lease lease,
-             std::shared_ptr<void> accounting)
-    : lease_(
-          std::make_unique<Pipeline<LoaderBatchWork>::Lease>(std::move(lease))),
-      accounting_(std::move(accounting)) {}
+Batch::Batch(Pipeline<LoaderBatchWork>::Lease lease)
+    : lease_(std::make_unique<Pipeline<LoaderBatchWork>::Lease>(
+          std::move(lease))) {}
 Batch::Batch(Batch&&) noexcept = default;
 Batch& Batch::operator=(Batch&&) noexcept = default;
 Batch::~Batch() = default;
@@ -471,15 +359,20 @@ struct Loader::Impl {
   bool done = false;
   std::shared_ptr<const EpochPlan> consumer_plan;
 
-  // The current run (rebuilt by SetEpoch).
-  std::shared_ptr<Accountant> accountant;
+  // The memory budget of every run: batches in flight (the pipeline's item
+  // costs) and the chunks they share. Batches and chunks may outlive the
+  // loader, so they hold it too.
+  std::shared_ptr<MemoryBudget> budget;
+  // The current run (rebuilt by SetEpoch). `pipeline` is replaced under
+  // run_mu, which metrics() takes to read it from other threads.
   std::shared_ptr<ChunkBufferPool> pool;
   std::unique_ptr<Pipeline<LoaderBatchWork>> pipeline;
-  uint64_t peak_before = 0;  // memory peak of earlier runs
+  mutable std::mutex run_mu;
 
   // Feeder state (feeder thread only while a run is live).
   struct Feed {
-    SamplerPosition next;  // the batch to lay out next
+    Pipeline<LoaderBatchWork>* pipeline = nullptr;  // the run being fed
+    SamplerPosition next;                           // the batch to lay out next
     std::shared_ptr<const EpochPlan> plan;
     std::vector<std::unordered_map<size_t, std::shared_ptr<ExtentSlot>>>
         resident;
@@ -494,12 +387,13 @@ struct Loader::Impl {
   ~Impl() { StopRun(); }
 
   void StopRun() {
-    if (accountant) accountant->Cancel();
-    if (pipeline) {
-      peak_before = std::max(peak_before, accountant->peak());
-      pipeline.reset();
-    }
     held.reset();
+    std::unique_ptr<Pipeline<LoaderBatchWork>> old;
+    {
+      std::lock_guard<std::mutex> lock(run_mu);
+      old = std::move(pipeline);
+    }
+    old.reset();  // cancels and waits for its work, outside run_mu
   }
 
   Status StartRun(SamplerPosition from);
@@ -533,11 +427,13 @@ void Loader::Impl::PlanEpoch(uint64_t epoch, uint64_t first_batch) {
 
 Status Loader::Impl::StartRun(SamplerPosition from) {
   StopRun();
-  accountant = std::make_shared<Accountant>(options.memory_budget);
+  if (budget == nullptr) {
+    budget = std::make_shared<MemoryBudget>("loader", options.memory_budget);
+  }
   // A few chunks' worth of free buffers: enough for the chunks being loaded
   // while others are released, a small share of the budget.
   pool = std::make_shared<ChunkBufferPool>(
-      accountant, std::min<uint64_t>(options.memory_budget / 8, 64ull << 20));
+      budget, std::min<uint64_t>(options.memory_budget / 8, 64ull << 20));
   feed.resident.assign(tensors.size(), {});
   PlanEpoch(from.epoch, from.batch);
   consumer_plan = feed.plan;
@@ -550,11 +446,11 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int prefetch =
       options.prefetch_batches > 0 ? options.prefetch_batches : 2 * threads + 2;
-  // The loader keeps its own byte accounting (chunks outlive batches), so
-  // the pipeline's budget is unlimited and only its item count bounds it.
-  pipeline = std::make_unique<Pipeline<LoaderBatchWork>>(
+  // Items cost their batch buffers; the chunks they load are charged to the
+  // same budget outside the items (they outlive batches).
+  auto next = std::make_unique<Pipeline<LoaderBatchWork>>(
       PipelineOptions{
-          .threads = threads, .budget_bytes = 0, .max_in_flight = prefetch},
+          .threads = threads, .budget = budget, .max_in_flight = prefetch},
       [this] {
         auto item = std::make_unique<LoaderBatchWork>();
         item->tensors.resize(tensors.size());
@@ -566,17 +462,22 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
         item->loads.resize(tensors.size());
         return item;
       });
-  SHOAL_RETURN_IF_ERROR(pipeline->AddStage(
-      {.name = "fetch", .concurrency = threads},
-      [this](LoaderBatchWork& item) { return Fetch(item); }));
-  SHOAL_RETURN_IF_ERROR(pipeline->AddStage(
-      {.name = "decode", .concurrency = threads},
-      [this](LoaderBatchWork& item) { return Decode(item); }));
-  return pipeline->Start(
+  SHOAL_RETURN_IF_ERROR(
+      next->AddStage({.name = "fetch", .concurrency = threads},
+                     [this](LoaderBatchWork& item) { return Fetch(item); }));
+  SHOAL_RETURN_IF_ERROR(
+      next->AddStage({.name = "decode", .concurrency = threads},
+                     [this](LoaderBatchWork& item) { return Decode(item); }));
+  feed.pipeline = next.get();
+  SHOAL_RETURN_IF_ERROR(next->Start(
       [this](uint64_t, LoaderBatchWork& item, uint64_t* cost) -> Result<bool> {
-        *cost = 0;
-        return Fill(item);
-      });
+        SHOAL_ASSIGN_OR_RETURN(const bool more, Fill(item));
+        *cost = item.cost;
+        return more;
+      }));
+  std::lock_guard<std::mutex> lock(run_mu);
+  pipeline = std::move(next);
+  return Status::OK();
 }
 
 // Lays out the next batch of the plan in `item` (a recycled one) and waits
@@ -645,10 +546,11 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
       } else {
         slot = std::make_shared<ExtentSlot>();
         slot->extent = e;
-        slot->accountant = accountant;
+        slot->budget = budget;
         slot->charged = static_cast<uint64_t>(
             static_cast<double>(lt.extents[e].stored_bytes) * lt.expansion);
-        cost += slot->charged;
+        // Admitted with this batch, held until the extent's last reader.
+        feed.pipeline->AdmitWithItem(slot->charged);
         loads.push_back(slot.get());
         if (feed.last_use[t][e] != j) resident.emplace(e, slot);
       }
@@ -656,9 +558,7 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
       reads.push_back(std::move(slot));
     }
   }
-  SHOAL_RETURN_IF_ERROR(accountant->Admit(cost));
   item.cost = cost;
-  item.accountant = accountant;
   ++feed.next.batch;
   return true;
 }
@@ -685,8 +585,8 @@ void Loader::Impl::Load(size_t t, ExtentSlot& slot) {
     bytes_read.fetch_add(tensors[t].extents[slot.extent].stored_bytes,
                          std::memory_order_relaxed);
     const uint64_t actual = slot.data.memory_bytes();
-    slot.accountant->Adjust(static_cast<int64_t>(actual) -
-                            static_cast<int64_t>(slot.charged));
+    slot.budget->Charge(static_cast<int64_t>(actual) -
+                        static_cast<int64_t>(slot.charged));
     slot.charged = actual;
   });
 }
@@ -704,20 +604,18 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
   Buffer owned;  // kFull: the sample read on its own; a video's file
   const std::string* chunk_key = nullptr;  // for messages; built on error
   if (options.shuffle == ShuffleMode::kFull) {
-    auto stored = lt.tensor->ReadStored(sample);
-    if (stored.ok()) {
-      owned = std::move(*stored);
-      bytes = owned.span();
-      shape = lt.StoredShape(sample);
-      encoded = !lt.tensor->spec().sample_compression.empty();
-    } else if (stored.status().code() == StatusCode::kInvalidArgument) {
+    SHOAL_ASSIGN_OR_RETURN(const bool tiled, lt.tensor->IsTiled(sample));
+    if (tiled) {
       // A tiled sample has no single stored form: read it whole.
       SHOAL_ASSIGN_OR_RETURN(Sample whole, lt.tensor->Read(sample));
       owned = std::move(whole.data);
       bytes = owned.span();
       shape = whole.shape;
     } else {
-      return stored.status();
+      SHOAL_ASSIGN_OR_RETURN(owned, lt.tensor->ReadStored(sample));
+      bytes = owned.span();
+      shape = lt.StoredShape(sample);
+      encoded = !lt.tensor->spec().sample_compression.empty();
     }
   } else {
     const size_t e = lt.ExtentOf(sample);
@@ -944,9 +842,9 @@ Result<std::unique_ptr<Loader>> Loader::Create(
   }
   std::optional<uint32_t> clips_per_video;
   for (LoadedTensor& lt : impl->tensors) {
-    SHOAL_RETURN_IF_ERROR(ReadShapes(*dataset, lt, n));
+    SHOAL_RETURN_IF_ERROR(ReadShapes(lt, n));
     if (!lt.clip) continue;
-    SHOAL_RETURN_IF_ERROR(ReadProbes(*dataset, lt, n));
+    SHOAL_RETURN_IF_ERROR(ReadProbes(lt, n));
     if (clips_per_video && *clips_per_video != lt.clip->clips_per_video) {
       return InvalidArgument(lt.where +
                              ": video tensors must agree on clips_per_video");
@@ -1021,12 +919,9 @@ Result<std::optional<Batch>> Loader::Next() {
   uint64_t bytes = 0;
   for (const TensorBatch& t : work.tensors) bytes += t.bytes_;
   s.sample_bytes.fetch_add(bytes, std::memory_order_relaxed);
-  // The batch's bytes are returned when the caller lets go of it.
-  std::shared_ptr<void> accounting(
-      nullptr, [accountant = work.accountant, cost = work.cost](void*) {
-        accountant->BatchDone(cost);
-      });
-  return std::optional<Batch>(Batch(std::move(*lease), std::move(accounting)));
+  // The batch's bytes go back to the budget with the lease, when the caller
+  // lets go of the batch.
+  return std::optional<Batch>(Batch(std::move(*lease)));
 }
 
 bool Loader::done() const { return impl_->done; }
@@ -1054,7 +949,10 @@ const EpochPlan& Loader::plan() const { return *impl_->consumer_plan; }
 LoaderMetrics Loader::metrics() const {
   const Impl& s = *impl_;
   LoaderMetrics m;
-  if (s.pipeline) m.pipeline = s.pipeline->metrics();
+  {
+    std::lock_guard<std::mutex> lock(s.run_mu);
+    if (s.pipeline) m.pipeline = s.pipeline->metrics();
+  }
   m.batches = s.batches.load(std::memory_order_relaxed);
   m.samples = s.samples.load(std::memory_order_relaxed);
   m.sample_bytes = s.sample_bytes.load(std::memory_order_relaxed);
@@ -1062,9 +960,11 @@ LoaderMetrics Loader::metrics() const {
   m.chunks_read = s.chunks_read.load(std::memory_order_relaxed);
   m.bytes_read = s.bytes_read.load(std::memory_order_relaxed);
   m.memory_budget = s.options.memory_budget;
-  if (s.accountant) {
-    m.memory_in_use = s.accountant->in_use();
-    m.memory_peak = std::max(s.peak_before, s.accountant->peak());
+  if (s.budget) {
+    m.memory_in_use =
+        static_cast<uint64_t>(std::max<int64_t>(0, s.budget->in_use()));
+    m.memory_peak =
+        static_cast<uint64_t>(std::max<int64_t>(0, s.budget->peak()));
   }
   return m;
 }

@@ -34,10 +34,11 @@
 // per-sample seed (seed, epoch, sample index).
 //
 // Memory. Accounted memory — chunks held for the batches that still need
-// them, plus the buffers of batches being decoded or waiting in Next() — is
-// kept under `memory_budget` (free recycled chunk buffers, at most an
-// eighth of it, count too): the feeder waits before laying out a batch
-// that would pass it. When nothing else is in flight a batch is admitted
+// them, plus the buffers of batches being decoded, waiting in Next() or
+// held by the caller — is kept under `memory_budget` (free recycled chunk
+// buffers, at most an eighth of it, count too) by the pipeline core's one
+// budget (base/memory.h): the feeder waits before admitting a batch that
+// would pass it. When nothing else is in flight a batch is admitted
 // anyway (an epoch must progress), so a budget smaller than one batch plus
 // the chunks it reads is exceeded by exactly that. Batch buffers are
 // recycled: in steady state no sample causes a heap allocation.
@@ -63,7 +64,7 @@
 #include <string_view>
 #include <vector>
 
-#include "format/base/result.h"
+#include "base/result.h"
 #include "format/dataset.h"
 #include "loader/image_transform.h"
 #include "loader/pipeline.h"
@@ -195,10 +196,9 @@ class Batch {
 
  private:
   friend class Loader;
-  explicit Batch(Pipeline<LoaderBatchWork>::Lease lease,
-                 std::shared_ptr<void> accounting);
+  // The lease returns the batch's buffers and budget bytes when destroyed.
+  explicit Batch(Pipeline<LoaderBatchWork>::Lease lease);
   std::unique_ptr<Pipeline<LoaderBatchWork>::Lease> lease_;
-  std::shared_ptr<void> accounting_;  // returns the batch's budget bytes
 };
 
 struct LoaderMetrics {

@@ -259,6 +259,10 @@ class ParallelismRequest {
 struct PipelineCore::Impl {
   Impl(PipelineOptions options, MakeItem make_item, DestroyItem destroy_item)
       : options(options),
+        budget(options.budget != nullptr
+                   ? options.budget
+                   : std::make_shared<MemoryBudget>("pipeline",
+                                                    options.budget_bytes)),
         make_item(std::move(make_item)),
         destroy_item(destroy_item),
         threads(options.threads > 0
@@ -310,6 +314,11 @@ struct PipelineCore::Impl {
     events.fetch_add(1, std::memory_order_release);
     events.notify_all();
   }
+  // The feeder waits on its events for a slot and on the budget's for room.
+  void WakeFeeder() {
+    Wake(feeder_events);
+    budget->Wake();
+  }
   static void Max(std::atomic<uint64_t>& peak, uint64_t value) {
     uint64_t old = peak.load(std::memory_order_relaxed);
     while (value > old &&
@@ -319,6 +328,7 @@ struct PipelineCore::Impl {
   PipelineMetrics Metrics() const;
 
   const PipelineOptions options;
+  const std::shared_ptr<MemoryBudget> budget;
   const MakeItem make_item;
   const DestroyItem destroy_item;
 
@@ -359,10 +369,15 @@ struct PipelineCore::Impl {
   std::atomic<uint32_t> feeder_events{0};
   std::atomic<uint32_t> consumer_events{0};
 
-  // Budget and metrics. Only the feeder adds to budget_in_use and
-  // in_flight, so its check-then-add cannot overshoot.
-  std::atomic<uint64_t> budget_in_use{0};
-  std::atomic<uint64_t> budget_peak{0};
+  // Feeder thread: bytes to admit with the item being fed, not its cost.
+  uint64_t lasting = 0;
+  // Lasting bytes are charged whatever happens to their item (their owner
+  // gives them back): without admission when the item is not fed.
+  void ChargeLasting() {
+    if (lasting != 0) budget->Charge(static_cast<int64_t>(lasting));
+    lasting = 0;
+  }
+  // Budget and metrics. Only the feeder adds to in_flight.
   std::atomic<uint64_t> in_flight{0};
   std::atomic<uint64_t> in_flight_peak{0};
   std::atomic<uint64_t> delivered{0};
@@ -568,9 +583,11 @@ void PipelineCore::Impl::FeedLoop() {
     if (slot == nullptr) return;
     uint64_t cost = 0;
     const int64_t start = NowNs();
+    lasting = 0;
     Result<bool> more = CallFeeder(seq, slot, &cost);
     feeder_counters.Add(feeder_counters.busy_ns, NowNs() - start);
     if (!more.ok() || !*more) {
+      ChargeLasting();
       PushFree(slot);
       if (!more.ok()) {
         LatchError(seq, more.status());
@@ -580,10 +597,14 @@ void PipelineCore::Impl::FeedLoop() {
       }
       return;
     }
-    if (!AcquireBudget(cost)) {
+    // The item's cost goes back when it is released; `lasting` (see
+    // AdmitWithItem) stays with whoever owns it.
+    if (!AcquireBudget(cost + lasting)) {
+      ChargeLasting();
       PushFree(slot);
       return;
     }
+    lasting = 0;
     Max(in_flight_peak, in_flight.fetch_add(1, std::memory_order_relaxed) + 1);
     slot->seq = seq;
     slot->cost = cost;
@@ -648,28 +669,25 @@ Slot* PipelineCore::Impl::AcquireSlot(uint64_t seq) {
 }
 
 bool PipelineCore::Impl::AcquireBudget(uint64_t cost) {
-  const uint64_t budget = options.budget_bytes;
   int64_t wait_start = 0;
   bool admitted = false;
   while (true) {
-    const uint32_t events = feeder_events.load(std::memory_order_acquire);
+    // Releases (items recycled, Charge(-n), others sharing the budget) and
+    // Cancel() bump the budget's events.
+    const uint32_t events = budget->events();
     if (Stopping()) break;
-    const uint64_t used = budget_in_use.load(std::memory_order_acquire);
-    // An item is admitted when it fits, or when no other item is in flight
-    // (nor holds budget): an item bigger than the whole budget then runs
-    // alone rather than waiting forever for room that can never exist, and
-    // so does every item while memory charged outside items (Charge(), e.g.
-    // a writer's open chunks) fills the budget.
-    if (budget == 0 || used == 0 ||
-        in_flight.load(std::memory_order_acquire) == 0 ||
-        (used <= budget && cost <= budget - used)) {
-      Max(budget_peak,
-          budget_in_use.fetch_add(cost, std::memory_order_acq_rel) + cost);
+    // An item that fits is admitted; so is one while no other item is in
+    // flight: an item bigger than the whole budget then runs alone rather
+    // than waiting forever for room that can never exist, and so does every
+    // item while memory charged outside items (Charge(), e.g. a writer's
+    // open chunks or a loader's resident chunks) fills the budget.
+    if (budget->TryAdmit(cost,
+                         in_flight.load(std::memory_order_acquire) == 0)) {
       admitted = true;
       break;
     }
     if (wait_start == 0) wait_start = NowNs();
-    feeder_events.wait(events, std::memory_order_acquire);
+    budget->Wait(events);
   }
   if (wait_start != 0) {
     budget_wait_ns.fetch_add(NowNs() - wait_start, std::memory_order_relaxed);
@@ -857,7 +875,7 @@ Result<std::optional<PipelineCore::Delivered>> PipelineCore::Impl::Next() {
 
 void PipelineCore::Impl::Cancel() {
   cancelled.store(true, std::memory_order_seq_cst);
-  Wake(feeder_events);
+  WakeFeeder();
   Wake(consumer_events);
   // Finished items that Next() will no longer return give their budget and
   // Slot back now rather than at destruction.
@@ -869,22 +887,13 @@ void PipelineCore::Impl::Cancel() {
   }
 }
 
-void PipelineCore::Charge(int64_t bytes) {
-  Impl& impl = *impl_;
-  if (bytes >= 0) {
-    const uint64_t b = static_cast<uint64_t>(bytes);
-    Impl::Max(impl.budget_peak,
-        impl.budget_in_use.fetch_add(b, std::memory_order_acq_rel) + b);
-    return;
-  }
-  impl.budget_in_use.fetch_sub(static_cast<uint64_t>(-bytes),
-                               std::memory_order_acq_rel);
-  Impl::Wake(impl.feeder_events);
-}
+void PipelineCore::Charge(int64_t bytes) { impl_->budget->Charge(bytes); }
+
+void PipelineCore::AdmitWithItem(uint64_t bytes) { impl_->lasting += bytes; }
 
 void PipelineCore::Impl::Recycle(Slot* slot) {
-  budget_in_use.fetch_sub(slot->cost, std::memory_order_acq_rel);
   in_flight.fetch_sub(1, std::memory_order_release);
+  budget->Charge(-static_cast<int64_t>(slot->cost));
   PushFree(slot);
   Wake(feeder_events);
 }
@@ -907,7 +916,7 @@ void PipelineCore::Impl::LatchError(uint64_t seq, Status status) {
       error_seq.store(seq, std::memory_order_release);
     }
   }
-  Wake(feeder_events);
+  WakeFeeder();
   Wake(consumer_events);
 }
 
@@ -926,9 +935,10 @@ PipelineMetrics PipelineCore::Impl::Metrics() const {
       Seconds(budget_wait_ns.load(std::memory_order_relaxed));
   m.consumer_wait_seconds =
       Seconds(consumer_wait_ns.load(std::memory_order_relaxed));
-  m.budget_bytes = options.budget_bytes;
-  m.budget_in_use = budget_in_use.load(std::memory_order_relaxed);
-  m.budget_peak = budget_peak.load(std::memory_order_relaxed);
+  m.budget_bytes = budget->limit();
+  m.budget_in_use =
+      static_cast<uint64_t>(std::max<int64_t>(0, budget->in_use()));
+  m.budget_peak = static_cast<uint64_t>(std::max<int64_t>(0, budget->peak()));
   m.items_in_flight = in_flight.load(std::memory_order_relaxed);
   m.items_in_flight_peak = in_flight_peak.load(std::memory_order_relaxed);
   m.items_delivered = delivered.load(std::memory_order_relaxed);

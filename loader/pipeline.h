@@ -81,8 +81,9 @@
 #include <utility>
 #include <vector>
 
-#include "format/base/result.h"
-#include "format/base/status.h"
+#include "base/memory.h"
+#include "base/result.h"
+#include "base/status.h"
 
 namespace shoal {
 
@@ -95,7 +96,12 @@ struct PipelineOptions {
   int threads = 0;
   /// Bytes that items in flight (fed, not yet released by the consumer) may
   /// cost together; 0 = no byte limit (only `max_in_flight` bounds them).
+  /// Ignored when `budget` is given.
   uint64_t budget_bytes = 512ull << 20;
+  /// The budget to admit items under, shared with whoever else charges it
+  /// (e.g. a loader's chunks, which outlive the pipeline's items); null: the
+  /// pipeline makes its own of `budget_bytes`.
+  std::shared_ptr<MemoryBudget> budget;
   /// Prefetch depth: the most items alive at once, from the feeder through
   /// the stages to the consumer's leases. Also the number of item objects
   /// the pipeline ever constructs. At least 1.
@@ -203,6 +209,7 @@ class PipelineCore {
   void Shutdown();
   Status SetConcurrency(size_t stage, int concurrency);
   void Charge(int64_t bytes);
+  void AdmitWithItem(uint64_t bytes);
   PipelineMetrics metrics() const;
 
  private:
@@ -334,6 +341,17 @@ class Pipeline {
   /// gives the bytes back. Memory charged outside items may fill the budget:
   /// the feeder then admits one item at a time. Any thread.
   void Charge(int64_t bytes) { core_->Charge(bytes); }
+
+  /// Feeder thread only, while it fills an item: `bytes` more must fit in
+  /// the budget for that item to be admitted, but they are not the item's
+  /// cost: they stay charged when the item is released, until their owner
+  /// gives them back with Charge(-bytes). For memory an item creates that
+  /// outlives it (a chunk that later items read too), so that it waits for
+  /// room like the item instead of being charged past the budget. Charged
+  /// in every case once the feeder returns (without waiting when the item
+  /// is not fed: end of stream, an error, a stop), so the owner always gives
+  /// them back.
+  void AdmitWithItem(uint64_t bytes) { core_->AdmitWithItem(bytes); }
 
   /// A snapshot of the counters; cheap enough to poll for a progress bar.
   PipelineMetrics metrics() const { return core_->metrics(); }

@@ -5,13 +5,13 @@
 #include <string>
 #include <utility>
 
-#include "format/base/buffer.h"
-#include "format/base/coding.h"
+#include "base/buffer.h"
+#include "base/coding.h"
+#include "base/random.h"
 
 namespace shoal {
 namespace {
 
-constexpr uint64_t kGolden = 0x9e3779b97f4a7c15;
 constexpr std::string_view kStateMagic = "SHSS";
 constexpr uint8_t kStateVersion = 1;
 constexpr uint64_t kNoBatch = ~uint64_t{0};
@@ -23,57 +23,19 @@ enum RandomStream : uint64_t {
   kShuffleBuffer = 3,
 };
 
-uint64_t Mix64(uint64_t z) {
-  z ^= z >> 30;
-  z *= 0xbf58476d1ce4e5b9;
-  z ^= z >> 27;
-  z *= 0x94d049bb133111eb;
-  return z ^ (z >> 31);
-}
-
 // Each step is a bijection of k, so changing any one of (seed, epoch,
 // stream, rank) changes the key, and SplitMix64 streams from different keys
 // are, for shuffling, independent.
 uint64_t StreamKey(uint64_t seed, uint64_t epoch, RandomStream stream,
                    uint64_t rank) {
-  uint64_t k = Mix64(seed + kGolden);
-  k = Mix64(k ^ epoch);
-  k = Mix64(k ^ stream);
-  return Mix64(k ^ rank);
+  uint64_t k = SplitMix64::Mix(seed + SplitMix64::kGolden);
+  k = SplitMix64::Mix(k ^ epoch);
+  k = SplitMix64::Mix(k ^ stream);
+  return SplitMix64::Mix(k ^ rank);
 }
 
-// SplitMix64: tiny, fast, portable and fully specified, unlike the engines
-// and distributions of <random>, whose outputs differ between standard
-// libraries.
-class Rng {
- public:
-  explicit Rng(uint64_t key) : state_(key) {}
-
-  uint64_t Next() {
-    state_ += kGolden;
-    return Mix64(state_);
-  }
-
-  // Uniform in [0, range), range >= 1, without modulo bias (Lemire 2019).
-  uint64_t Bounded(uint64_t range) {
-    unsigned __int128 m = static_cast<unsigned __int128>(Next()) * range;
-    auto low = static_cast<uint64_t>(m);
-    if (low < range) {
-      const uint64_t threshold = (0 - range) % range;
-      while (low < threshold) {
-        m = static_cast<unsigned __int128>(Next()) * range;
-        low = static_cast<uint64_t>(m);
-      }
-    }
-    return static_cast<uint64_t>(m >> 64);
-  }
-
- private:
-  uint64_t state_;
-};
-
 template <typename T>
-void FisherYates(std::span<T> items, Rng& rng) {
+void FisherYates(std::span<T> items, SplitMix64& rng) {
   for (size_t i = items.size(); i > 1; --i) {
     std::swap(items[i - 1], items[rng.Bounded(i)]);
   }
@@ -116,7 +78,7 @@ Segment RankSegment(uint64_t n, const SamplerOptions& options) {
 
 // The shuffle buffer of the file comment, from `stream` into `out`.
 void ShuffleBuffer(std::span<const uint64_t> stream, uint64_t capacity,
-                   Rng& rng, std::vector<uint64_t>& out) {
+                   SplitMix64& rng, std::vector<uint64_t>& out) {
   out.clear();
   out.reserve(stream.size());
   capacity = std::min<uint64_t>(capacity, stream.size());
@@ -140,7 +102,7 @@ void ShuffleBuffer(std::span<const uint64_t> stream, uint64_t capacity,
 // The samples of G in `segment` for kChunk: permuted chunks, each in index
 // order.
 std::vector<uint64_t> ChunkStream(const ChunkLayout& layout, Segment segment,
-                                  Rng& rng) {
+                                  SplitMix64& rng) {
   std::vector<uint32_t> chunks(UsedChunks(layout));
   std::iota(chunks.begin(), chunks.end(), 0u);
   FisherYates(std::span<uint32_t>(chunks), rng);
@@ -173,7 +135,7 @@ std::vector<uint64_t> RankOrder(const ChunkLayout& layout,
       // Every rank draws the same global permutation and keeps its part.
       std::vector<uint64_t> all(layout.num_samples);
       std::iota(all.begin(), all.end(), uint64_t{0});
-      Rng rng(StreamKey(options.seed, epoch, kFullPermutation, 0));
+      SplitMix64 rng(StreamKey(options.seed, epoch, kFullPermutation, 0));
       FisherYates(std::span<uint64_t>(all), rng);
       all.resize(segment.end);
       all.erase(all.begin(), all.begin() + segment.begin);
@@ -181,10 +143,11 @@ std::vector<uint64_t> RankOrder(const ChunkLayout& layout,
       break;
     }
     case ShuffleMode::kChunk: {
-      Rng chunk_rng(StreamKey(options.seed, epoch, kChunkPermutation, 0));
+      SplitMix64 chunk_rng(
+          StreamKey(options.seed, epoch, kChunkPermutation, 0));
       const std::vector<uint64_t> stream =
           ChunkStream(layout, segment, chunk_rng);
-      Rng buffer_rng(
+      SplitMix64 buffer_rng(
           StreamKey(options.seed, epoch, kShuffleBuffer, options.rank));
       ShuffleBuffer(stream, options.shuffle_buffer, buffer_rng, order);
       break;

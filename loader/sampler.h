@@ -44,18 +44,13 @@
 //  samples; every rank has the same number of batches in every epoch.
 //
 // Randomness (exact, so that other implementations can reproduce plans):
-//  - Mix64(z) is the SplitMix64 finalizer (arithmetic mod 2^64):
-//    z ^= z >> 30; z *= 0xbf58476d1ce4e5b9; z ^= z >> 27;
-//    z *= 0x94d049bb133111eb; z ^= z >> 31.
-//  - Each random stream has a key: k = Mix64(seed + 0x9e3779b97f4a7c15);
-//    k = Mix64(k ^ epoch); k = Mix64(k ^ stream); k = Mix64(k ^ rank), with
+//  - Mix and Bounded are those of SplitMix64 (base/random.h, which
+//    specifies them exactly).
+//  - Each random stream has a key: k = Mix(seed + 0x9e3779b97f4a7c15);
+//    k = Mix(k ^ epoch); k = Mix(k ^ stream); k = Mix(k ^ rank), with
 //    stream 1 = chunk permutation, 2 = full permutation (rank 0 for both:
-//    they are global) and 3 = the shuffle buffer of `rank`.
-//  - The stream's i-th 64-bit output (i = 1, 2, ...) is
-//    Mix64(k + i * 0x9e3779b97f4a7c15) (SplitMix64, Steele et al. 2014).
-//  - Bounded(r), uniform in [0, r), is Lemire's multiply-shift with
-//    rejection (2019): m = x * r (128-bit); if low64(m) < r, redraw while
-//    low64(m) < (2^64 - r) mod r; the result is high64(m).
+//    they are global) and 3 = the shuffle buffer of `rank`; the stream is
+//    a SplitMix64 seeded with k.
 //  - Permutations are Fisher–Yates: for i = len-1 down to 1, swap a[i] with
 //    a[Bounded(i+1)].
 //  - The shuffle buffer has capacity c = min(shuffle_buffer, samples in the
@@ -79,7 +74,7 @@
 #include <string_view>
 #include <vector>
 
-#include "format/base/result.h"
+#include "base/result.h"
 
 namespace shoal {
 

@@ -32,9 +32,10 @@
 #include <string>
 #include <vector>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
-#include "format/base/types.h"
+#include "base/buffer.h"
+#include "base/registry.h"
+#include "base/result.h"
+#include "base/types.h"
 #include "format/schema.h"
 
 namespace shoal {
@@ -160,7 +161,7 @@ struct ImageFolderOptions {
   /// Decode every kept file once to check it (converted ones are always
   /// decoded).
   bool check = true;
-  uint64_t max_chunk_bytes = 8ull << 20;
+  uint64_t max_chunk_bytes = kDefaultMaxChunkBytes;
 };
 /// The JPEG and PNG files under `dir` (sorted by relative path bytes;
 /// content decides the format; hidden entries skipped; top-level subfolders
@@ -169,7 +170,7 @@ std::unique_ptr<Source> MakeImageFolderSource(std::string dir,
                                               ImageFolderOptions options = {});
 
 struct VideoFolderOptions {
-  uint64_t max_chunk_bytes = 8ull << 20;
+  uint64_t max_chunk_bytes = kDefaultMaxChunkBytes;
 };
 /// The video files under `dir` (by extension), stored as they came with a
 /// frame index in each sample's info; class subfolders as for images.
@@ -185,7 +186,7 @@ struct ArrayFileOptions {
   /// (fewer when that would make a record larger than 64 MiB, but at least
   /// one).
   uint64_t rows_per_record = 65536;
-  uint64_t max_chunk_bytes = 8ull << 20;
+  uint64_t max_chunk_bytes = kDefaultMaxChunkBytes;
 };
 /// IDX files of the MNIST family, plain or gzip: `images` gives the tensor
 /// "images" (its first dimension is the samples), `labels` (may be empty)
@@ -200,6 +201,38 @@ std::unique_ptr<Source> MakeIdxSource(std::string images, std::string labels,
 std::unique_ptr<Source> MakeNpySource(std::vector<std::string> paths,
                                       std::string tensor = "arrays",
                                       ArrayFileOptions options = {});
+
+// ---- Sources by kind ----
+
+/// A source described as data (a command line, a config file): its kind and
+/// inputs, and the options of each kind, of which only the kind's own are
+/// read.
+struct SourceSpec {
+  /// "images", "videos", "idx" or "npy" (SourceRegistry::Names()).
+  std::string kind;
+  /// images, videos: one folder. idx: the images file, then optionally the
+  /// labels file. npy: one .npy of many samples, several .npy files of one
+  /// sample each, or one folder of them.
+  std::vector<std::string> paths;
+  /// npy: the tensor's name.
+  std::string tensor = "arrays";
+  ImageFolderOptions images;
+  VideoFolderOptions videos;
+  ArrayFileOptions arrays;
+};
+
+struct SourceKind {
+  static constexpr std::string_view kKind = "source kind";
+  using Factory =
+      std::function<Result<std::unique_ptr<Source>>(const SourceSpec&)>;
+};
+/// Sources by kind, each registered from its own .cc file.
+using SourceRegistry = Registry<SourceKind>;
+extern template class Registry<SourceKind>;
+
+/// The source `spec` describes; InvalidArgument for an unknown kind or
+/// inputs the kind does not take (e.g. two folders of images).
+Result<std::unique_ptr<Source>> MakeSource(const SourceSpec& spec);
 
 /// A program's own rows. `fill` is called on the planning thread, in order,
 /// with index 0, 1, 2, ... (when resuming: the last committed index, then

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "format/base/result.h"
+#include "base/result.h"
 #include "format/dataset.h"
 #include "video/video.h"
 

@@ -23,6 +23,8 @@ packages=(
   ffmpeg
   # Pillow's CMYK->RGB conversion, the reference of the JPEG CMYK test
   python3-pil
+  # the format spec reader (tests/format/spec_reader.py): chunk blocks, checksums
+  python3-lz4 python3-zstandard python3-xxhash
   # SHA-256 of decoded pixels in the PngSuite test (OpenSSL libcrypto)
   libssl-dev
   # the demo's data set (Fashion-MNIST IDX files under /usr/share/datasets/fashion-mnist)

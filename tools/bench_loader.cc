@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "format/base/coding.h"
+#include "base/coding.h"
 #include "loader/loader.h"
 
 namespace shoal::tools {

@@ -19,7 +19,7 @@
 #include <string>
 #include <string_view>
 
-#include "format/base/result.h"
+#include "base/result.h"
 #include "format/dataset.h"
 
 namespace shoal::tools {

@@ -20,7 +20,11 @@ struct IngestIdxOptions {
   std::string compression = "lz4";
   std::optional<int> level;
   std::string class_names;
-  uint64_t chunk_bytes = kDefaultMaxChunkBytes;
+  SourceSpec source = [] {
+    SourceSpec s;
+    s.kind = "idx";
+    return s;
+  }();
   IngestFlags flags;
 
   const std::string& images() const { return paths.front(); }
@@ -87,13 +91,11 @@ void CheckIngestIdxOptions(const IngestIdxOptions& options) {
   }
 }
 
-Result<int> RunIngestIdx(const IngestIdxOptions& options) {
-  ArrayFileOptions ao;
-  ao.compression = options.codec_spec();
-  ao.class_names = ParseClassNames(options.class_names);
-  ao.max_chunk_bytes = options.chunk_bytes;
-  auto source = MakeIdxSource(options.images(), options.labels().value_or(""),
-                              ao);
+Result<int> RunIngestIdx(IngestIdxOptions& options) {
+  options.source.paths.assign(options.paths.begin(), options.paths.end() - 1);
+  options.source.arrays.compression = options.codec_spec();
+  options.source.arrays.class_names = ParseClassNames(options.class_names);
+  SHOAL_ASSIGN_OR_RETURN(auto source, MakeSource(options.source));
   return RunIngest(*source, options.dataset(), options.flags, "blocks");
 }
 
@@ -131,7 +133,7 @@ void AddIngestIdxCommand(CLI::App& ingest, CommandRun* run) {
       "Names of the label classes: 'mnist' (0..9), 'fashion-mnist' "
       "(T-shirt/top, Trouser, ..., Ankle boot) or a comma-separated list; "
       "default '0'..'K-1' for K = the largest label + 1");
-  AddChunkBytesOption(*cmd, options->chunk_bytes);
+  AddChunkBytesOption(*cmd, options->source.arrays.max_chunk_bytes);
   AddIngestFlags(*cmd, options->flags);
   cmd->footer(
       "Images become the tensor 'images' (htype image, uint8, samples "
@@ -152,29 +154,32 @@ void AddIngestIdxCommand(CLI::App& ingest, CommandRun* run) {
 
 struct IngestNpyOptions {
   std::vector<std::string> paths;  // inputs, then DS
-  std::string tensor = "arrays";
-  std::string compression = "lz4";
-  uint64_t chunk_bytes = kDefaultMaxChunkBytes;
+  SourceSpec source = [] {
+    SourceSpec s;
+    s.kind = "npy";
+    return s;
+  }();
   IngestFlags flags;
 };
 
 void AddIngestNpyCommand(CLI::App& ingest, CommandRun* run) {
   auto options = std::make_shared<IngestNpyOptions>();
   CLI::App* cmd = ingest.add_subcommand(
-      "npy", "Ingest NumPy .npy files (one array of samples, or one per sample)");
+      "npy",
+      "Ingest NumPy .npy files (one array of samples, or one per sample)");
   cmd->add_option("files", options->paths,
                   "NPY... DS: one .npy whose first axis is the samples, or "
                   "several .npy files or folders of them (one sample each, "
                   "sorted by name), then the dataset (a path or URL)")
       ->required()
       ->expected(2, -1);
-  cmd->add_option("--tensor", options->tensor, "Name of the tensor")
+  cmd->add_option("--tensor", options->source.tensor, "Name of the tensor")
       ->capture_default_str();
-  cmd->add_option("--compression", options->compression,
+  cmd->add_option("--compression", options->source.arrays.compression,
                   "Chunk compression: '' (raw), lz4, lz4hc:L, zstd:L, each "
                   "optionally +shuffle")
       ->capture_default_str();
-  AddChunkBytesOption(*cmd, options->chunk_bytes);
+  AddChunkBytesOption(*cmd, options->source.arrays.max_chunk_bytes);
   AddIngestFlags(*cmd, options->flags);
   cmd->footer(
       "Arrays keep their dtype (bool, (u)int8..64, float16/32/64, either byte "
@@ -186,20 +191,17 @@ void AddIngestNpyCommand(CLI::App& ingest, CommandRun* run) {
       "  shoal ingest npy ~/masks /data/masks --tensor masks --compression "
       "zstd:3");
   cmd->callback([options, run] {
-    if (!options->compression.empty()) {
-      auto codec = MakeByteCodec(options->compression);
+    if (!options->source.arrays.compression.empty()) {
+      auto codec = MakeByteCodec(options->source.arrays.compression);
       if (!codec.ok()) {
         throw CLI::ValidationError("--compression",
                                    std::string(codec.status().message()));
       }
     }
     *run = [options]() -> Result<int> {
-      std::vector<std::string> inputs(options->paths.begin(),
-                                      options->paths.end() - 1);
-      ArrayFileOptions ao;
-      ao.compression = options->compression;
-      ao.max_chunk_bytes = options->chunk_bytes;
-      auto source = MakeNpySource(inputs, options->tensor, ao);
+      options->source.paths.assign(options->paths.begin(),
+                                   options->paths.end() - 1);
+      SHOAL_ASSIGN_OR_RETURN(auto source, MakeSource(options->source));
       return RunIngest(*source, options->paths.back(), options->flags,
                        "records");
     };

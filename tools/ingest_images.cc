@@ -12,27 +12,25 @@
 namespace shoal::tools {
 namespace {
 
+// The source's own options are bound to the flags in place (no copies).
 struct IngestImagesOptions {
-  std::string dir;
+  // The folder is bound to the DIR argument.
+  SourceSpec source = [] {
+    SourceSpec s;
+    s.kind = "images";
+    s.paths = {""};
+    return s;
+  }();
   std::string dataset;
-  std::string compression = "keep";
   std::optional<int> quality;
-  std::string subsampling = "4:2:0";
-  int png_level = 6;
   bool no_check = false;
-  uint64_t chunk_bytes = kDefaultMaxChunkBytes;
   IngestFlags flags;
 };
 
-Result<int> RunIngestImages(const IngestImagesOptions& o) {
-  ImageFolderOptions options;
-  options.compression = o.compression;
-  options.quality = o.quality.value_or(90);
-  options.subsampling = o.subsampling;
-  options.png_level = o.png_level;
-  options.check = !o.no_check;
-  options.max_chunk_bytes = o.chunk_bytes;
-  auto source = MakeImageFolderSource(o.dir, options);
+Result<int> RunIngestImages(IngestImagesOptions& o) {
+  if (o.quality) o.source.images.quality = *o.quality;
+  o.source.images.check = !o.no_check;
+  SHOAL_ASSIGN_OR_RETURN(auto source, MakeSource(o.source));
   return RunIngest(*source, o.dataset, o.flags, "images");
 }
 
@@ -42,11 +40,12 @@ void AddIngestImagesCommand(CLI::App& ingest, CommandRun* run) {
   auto options = std::make_shared<IngestImagesOptions>();
   CLI::App* cmd = ingest.add_subcommand(
       "images", "Ingest a folder of JPEG and PNG files (ImageFolder layout)");
-  cmd->add_option("DIR", options->dir, "The folder to read")->required();
+  cmd->add_option("DIR", options->source.paths[0], "The folder to read")
+      ->required();
   cmd->add_option("DS", options->dataset,
                   "The dataset to create (a path or URL)")
       ->required();
-  cmd->add_option("--compression", options->compression,
+  cmd->add_option("--compression", options->source.images.compression,
                   "How images are stored: 'keep' stores each file's own "
                   "bytes (its format read from its content; a folder mixing "
                   "JPEG and PNG gives sample_compression 'image'); 'jpeg' or "
@@ -58,11 +57,11 @@ void AddIngestImagesCommand(CLI::App& ingest, CommandRun* run) {
                   "JPEG quality of converted images, 1..100 (default 90); "
                   "JPEG files are stored as they are")
       ->check(CLI::Range(1, 100));
-  cmd->add_option("--subsampling", options->subsampling,
+  cmd->add_option("--subsampling", options->source.images.subsampling,
                   "Chroma subsampling of converted JPEGs")
       ->check(CLI::IsMember({"4:4:4", "4:2:2", "4:2:0"}))
       ->capture_default_str();
-  cmd->add_option("--png-level", options->png_level,
+  cmd->add_option("--png-level", options->source.images.png_level,
                   "zlib level of converted PNGs, 0..9")
       ->check(CLI::Range(0, 9))
       ->capture_default_str();
@@ -70,7 +69,7 @@ void AddIngestImagesCommand(CLI::App& ingest, CommandRun* run) {
                 "Store files kept as they are after reading only their "
                 "header, without decoding them (faster; damage in the pixel "
                 "data is then found only when the image is read)");
-  AddChunkBytesOption(*cmd, options->chunk_bytes);
+  AddChunkBytesOption(*cmd, options->source.images.max_chunk_bytes);
   AddIngestFlags(*cmd, options->flags);
   cmd->footer(
       "Every JPEG and PNG file under DIR (found by content; hidden files and "
@@ -93,7 +92,7 @@ void AddIngestImagesCommand(CLI::App& ingest, CommandRun* run) {
       "with a commit (twice: at once).\n\n"
       "Example:\n  shoal ingest images ~/imagenette/train /data/imagenette");
   cmd->callback([options, run] {
-    if (options->quality && options->compression != "jpeg") {
+    if (options->quality && options->source.images.compression != "jpeg") {
       throw CLI::ValidationError("--quality", "needs --compression jpeg");
     }
     *run = [options] { return RunIngestImages(*options); };

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <string>
 
-#include "format/base/result.h"
+#include "base/result.h"
 #include "loader/ingestor.h"
 #include "loader/source.h"
 

@@ -12,9 +12,14 @@ namespace shoal::tools {
 namespace {
 
 struct IngestVideosOptions {
-  std::string dir;
+  // The folder is bound to the DIR argument.
+  SourceSpec source = [] {
+    SourceSpec s;
+    s.kind = "videos";
+    s.paths = {""};
+    return s;
+  }();
   std::string dataset;
-  uint64_t chunk_bytes = kDefaultMaxChunkBytes;
   IngestFlags flags;
 };
 
@@ -24,11 +29,12 @@ void AddIngestVideosCommand(CLI::App& ingest, CommandRun* run) {
   auto options = std::make_shared<IngestVideosOptions>();
   CLI::App* cmd = ingest.add_subcommand(
       "videos", "Ingest a folder of video files (class subfolders = labels)");
-  cmd->add_option("DIR", options->dir, "The folder to read")->required();
+  cmd->add_option("DIR", options->source.paths[0], "The folder to read")
+      ->required();
   cmd->add_option("DS", options->dataset,
                   "The dataset to create (a path or URL)")
       ->required();
-  AddChunkBytesOption(*cmd, options->chunk_bytes);
+  AddChunkBytesOption(*cmd, options->source.videos.max_chunk_bytes);
   AddIngestFlags(*cmd, options->flags);
   cmd->footer(
       "Every file under DIR with a video extension (.mp4 .m4v .mov .mkv "
@@ -47,9 +53,7 @@ void AddIngestVideosCommand(CLI::App& ingest, CommandRun* run) {
       "  shoal get /data/ucf101 videos 0 --frames 0:16 -o clip.npy");
   cmd->callback([options, run] {
     *run = [options]() -> Result<int> {
-      VideoFolderOptions vo;
-      vo.max_chunk_bytes = options->chunk_bytes;
-      auto source = MakeVideoFolderSource(options->dir, vo);
+      SHOAL_ASSIGN_OR_RETURN(auto source, MakeSource(options->source));
       return RunIngest(*source, options->dataset, options->flags, "videos");
     };
   });

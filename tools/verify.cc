@@ -44,11 +44,17 @@ Result<int> RunVerify(const VerifyCommandOptions& options) {
   if (!report.lock_message.empty()) {
     std::fprintf(stderr, "verify: %s\n", report.lock_message.c_str());
   }
-  if (options.quiet) return report.ok() ? kExitOk : kExitFailure;
-
   // Removed orphans are not in report.problems; what is listed remains.
+  // Problems are what -q keeps: the exit status alone does not say what.
   for (const VerifyProblem& problem : report.problems) {
     std::printf("%s\n", problem.ToString().c_str());
+  }
+  if (options.quiet) return report.ok() ? kExitOk : kExitFailure;
+  for (const std::string& key : report.foreign) {
+    std::printf(
+        "verify: %s is not a dataset object (its name is not one "
+        "shoal gives); left alone\n",
+        key.c_str());
   }
   if (options.repair) {
     std::printf("verify: removed %s\n",
@@ -87,11 +93,14 @@ void AddVerifyCommand(CLI::App& app, CommandRun* run) {
                 "compression");
   cmd->add_flag("--repair", options->repair,
                 "Delete orphan objects and temporary files (left by an "
-                "interrupted write) when no other problem is found, holding "
+                "interrupted write; only objects named as the dataset names "
+                "its own, others are listed and left alone) when no other "
+                "problem is found, holding "
                 "the dataset's write lock (refused while a writer runs); "
                 "other problems are not repaired and still make verify exit 1");
   cmd->add_flag("-q,--quiet", options->quiet,
-                "Print nothing but errors; the exit status tells the result");
+                "Print only the problems (no progress, no summary); the exit "
+                "status tells the result");
   cmd->callback(
       [options, run] { *run = [options] { return RunVerify(*options); }; });
 }

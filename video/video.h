@@ -39,8 +39,8 @@
 #include <string_view>
 #include <vector>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
+#include "base/buffer.h"
+#include "base/result.h"
 
 namespace shoal {
 

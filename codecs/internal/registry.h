@@ -11,8 +11,8 @@
 #include <string>
 #include <string_view>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
+#include "base/buffer.h"
+#include "base/result.h"
 
 namespace shoal::internal {
 

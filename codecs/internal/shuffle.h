@@ -16,9 +16,9 @@
 #include <cstddef>
 #include <memory>
 
+#include "base/buffer.h"
+#include "base/result.h"
 #include "codecs/byte_codec.h"
-#include "format/base/buffer.h"
-#include "format/base/result.h"
 
 namespace shoal::internal {
 
@@ -37,7 +37,7 @@ void UnshuffleBytes(ByteSpan src, MutableByteSpan dst, size_t element_size);
 ///
 /// Each thread keeps one scratch buffer, as large as the largest input it has
 /// shuffled, so steady-state calls do not allocate; that memory stays with
-/// the thread until it exits and is not charged to a MemoryTracker.
+/// the thread until it exits and is not charged to a MemoryBudget.
 Result<std::shared_ptr<const ByteCodec>> MakeShuffleCodec(
     std::shared_ptr<const ByteCodec> inner, size_t element_size);
 

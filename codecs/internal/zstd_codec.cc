@@ -5,7 +5,7 @@
 // because zstd reads it as "default", which would give one codec two specs.
 //
 // Frames carry no zstd checksum (4 bytes and a hash pass per frame): shoal
-// checksums every stored object with XXH3 (format/base/coding.h), so it would
+// checksums every stored object with XXH3 (base/coding.h), so it would
 // only repeat that check. Frames written elsewhere with a checksum are still
 // verified by the decoder.
 //
@@ -23,9 +23,9 @@
 #include <optional>
 #include <string>
 
+#include "base/coding.h"
 #include "codecs/byte_codec.h"
 #include "codecs/internal/registry.h"
-#include "format/base/coding.h"
 
 namespace shoal::internal {
 namespace {

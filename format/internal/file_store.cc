@@ -48,6 +48,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/random.h"
 #include "format/store.h"
 
 namespace shoal {
@@ -252,16 +253,15 @@ uint64_t NextTempId() {
   static const uint64_t seed = [] {
     uint64_t s = 0;
     if (::getentropy(&s, sizeof(s)) != 0) {
-      s = static_cast<uint64_t>(::time(nullptr)) * 0x9e3779b97f4a7c15ULL;
+      s = static_cast<uint64_t>(::time(nullptr)) * SplitMix64::kGolden;
     }
     return s;
   }();
   static std::atomic<uint64_t> counter{0};
-  // splitmix64 finalizer.
-  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (counter.fetch_add(1) + 1);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
+  // The counter-th output of a SplitMix64 seeded with `seed`, without a
+  // lock around a shared generator.
+  return SplitMix64::Mix(seed +
+                         SplitMix64::kGolden * (counter.fetch_add(1) + 1));
 }
 
 std::string TempPath(std::string_view target) {

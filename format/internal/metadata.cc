@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <type_traits>
 
-#include "format/base/coding.h"
+#include "base/coding.h"
 
 namespace shoal::internal {
 namespace {
@@ -69,10 +69,21 @@ T Get(const json& j, const char* key) {
 
 }  // namespace
 
-std::string EncodeObject(std::string_view magic, std::string_view payload) {
+Status CheckChunkBinding(const ChunkRef& ref, uint64_t header_checksum) {
+  if (ref.header_checksum == 0 || ref.header_checksum == header_checksum) {
+    return Status::OK();
+  }
+  return Corruption(
+      "the chunk is not the one the index recorded here (header checksum " +
+      Hex64(header_checksum) + ", the index says " +
+      Hex64(ref.header_checksum) + "): moved, swapped or replaced");
+}
+
+std::string EncodeObject(std::string_view magic, std::string_view payload,
+                         uint16_t version) {
   ByteWriter w;
   w.PutBytes(magic);
-  w.PutU16(kObjectVersion);
+  w.PutU16(version);
   w.PutU16(0);
   w.PutU64(payload.size());
   w.PutBytes(payload);
@@ -81,7 +92,8 @@ std::string EncodeObject(std::string_view magic, std::string_view payload) {
 }
 
 Result<ByteSpan> DecodeObject(ByteSpan bytes, std::string_view magic,
-                              std::string_view what) {
+                              std::string_view what, uint16_t max_version,
+                              uint16_t* version_out) {
   auto bad = [&](const std::string& why) {
     return Corruption(std::string(what) + ": " + why);
   };
@@ -91,9 +103,11 @@ Result<ByteSpan> DecodeObject(ByteSpan bytes, std::string_view magic,
   if (std::memcmp(bytes.data(), magic.data(), 4) != 0) return bad("bad magic");
   ByteReader r(bytes.subspan(4), what);
   SHOAL_ASSIGN_OR_RETURN(uint16_t version, r.GetU16());
-  if (version != kObjectVersion) {
-    return bad("unsupported version " + std::to_string(version));
+  if (version < 1 || version > max_version) {
+    return bad("unsupported version " + std::to_string(version) +
+               " (this build reads 1 to " + std::to_string(max_version) + ")");
   }
+  if (version_out != nullptr) *version_out = version;
   SHOAL_ASSIGN_OR_RETURN(uint16_t flags, r.GetU16());
   if (flags != 0) return bad("unsupported flags " + std::to_string(flags));
   SHOAL_ASSIGN_OR_RETURN(uint64_t length, r.GetU64());
@@ -204,6 +218,7 @@ std::string TensorIndex::Encode(uint8_t rank) const {
       w.PutVarint(e.chunk.num_samples);
       w.PutVarint(e.chunk.chunk_bytes);
       w.PutVarint(e.chunk.header_bytes);
+      w.PutU64(e.chunk.header_checksum);
       continue;
     }
     w.PutU8(1);
@@ -214,14 +229,19 @@ std::string TensorIndex::Encode(uint8_t rank) const {
       w.PutU64(t.id);
       w.PutVarint(t.chunk_bytes);
       w.PutVarint(t.header_bytes);
+      w.PutU64(t.header_checksum);
     }
   }
-  return EncodeObject(kIndexMagic, w.bytes());
+  return EncodeObject(kIndexMagic, w.bytes(), kIndexVersion);
 }
 
 Result<TensorIndex> TensorIndex::Decode(ByteSpan bytes, uint8_t rank) {
-  SHOAL_ASSIGN_OR_RETURN(ByteSpan payload,
-                         DecodeObject(bytes, kIndexMagic, "chunk index"));
+  uint16_t version = 0;
+  SHOAL_ASSIGN_OR_RETURN(
+      ByteSpan payload,
+      DecodeObject(bytes, kIndexMagic, "chunk index", kIndexVersion, &version));
+  // Version 1 records no header checksums (refs keep 0: unbound).
+  const bool bound = version >= 2;
   ByteReader r(payload, "chunk index");
   TensorIndex index;
   // Each entry takes at least 9 bytes.
@@ -236,6 +256,9 @@ Result<TensorIndex> TensorIndex::Decode(ByteSpan bytes, uint8_t rank) {
     ref.header_bytes = static_cast<uint32_t>(header_bytes);
     if (ref.header_bytes > ref.chunk_bytes)
       return r.Error("header larger than chunk");
+    if (bound) {
+      SHOAL_ASSIGN_OR_RETURN(ref.header_checksum, r.GetU64());
+    }
     return Status::OK();
   };
   for (uint64_t i = 0; i < n; ++i) {
@@ -252,6 +275,9 @@ Result<TensorIndex> TensorIndex::Decode(ByteSpan bytes, uint8_t rank) {
       if (ref.num_samples == 0) return r.Error("empty chunk in index");
       if (ref.header_bytes > ref.chunk_bytes)
         return r.Error("header larger than chunk");
+      if (bound) {
+        SHOAL_ASSIGN_OR_RETURN(ref.header_checksum, r.GetU64());
+      }
       index.AddChunk(ref);
     } else if (kind == 1) {
       auto tiled = std::make_shared<TiledSample>();

@@ -14,25 +14,32 @@
 #include <string_view>
 #include <vector>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
-#include "format/base/types.h"
+#include "base/buffer.h"
+#include "base/result.h"
+#include "base/types.h"
 #include "format/schema.h"
 
 namespace shoal::internal {
 
+/// Envelope versions: HEAD and metadata are at 1; chunk indexes at 2, which
+/// adds each chunk's header checksum (version 1 indexes still read).
 inline constexpr uint16_t kObjectVersion = 1;
+inline constexpr uint16_t kIndexVersion = 2;
 inline constexpr std::string_view kHeadMagic = "SHHD";
 inline constexpr std::string_view kMetaMagic = "SHMD";
 inline constexpr std::string_view kIndexMagic = "SHIX";
 inline constexpr std::string_view kHeadKey = "HEAD";
 
 /// Wraps `payload` in the object envelope.
-std::string EncodeObject(std::string_view magic, std::string_view payload);
-/// Checks the envelope of `bytes` (which must be exactly one object) and
+std::string EncodeObject(std::string_view magic, std::string_view payload,
+                         uint16_t version = kObjectVersion);
+/// Checks the envelope of `bytes` (which must be exactly one object, of a
+/// version from 1 to `max_version`, stored in `version` when given) and
 /// returns the payload. Corruption names `what` on any mismatch.
 Result<ByteSpan> DecodeObject(ByteSpan bytes, std::string_view magic,
-                              std::string_view what);
+                              std::string_view what,
+                              uint16_t max_version = kObjectVersion,
+                              uint16_t* version = nullptr);
 
 struct Head {
   uint64_t commit = 0;
@@ -48,7 +55,15 @@ struct ChunkRef {
   uint64_t num_samples = 0;
   uint64_t chunk_bytes = 0;
   uint32_t header_bytes = 0;
+  /// The chunk header's checksum, binding the object to this place; 0 when
+  /// not recorded (indexes of format version 1).
+  uint64_t header_checksum = 0;
 };
+
+/// Corruption unless the chunk `header` (read from the object `ref` names)
+/// is the one the index recorded there: a chunk copied or swapped from
+/// elsewhere has another checksum.
+Status CheckChunkBinding(const ChunkRef& ref, uint64_t header_checksum);
 
 /// A sample stored as tiles, one chunk (of one sample) per tile, in
 /// row-major order of the tile grid.

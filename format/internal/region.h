@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "format/base/types.h"
+#include "base/types.h"
 
 namespace shoal::internal {
 

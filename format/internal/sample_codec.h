@@ -12,10 +12,10 @@
 #include <string_view>
 #include <vector>
 
+#include "base/buffer.h"
+#include "base/result.h"
+#include "base/types.h"
 #include "codecs/image_codec.h"
-#include "format/base/buffer.h"
-#include "format/base/result.h"
-#include "format/base/types.h"
 
 namespace shoal::internal {
 

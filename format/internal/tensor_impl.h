@@ -7,14 +7,16 @@
 #ifndef SHOAL_FORMAT_INTERNAL_TENSOR_IMPL_H_
 #define SHOAL_FORMAT_INTERNAL_TENSOR_IMPL_H_
 
+#include <functional>
 #include <list>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <random>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
+#include "base/random.h"
 #include "codecs/byte_codec.h"
 #include "format/chunk.h"
 #include "format/dataset.h"
@@ -37,11 +39,11 @@ struct DatasetContext {
   std::vector<PendingChunk> pending;
 
   std::mutex id_mu;
-  std::mt19937_64 id_rng;
+  SplitMix64 id_rng{0};
   uint64_t NewId() {
     std::lock_guard<std::mutex> lock(id_mu);
     uint64_t id;
-    do id = id_rng();
+    do id = id_rng.Next();
     while (id == 0);
     return id;
   }
@@ -151,6 +153,11 @@ class Tensor::Impl {
   Result<std::string> ReadInfo(uint64_t index) const;
   Result<Buffer> ReadStored(uint64_t index) const;
   std::vector<TensorExtent> Extents() const;
+  Result<bool> IsTiled(uint64_t index) const;
+  Status ReadShapes(uint64_t n, std::span<uint32_t> dims) const;
+  Status ForEachInfo(
+      uint64_t n,
+      const std::function<Status(uint64_t, std::string_view)>& fn) const;
   Result<ExtentData> ReadExtent(size_t i,
                                 const BufferAllocator& allocate) const;
   Status DecodeInto(ByteSpan stored, const Shape& shape,

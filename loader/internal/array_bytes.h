@@ -12,8 +12,8 @@
 #include <optional>
 #include <span>
 
-#include "format/base/buffer.h"
-#include "format/base/types.h"
+#include "base/buffer.h"
+#include "base/types.h"
 
 namespace shoal::internal {
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "format/base/result.h"
+#include "base/result.h"
 
 namespace shoal::internal {
 

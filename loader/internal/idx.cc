@@ -14,7 +14,7 @@
 #include <optional>
 #include <string_view>
 
-#include "format/base/coding.h"
+#include "base/coding.h"
 #include "loader/internal/array_bytes.h"
 
 namespace shoal::internal {

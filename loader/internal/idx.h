@@ -26,9 +26,9 @@
 #include <string>
 #include <vector>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
-#include "format/base/types.h"
+#include "base/buffer.h"
+#include "base/result.h"
+#include "base/types.h"
 
 struct gzFile_s;  // zlib's, kept out of this header
 

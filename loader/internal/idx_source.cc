@@ -387,4 +387,18 @@ std::unique_ptr<Source> MakeIdxSource(std::string images, std::string labels,
                                      std::move(options));
 }
 
+namespace {
+[[maybe_unused]] const bool kRegistered = SourceRegistry::Register(
+    "idx", [](const SourceSpec& spec) -> Result<std::unique_ptr<Source>> {
+      if (spec.paths.empty() || spec.paths.size() > 2) {
+        return InvalidArgument(
+            "an idx source takes the images file and optionally the labels "
+            "file");
+      }
+      return MakeIdxSource(spec.paths[0],
+                           spec.paths.size() > 1 ? spec.paths[1] : "",
+                           spec.arrays);
+    });
+}  // namespace
+
 }  // namespace shoal

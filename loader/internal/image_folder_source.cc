@@ -284,4 +284,14 @@ std::unique_ptr<Source> MakeImageFolderSource(std::string dir,
                                              std::move(options));
 }
 
+namespace {
+[[maybe_unused]] const bool kRegistered = SourceRegistry::Register(
+    "images", [](const SourceSpec& spec) -> Result<std::unique_ptr<Source>> {
+      if (spec.paths.size() != 1) {
+        return InvalidArgument("an images source takes one folder");
+      }
+      return MakeImageFolderSource(spec.paths[0], spec.images);
+    });
+}  // namespace
+
 }  // namespace shoal

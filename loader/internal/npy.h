@@ -25,9 +25,9 @@
 #include <string>
 #include <vector>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
-#include "format/base/types.h"
+#include "base/buffer.h"
+#include "base/result.h"
+#include "base/types.h"
 #include "loader/internal/random_access_file.h"
 
 namespace shoal::internal {

@@ -334,4 +334,14 @@ std::unique_ptr<Source> MakeNpySource(std::vector<std::string> paths,
                                      std::move(options));
 }
 
+namespace {
+[[maybe_unused]] const bool kRegistered = SourceRegistry::Register(
+    "npy", [](const SourceSpec& spec) -> Result<std::unique_ptr<Source>> {
+      if (spec.paths.empty()) {
+        return InvalidArgument("an npy source takes .npy files or a folder");
+      }
+      return MakeNpySource(spec.paths, spec.tensor, spec.arrays);
+    });
+}  // namespace
+
 }  // namespace shoal

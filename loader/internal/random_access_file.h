@@ -11,8 +11,8 @@
 #include <memory>
 #include <string>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
+#include "base/buffer.h"
+#include "base/result.h"
 
 namespace shoal::internal {
 

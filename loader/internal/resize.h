@@ -32,7 +32,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "format/base/status.h"
+#include "base/status.h"
 
 namespace shoal::internal {
 

@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "format/base/buffer.h"
-#include "format/base/status.h"
+#include "base/buffer.h"
+#include "base/status.h"
 #include "format/schema.h"
 
 namespace shoal::internal {

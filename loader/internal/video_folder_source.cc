@@ -47,7 +47,8 @@ class VideoFolderSource : public Source {
         continue;
       }
       if (!f.error.empty()) {
-        std::string reason = internal::PrintableName(f.path.string()) + ": " + f.error;
+        std::string reason =
+            internal::PrintableName(f.path.string()) + ": " + f.error;
         if (!skip_bad) return Corruption(reason);
         scan.bad.push_back(std::move(reason));
         continue;
@@ -129,5 +130,15 @@ std::unique_ptr<Source> MakeVideoFolderSource(std::string dir,
                                               VideoFolderOptions options) {
   return std::make_unique<VideoFolderSource>(std::move(dir), options);
 }
+
+namespace {
+[[maybe_unused]] const bool kRegistered = SourceRegistry::Register(
+    "videos", [](const SourceSpec& spec) -> Result<std::unique_ptr<Source>> {
+      if (spec.paths.size() != 1) {
+        return InvalidArgument("a videos source takes one folder");
+      }
+      return MakeVideoFolderSource(spec.paths[0], spec.videos);
+    });
+}  // namespace
 
 }  // namespace shoal

@@ -1,6 +1,6 @@
-// Tests for format/base/buffer.h: zero-copy slices, bounds checks, and the
+// Tests for base/buffer.h: zero-copy slices, bounds checks, and the
 // memory accounting that the loader's budget builds on.
-#include "format/base/buffer.h"
+#include "base/buffer.h"
 
 #include <gtest/gtest.h>
 
@@ -14,8 +14,8 @@
 namespace shoal {
 namespace {
 
-std::shared_ptr<MemoryTracker> NewTracker() {
-  return std::make_shared<MemoryTracker>("test");
+std::shared_ptr<MemoryBudget> NewTracker() {
+  return std::make_shared<MemoryBudget>("test");
 }
 
 TEST(BufferTest, DefaultIsEmpty) {
@@ -210,7 +210,7 @@ TEST(MutableBufferTest, PeakTracksHighestUse) {
 
 TEST(MutableBufferTest, ChargesParentTracker) {
   auto parent = NewTracker();
-  auto child = std::make_shared<MemoryTracker>("child", parent);
+  auto child = std::make_shared<MemoryBudget>("child", 0, parent);
   {
     Buffer buffer = MutableBuffer::Allocate(64, child).value().Freeze();
     EXPECT_EQ(child->in_use(), 64);
@@ -222,12 +222,12 @@ TEST(MutableBufferTest, ChargesParentTracker) {
 }
 
 TEST(MutableBufferTest, DefaultTrackerIsProcess) {
-  const int64_t before = MemoryTracker::Process()->in_use();
+  const int64_t before = MemoryBudget::Process()->in_use();
   {
     Buffer buffer = MutableBuffer::Allocate(4096).value().Freeze();
-    EXPECT_EQ(MemoryTracker::Process()->in_use(), before + 4096);
+    EXPECT_EQ(MemoryBudget::Process()->in_use(), before + 4096);
   }
-  EXPECT_EQ(MemoryTracker::Process()->in_use(), before);
+  EXPECT_EQ(MemoryBudget::Process()->in_use(), before);
 }
 
 // Sanitizer allocators abort on absurd sizes instead of returning null.

@@ -1,6 +1,6 @@
-// Tests for format/base/coding.h: the byte encodings that format/FORMAT.md
+// Tests for base/coding.h: the byte encodings that format/FORMAT.md
 // is written in, and the reader's refusal of malformed input.
-#include "format/base/coding.h"
+#include "base/coding.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
-// Tests for format/base/result.h: value/error states, move-only values and
+// Tests for base/result.h: value/error states, move-only values and
 // the SHOAL_ASSIGN_OR_RETURN macro.
-#include "format/base/result.h"
+#include "base/result.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
-// Tests for format/base/status.h: codes, messages, context chaining and the
+// Tests for base/status.h: codes, messages, context chaining and the
 // errno mapping that every store relies on.
-#include "format/base/status.h"
+#include "base/status.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

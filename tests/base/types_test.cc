@@ -1,6 +1,6 @@
-// Tests for format/base/types.h: dtype metadata (names and codes are stored
+// Tests for base/types.h: dtype metadata (names and codes are stored
 // on disk) and shape arithmetic on untrusted dimensions.
-#include "format/base/types.h"
+#include "base/types.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

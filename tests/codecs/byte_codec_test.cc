@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "format/base/coding.h"
+#include "base/coding.h"
 
 namespace shoal {
 namespace {

@@ -2,7 +2,7 @@
 // includes this header (in exactly one .cc) replaces the global operator new
 // so that a test can assert that decoding a lying size did not allocate in
 // proportion to it. Aligned allocations (shoal's Buffers) are counted by
-// MemoryTracker::Process() instead.
+// MemoryBudget::Process() instead.
 //
 // Thread-safety: the counters are atomics.
 #ifndef SHOAL_TESTS_FORMAT_ALLOC_TRACKER_H_
@@ -14,7 +14,7 @@
 #include <cstdlib>
 #include <new>
 
-#include "format/base/memory.h"
+#include "base/memory.h"
 
 namespace shoal::format_test {
 
@@ -26,12 +26,12 @@ class AllocationWatch {
  public:
   AllocationWatch() {
     g_largest_new.store(0);
-    MemoryTracker::Process()->ResetPeak();
-    base_ = MemoryTracker::Process()->in_use();
+    MemoryBudget::Process()->ResetPeak();
+    base_ = MemoryBudget::Process()->in_use();
   }
   size_t largest_new() const { return g_largest_new.load(); }
   int64_t buffer_peak() const {
-    return MemoryTracker::Process()->peak() - base_;
+    return MemoryBudget::Process()->peak() - base_;
   }
 
  private:

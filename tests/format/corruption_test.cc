@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "base/coding.h"
 #include "codecs/byte_codec.h"
 #include "format/chunk.h"
 #include "format/dataset.h"
@@ -463,8 +464,16 @@ TEST_F(CorruptionTest, OrphansAreReportedAndRepaired) {
     WriteFile(Path(key), "stray");
   }
   WriteFile(Path("notes.txt"), "not part of the dataset");
+  // A user's own files inside the dataset's folders: not named as the
+  // dataset names its objects, so listed and never deleted.
+  const std::string users[] = {"chunks/0/my-notes.txt", "meta/README",
+                               "index/1/backup-99-00000000000000ff",
+                               "chunks/0/00000000DEADBEEF"};
+  for (const auto& key : users) WriteFile(Path(key), "mine");
 
   VerifyReport report = Verify();
+  EXPECT_EQ(std::set<std::string>(report.foreign.begin(), report.foreign.end()),
+            std::set<std::string>(std::begin(users), std::end(users)));
   std::set<std::string> orphans;
   for (const auto& p : report.problems) {
     EXPECT_EQ(p.kind, Kind::kOrphan) << p.ToString();
@@ -478,6 +487,7 @@ TEST_F(CorruptionTest, OrphansAreReportedAndRepaired) {
   EXPECT_TRUE(report.ok());
   for (const auto& key : strays) EXPECT_FALSE(fs::exists(Path(key))) << key;
   EXPECT_TRUE(fs::exists(Path("notes.txt")));
+  for (const auto& key : users) EXPECT_TRUE(fs::exists(Path(key))) << key;
   EXPECT_TRUE(Verify().ok());
   EXPECT_TRUE(ReadAll().empty());
 }
@@ -623,6 +633,51 @@ TEST_F(CorruptionTest, MetadataWithAnImpossibleSpecIsRejected) {
   }
 }
 
+// verify must check the statistics it claims to check: a forged max_shape
+// (or raw byte count) in otherwise valid metadata is a problem.
+TEST_F(CorruptionTest, ForgedShapeStatisticsAreReported) {
+  const std::string key = Head().meta_key;
+  const std::string pristine = dir_.path() + "/pristine";
+  fs::copy(root_, pristine, fs::copy_options::recursive);
+  const std::pair<const char*, nlohmann::json> edits[] = {
+      {"max_shape", nlohmann::json::array({8, 99, 3})},
+      {"min_shape", nlohmann::json::array({1, 8, 3})},
+      {"raw_bytes", 12345},
+  };
+  for (const auto& [field, value] : edits) {
+    SCOPED_TRACE(std::string(field) + " = " + value.dump());
+    fs::remove_all(root_);
+    fs::copy(pristine, root_, fs::copy_options::recursive);
+    EditMeta(Path(key), [&](nlohmann::json& root) {
+      TensorJson(root, "images")[field] = value;
+    });
+    const VerifyReport report = Verify();
+    ASSERT_EQ(report.problems.size(), 1u);
+    EXPECT_EQ(report.problems[0].kind, Kind::kInconsistent);
+    EXPECT_THAT(report.problems[0].message, HasSubstr("statistics say"));
+    EXPECT_THAT(report.problems[0].object, HasSubstr("images"));
+  }
+}
+
+// A hidden tensor must belong to the data tensor that names it; one whose
+// parent is itself (or anything else) is a problem.
+TEST_F(CorruptionTest, AHiddenTensorThatIsItsOwnParentIsReported) {
+  const std::string key = Head().meta_key;
+  EditMeta(Path(key), [&](nlohmann::json& root) {
+    auto& hidden = TensorJson(root, "_shape/images");
+    hidden["parent"] = hidden["id"];
+  });
+  const VerifyReport report = Verify();
+  bool found = false;
+  for (const auto& p : report.problems) {
+    found = found ||
+            p.message.find("'_shape/images' has parent") != std::string::npos;
+  }
+  EXPECT_TRUE(found) << (report.problems.empty()
+                             ? std::string("no problems")
+                             : report.problems[0].ToString());
+}
+
 // FORMAT.md: tensor ids are unique (they name the index/ and chunks/
 // folders). Two tensors sharing one would share their chunk folder.
 TEST_F(CorruptionTest, DuplicateTensorIdsAreRejected) {
@@ -670,6 +725,23 @@ TEST_F(CorruptionTest, ChunkShapeDisagreesWithShapeTensor) {
   ASSERT_EQ(encoded->bytes.size(), bytes.size()) << "the index must still fit";
   ASSERT_EQ(encoded->header_size, h.header_size());
   WriteFile(Path(c.key), encoded->bytes.view());
+  // A thorough forger also rebinds the chunk in the index (else the header
+  // checksum the index records gives it away first).
+  const internal::TensorMeta tm = TensorMetaOf("images");
+  auto index =
+      internal::TensorIndex::Decode(AsBytes(ReadFile(Path(tm.index_key))),
+                                    static_cast<uint8_t>(tm.spec.rank));
+  ASSERT_TRUE(Ok(index));
+  const uint64_t new_checksum =
+      DecodeU64(encoded->bytes.data() + encoded->header_size - 8);
+  ASSERT_TRUE(Ok(index->UpdateRefs([&](internal::ChunkRef& ref) {
+    if (internal::ChunkKey(tm.id, ref.id) == c.key) {
+      ref.header_checksum = new_checksum;
+    }
+    return Status::OK();
+  })));
+  WriteFile(Path(tm.index_key),
+            index->Encode(static_cast<uint8_t>(tm.spec.rank)));
 
   // In a child process, so that a read out of bounds fails only this test.
   auto read_region = [&] {
@@ -687,10 +759,19 @@ TEST_F(CorruptionTest, ChunkShapeDisagreesWithShapeTensor) {
   };
   EXPECT_EXIT(read_region(), ::testing::ExitedWithCode(0), "");
 
+  // The shape record disagrees with the chunk, and the statistics (whose
+  // min/max the lie moves) with the samples.
   const VerifyReport report = Verify();
-  ASSERT_EQ(report.problems.size(), 1u);
-  EXPECT_EQ(report.problems[0].kind, Kind::kInconsistent);
-  EXPECT_THAT(report.problems[0].ToString(), HasSubstr("images"));
+  ASSERT_FALSE(report.problems.empty());
+  bool shape_problem = false;
+  for (const auto& p : report.problems) {
+    EXPECT_EQ(p.kind, Kind::kInconsistent) << p.ToString();
+    EXPECT_THAT(p.ToString(), HasSubstr("images"));
+    shape_problem =
+        shape_problem ||
+        p.message.find("in its chunk but another") != std::string::npos;
+  }
+  EXPECT_TRUE(shape_problem);
 }
 
 // A tiled sample whose index entry claims a smaller shape than the hidden
@@ -750,6 +831,93 @@ TEST(CorruptionTiledTest, TiledShapeDisagreesWithShapeTensor) {
   auto report = VerifyDataset(url);
   ASSERT_TRUE(Ok(report));
   EXPECT_FALSE(report->ok());
+}
+
+}  // namespace
+}  // namespace shoal
+
+namespace shoal {
+namespace {
+
+// Two chunks of one tensor with identical sizes (same layout, raw blocks)
+// swapped on disk: every checksum inside each chunk still holds, so only the
+// index's binding of each chunk to its place can tell. Before the index
+// recorded header checksums, every sample of both chunks read back another
+// sample's bytes and verify --decode said OK.
+TEST(ChunkBindingTest, SwappedChunksOfEqualSizeAreCaught) {
+  TempDir dir;
+  const std::string url = dir.url();
+  constexpr uint64_t kSamples = 64, kPerChunk = 16, kBytes = 256;
+  {
+    auto ds = Dataset::Create(url);
+    ASSERT_TRUE(Ok(ds));
+    auto t = (*ds)->CreateTensor({.name = "x",
+                                  .dtype = DType::kUInt8,
+                                  .max_chunk_bytes = kPerChunk * kBytes,
+                                  .block_bytes = 4096});
+    ASSERT_TRUE(Ok(t));
+    for (uint64_t i = 0; i < kSamples; ++i) {
+      ASSERT_TRUE(
+          Ok((*t)->Append(Shape{kBytes}, Span(SampleBytes(5, i, kBytes)))));
+    }
+    ASSERT_TRUE(Ok((*ds)->Flush()));
+  }
+  const std::string root = dir.path() + "/ds";
+  auto head = internal::DecodeHead(AsBytes(ReadFile(root + "/HEAD")));
+  ASSERT_TRUE(Ok(head));
+  auto meta = internal::DecodeDatasetMeta(
+      AsBytes(ReadFile(root + "/" + head->meta_key)));
+  ASSERT_TRUE(Ok(meta));
+  const internal::TensorMeta* tm = nullptr;
+  for (const auto& t : meta->tensors) {
+    if (t.spec.name == "x") tm = &t;
+  }
+  ASSERT_NE(tm, nullptr);
+  auto index = internal::TensorIndex::Decode(
+      AsBytes(ReadFile(root + "/" + tm->index_key)), 1);
+  ASSERT_TRUE(Ok(index));
+  ASSERT_EQ(index->entries().size(), kSamples / kPerChunk);
+  const std::string a =
+      root + "/" + internal::ChunkKey(tm->id, index->entries()[1].chunk.id);
+  const std::string b =
+      root + "/" + internal::ChunkKey(tm->id, index->entries()[2].chunk.id);
+  const std::string bytes_a = ReadFile(a), bytes_b = ReadFile(b);
+  ASSERT_EQ(bytes_a.size(), bytes_b.size()) << "the test needs equal sizes";
+  ASSERT_NE(bytes_a, bytes_b);
+  WriteFile(a, bytes_b);
+  WriteFile(b, bytes_a);
+
+  auto ds = Dataset::Open(url, {.read_only = true});
+  ASSERT_TRUE(Ok(ds));
+  auto t = (*ds)->tensor("x");
+  ASSERT_TRUE(Ok(t));
+  for (uint64_t i = 0; i < kSamples; ++i) {
+    auto s = (*t)->Read(i);
+    const bool swapped = i >= kPerChunk && i < 3 * kPerChunk;
+    if (swapped) {
+      ASSERT_FALSE(s.ok()) << "sample " << i << " read another sample's bytes";
+      EXPECT_TRUE(HasCode(s.status(), StatusCode::kCorruption)) << s.status();
+      EXPECT_THAT(std::string(s.status().message()),
+                  HasSubstr("not the one the index recorded"));
+      EXPECT_THAT(std::string(s.status().message()),
+                  HasSubstr("sample " + std::to_string(i)));
+    } else {
+      ASSERT_TRUE(Ok(s)) << i;
+      EXPECT_EQ(s->data.view(), AsStringView(Span(SampleBytes(5, i, kBytes))));
+    }
+  }
+  // The loaders' bulk path checks it too.
+  auto extent = (*t)->ReadExtent(1);
+  EXPECT_TRUE(HasCode(extent.status(), StatusCode::kCorruption));
+
+  auto report = VerifyDataset(url, {.decode_samples = true});
+  ASSERT_TRUE(Ok(report));
+  std::set<std::string> flagged;
+  for (const auto& p : report->problems) flagged.insert(p.object);
+  EXPECT_EQ(flagged,
+            (std::set<std::string>{
+                internal::ChunkKey(tm->id, index->entries()[1].chunk.id),
+                internal::ChunkKey(tm->id, index->entries()[2].chunk.id)}));
 }
 
 }  // namespace

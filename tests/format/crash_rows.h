@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "format/base/types.h"
+#include "base/types.h"
 #include "format/schema.h"
 
 namespace shoal::crash_rows {

@@ -26,9 +26,10 @@
 #include <string_view>
 #include <vector>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
-#include "format/base/types.h"
+#include "base/buffer.h"
+#include "base/random.h"
+#include "base/result.h"
+#include "base/types.h"
 #include "format/internal/mem_store.h"
 #include "format/store.h"
 
@@ -44,7 +45,8 @@ inline void PutVarint(std::string& out, uint64_t v) {
   out.push_back(static_cast<char>(v));
 }
 inline void PutLE(std::string& out, uint64_t v, int width) {
-  for (int i = 0; i < width; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+  for (int i = 0; i < width; ++i)
+    out.push_back(static_cast<char>(v >> (8 * i)));
 }
 
 inline ::testing::AssertionResult Ok(const Status& status) {
@@ -68,12 +70,9 @@ template <typename T>
   return HasCode(result.status(), code);
 }
 
-/// splitmix64: a tiny, well-mixed hash for deterministic test data.
+/// A tiny, well-mixed hash for deterministic test data.
 inline uint64_t Mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
+  return SplitMix64::Mix(x + SplitMix64::kGolden);
 }
 
 /// The bytes of sample `index` of a data set named by `salt`: half smooth

@@ -24,7 +24,7 @@
 #include <utility>
 #include <vector>
 
-#include "format/base/coding.h"
+#include "base/coding.h"
 #include "tests/format/format_test_util.h"
 
 namespace shoal {

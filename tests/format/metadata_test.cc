@@ -215,13 +215,17 @@ std::shared_ptr<TiledSample> Tiled(const Shape& shape, const Shape& tile,
   for (size_t d = 0; d < shape.rank(); ++d)
     n *= (shape[d] + tile[d] - 1) / tile[d];
   for (uint64_t i = 0; i < n; ++i) {
-    t->tiles.push_back({id0 + i, 1, 1000 + i, static_cast<uint32_t>(100 + i)});
+    t->tiles.push_back(
+        {id0 + i, 1, 1000 + i, static_cast<uint32_t>(100 + i), 0x77 * (i + 1)});
   }
   return t;
 }
 
 // FORMAT.md, "Chunk index payload".
-std::string SpecIndexPayload(const TensorIndex& index, uint8_t rank) {
+// FORMAT.md's chunk index payload: version 2 records header checksums,
+// version 1 does not.
+std::string SpecIndexPayload(const TensorIndex& index, uint8_t rank,
+                             int version = 2) {
   std::string p;
   PutVarint(p, index.entries().size());
   for (const auto& e : index.entries()) {
@@ -231,6 +235,7 @@ std::string SpecIndexPayload(const TensorIndex& index, uint8_t rank) {
       PutVarint(p, e.chunk.num_samples);
       PutVarint(p, e.chunk.chunk_bytes);
       PutVarint(p, e.chunk.header_bytes);
+      if (version >= 2) PutLE(p, e.chunk.header_checksum, 8);
       continue;
     }
     p.push_back(1);
@@ -241,6 +246,7 @@ std::string SpecIndexPayload(const TensorIndex& index, uint8_t rank) {
       PutLE(p, t.id, 8);
       PutVarint(p, t.chunk_bytes);
       PutVarint(p, t.header_bytes);
+      if (version >= 2) PutLE(p, t.header_checksum, 8);
     }
   }
   return p;
@@ -249,16 +255,28 @@ std::string SpecIndexPayload(const TensorIndex& index, uint8_t rank) {
 TEST(TensorIndexTest, MatchesTheSpecRoundTripsAndFinds) {
   TensorIndex index;
   std::vector<uint64_t> counts = {1, 500, 3, 1ull << 40, 7};
-  index.AddChunk({0x1111, 1, 50, 40});
+  index.AddChunk({0x1111, 1, 50, 40, 0xabcdef0123456789});
   index.AddTiled(Tiled(Shape{300, 200, 3}, Shape{38, 25, 3}, 0x5000));
   index.AddChunk({0x2222, 500, 1 << 20, 700});
   index.AddChunk({0xffffffffffffffff, 3, 1ull << 40, UINT32_MAX});
   index.AddTiled(Tiled(Shape{10, 1, 4}, Shape{3, 1, 4}, 0x6000));
-  index.AddChunk({0x3333, 7, 99, 98});
+  index.AddChunk({0x3333, 7, 99, 98, 1});
   EXPECT_EQ(index.num_samples(), 1 + 1 + 500 + 3 + 1 + 7);
 
   const std::string encoded = index.Encode(3);
-  EXPECT_EQ(encoded, Envelope("SHIX", SpecIndexPayload(index, 3)));
+  EXPECT_EQ(encoded, Envelope("SHIX", SpecIndexPayload(index, 3), 2));
+  // Version 1 (no checksums) still decodes, its chunks unbound (0).
+  auto v1 = TensorIndex::Decode(
+      Bytes(Envelope("SHIX", SpecIndexPayload(index, 3, 1), 1)), 3);
+  ASSERT_TRUE(Ok(v1));
+  ASSERT_EQ(v1->entries().size(), index.entries().size());
+  EXPECT_EQ(v1->entries()[0].chunk.header_checksum, 0u);
+  EXPECT_EQ(v1->entries()[5].chunk.id, 0x3333u);
+  EXPECT_TRUE(
+      HasCode(TensorIndex::Decode(
+                  Bytes(Envelope("SHIX", SpecIndexPayload(index, 3), 3)), 3),
+              StatusCode::kCorruption))
+      << "a version from the future";
   auto decoded = TensorIndex::Decode(Bytes(encoded), 3);
   ASSERT_TRUE(Ok(decoded));
   ASSERT_EQ(decoded->entries().size(), index.entries().size());
@@ -275,6 +293,7 @@ TEST(TensorIndexTest, MatchesTheSpecRoundTripsAndFinds) {
       EXPECT_EQ(b.chunk.num_samples, a.chunk.num_samples);
       EXPECT_EQ(b.chunk.chunk_bytes, a.chunk.chunk_bytes);
       EXPECT_EQ(b.chunk.header_bytes, a.chunk.header_bytes);
+      EXPECT_EQ(b.chunk.header_checksum, a.chunk.header_checksum);
       continue;
     }
     EXPECT_EQ(b.tiled->shape, a.tiled->shape);
@@ -284,6 +303,8 @@ TEST(TensorIndexTest, MatchesTheSpecRoundTripsAndFinds) {
       EXPECT_EQ(b.tiled->tiles[t].id, a.tiled->tiles[t].id);
       EXPECT_EQ(b.tiled->tiles[t].chunk_bytes, a.tiled->tiles[t].chunk_bytes);
       EXPECT_EQ(b.tiled->tiles[t].header_bytes, a.tiled->tiles[t].header_bytes);
+      EXPECT_EQ(b.tiled->tiles[t].header_checksum,
+                a.tiled->tiles[t].header_checksum);
     }
   }
   EXPECT_EQ(index.entries()[1].tiled->Grid(), Shape({8, 8, 1}));

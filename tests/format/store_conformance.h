@@ -21,7 +21,7 @@
 #include <ostream>
 #include <string>
 
-#include "format/base/result.h"
+#include "base/result.h"
 #include "format/store.h"
 
 namespace shoal {

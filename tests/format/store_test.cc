@@ -129,7 +129,7 @@ TEST(ValidateStoreKeyTest, MessagesNameTheKeyPrintably) {
 // Registry and URL dispatch.
 
 TEST(StoreRegistryTest, KnowsBuiltInSchemes) {
-  const std::vector<std::string> schemes = StoreRegistry::Schemes();
+  const std::vector<std::string> schemes = StoreRegistry::Names();
   EXPECT_THAT(schemes, ::testing::IsSupersetOf({"file", "mem"}));
   EXPECT_TRUE(std::is_sorted(schemes.begin(), schemes.end()));
   EXPECT_TRUE(Ok(StoreRegistry::Find("mem")));
@@ -143,16 +143,16 @@ TEST(StoreRegistryTest, RegisterDispatchesAndFirstRegistrationWins) {
   static std::atomic<int> runs{0};
   const std::string scheme = "registry-test" + std::to_string(runs++);
   static std::string* seen = new std::string;
-  auto factory =
-      [](std::string_view location,
-         const StoreOptions&) -> Result<std::shared_ptr<Store>> {
+  auto factory = [](std::string_view location,
+                    const StoreOptions&) -> Result<std::shared_ptr<Store>> {
     *seen = std::string(location);
     return OpenStore("mem://registry-test");
   };
   EXPECT_TRUE(StoreRegistry::Register(scheme, factory));
   EXPECT_FALSE(StoreRegistry::Register(
       scheme,
-      [](std::string_view, const StoreOptions&) -> Result<std::shared_ptr<Store>> {
+      [](std::string_view,
+         const StoreOptions&) -> Result<std::shared_ptr<Store>> {
         return Internal("the second registration must not be used");
       }));
   Result<std::shared_ptr<Store>> store = OpenStore(scheme + "://some/where");

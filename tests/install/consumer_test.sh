@@ -31,7 +31,7 @@ echo "== install into $prefix"
 
 echo "== check the installed files"
 test -f "$prefix/include/shoal/shoal.h"
-test -f "$prefix/include/shoal/format/base/status.h"
+test -f "$prefix/include/shoal/base/status.h"
 test -f "$prefix/$libdir/cmake/shoal/shoalConfig.cmake"
 test -f "$prefix/$libdir/cmake/shoal/shoalConfigVersion.cmake"
 test -f "$prefix/$libdir/pkgconfig/shoal.pc"

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "format/base/memory.h"
+#include "base/memory.h"
 
 namespace shoal::internal {
 namespace {
@@ -284,12 +284,12 @@ class PeakMemory {
  public:
   PeakMemory() {
     rss_before_ = PeakRss();
-    MemoryTracker::Process()->ResetPeak();
-    tracked_before_ = MemoryTracker::Process()->in_use();
+    MemoryBudget::Process()->ResetPeak();
+    tracked_before_ = MemoryBudget::Process()->in_use();
   }
   int64_t rss_growth() const { return PeakRss() - rss_before_; }
   int64_t tracked_growth() const {
-    return MemoryTracker::Process()->peak() - tracked_before_;
+    return MemoryBudget::Process()->peak() - tracked_before_;
   }
 
  private:

@@ -1,7 +1,7 @@
 // Tests of the loader's image transforms against independent references:
 // - crop geometry against a plain re-implementation (below, sharing no code)
 //   of torchvision's RandomResizedCrop.get_params with the SplitMix64
-//   generator documented in image_transform.h;
+//   generator documented in base/random.h;
 // - pixels against Pillow (/usr/bin/python3): the codec's full decode, then
 //   PIL crop, Image.resize(BILINEAR) and numpy fliplr, i.e. what
 //   torchvision does to a PIL image; PNG color conversions against PIL's
@@ -353,8 +353,12 @@ struct RefGenerator {
     return from + (to - from) * std::ldexp(double(Next() >> 11), -53);
   }
   int64_t RandInt(int64_t low, int64_t high) {  // [low, high)
-    const unsigned __int128 wide =
-        static_cast<unsigned __int128>(Next()) * uint64_t(high - low);
+    const uint64_t range = uint64_t(high - low);
+    const uint64_t reject_below = (~range + 1) % range;  // (2^64 - r) mod r
+    unsigned __int128 wide;
+    do {
+      wide = static_cast<unsigned __int128>(Next()) * range;
+    } while (uint64_t(wide) < reject_below);
     return low + int64_t(wide >> 64);
   }
 };

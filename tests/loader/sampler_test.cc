@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "format/base/buffer.h"
-#include "format/base/coding.h"
+#include "base/buffer.h"
+#include "base/coding.h"
 
 namespace shoal {
 namespace {

@@ -20,8 +20,8 @@ extern "C" {
 #include <string>
 #include <string_view>
 
-#include "format/base/buffer.h"
-#include "format/base/result.h"
+#include "base/buffer.h"
+#include "base/result.h"
 
 namespace shoal::internal {
 

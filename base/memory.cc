@@ -1,0 +1,57 @@
+#include "base/memory.h"
+
+namespace shoal {
+
+MemoryBudget::MemoryBudget(std::string name, uint64_t limit,
+                           std::shared_ptr<MemoryBudget> parent)
+    : name_(std::move(name)), limit_(limit), parent_(std::move(parent)) {}
+
+const std::shared_ptr<MemoryBudget>& MemoryBudget::Process() {
+  // Never destroyed: buffers may be freed by other static destructors.
+  static const auto* process = new std::shared_ptr<MemoryBudget>(
+      std::make_shared<MemoryBudget>("process"));
+  return *process;
+}
+
+void MemoryBudget::RaisePeak(int64_t now) {
+  int64_t peak = peak_.load(std::memory_order_relaxed);
+  while (now > peak &&
+         !peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+void MemoryBudget::Charge(int64_t bytes) {
+  const int64_t now =
+      in_use_.fetch_add(bytes, std::memory_order_acq_rel) + bytes;
+  if (bytes > 0) {
+    RaisePeak(now);
+  } else if (bytes < 0 && limit_ != 0) {
+    Wake();  // nobody waits on an unlimited budget (e.g. every buffer's)
+  }
+  if (parent_) parent_->Charge(bytes);
+}
+
+bool MemoryBudget::TryAdmit(uint64_t cost, bool alone) {
+  const auto c = static_cast<int64_t>(cost);
+  int64_t used = in_use_.load(std::memory_order_acquire);
+  while (true) {
+    const bool fits = limit_ == 0 || used <= 0 || alone ||
+                      (static_cast<uint64_t>(used) <= limit_ &&
+                       cost <= limit_ - static_cast<uint64_t>(used));
+    if (!fits) return false;
+    if (in_use_.compare_exchange_weak(used, used + c,
+                                      std::memory_order_acq_rel)) {
+      break;
+    }
+  }
+  RaisePeak(used + c);
+  if (parent_) parent_->Charge(c);
+  return true;
+}
+
+void MemoryBudget::Wake() {
+  events_.fetch_add(1, std::memory_order_release);
+  events_.notify_all();
+}
+
+}  // namespace shoal
