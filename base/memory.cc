@@ -1,5 +1,9 @@
 #include "base/memory.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace shoal {
 
 MemoryBudget::MemoryBudget(std::string name, uint64_t limit,
@@ -47,6 +51,13 @@ bool MemoryBudget::TryAdmit(uint64_t cost, bool alone) {
   RaisePeak(used + c);
   if (parent_) parent_->Charge(c);
   return true;
+}
+
+void LimitHeapRetention() {
+#if defined(__GLIBC__)
+  // Setting the threshold also turns off its dynamic adjustment.
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
 }
 
 void MemoryBudget::Wake() {

@@ -75,6 +75,17 @@ class MemoryBudget {
   mutable std::atomic<uint32_t> events_{0};
 };
 
+/// Makes the C library return freed large blocks to the system (glibc: a
+/// fixed mmap threshold of 128 KiB). By default glibc raises that threshold
+/// to the size of each large block freed, up to 32 MiB, after which chunk
+/// and sample buffers come from heap arenas that keep their peak: measured
+/// on `shoal ingest images` with a 64 MiB budget, 199 MiB peak RSS instead
+/// of 124 MiB (and 8 % slower), and 353 MiB instead of 141 MiB converting to
+/// raw:zstd:3. Process-wide, so a library does not do it behind a program's
+/// back: the shoal CLI calls it first thing; programs that want the memory
+/// budget to bound RSS should too. Idempotent; a no-op elsewhere than glibc.
+void LimitHeapRetention();
+
 }  // namespace shoal
 
 #endif  // SHOAL_BASE_MEMORY_H_

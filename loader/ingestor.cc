@@ -49,7 +49,9 @@ struct IngestItem {
   std::vector<std::string> skipped;
   uint64_t rows = 0;
   uint64_t input_bytes = 0;
-  uint64_t cost = 0;  // what the feeder took from the budget for it
+  uint64_t read_bytes = 0;  // into the arena
+  uint64_t read_cost = 0;   // admitted for them: read_bytes x expansion
+  uint64_t cost = 0;        // what the feeder took from the budget for it
   // Bytes charged to the budget beyond the item's cost (prepared samples
   // the sources allocated, chunks cut); the consumer gives them back.
   std::atomic<int64_t> charged{0};
@@ -193,6 +195,15 @@ class Ingestion {
   uint64_t records_total_ = 0;
   uint64_t input_total_ = 0;
   uint64_t target_item_bytes_ = 0;
+  // What preparing a record makes of each byte read (a JPEG decoded to
+  // pixels: ~13x; kept as it came: 1x), learnt from the items prepared so
+  // far: items are admitted at what they will hold once prepared, not at
+  // their file size, so that conversions stay within the budget.
+  // Until the first item is prepared it is unknown, and items take one
+  // record each, so that what is in flight before anything was learnt stays
+  // at most max_in_flight records.
+  std::atomic<double> expansion_{1.0};
+  std::atomic<bool> expansion_learnt_{false};
 
   // Feeder thread.
   uint64_t next_record_ = 0;
@@ -326,7 +337,11 @@ Status Ingestion::Feed(uint64_t seq, IngestItem& item, uint64_t* cost) {
     return Cancelled("stop");  // mapped to end of stream by the caller
   }
   uint64_t read_bytes = 0, input_bytes = 0, planned_bytes = 0;
-  while (std::max(read_bytes, planned_bytes) < target_item_bytes_ ||
+  const double expansion = expansion_.load(std::memory_order_relaxed);
+  const bool learnt = expansion_learnt_.load(std::memory_order_relaxed);
+  while (static_cast<double>(read_bytes) * expansion +
+                 static_cast<double>(planned_bytes) <
+             static_cast<double>(target_item_bytes_) ||
          item.n == 0) {
     if (item.n == item.records.size()) item.records.emplace_back();
     Record& r = item.records[item.n];
@@ -346,7 +361,7 @@ Status Ingestion::Feed(uint64_t seq, IngestItem& item, uint64_t* cost) {
     for (const RecordColumn& c : r.columns) planned_bytes += c.data.size();
     // Small items keep every parallel stage fed; a stop request ends the
     // stream after the records already planned.
-    if (item.n >= kMaxRecordsPerItem) break;
+    if (item.n >= kMaxRecordsPerItem || !learnt) break;
     if (options_.stop != nullptr &&
         options_.stop->load(std::memory_order_relaxed)) {
       source_done_ = true;
@@ -371,7 +386,10 @@ Status Ingestion::Feed(uint64_t seq, IngestItem& item, uint64_t* cost) {
     offset += size;
   }
   item.input_bytes = std::max(input_bytes, planned_bytes);
-  item.cost = read_bytes + planned_bytes;
+  item.read_bytes = read_bytes;
+  item.read_cost =
+      static_cast<uint64_t>(static_cast<double>(read_bytes) * expansion);
+  item.cost = item.read_cost + planned_bytes;
   *cost = item.cost;
   (void)seq;
   return Status::OK();
@@ -417,9 +435,25 @@ Status Ingestion::PrepareStage(IngestItem& item) {
     }
     own += std::max<int64_t>(0, outside_arena() - planned);
   }
-  if (own > 0) {
-    item.charged.fetch_add(own);
-    pipe_->Charge(own);
+  // Learn the expansion (a decaying maximum: quick to rise, so the next
+  // items are admitted at their real size; slow to fall) and charge what
+  // this item holds beyond what it was admitted at.
+  if (item.read_bytes > 0) {
+    const double observed =
+        static_cast<double>(item.read_bytes + static_cast<uint64_t>(own)) /
+        static_cast<double>(item.read_bytes);
+    double e = expansion_.load(std::memory_order_relaxed);
+    while (!expansion_.compare_exchange_weak(
+        e, std::max(observed, 0.9 * e + 0.1 * observed),
+        std::memory_order_relaxed)) {
+    }
+  }
+  expansion_learnt_.store(true, std::memory_order_relaxed);
+  const int64_t excess = static_cast<int64_t>(item.read_bytes) + own -
+                         static_cast<int64_t>(item.read_cost);
+  if (excess > 0) {
+    item.charged.fetch_add(excess);
+    pipe_->Charge(excess);
   }
   return Status::OK();
 }

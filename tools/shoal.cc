@@ -8,6 +8,7 @@
 #include <iostream>
 #include <string>
 
+#include "base/memory.h"
 #include "tools/commands.h"
 #include "tools/ingest_run.h"
 
@@ -84,6 +85,8 @@ int Main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // So that --memory-budget bounds peak RSS (see base/memory.h).
+  shoal::LimitHeapRetention();
   // The format API returns Status; what could still throw is the standard
   // library (bad_alloc) or a JSON library misuse, i.e. a bug: report it like
   // any failure instead of letting std::terminate abort.

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -273,6 +274,66 @@ TEST(IngestTest, TheBudgetBoundsWhatIsInFlight) {
   EXPECT_GT(report->metrics.budget_peak, options.memory_budget / 2)
       << "the budget was not used at all";
   EXPECT_EQ(report->metrics.budget_in_use, 0u) << "charges not given back";
+}
+
+// A source that reads little and prepares much, as a JPEG folder converted
+// to pixels does (here 1 KiB read, 64 KiB prepared: 64x).
+class ExpandingSource : public Source {
+ public:
+  explicit ExpandingSource(uint64_t n) : n_(n) {}
+  std::string name() const override { return "expanding source"; }
+  Result<SourceScan> Scan(bool) override {
+    SourceScan scan;
+    TensorSpec x;
+    x.name = "x";
+    x.dtype = DType::kUInt8;
+    x.max_chunk_bytes = 1 << 20;
+    scan.tensors = {x};
+    scan.num_records = n_;
+    return scan;
+  }
+  Result<bool> Plan(uint64_t index, Record& record) override {
+    if (index >= n_) return false;
+    record.name = "r" + std::to_string(index);
+    record.read_bytes = record.input_bytes = 1024;
+    return true;
+  }
+  Status Read(const Record& record, MutableByteSpan out) const override {
+    std::memset(out.data(), static_cast<int>(record.index & 0xff), out.size());
+    return Status::OK();
+  }
+  Status Prepare(Record& record, const Buffer& input) const override {
+    record.columns.resize(1);
+    RecordColumn& c = record.columns[0];
+    c.sample_shape = Shape{kPrepared};
+    const auto bytes = SampleBytes(11, record.index, kPrepared);
+    c.data = Buffer::CopyOf(ByteSpan(bytes.data(), bytes.size()));
+    return Status::OK();
+  }
+  static constexpr uint64_t kPrepared = 64 << 10;
+
+ private:
+  uint64_t n_;
+};
+
+TEST(IngestTest, TheBudgetHoldsWhenPreparingExpandsTheInput) {
+  // Items are admitted at what they hold once prepared (learnt from the
+  // first ones), not at the bytes read: before, the first items were
+  // admitted at 1 KiB a record and held 64 KiB each, 20x the budget.
+  ExpandingSource source(1000);
+  IngestOptions options;
+  options.memory_budget = 2 << 20;
+  options.workers = {{"*", 4}};
+  auto report = Ingest(source, FreshMemUrl("expanding"), options);
+  ASSERT_TRUE(Ok(report));
+  EXPECT_EQ(report->rows, 1000u);
+  // The budget, plus what admission lets through past it: one item, plus
+  // the records fed before the first was prepared (one each, at most
+  // max_in_flight = 16 of them).
+  const uint64_t bound =
+      options.memory_budget + 17 * ExpandingSource::kPrepared;
+  EXPECT_LE(report->metrics.budget_peak, bound);
+  EXPECT_EQ(report->metrics.budget_in_use, 0u);
 }
 
 TEST(IngestTest, CreateRefusesAnExistingDatasetAndSaysHow) {
