@@ -8,12 +8,13 @@
 // atomic step. A reader (or a process that crashed and reopened) always sees
 // the last commit, whole.
 //
-//   auto ds = Dataset::Create("file:///data/mnist");
-//   auto images = (*ds)->CreateTensor({.name = "images", .htype =
-//   HType::kImage,
-//                                      .chunk_compression = "lz4"});
-//   (*images)->Append(Shape{28, 28, 1}, bytes);
-//   (*ds)->Flush();
+// clang-format off
+//   SHOAL_ASSIGN_OR_RETURN(auto ds, Dataset::Create("file:///data/mnist"));
+//   SHOAL_ASSIGN_OR_RETURN(Tensor* images, ds->CreateTensor(
+//       {.name = "images", .htype = HType::kImage, .chunk_compression = "lz4"}));
+//   SHOAL_RETURN_IF_ERROR(images->Append(Shape{28, 28, 1}, bytes));
+//   SHOAL_RETURN_IF_ERROR(ds->Flush());
+// clang-format on
 //
 // Each data tensor has two hidden tensors: `_shape/<name>` (every sample's
 // shape as uint32 dims) and `_info/<name>` (every sample's info JSON, empty

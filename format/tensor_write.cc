@@ -445,6 +445,22 @@ Status Tensor::Impl::AppendTiled(const Shape& shape, ByteSpan data) {
   auto tiled = std::make_shared<TiledSample>();
   tiled->shape = shape;
   tiled->tile_shape = ChooseTileShape(shape, item, meta_.spec.tiling_threshold);
+  // Tiles that cannot get under the threshold (channels alone above it, or a
+  // rank-0 sample) could be written but never read back: readers cap a
+  // stored sample at the threshold.
+  if (tiled->tile_shape.num_elements() * item > meta_.spec.tiling_threshold) {
+    return InvalidArgument(
+        Where() + ": sample shape " + shape.ToString() +
+        " cannot be tiled under tiling_threshold " +
+        std::to_string(meta_.spec.tiling_threshold) +
+        " bytes: its smallest "
+        "tile " +
+        tiled->tile_shape.ToString() +
+        " (channels stay whole) "
+        "takes " +
+        std::to_string(tiled->tile_shape.num_elements() * item) +
+        " bytes; raise tiling_threshold");
+  }
   const Shape grid = tiled->Grid();
   const size_t rank = shape.rank();
   std::vector<std::byte> tile_bytes;

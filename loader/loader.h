@@ -1,20 +1,22 @@
 // Loader: streams shuffled, fixed-size batches of a dataset to a training
 // loop, decoding on every core.
 //
-//   auto ds = Dataset::Open("file:///data/imagenet", {.read_only = true});
+// clang-format off
+//   SHOAL_ASSIGN_OR_RETURN(std::shared_ptr<Dataset> ds,
+//       Dataset::Open("file:///data/imagenet", {.read_only = true}));
 //   LoaderOptions options{.batch_size = 256, .seed = 7};
-//   options.transforms["images"] = {.kind =
-//   ImageTransform::Kind::kRandomResizedCrop,
-//                                   .height = 224, .width = 224, .random_flip =
-//                                   true};
-//   SHOAL_ASSIGN_OR_RETURN(auto loader, Loader::Create(std::move(*ds),
-//   options)); while (!loader->done()) {
+//   options.transforms["images"] = {
+//       .kind = ImageTransform::Kind::kRandomResizedCrop,
+//       .height = 224, .width = 224, .random_flip = true};
+//   SHOAL_ASSIGN_OR_RETURN(auto loader, Loader::Create(ds, options));
+//   while (!loader->done()) {
 //     SHOAL_ASSIGN_OR_RETURN(std::optional<Batch> batch, loader->Next());
-//     if (!batch) continue;            // the end of an epoch
-//     const TensorBatch& images = batch->tensor("images");  // [B, 224, 224, 3]
-//     Train(images.data(), batch->tensor("labels").data());
-//   }                                  // a Batch returns its buffers when it
-//   goes
+//     if (!batch) continue;  // the end of an epoch
+//     SHOAL_ASSIGN_OR_RETURN(const TensorBatch* images, batch->tensor("images"));
+//     SHOAL_ASSIGN_OR_RETURN(const TensorBatch* labels, batch->tensor("labels"));
+//     Train(*images, *labels);  // images: [B, 224, 224, 3] uint8
+//   }  // a Batch returns its buffers when it goes
+// clang-format on
 //
 // How it works. A Sampler (sampler.h) makes each epoch's plan: this rank's
 // sample indices, in shuffled order, cut into batches, with the chunks each

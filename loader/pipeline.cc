@@ -892,8 +892,13 @@ void PipelineCore::Charge(int64_t bytes) { impl_->budget->Charge(bytes); }
 void PipelineCore::AdmitWithItem(uint64_t bytes) { impl_->lasting += bytes; }
 
 void PipelineCore::Impl::Recycle(Slot* slot) {
-  in_flight.fetch_sub(1, std::memory_order_release);
+  // The bytes go back before the item stops counting as in flight: the
+  // feeder admits an item past the budget only when none is in flight, and
+  // must not do so while this one's bytes are still counted. The feeder may
+  // be waiting for exactly that (room, or no item in flight): wake it.
   budget->Charge(-static_cast<int64_t>(slot->cost));
+  in_flight.fetch_sub(1, std::memory_order_release);
+  budget->Wake();
   PushFree(slot);
   Wake(feeder_events);
 }

@@ -19,7 +19,10 @@
 #     --memory-budget 64MiB (target ≤ 128 MiB), at the default budget, and
 #     with --compression png and raw:zstd:3.
 #  6. conversion throughput (--compression png, raw:zstd:3) and the scaling
-#     from --workers 1 to 2.
+#     from --workers 1 to 2. The conversions run on the first
+#     SHOAL_BENCH_CONVERT_IMAGES files (default 1000, linked into their own
+#     folder): PNG encoding takes ~85 ms an image (zlib; PIL's takes as
+#     long), so all 5000 would take minutes a run.
 #
 # Every measurement is repeated (SHOAL_BENCH_REPEATS, default 3), the jobs of
 # one repeat interleaved, so each ratio is also computed within a repeat; the
@@ -97,14 +100,27 @@ timed() {
 }
 
 # ingest REPEAT JOB FLAGS...: a fresh dataset, removed (and synced) before.
+# INGEST_SRC (default $src) is the folder.
 ingest() {
   local rep=$1 job=$2
   shift 2
   rm -rf "$out/$job"
   sync
-  timed "$rep" "$job" "$shoal" ingest images "$src" "$out/$job" --json "$@"
+  timed "$rep" "$job" "$shoal" ingest images "${INGEST_SRC:-$src}" "$out/$job" --json "$@"
   rm -rf "$out/$job"
 }
+
+# The conversion subset: the first files of each class, hard links.
+convert_images=${SHOAL_BENCH_CONVERT_IMAGES:-1000}
+convsrc="$work/images-$convert_images"
+if [ ! -d "$convsrc" ]; then
+  per_class=$(( (convert_images + 9) / 10 ))
+  for class in "$src"/*/; do
+    mkdir -p "$convsrc/$(basename "$class")"
+    find "$class" -maxdepth 1 -type f | sort | sed -n "1,${per_class}p" |
+      xargs -I{} ln {} "$convsrc/$(basename "$class")/"
+  done
+fi
 
 echo "== ingestion: $images ImageNet-like JPEGs ($(du -sh --apparent-size "$src" | cut -f1)) in $src, $threads threads, $repeats repeats"
 echo "   load before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -144,10 +160,10 @@ for rep in $(seq 1 "$repeats"); do
   }
   if [ $((rep % 2)) = 1 ]; then passthrough; copy; else copy; passthrough; fi
   # 6. conversions (and their RSS for 5).
-  ingest "$rep" png --compression png
-  ingest "$rep" png64 --compression png --memory-budget 64MiB
-  ingest "$rep" zstd --compression raw:zstd:3
-  ingest "$rep" zstd64 --compression raw:zstd:3 --memory-budget 64MiB
+  INGEST_SRC=$convsrc ingest "$rep" png --compression png
+  INGEST_SRC=$convsrc ingest "$rep" png64 --compression png --memory-budget 64MiB
+  INGEST_SRC=$convsrc ingest "$rep" zstd --compression raw:zstd:3
+  INGEST_SRC=$convsrc ingest "$rep" zstd64 --compression raw:zstd:3 --memory-budget 64MiB
 done
 echo "   load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -171,10 +187,10 @@ if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
 fi
 
 echo
-/usr/bin/python3 - "$tsv" "$res/slow.txt" "$threads" <<'EOF'
+/usr/bin/python3 - "$tsv" "$res/slow.txt" "$threads" "$convert_images" <<'EOF'
 import collections, re, statistics, sys
 
-tsv, slow, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tsv, slow, threads, convert = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 rows = collections.defaultdict(dict)  # job -> repeat -> row
 for line in open(tsv).read().splitlines()[1:]:
     rep, job, wall, rss, cpu, n, ips, extra = line.split("\t")
@@ -198,8 +214,8 @@ print("| TurboJPEG decode only (files in memory), images/s | %s | |" % stat(seri
 for job, label in [("adaptive", "ingest, decode check, adaptive"),
                    *[(s, "ingest, decode check, --workers %s" % s[6:]) for s in statics],
                    ("budget64", "ingest, decode check, --memory-budget 64MiB"),
-                   ("png", "ingest --compression png"),
-                   ("zstd", "ingest --compression raw:zstd:3")]:
+                   ("png", "ingest --compression png (%s files)" % convert),
+                   ("zstd", "ingest --compression raw:zstd:3 (%s files)" % convert)]:
     print("| %s, images/s | %s | |" % (label, stat(series(job, "ips"))))
     print("|    same, CPU s (user+sys) | %s | |" % stat(series(job, "cpu"), "%.2f"))
 print("| cp -r + sync, s | %s | |" % stat(series("cp", "wall"), "%.2f"))

@@ -800,6 +800,30 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Tiled samples between ordinary ones keep their order, and regions of
 // ordinary samples are crops too.
+// A sample whose tiles cannot get under the threshold (here the channels
+// alone: 6 bytes against 4) used to be written, then failed every read
+// ("exceeds the tensor's sample size limit"). Refused at Append instead,
+// and what was appended before stays readable.
+TEST(TiledTest, ASampleThatCannotBeTiledSmallEnoughIsRefused) {
+  const std::string url = FreshMemUrl();
+  auto ds = Dataset::Create(url);
+  ASSERT_TRUE(Ok(ds));
+  auto t = (*ds)->CreateTensor(
+      {.name = "x", .dtype = DType::kUInt8, .tiling_threshold = 4});
+  ASSERT_TRUE(Ok(t));
+  const std::vector<std::byte> small(2, std::byte{1}), big(24, std::byte{7});
+  ASSERT_TRUE(Ok((*t)->Append(Shape{1, 1, 2}, Span(small))));
+  const Status s = (*t)->Append(Shape{2, 2, 6}, Span(big));
+  EXPECT_TRUE(HasCode(s, StatusCode::kInvalidArgument)) << s;
+  EXPECT_NE(s.message().find("raise tiling_threshold"), std::string_view::npos)
+      << s;
+  ASSERT_TRUE(Ok((*ds)->Flush()));
+  EXPECT_EQ((*t)->size(), 1u);
+  auto back = (*t)->Read(0);
+  ASSERT_TRUE(Ok(back));
+  EXPECT_EQ(back->shape, (Shape{1, 1, 2}));
+}
+
 TEST(TiledTest, MixedWithSmallSamples) {
   const std::string url = FreshMemUrl();
   const DType dtype = DType::kUInt8;

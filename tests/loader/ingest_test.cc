@@ -269,7 +269,10 @@ TEST(IngestTest, TheBudgetBoundsWhatIsInFlight) {
   auto report = Ingest(*source, FreshMemUrl("budget"), options);
   ASSERT_TRUE(Ok(report));
   EXPECT_EQ(report->rows, 2000u);
-  const uint64_t bound = options.memory_budget + (64 << 10) + 4;
+  // Plus the open chunks of the small tensors (labels and the hidden shape
+  // and info records, a few bytes a row: at most 32 KiB for 2000 rows),
+  // charged as they grow, outside any item.
+  const uint64_t bound = options.memory_budget + (64 << 10) + 4 + (32 << 10);
   EXPECT_LE(report->metrics.budget_peak, bound);
   EXPECT_GT(report->metrics.budget_peak, options.memory_budget / 2)
       << "the budget was not used at all";

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -342,6 +343,34 @@ TEST(LoaderTest, SetEpochRestartsAtThatEpoch) {
   }
   EXPECT_TRUE(got == epoch2) << "epoch 2 after SetEpoch differs";
   EXPECT_EQ((*loader)->metrics().memory_in_use, 0u) << "bytes left charged";
+}
+
+// metrics() may be called from any thread (loader.h), also while SetEpoch
+// replaces the run. It read the pipeline pointer that SetEpoch resets
+// without synchronisation: a data race under TSan (make test-tsan), and a
+// use-after-free when the timing is unlucky.
+TEST(LoaderTest, MetricsFromAnotherThreadWhileSetEpoch) {
+  auto ds = MakeDataset(FreshUrl("loader-metrics-race"), 300);
+  LoaderOptions options{
+      .batch_size = 16, .epochs = 50, .seed = 3, .threads = 2};
+  auto loader = Loader::Create(ds, options);
+  ASSERT_TRUE(loader.ok());
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> reads{0};
+  std::thread watcher([&] {
+    while (!stop.load()) {
+      const LoaderMetrics m = (*loader)->metrics();
+      reads.fetch_add(1 + 0 * m.batches);
+    }
+  });
+  for (uint64_t epoch = 0; epoch < 40; ++epoch) {
+    ASSERT_TRUE((*loader)->SetEpoch(epoch).ok());
+    auto b = (*loader)->Next();
+    ASSERT_TRUE(b.ok()) << b.status();
+  }
+  stop = true;
+  watcher.join();
+  EXPECT_GT(reads.load(), 0u);
 }
 
 TEST(LoaderTest, MemoryStaysUnderTheBudgetWithASlowConsumer) {
