@@ -1,0 +1,289 @@
+// Loader internals shared by loader.cc (creating, running and consuming
+// the loader) and loader_work.cc (the work of one batch: laying it out,
+// fetching its chunks, decoding its samples). Not installed.
+#ifndef SHOAL_LOADER_INTERNAL_LOADER_IMPL_H_
+#define SHOAL_LOADER_INTERNAL_LOADER_IMPL_H_
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "base/memory.h"
+#include "codecs/image_codec.h"
+#include "loader/loader.h"
+#include "loader/video_sample.h"
+#include "video/video.h"
+
+namespace shoal {
+namespace loader_internal {
+
+// Buffers that chunks are decompressed into, recycled from chunk to chunk.
+// Fresh memory for every chunk made the kernel's page work (mapping, zeroing,
+// unmapping 8 MiB per chunk) the largest cost of loading small raw samples.
+// Free buffers are charged to the budget like chunks, so the pool is part of
+// the memory budget; it keeps at most `max_free` bytes.
+class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
+ public:
+  // Smaller buffers come from the heap, which recycles them well already.
+  static constexpr size_t kMinBytes = 1 << 20;
+
+  ChunkBufferPool(std::shared_ptr<MemoryBudget> budget, size_t max_free)
+      : budget_(std::move(budget)), max_free_(max_free) {}
+  ~ChunkBufferPool() {
+    for (const Region& r : free_) munmap(r.data, r.size);
+    budget_->Charge(-static_cast<int64_t>(free_bytes_));
+  }
+
+  Result<MutableBuffer> Allocate(size_t bytes) {
+    if (bytes < kMinBytes) return MutableBuffer::Allocate(bytes);
+    Region region{nullptr, 0};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      // The smallest free buffer that holds `bytes` without wasting half.
+      size_t best = free_.size();
+      for (size_t k = 0; k < free_.size(); ++k) {
+        const size_t size = free_[k].size;
+        if (size >= bytes && size / 2 <= bytes &&
+            (best == free_.size() || size < free_[best].size)) {
+          best = k;
+        }
+      }
+      if (best != free_.size()) {
+        region = free_[best];
+        free_[best] = free_.back();
+        free_.pop_back();
+        free_bytes_ -= region.size;
+      }
+    }
+    if (region.data != nullptr) {
+      budget_->Charge(-static_cast<int64_t>(region.size));
+    } else {
+      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+      if (p == MAP_FAILED) {
+        return ResourceExhausted("cannot map " + std::to_string(bytes) +
+                                 " bytes for a chunk");
+      }
+      region = {static_cast<std::byte*>(p), bytes};
+    }
+    std::weak_ptr<ChunkBufferPool> pool = weak_from_this();
+    std::shared_ptr<void> owner(region.data, [pool, region](void*) {
+      if (auto live = pool.lock()) {
+        live->Return(region);
+      } else {
+        munmap(region.data, region.size);
+      }
+    });
+    return MutableBuffer::Wrap(std::move(owner), region.data, bytes);
+  }
+
+ private:
+  struct Region {
+    std::byte* data;
+    size_t size;
+  };
+
+  void Return(Region region) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (free_bytes_ + region.size <= max_free_) {
+        free_.push_back(region);
+        free_bytes_ += region.size;
+        region.data = nullptr;
+      }
+    }
+    if (region.data == nullptr) {
+      budget_->Charge(static_cast<int64_t>(region.size));
+    } else {
+      munmap(region.data, region.size);
+    }
+  }
+
+  std::shared_ptr<MemoryBudget> budget_;
+  const size_t max_free_;
+  std::mutex mu_;
+  std::vector<Region> free_;
+  size_t free_bytes_ = 0;
+};
+
+// One extent (chunk) of one tensor, loaded by the fetch stage for the first
+// batch that reads it and shared by every batch that does; freed (and its
+// bytes returned) when the last of them is decoded.
+//
+// Fetch runs in parallel, so the batch that first needs a chunk may find its
+// fetch not yet run (or running) when another batch gets to it: whichever
+// gets there first loads it (std::call_once) and the other waits for that
+// running load, which never waits on anything else.
+struct ExtentSlot {
+  size_t extent = 0;
+  std::once_flag once;
+  ExtentData data;  // written once, under `once`
+  Status status;
+  // Charged to the loader's budget from the batch that first reads the
+  // extent until the last one is decoded (outside any one batch's cost).
+  std::shared_ptr<MemoryBudget> budget;
+  uint64_t charged = 0;
+  ~ExtentSlot() {
+    if (budget) budget->Charge(-static_cast<int64_t>(charged));
+  }
+};
+
+// The shape a transform gives an image stored as `stored` ([H, W, C]),
+// without reading its header: the channel count follows the stored one.
+inline Shape TransformedShape(const Shape& stored, const ImageTransform& t) {
+  if (auto fixed = FixedImageTransformShape(t)) return *fixed;
+  const uint64_t c = stored.rank() == 3 ? stored[2] : 1;
+  using Channels = ImageDecodeOptions::Channels;
+  const uint64_t channels = t.channels == Channels::kRgb    ? 3
+                            : t.channels == Channels::kGray ? 1
+                            : c <= 2                        ? 1
+                                                            : 3;
+  if (t.kind == ImageTransform::Kind::kDecode && stored.rank() >= 2) {
+    return Shape{stored[0], stored[1], channels};
+  }
+  return Shape{t.height, t.width, channels};
+}
+
+// What the loader knows of one tensor it loads.
+struct LoadedTensor {
+  const Tensor* tensor = nullptr;
+  std::string where;  // "dataset 'URL': tensor 'NAME'"
+  DType dtype = DType::kUInt8;
+  size_t item_size = 1;
+  std::vector<TensorExtent> extents;
+  std::vector<uint64_t> extent_ends;  // cumulative sample counts
+  std::optional<ImageTransform> transform;
+  // Video tensors: clip options and every video's probe (from the info).
+  std::optional<VideoClipOptions> clip;
+  std::vector<std::shared_ptr<const VideoProbe>> probes;
+  // Stored shapes: one for all, or rank dims per sample.
+  bool fixed_shape = false;
+  Shape shape;
+  uint8_t rank = 0;
+  std::vector<uint32_t> dims;
+  // Estimated bytes in memory per stored byte of a chunk (decompression).
+  double expansion = 1;
+
+  size_t ExtentOf(uint64_t sample) const {
+    return static_cast<size_t>(
+        std::upper_bound(extent_ends.begin(), extent_ends.end(), sample) -
+        extent_ends.begin());
+  }
+  Shape StoredShape(uint64_t sample) const {
+    if (fixed_shape) return shape;
+    Shape s = Shape::Zeros(rank);
+    for (size_t d = 0; d < rank; ++d) s[d] = dims[sample * rank + d];
+    return s;
+  }
+  // The shape a sample has in a batch.
+  Shape OutputShape(uint64_t sample) const {
+    Shape s = StoredShape(sample);
+    if (clip) {
+      const uint64_t h = clip->height ? clip->height : s.rank() == 4 ? s[1] : 0;
+      const uint64_t w = clip->width ? clip->width : s.rank() == 4 ? s[2] : 0;
+      return Shape{clip->frames, h, w, 3};
+    }
+    if (!transform) return s;
+    return TransformedShape(s, *transform);
+  }
+};
+
+}  // namespace loader_internal
+
+using loader_internal::ChunkBufferPool;
+using loader_internal::ExtentSlot;
+using loader_internal::LoadedTensor;
+
+// The work item of one batch, recycled through the pipeline.
+struct LoaderBatchWork {
+  std::shared_ptr<const EpochPlan> plan;
+  uint64_t epoch = 0;
+  uint64_t index = 0;
+  std::vector<uint64_t> indices;  // dataset indices
+  std::vector<uint32_t> clips;    // clip of each sample's video
+  std::vector<TensorBatch> tensors;
+  // Per tensor: the extents the batch reads (sorted by extent), and those of
+  // them it is the first to read (the fetch stage loads these).
+  std::vector<std::vector<std::shared_ptr<ExtentSlot>>> reads;
+  std::vector<std::vector<ExtentSlot*>> loads;
+  uint64_t cost = 0;  // its buffers, the pipeline item's cost
+  // Scratch of the decode stage.
+  std::vector<uint8_t> failed;
+};
+
+struct Loader::Impl {
+  std::shared_ptr<const Dataset> dataset;
+  LoaderOptions options;
+  std::vector<LoadedTensor> tensors;
+  size_t primary = 0;
+  // Samples of the dataset, and clips of each video per epoch: the sampler
+  // plans over n * clips_per_video entries; entry v is sample v % n, clip
+  // v / n.
+  uint64_t n = 0;
+  uint32_t clips_per_video = 1;
+  std::optional<Sampler> sampler;
+  uint64_t end_epoch = 0;
+
+  // Consumer side.
+  SamplerPosition position;  // after the last batch returned
+  std::optional<Pipeline<LoaderBatchWork>::Lease> held;  // next epoch's first
+  bool done = false;
+  std::shared_ptr<const EpochPlan> consumer_plan;
+
+  // The memory budget of every run: batches in flight (the pipeline's item
+  // costs) and the chunks they share. Batches and chunks may outlive the
+  // loader, so they hold it too.
+  std::shared_ptr<MemoryBudget> budget;
+  // The current run (rebuilt by SetEpoch). `pipeline` is replaced under
+  // run_mu, which metrics() takes to read it from other threads.
+  std::shared_ptr<ChunkBufferPool> pool;
+  std::unique_ptr<Pipeline<LoaderBatchWork>> pipeline;
+  mutable std::mutex run_mu;
+
+  // Feeder state (feeder thread only while a run is live).
+  struct Feed {
+    Pipeline<LoaderBatchWork>* pipeline = nullptr;  // the run being fed
+    SamplerPosition next;                           // the batch to lay out next
+    std::shared_ptr<const EpochPlan> plan;
+    std::vector<std::unordered_map<size_t, std::shared_ptr<ExtentSlot>>>
+        resident;
+    std::vector<std::vector<uint64_t>> last_use;  // per tensor, per extent
+    std::vector<size_t> scratch;
+  } feed;
+
+  // Counters.
+  std::atomic<uint64_t> batches{0}, samples{0}, sample_bytes{0}, skipped{0},
+      chunks_read{0}, bytes_read{0};
+
+  ~Impl() { StopRun(); }
+
+  void StopRun() {
+    held.reset();
+    std::unique_ptr<Pipeline<LoaderBatchWork>> old;
+    {
+      std::lock_guard<std::mutex> lock(run_mu);
+      old = std::move(pipeline);
+    }
+    old.reset();  // cancels and waits for its work, outside run_mu
+  }
+
+  Status StartRun(SamplerPosition from);
+  Result<bool> Fill(LoaderBatchWork& item);
+  Status Fetch(LoaderBatchWork& item);
+  void Load(size_t t, ExtentSlot& slot);
+  Status Decode(LoaderBatchWork& item);
+  Status DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
+                      ImageTransformer& transformer);
+  void PlanEpoch(uint64_t epoch, uint64_t first_batch);
+};
+
+}  // namespace shoal
+
+#endif  // SHOAL_LOADER_INTERNAL_LOADER_IMPL_H_

@@ -1,0 +1,342 @@
+// The work of one batch: the feeder lays it out (Fill), the fetch stage
+// loads the chunks it is the first to need (Fetch), the decode stage writes
+// every sample into its slot of the batch buffer (Decode).
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "base/random.h"
+#include "loader/internal/loader_impl.h"
+
+namespace shoal {
+namespace {
+
+// The seed of a sample's random transform: a function of the run's seed,
+// the epoch and the sample only, so any thread count draws the same crops.
+uint64_t SampleSeed(uint64_t seed, uint64_t epoch, uint64_t sample) {
+  return SplitMix64::Mix(
+      SplitMix64::Mix(SplitMix64::Mix(seed + SplitMix64::kGolden) ^ epoch) ^
+      sample);
+}
+
+// The frames of clip `c` of a video of `count` frames: `frames` frames
+// `step` apart from a start that is random (from `seed`) or spread evenly
+// over the video for the clips of an epoch. A video shorter than a clip
+// repeats its last frame.
+void ClipFrames(const VideoClipOptions& o, uint64_t count, uint32_t c,
+                uint64_t seed, std::vector<uint64_t>& out) {
+  const uint64_t span = static_cast<uint64_t>(o.frames - 1) * o.step + 1;
+  const uint64_t room = count > span ? count - span : 0;  // last start
+  uint64_t start = 0;
+  if (o.sampling == VideoClipOptions::Sampling::kRandom) {
+    // Lemire's multiply-shift: uniform enough for 2^64 >> room.
+    start = static_cast<uint64_t>(
+        (static_cast<unsigned __int128>(seed) * (room + 1)) >> 64);
+  } else if (o.clips_per_video == 1) {
+    start = room / 2;
+  } else {
+    start = room * c / (o.clips_per_video - 1);
+  }
+  out.clear();
+  for (uint32_t i = 0; i < o.frames; ++i) {
+    out.push_back(
+        std::min(start + static_cast<uint64_t>(i) * o.step, count - 1));
+  }
+}
+
+// A new batch buffer (made once per pipeline item, then reused). Huge pages
+// were tried for these large buffers: with the kernel's synchronous
+// compaction on madvise they made single-thread decoding slower.
+std::unique_ptr<std::byte[], TensorBatch::BufferFree> AllocateBatchBuffer(
+    uint64_t bytes) {
+  auto* p = static_cast<std::byte*>(std::malloc(std::max<uint64_t>(bytes, 1)));
+  // Fault the pages in here, on the feeder thread, rather than one by one
+  // in the decoders' first pass over a new buffer. A store per page, not
+  // memset(0): compilers turn malloc + memset(0) into calloc, which skips
+  // fresh mapped pages and so faults nothing in.
+  if (p != nullptr) {
+    volatile std::byte* v = p;
+    for (uint64_t i = 0; i < bytes; i += 4096) v[i] = std::byte{0};
+  }
+  return std::unique_ptr<std::byte[], TensorBatch::BufferFree>(p);
+}
+
+// Capacity for a batch needing `bytes`: ragged batches (images of varying
+// size) differ from one to the next, so a buffer grows with 1/8 headroom
+// rather than being replaced whenever a batch is a little larger.
+uint64_t BatchCapacity(uint64_t bytes) { return bytes + bytes / 8; }
+
+}  // namespace
+
+// Lays out the next batch of the plan in `item` (a recycled one) and waits
+// for its memory. False after the last epoch.
+Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
+  while (feed.next.batch >= feed.plan->epoch_batches) {
+    if (feed.next.epoch + 1 >= end_epoch) return false;
+    PlanEpoch(feed.next.epoch + 1, 0);
+  }
+  const EpochPlan& plan = *feed.plan;
+  const uint64_t j = feed.next.batch - plan.first_batch;
+  item.plan = feed.plan;
+  item.epoch = feed.next.epoch;
+  item.index = feed.next.batch;
+  const auto samples = plan.batch(j);
+  item.indices.resize(samples.size());
+  item.clips.resize(samples.size());
+  for (size_t k = 0; k < samples.size(); ++k) {
+    item.indices[k] = samples[k] % n;
+    item.clips[k] = static_cast<uint32_t>(samples[k] / n);
+  }
+  uint64_t cost = 0;
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const LoadedTensor& lt = tensors[t];
+    TensorBatch& out = item.tensors[t];
+    out.shapes_.resize(samples.size());
+    out.offsets_.resize(samples.size() + 1);
+    out.offsets_[0] = 0;
+    out.ragged_ = false;
+    for (size_t k = 0; k < samples.size(); ++k) {
+      out.shapes_[k] = lt.OutputShape(item.indices[k]);
+      if (k > 0 && out.shapes_[k] != out.shapes_[0]) out.ragged_ = true;
+      out.offsets_[k + 1] =
+          out.offsets_[k] + out.shapes_[k].num_elements() * lt.item_size;
+    }
+    out.bytes_ = out.offsets_.back();
+    if (out.capacity_ < out.bytes_) {
+      const uint64_t capacity =
+          out.ragged_ ? BatchCapacity(out.bytes_) : out.bytes_;
+      out.data_.reset();  // before the new one: keep the peak down
+      out.data_ = AllocateBatchBuffer(capacity);
+      out.capacity_ = out.data_ ? capacity : 0;
+      if (!out.data_) {
+        return ResourceExhausted(lt.where + ": no memory for a batch of " +
+                                 std::to_string(out.bytes_) + " bytes");
+      }
+    }
+    cost += out.capacity_;  // what the batch holds, headroom too
+
+    auto& reads = item.reads[t];
+    auto& loads = item.loads[t];
+    reads.clear();
+    loads.clear();
+    if (options.shuffle == ShuffleMode::kFull) continue;
+    auto& extents = feed.scratch;
+    extents.clear();
+    for (uint64_t s : item.indices) extents.push_back(lt.ExtentOf(s));
+    std::sort(extents.begin(), extents.end());
+    extents.erase(std::unique(extents.begin(), extents.end()), extents.end());
+    auto& resident = feed.resident[t];
+    for (size_t e : extents) {
+      auto it = resident.find(e);
+      std::shared_ptr<ExtentSlot> slot;
+      if (it != resident.end()) {
+        slot = it->second;
+      } else {
+        slot = std::make_shared<ExtentSlot>();
+        slot->extent = e;
+        slot->budget = budget;
+        slot->charged = static_cast<uint64_t>(
+            static_cast<double>(lt.extents[e].stored_bytes) * lt.expansion);
+        // Admitted with this batch, held until the extent's last reader.
+        feed.pipeline->AdmitWithItem(slot->charged);
+        loads.push_back(slot.get());
+        if (feed.last_use[t][e] != j) resident.emplace(e, slot);
+      }
+      if (feed.last_use[t][e] == j && it != resident.end()) resident.erase(it);
+      reads.push_back(std::move(slot));
+    }
+  }
+  item.cost = cost;
+  ++feed.next.batch;
+  return true;
+}
+
+// Loads the chunks this batch is the first to read (unless a later batch
+// already did; see ExtentSlot).
+Status Loader::Impl::Fetch(LoaderBatchWork& item) {
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    for (ExtentSlot* slot : item.loads[t]) Load(t, *slot);
+  }
+  return Status::OK();
+}
+
+void Loader::Impl::Load(size_t t, ExtentSlot& slot) {
+  std::call_once(slot.once, [&] {
+    auto data = tensors[t].tensor->ReadExtent(
+        slot.extent, [this](size_t bytes) { return pool->Allocate(bytes); });
+    if (!data.ok()) {
+      slot.status = data.status();
+      return;
+    }
+    slot.data = std::move(*data);
+    chunks_read.fetch_add(1, std::memory_order_relaxed);
+    bytes_read.fetch_add(tensors[t].extents[slot.extent].stored_bytes,
+                         std::memory_order_relaxed);
+    const uint64_t actual = slot.data.memory_bytes();
+    slot.budget->Charge(static_cast<int64_t>(actual) -
+                        static_cast<int64_t>(slot.charged));
+    slot.charged = actual;
+  });
+}
+
+Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
+                                  ImageTransformer& transformer) {
+  const LoadedTensor& lt = tensors[t];
+  TensorBatch& out = item.tensors[t];
+  const uint64_t sample = item.indices[k];
+  const MutableByteSpan dest(out.data_.get() + out.offsets_[k],
+                             out.offsets_[k + 1] - out.offsets_[k]);
+  ByteSpan bytes;
+  Shape shape;
+  bool encoded = false;
+  Buffer owned;  // kFull: the sample read on its own; a video's file
+  const std::string* chunk_key = nullptr;  // for messages; built on error
+  if (options.shuffle == ShuffleMode::kFull) {
+    SHOAL_ASSIGN_OR_RETURN(const bool tiled, lt.tensor->IsTiled(sample));
+    if (tiled) {
+      // A tiled sample has no single stored form: read it whole.
+      SHOAL_ASSIGN_OR_RETURN(Sample whole, lt.tensor->Read(sample));
+      owned = std::move(whole.data);
+      bytes = owned.span();
+      shape = whole.shape;
+    } else {
+      SHOAL_ASSIGN_OR_RETURN(owned, lt.tensor->ReadStored(sample));
+      bytes = owned.span();
+      shape = lt.StoredShape(sample);
+      encoded = !lt.tensor->spec().sample_compression.empty();
+    }
+  } else {
+    const size_t e = lt.ExtentOf(sample);
+    const auto& reads = item.reads[t];
+    auto it = std::lower_bound(reads.begin(), reads.end(), e,
+                               [](const std::shared_ptr<ExtentSlot>& s,
+                                  size_t x) { return s->extent < x; });
+    if (it == reads.end() || (*it)->extent != e) {
+      return Internal("batch does not hold the chunk of sample " +
+                      std::to_string(sample));
+    }
+    ExtentSlot& slot = **it;
+    Load(t, slot);
+    const std::string& key = lt.extents[e].chunk_key;
+    if (!slot.status.ok()) {
+      return slot.status.WithContext("sample " + std::to_string(sample));
+    }
+    const uint64_t j = sample - slot.data.first_sample();
+    if (lt.clip) owned = slot.data.slice(j);  // the reader keeps it
+    bytes = slot.data.bytes(j);
+    shape = slot.data.shape(j);
+    encoded = slot.data.encoded();
+    if (!key.empty()) chunk_key = &key;
+  }
+  Status s;
+  const uint64_t seed =
+      SampleSeed(options.seed, item.epoch, item.clips[k] * n + sample);
+  if (lt.clip) {
+    std::string name = lt.where;
+    if (chunk_key != nullptr) name += ": chunk '" + *chunk_key + "'";
+    name += ": sample " + std::to_string(sample);
+    // Errors of the reader carry the name already.
+    thread_local std::vector<uint64_t> frames;
+    const auto& probe = lt.probes[sample];
+    ClipFrames(*lt.clip, probe->index.pts.size(), item.clips[k], seed, frames);
+    auto reader = VideoReader::Open(std::move(owned), probe, std::move(name));
+    if (!reader.ok()) return reader.status();
+    return (*reader)->ReadFrames(
+        frames, {.height = lt.clip->height, .width = lt.clip->width}, dest);
+  }
+  if (lt.transform) {
+    if (!encoded) {
+      s = Unimplemented(
+          "image transforms decode stored images; this sample is stored as "
+          "pixels (raw or tiled)");
+    } else {
+      auto codec = lt.tensor->ImageCodecFor(bytes);
+      s = codec.ok()
+              ? transformer.Apply(**codec, bytes, *lt.transform, seed, dest)
+              : codec.status();
+    }
+  } else if (encoded) {
+    s = lt.tensor->DecodeInto(bytes, shape, dest);
+  } else if (bytes.size() != dest.size()) {
+    s = Corruption("sample has " + std::to_string(bytes.size()) +
+                   " bytes, its shape " + shape.ToString() + " needs " +
+                   std::to_string(dest.size()));
+  } else if (!dest.empty()) {
+    std::memcpy(dest.data(), bytes.data(), dest.size());
+  }
+  if (s.ok()) return s;
+  std::string context = lt.where;
+  if (chunk_key != nullptr) context += ": chunk '" + *chunk_key + "'";
+  return s.WithContext(context + ": sample " + std::to_string(sample));
+}
+
+Status Loader::Impl::Decode(LoaderBatchWork& item) {
+  // One transformer per worker thread: its scratch buffers and scaler are
+  // reused from sample to sample.
+  thread_local ImageTransformer transformer;
+  const size_t n = item.indices.size();
+  item.failed.assign(n, 0);
+  size_t failures = 0;
+  for (size_t k = 0; k < n; ++k) {
+    for (size_t t = 0; t < tensors.size(); ++t) {
+      Status s = DecodeSample(item, k, t, transformer);
+      if (s.ok()) continue;
+      if (options.on_error == ErrorPolicy::kFail) {
+        for (auto& reads : item.reads) reads.clear();
+        return s;
+      }
+      item.failed[k] = 1;
+      ++failures;
+      break;
+    }
+  }
+  // The chunks go as soon as no batch needs them.
+  for (auto& reads : item.reads) reads.clear();
+  if (failures > 0) {
+    // kSkip: the batch closes ranks over the samples that failed.
+    skipped.fetch_add(failures, std::memory_order_relaxed);
+    for (TensorBatch& out : item.tensors) {
+      size_t w = 0;
+      uint64_t offset = 0;
+      for (size_t k = 0; k < n; ++k) {
+        if (item.failed[k]) continue;
+        const uint64_t size = out.offsets_[k + 1] - out.offsets_[k];
+        std::memmove(out.data_.get() + offset,
+                     out.data_.get() + out.offsets_[k], size);
+        out.shapes_[w] = out.shapes_[k];
+        out.offsets_[w] = offset;
+        offset += size;
+        ++w;
+      }
+      out.shapes_.resize(w);
+      out.offsets_.resize(w + 1);
+      out.offsets_[w] = offset;
+      out.bytes_ = offset;
+      out.ragged_ = false;
+      for (size_t k = 1; k < w; ++k)
+        if (out.shapes_[k] != out.shapes_[0]) out.ragged_ = true;
+    }
+    size_t w = 0;
+    for (size_t k = 0; k < n; ++k) {
+      if (item.failed[k]) continue;
+      item.indices[w] = item.indices[k];
+      item.clips[w++] = item.clips[k];
+    }
+    item.indices.resize(w);
+    item.clips.resize(w);
+  }
+  for (TensorBatch& out : item.tensors) {
+    if (out.ragged_ || out.shapes_.empty()) {
+      out.batch_shape_ = Shape{out.shapes_.size()};
+      continue;
+    }
+    uint64_t dims[Shape::kMaxRank] = {out.shapes_.size()};
+    const Shape& s = out.shapes_[0];
+    const size_t rank = std::min<size_t>(s.rank(), Shape::kMaxRank - 1);
+    for (size_t d = 0; d < rank; ++d) dims[d + 1] = s[d];
+    out.batch_shape_ = Shape(std::span<const uint64_t>(dims, rank + 1));
+  }
+  return Status::OK();
+}
+
+}  // namespace shoal
