@@ -22,8 +22,8 @@ src=/usr/share/datasets/fashion-mnist
 "$shoal" ingest idx "$src/train-images-idx3-ubyte.gz" "$src/train-labels-idx1-ubyte.gz" \
   "$dir/fashion-mnist" --overwrite --no-info >/dev/null
 echo "== Fashion-MNIST, raw uint8, $threads threads"
-echo "\$ shoal bench $dir/fashion-mnist --batch 256 --epochs 5 --threads $threads"
-"$shoal" bench "$dir/fashion-mnist" --batch 256 --epochs 5 --threads "$threads"
+echo "\$ shoal bench loader $dir/fashion-mnist --batch 256 --epochs 5 --threads $threads"
+"$shoal" bench loader "$dir/fashion-mnist" --batch 256 --epochs 5 --threads "$threads"
 
 if [ ! -f "$dir/images.count" ] || [ "$(cat "$dir/images.count")" != "$images" ]; then
   /usr/bin/python3 scripts/make-image-dataset.py "$dir/images" --count "$images" --jobs "$threads" --force
@@ -33,8 +33,8 @@ fi
 for transform in decode train; do
   echo
   echo "== $images ImageNet-like JPEGs, --transform $transform, $threads threads"
-  echo "\$ shoal bench $dir/images.shoal --batch 128 --epochs 4 --threads $threads --transform $transform --size 224 --reference"
-  "$shoal" bench "$dir/images.shoal" --batch 128 --epochs 4 --threads "$threads" \
+  echo "\$ shoal bench loader $dir/images.shoal --batch 128 --epochs 4 --threads $threads --transform $transform --size 224 --reference"
+  "$shoal" bench loader "$dir/images.shoal" --batch 128 --epochs 4 --threads "$threads" \
     --transform "$transform" --size 224 --reference
 done
 

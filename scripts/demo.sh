@@ -25,8 +25,8 @@ echo
 echo "== shoal verify"
 "$shoal" verify "$out"
 echo
-echo "== shoal bench (the loader: 3 shuffled epochs, batches of 256, all cores)"
-"$shoal" bench "$out" --batch 256 --epochs 3
+echo "== shoal bench loader (the loader: 3 shuffled epochs, batches of 256, all cores)"
+"$shoal" bench loader "$out" --batch 256 --epochs 3
 
 images=${SHOAL_DEMO_IMAGES:-2000}
 folder=${SHOAL_DEMO_DIR_IMAGES:-out/imagenet-like}
@@ -37,8 +37,8 @@ echo
 echo "== shoal ingest images (ImageFolder: class folders become labels)"
 "$shoal" ingest images "$folder" "$folder.shoal" --overwrite
 echo
-echo "== shoal bench --transform decode --reference (full-size RGB decode)"
-"$shoal" bench "$folder.shoal" --batch 128 --epochs 2 --reference
+echo "== shoal bench loader --transform decode --reference (full-size RGB decode)"
+"$shoal" bench loader "$folder.shoal" --batch 128 --epochs 2 --reference
 echo
-echo "== shoal bench --transform train --size 224 --reference (random-resized-crop + flip)"
-"$shoal" bench "$folder.shoal" --batch 128 --epochs 2 --transform train --size 224 --reference
+echo "== shoal bench loader --transform train --size 224 --reference (random-resized-crop + flip)"
+"$shoal" bench loader "$folder.shoal" --batch 128 --epochs 2 --transform train --size 224 --reference

@@ -1,31 +1,34 @@
-// `shoal bench`: how fast samples come out of a dataset. Each mode is one
-// way of reading (a function in the kModes table); modes share the options
-// that choose tensors, sample count and seed, and one report format, so a
-// new mode (e.g. the loader's multi-threaded pipeline) is a new function, a
-// table row and its own options.
+// `shoal bench loader` and `shoal bench read`: how fast samples come out of
+// a dataset, through the multithreaded Loader (bench_loader.cc) or through
+// the format API on one thread (here: rows in order or in seeded random
+// order). Each has its own options and --help.
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "base/random.h"
 #include "tools/bench_loader.h"
 #include "tools/commands.h"
 
 namespace shoal::tools {
 namespace {
 
-struct BenchOptions {
+struct ReadBenchOptions {
   std::string dataset;
   std::vector<std::string> tensors;  // empty: every visible tensor
-  std::string mode = "loader";
+  std::string order = "sequential";
   std::optional<uint64_t> samples;
   uint64_t seed = 0;
   bool json = false;
-  LoaderBenchOptions loader;
+};
+
+struct LoaderBenchCommand {
+  std::string dataset;
+  LoaderBenchOptions options;
 };
 
 // What a mode reads: `rows` samples of each of `tensors`, row i being sample
@@ -85,7 +88,7 @@ Result<BenchResult> RunSequential(const BenchPlan& plan) {
 // Reads rows one at a time with Tensor::Read, in the order of seeded random
 // permutations of [0, length): like the epochs of a shuffling loader.
 Result<BenchResult> RunRandom(const BenchPlan& plan) {
-  std::mt19937_64 rng(plan.seed);
+  SplitMix64 rng(plan.seed);
   std::vector<uint64_t> order(plan.length);
   Progress progress("bench", "samples");
   BenchResult result;
@@ -94,7 +97,9 @@ Result<BenchResult> RunRandom(const BenchPlan& plan) {
   while (result.rows < plan.rows) {
     if (next == plan.length) {
       std::iota(order.begin(), order.end(), uint64_t{0});
-      std::shuffle(order.begin(), order.end(), rng);
+      for (uint64_t i = plan.length; i > 1; --i) {  // Fisher-Yates
+        std::swap(order[i - 1], order[rng.Bounded(i)]);
+      }
       next = 0;
     }
     const uint64_t index = order[next++];
@@ -109,32 +114,8 @@ Result<BenchResult> RunRandom(const BenchPlan& plan) {
   return result;
 }
 
-struct BenchMode {
-  const char* name;
-  const char* description;
-  Result<BenchResult> (*run)(const BenchPlan&);
-};
-
-constexpr BenchMode kModes[] = {
-    {"loader",
-     "batches through the multithreaded Loader (shuffle, decode, "
-     "transforms), as a training loop takes them",
-     nullptr},
-    {"sequential", "rows in order, Tensor::ReadRange of about a chunk",
-     RunSequential},
-    {"random", "rows in seeded random order, one Tensor::Read per sample",
-     RunRandom},
-};
-
-const BenchMode& FindMode(const std::string& name) {
-  for (const BenchMode& mode : kModes) {
-    if (name == mode.name) return mode;
-  }
-  return kModes[0];  // unreachable: --mode is checked against kModes
-}
-
 Result<BenchPlan> MakePlan(const Dataset& dataset,
-                           const BenchOptions& options) {
+                           const ReadBenchOptions& options) {
   BenchPlan plan;
   plan.seed = options.seed;
   if (options.tensors.empty()) {
@@ -160,7 +141,7 @@ Result<BenchPlan> MakePlan(const Dataset& dataset,
   return plan;
 }
 
-void PrintResult(const BenchOptions& options, const BenchPlan& plan,
+void PrintResult(const ReadBenchOptions& options, const BenchPlan& plan,
                  const BenchResult& result) {
   const double seconds = std::max(result.seconds, 1e-9);
   const double rows_per_s = result.rows / seconds;
@@ -169,7 +150,7 @@ void PrintResult(const BenchOptions& options, const BenchPlan& plan,
     nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
     for (const Tensor* t : plan.tensors) tensors.push_back(t->name());
     const nlohmann::ordered_json out = {
-        {"mode", options.mode},      {"tensors", tensors},
+        {"order", options.order},    {"tensors", tensors},
         {"samples", result.rows},    {"bytes", result.bytes},
         {"seconds", result.seconds}, {"samples_per_s", rows_per_s},
         {"mb_per_s", mb_per_s},
@@ -184,73 +165,88 @@ void PrintResult(const BenchOptions& options, const BenchPlan& plan,
   std::printf(
       "bench: %s read of %llu samples (%s): %s in %.3f s: %.0f samples/s, "
       "%.1f MB/s\n",
-      options.mode.c_str(), static_cast<unsigned long long>(result.rows),
+      options.order.c_str(), static_cast<unsigned long long>(result.rows),
       names.c_str(), FormatBytes(result.bytes).c_str(), result.seconds,
       rows_per_s, mb_per_s);
 }
 
-Result<int> RunBench(const BenchOptions& options) {
+Result<int> RunReadBench(const ReadBenchOptions& options) {
   SHOAL_ASSIGN_OR_RETURN(auto dataset, OpenForReading(options.dataset));
-  if (options.mode == "loader") {
-    LoaderBenchOptions loader = options.loader;
-    loader.tensors = options.tensors;
-    loader.seed = options.seed;
-    loader.json = options.json;
-    return RunLoaderBench(std::shared_ptr<const Dataset>(std::move(dataset)),
-                          loader);
-  }
   SHOAL_ASSIGN_OR_RETURN(BenchPlan plan, MakePlan(*dataset, options));
-  SHOAL_ASSIGN_OR_RETURN(BenchResult result, FindMode(options.mode).run(plan));
+  SHOAL_ASSIGN_OR_RETURN(BenchResult result, options.order == "random"
+                                                 ? RunRandom(plan)
+                                                 : RunSequential(plan));
   PrintResult(options, plan, result);
   return kExitOk;
 }
 
-}  // namespace
+Result<int> RunLoaderBenchCommand(const LoaderBenchCommand& command) {
+  SHOAL_ASSIGN_OR_RETURN(auto dataset, OpenForReading(command.dataset));
+  return RunLoaderBench(std::shared_ptr<const Dataset>(std::move(dataset)),
+                        command.options);
+}
 
-void AddBenchCommand(CLI::App& app, CommandRun* run) {
-  auto options = std::make_shared<BenchOptions>();
-  std::string mode_help = "How to read:";
-  std::vector<std::string> mode_names;
-  for (const BenchMode& mode : kModes) {
-    mode_help += std::string("\n  ") + mode.name + ": " + mode.description;
-    mode_names.push_back(mode.name);
-  }
-  CLI::App* cmd = app.add_subcommand(
-      "bench", "Measure how fast samples are read and decoded");
+void AddReadBenchCommand(CLI::App& bench, CommandRun* run) {
+  auto options = std::make_shared<ReadBenchOptions>();
+  CLI::App* cmd = bench.add_subcommand(
+      "read", "Read rows through the format API on one thread");
   cmd->footer(
-      "The loader mode (default) reports samples/s and MB/s of decoded "
-      "output, the consumer's stall share (time waiting in Next()), per-stage "
-      "busy/wait/blocked times, accounted and RSS peak memory. --reference "
-      "also decodes the same JPEGs with raw TurboJPEG on as many threads, "
-      "without the pipeline, and prints loader / reference. The sequential "
-      "and random modes read through the format API on one thread; there a "
-      "sample is a row (one sample of each chosen tensor).\n\n"
-      "Examples:\n  shoal bench /data/inet --transform train --size 224 "
-      "--reference\n  shoal bench /data/fmnist --batch 1024 --json\n"
-      "  shoal bench DS --threads 1 --digests one.txt && shoal bench DS "
-      "--threads 2 --digests two.txt && cmp one.txt two.txt");
+      "A row is one sample of each chosen tensor. sequential: rows in order, "
+      "Tensor::ReadRange of about a chunk at a time; random: rows in seeded "
+      "random permutations, one Tensor::Read per sample (a shuffling "
+      "reader without a loader).\n\n"
+      "Examples:\n  shoal bench read /data/fmnist\n"
+      "  shoal bench read /data/inet --order random --samples 2000 --json");
   cmd->add_option("DS", options->dataset, "The dataset (path or URL)")
       ->required();
+  cmd->add_option("--order", options->order, "sequential or random")
+      ->check(CLI::IsMember({"sequential", "random"}))
+      ->capture_default_str();
   cmd->add_option("--tensors", options->tensors,
                   "Comma-separated tensors to read (default: all visible)")
       ->delimiter(',');
-  cmd->add_option("--mode", options->mode, mode_help)
-      ->check(CLI::IsMember(mode_names))
-      ->capture_default_str();
   cmd->add_option("--samples", options->samples,
                   "Rows to read (default: the length of the shortest chosen "
                   "tensor); more than that starts over at the beginning "
                   "(sequential) or with a new permutation (random)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--seed", options->seed,
-                  "Seed of the shuffle and random transforms (loader) or "
-                  "of the random order (random mode)")
+  cmd->add_option("--seed", options->seed, "Seed of the random order")
       ->capture_default_str();
   cmd->add_flag("--json", options->json,
-                "Print one JSON object (loader: samples_per_s, mb_per_s, "
-                "stall_fraction, peak_rss_bytes, stages, ...; other modes: "
-                "samples, bytes, seconds, samples_per_s, mb_per_s)");
-  LoaderBenchOptions& lo = options->loader;
+                "Print one JSON object: order, tensors, samples, bytes, "
+                "seconds, samples_per_s, mb_per_s");
+  cmd->callback(
+      [options, run] { *run = [options] { return RunReadBench(*options); }; });
+}
+
+void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
+  auto command = std::make_shared<LoaderBenchCommand>();
+  CLI::App* cmd = bench.add_subcommand(
+      "loader",
+      "Batches through the multithreaded Loader, as training takes them");
+  cmd->footer(
+      "Reports samples/s and MB/s of decoded output, the consumer's stall "
+      "share (time waiting in Next()), per-stage busy/wait/blocked times, "
+      "accounted and RSS peak memory. --reference also decodes the same "
+      "JPEGs with raw TurboJPEG on as many threads, without the pipeline, "
+      "and prints loader / reference.\n\n"
+      "Examples:\n  shoal bench loader /data/inet --transform train --size "
+      "224 --reference\n  shoal bench loader /data/fmnist --batch 1024 "
+      "--json\n  shoal bench loader DS --threads 1 --digests one.txt && "
+      "shoal bench loader DS --threads 2 --digests two.txt && cmp one.txt "
+      "two.txt");
+  cmd->add_option("DS", command->dataset, "The dataset (path or URL)")
+      ->required();
+  LoaderBenchOptions& lo = command->options;
+  cmd->add_option("--tensors", lo.tensors,
+                  "Comma-separated tensors to load (default: all visible)")
+      ->delimiter(',');
+  cmd->add_option("--seed", lo.seed,
+                  "Seed of the shuffle and of random transforms")
+      ->capture_default_str();
+  cmd->add_flag("--json", lo.json,
+                "Print one JSON object (samples_per_s, mb_per_s, "
+                "stall_fraction, peak_rss_bytes, stages, ...)");
   auto clip_size = std::make_shared<std::string>();
   cmd->add_option("--batch", lo.batch, "Loader: samples per batch")
       ->check(CLI::PositiveNumber)
@@ -316,7 +312,8 @@ void AddBenchCommand(CLI::App& app, CommandRun* run) {
   cmd->add_flag("--reference", lo.reference,
                 "Loader: also time raw TurboJPEG decoding of the same JPEGs "
                 "on the same threads and print the ratio");
-  cmd->callback([options, run, clip_size] {
+  cmd->callback([command, run, clip_size] {
+    LoaderBenchOptions& options = command->options;
     if (!clip_size->empty()) {
       unsigned h = 0, w = 0;
       char extra = 0;
@@ -326,19 +323,29 @@ void AddBenchCommand(CLI::App& app, CommandRun* run) {
             "--clip-size",
             "expected HxW, e.g. 112x112, got '" + *clip_size + "'");
       }
-      options->loader.clip_height = h;
-      options->loader.clip_width = w;
+      options.clip_height = h;
+      options.clip_width = w;
     }
-    if (options->loader.rank >= options->loader.world_size) {
+    if (options.rank >= options.world_size) {
       throw CLI::ValidationError("--rank", "must be below --world-size");
     }
-    if (options->samples && options->mode == "loader") {
-      throw CLI::ValidationError("--samples",
-                                 "is for the sequential and random modes; "
-                                 "the loader reads whole epochs (--epochs)");
-    }
-    *run = [options] { return RunBench(*options); };
+    *run = [command] { return RunLoaderBenchCommand(*command); };
   });
+}
+
+}  // namespace
+
+void AddBenchCommand(CLI::App& app, CommandRun* run) {
+  CLI::App* bench = app.add_subcommand(
+      "bench", "Measure how fast samples are read and decoded");
+  bench->require_subcommand(1);
+  bench->footer(
+      "  shoal bench loader DS ...   through the Loader (shuffle, decode, "
+      "transforms, all cores)\n  shoal bench read DS ...     through the "
+      "format API on one thread\nSee `shoal bench loader --help`, `shoal "
+      "bench read --help`.");
+  AddLoaderBenchCommand(*bench, run);
+  AddReadBenchCommand(*bench, run);
 }
 
 }  // namespace shoal::tools

@@ -1,4 +1,4 @@
-// `shoal bench DS` (mode loader, the default): batches through the Loader
+// `shoal bench loader DS`: batches through the Loader
 // as a training loop would take them, with the pipeline's per-stage profile,
 // the consumer's stall share and peak memory; optionally per-batch digests
 // (to compare runs) and a reference: the same JPEGs decoded by raw

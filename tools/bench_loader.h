@@ -1,5 +1,5 @@
-// The loader mode of `shoal bench` (tools/bench_loader.cc), apart from the
-// format-API modes of bench.cc because it has its own options and report.
+// `shoal bench loader` (tools/bench_loader.cc), apart from `shoal bench
+// read` (bench.cc) because it has its own options and report.
 //
 // Thread-safety: none needed; the CLI is single-threaded.
 #ifndef SHOAL_TOOLS_BENCH_LOADER_H_

@@ -28,10 +28,10 @@ run 0 "$SHOAL" ingest idx big.idx big --chunk-bytes 8M
 run 0 "$SHOAL" ingest idx small.idx small --chunk-bytes 8M
 
 rss() { "$PY" -c 'import json; print(json.load(open("out"))["peak_rss_bytes"])'; }
-run 0 "$SHOAL" bench small --batch 16 --shuffle none --memory-budget 16MiB --json && base=$(rss)
-run 0 "$SHOAL" bench big --batch 16 --shuffle none --memory-budget 16MiB --json && small_budget=$(rss)
+run 0 "$SHOAL" bench loader small --batch 16 --shuffle none --memory-budget 16MiB --json && base=$(rss)
+run 0 "$SHOAL" bench loader big --batch 16 --shuffle none --memory-budget 16MiB --json && small_budget=$(rss)
 accounted=$("$PY" -c 'import json; print(json.load(open("out"))["memory_peak_bytes"])')
-run 0 "$SHOAL" bench big --batch 256 --shuffle none --memory-budget 1GiB --json && large_budget=$(rss)
+run 0 "$SHOAL" bench loader big --batch 256 --shuffle none --memory-budget 1GiB --json && large_budget=$(rss)
 "$PY" - "$base" "$small_budget" "$large_budget" "$accounted" <<'EOF2' || fail "peak RSS does not follow the budget"
 import sys
 base, small, large, accounted = map(int, sys.argv[1:])

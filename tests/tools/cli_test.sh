@@ -128,7 +128,7 @@ run 1 "$SHOAL" get ds imagez 0 -o x.npy && {
 }
 
 # ---- bench ----
-run 0 "$SHOAL" bench ds --json &&
+run 0 "$SHOAL" bench loader ds --json &&
   py '
 import json
 b = json.load(open("out"))
@@ -136,22 +136,22 @@ assert b["samples"] == 1000 and b["bytes"] == 1000 * (784 + 4), b
 for k in ("samples_per_s", "mb_per_s", "seconds"):
     assert b[k] > 0, b
 '
-run 0 "$SHOAL" bench ds --mode random --samples 1500 --seed 3 --tensors images --json &&
+run 0 "$SHOAL" bench read ds --order random --samples 1500 --seed 3 --tensors images --json &&
   py '
 import json
 b = json.load(open("out"))
 assert b["samples"] == 1500 and b["bytes"] == 1500 * 784 and b["tensors"] == ["images"], b
 '
-run 0 "$SHOAL" bench ds && contains out "samples/s" && contains out "consumer stalled"
-run 0 "$SHOAL" bench ds --mode sequential --json &&
+run 0 "$SHOAL" bench loader ds && contains out "samples/s" && contains out "consumer stalled"
+run 0 "$SHOAL" bench read ds --order sequential --json &&
   py '
 import json
 b = json.load(open("out"))
-assert b["mode"] == "sequential" and b["samples"] == 1000, b
+assert b["order"] == "sequential" and b["samples"] == 1000, b
 '
 # The loader mode: every sample once per epoch, the documented JSON keys,
 # and digests that do not depend on the thread count.
-run 0 "$SHOAL" bench ds --batch 64 --epochs 2 --seed 5 --threads 1 --digests d1.txt --json &&
+run 0 "$SHOAL" bench loader ds --batch 64 --epochs 2 --seed 5 --threads 1 --digests d1.txt --json &&
   py '
 import json
 b = json.load(open("out"))
@@ -165,7 +165,7 @@ q = b["shuffle"]
 assert q["mode"] == "chunk" and 0 <= q["mean_displacement"] < 1 and -1 <= q["spearman"] <= 1, q
 assert 1 <= q["classes_per_batch"] <= 10, q
 '
-run 0 "$SHOAL" bench ds --batch 64 --epochs 2 --seed 5 --threads 2 --digests d2.txt
+run 0 "$SHOAL" bench loader ds --batch 64 --epochs 2 --seed 5 --threads 2 --digests d2.txt
 cmp -s d1.txt d2.txt || fail "digests differ between 1 and 2 threads"
 py '
 import numpy as np
@@ -176,11 +176,11 @@ for epoch in (0, 1):
     idx = [int(i) for l in lines if l.split()[0] == str(epoch) for i in l.split()[3].split(",")]
     assert sorted(idx) == list(range(1000)), "epoch %d is not a permutation" % epoch
 '
-run 0 "$SHOAL" bench ds --batch 64 --seed 6 --digests d3.txt
+run 0 "$SHOAL" bench loader ds --batch 64 --seed 6 --digests d3.txt
 cmp -s d1.txt d3.txt && fail "another seed gave the same batches"
-run 2 "$SHOAL" bench ds --rank 2 --world-size 2
-run 2 "$SHOAL" bench ds --samples 10
-run 1 "$SHOAL" bench ds --transform train && contains err "needs an image tensor"
+run 2 "$SHOAL" bench loader ds --rank 2 --world-size 2
+run 2 "$SHOAL" bench loader ds --samples 10
+run 1 "$SHOAL" bench loader ds --transform train && contains err "needs an image tensor"
 
 # ---- verify, then corrupt one chunk ----
 run 0 "$SHOAL" verify ds && contains out ": OK"
@@ -262,7 +262,8 @@ run 2 "$SHOAL" get ds images
 run 2 "$SHOAL" get ds images 1
 run 2 "$SHOAL" get ds images -1 -o x.npy
 run 2 "$SHOAL" get ds images 1 --raw --info
-run 2 "$SHOAL" bench ds --mode sideways
+run 2 "$SHOAL" bench read ds --order sideways
+run 2 "$SHOAL" bench ds && contains err "subcommand"  # loader or read
 run 2 "$SHOAL" info ds --no-such-flag && contains err "shoal: "
 [ ! -e ds4 ] || fail "a usage error created ds4"
 

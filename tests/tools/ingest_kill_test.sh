@@ -30,7 +30,7 @@ opts=(--commit-every 50 --chunk-bytes 256K)
 start=$(date +%s%N)
 run 0 "$SHOAL" ingest images in ref "${opts[@]}" || finish "ingest kill"
 run_ms=$((($(date +%s%N) - start) / 1000000))
-run 0 "$SHOAL" bench ref --digests ref_digests.txt --shuffle none --epochs 1
+run 0 "$SHOAL" bench loader ref --digests ref_digests.txt --shuffle none --epochs 1
 ref_digest=$(dataset_digest ref)
 max_ms=$((run_ms * 9 / 10))
 [ "$max_ms" -gt 2000 ] && max_ms=2000
@@ -77,7 +77,7 @@ for ((t = 1; t <= trials; t++)); do
     continue
   fi
   verify_clean ds
-  run 0 "$SHOAL" bench ds --digests digests.txt --shuffle none --epochs 1
+  run 0 "$SHOAL" bench loader ds --digests digests.txt --shuffle none --epochs 1
   cmp -s ref_digests.txt digests.txt || fail "$what: the samples differ from an uninterrupted run"
   [ "$(dataset_digest ds)" = "$ref_digest" ] || fail "$what: the chunks differ from an uninterrupted run"
 done

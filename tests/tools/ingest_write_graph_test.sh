@@ -119,7 +119,7 @@ done
 
 # ---- (c) a failed --overwrite leaves the old dataset whole ----
 run 0 "$SHOAL" ingest images tiny_b old
-run 0 "$SHOAL" bench old --digests old_before.txt --shuffle none --epochs 1
+run 0 "$SHOAL" bench loader old --digests old_before.txt --shuffle none --epochs 1
 old_digest=$(dataset_digest old)
 # The same images and a truncated JPEG last in sorted order: the header
 # reads, the decode check fails after many chunks of the new dataset (16 KiB
@@ -132,7 +132,7 @@ run 1 "$SHOAL" ingest images fails old --overwrite --chunk-bytes 16K &&
 check_old() {  # WHAT [DEAD_PID]: DEAD_PID's lock is left, which the repair takes over
   [ "$(json_len old)" = 200 ] || fail "(c) after $1 the old dataset has $(json_len old) samples, not 200"
   only_orphans old
-  run 0 "$SHOAL" bench old --digests old_after.txt --shuffle none --epochs 1
+  run 0 "$SHOAL" bench loader old --digests old_after.txt --shuffle none --epochs 1
   cmp -s old_before.txt old_after.txt || fail "(c) after $1 the old dataset reads differently"
   run 0 "$SHOAL" verify old --repair
   if [ -n "${2:-}" ]; then
@@ -399,7 +399,7 @@ fi
 # ---- Ctrl-C, then the printed --resume command ----
 # The reference: an uninterrupted run with default options.
 run 0 "$SHOAL" ingest images big ref && summary out 1500 ref "images jpeg, labels lz4 chunks"
-run 0 "$SHOAL" bench ref --digests ref_digests.txt --shuffle none --epochs 1
+run 0 "$SHOAL" bench loader ref --digests ref_digests.txt --shuffle none --epochs 1
 ref_digest=$(dataset_digest ref)
 # A dataset name a shell would split, so that the printed command must quote.
 ds="it's stopped"
@@ -440,7 +440,7 @@ rc=$?
 [ "$rc" -eq 0 ] || fail "the printed resume command exited $rc: $(cat err)"
 contains out "ingest: resumed after $in samples already in; the dataset has 1500 samples"
 verify_clean "$ds"
-run 0 "$SHOAL" bench "$ds" --digests resumed_digests.txt --shuffle none --epochs 1
+run 0 "$SHOAL" bench loader "$ds" --digests resumed_digests.txt --shuffle none --epochs 1
 cmp -s ref_digests.txt resumed_digests.txt ||
   fail "Ctrl-C + resume: the samples differ from an uninterrupted ingestion"
 [ "$(dataset_digest "$ds")" = "$ref_digest" ] ||
