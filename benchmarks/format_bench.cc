@@ -31,12 +31,12 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "base/buffer.h"
+#include "base/random.h"
 #include "format/chunk.h"
 #include "format/dataset.h"
 #include "format/schema.h"
@@ -131,14 +131,13 @@ struct SourceData {
 // machines without Fashion-MNIST: compressible like real pictures, unlike
 // random bytes.
 std::vector<std::byte> SynthesizeImages(uint64_t count, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> pos(4, 24), width(2, 7), amp(60, 200);
-  std::uniform_int_distribution<int> noise(0, 7);
+  SplitMix64 rng(seed);
   std::vector<std::byte> out(count * 784);
   for (uint64_t i = 0; i < count; ++i) {
     double cx[3], cy[3], w[3], a[3];
     for (int b = 0; b < 3; ++b) {
-      cx[b] = pos(rng), cy[b] = pos(rng), w[b] = width(rng), a[b] = amp(rng);
+      cx[b] = rng.Uniform(4, 24), cy[b] = rng.Uniform(4, 24);
+      w[b] = rng.Uniform(2, 7), a[b] = rng.Uniform(60, 200);
     }
     for (int y = 0; y < 28; ++y) {
       for (int x = 0; x < 28; ++x) {
@@ -148,7 +147,7 @@ std::vector<std::byte> SynthesizeImages(uint64_t count, uint64_t seed) {
               (x - cx[b]) * (x - cx[b]) + (y - cy[b]) * (y - cy[b]);
           v += a[b] * std::exp(-d2 / (2 * w[b] * w[b]));
         }
-        if (v > 8) v += noise(rng);
+        if (v > 8) v += static_cast<double>(rng.Bounded(8));
         out[i * 784 + y * 28 + x] = static_cast<std::byte>(std::min(v, 255.0));
       }
     }
@@ -336,14 +335,13 @@ struct RandomResult {
 // Reads at seeded uniform indices, in rounds of 256, until `budget` seconds
 // have passed; the index sequence is the same for every variant.
 RandomResult RandomReads(const Tensor& tensor, uint64_t seed, double budget) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<uint64_t> pick(0, tensor.size() - 1);
+  SplitMix64 rng(seed);
   RandomResult result;
   const Stopwatch watch;
   do {
     for (int k = 0; k < 256; ++k) {
       const Stopwatch one;
-      Sample s = Check(tensor.Read(pick(rng)), "Read");
+      Sample s = Check(tensor.Read(rng.Bounded(tensor.size())), "Read");
       if (result.reads == 0) result.first_read_seconds = one.cpu();
       g_sink = g_sink + static_cast<uint64_t>(s.data.data()[0]);
       ++result.reads;

@@ -20,11 +20,11 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "base/random.h"
 #include "benchmarks/synthetic_images.h"
 #include "codecs/image_codec.h"
 
@@ -72,7 +72,7 @@ std::vector<std::string> LoadImages(const Config& config,
     return jpegs;
   }
   const Rgb src = ReadPpm(config.source);
-  std::mt19937_64 rng(config.seed);
+  SplitMix64 rng(config.seed);
   ImageEncodeOptions options;
   options.quality = config.quality;
   options.subsampling = "4:2:0";
@@ -184,14 +184,14 @@ int Main(int argc, char** argv) {
   }
 
   // Seeded 224x224 regions (clipped to small images), fixed across passes.
-  std::mt19937_64 rng(config.seed);
+  SplitMix64 rng(config.seed);
   std::vector<ImageRegion> regions;
   for (const auto& info : infos) {
     ImageRegion r;
     r.height = std::min<uint32_t>(224, info.height);
     r.width = std::min<uint32_t>(224, info.width);
-    r.y = rng() % (info.height - r.height + 1);
-    r.x = rng() % (info.width - r.width + 1);
+    r.y = rng.Bounded(info.height - r.height + 1);
+    r.x = rng.Bounded(info.width - r.width + 1);
     regions.push_back(r);
   }
 

@@ -19,10 +19,10 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "base/random.h"
 #include "codecs/image_codec.h"
 
 namespace shoal {
@@ -30,17 +30,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<std::byte> SyntheticImage(uint32_t size, std::mt19937& rng) {
+std::vector<std::byte> SyntheticImage(uint32_t size, SplitMix64& rng) {
   std::vector<std::byte> pixels(size_t{size} * size * 3);
-  const double fx = 1 + rng() % 5, fy = 1 + rng() % 5;
-  const uint32_t cx = rng() % size, cy = rng() % size, r = 40 + rng() % 150;
+  const double fx = 1 + rng.Bounded(5), fy = 1 + rng.Bounded(5);
+  const auto cx = static_cast<uint32_t>(rng.Bounded(size)),
+             cy = static_cast<uint32_t>(rng.Bounded(size)),
+             r = static_cast<uint32_t>(40 + rng.Bounded(150));
   for (uint32_t y = 0; y < size; ++y) {
     for (uint32_t x = 0; x < size; ++x) {
       const bool disc = (x - cx) * (x - cx) + (y - cy) * (y - cy) < r * r;
       for (int c = 0; c < 3; ++c) {
         double v = 128 + 100 * std::sin((x * fx + y * fy * (c + 1)) / 97.0);
         if (disc) v = 255 - v;
-        v += static_cast<int>(rng() % 9) - 4;
+        v += static_cast<int>(rng.Bounded(9)) - 4;
         pixels[(size_t{y} * size + x) * 3 + c] =
             static_cast<std::byte>(std::clamp(v, 0.0, 255.0));
       }
@@ -114,7 +116,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const ImageCodec& codec = **codec_or;
-  std::mt19937 rng(1);
+  SplitMix64 rng(1);
   std::vector<Buffer> images;
   size_t encoded_bytes = 0;
   const Shape shape{size, size, 3};

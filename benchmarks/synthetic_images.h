@@ -12,10 +12,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "base/random.h"
 
 namespace shoal::bench {
 
@@ -45,11 +46,9 @@ inline Rgb ReadPpm(const std::string& path) {
 
 /// Bilinear resampling of `src` (mirrored at its edges) at a random scale
 /// in [1.8, 3.2) and offset in [0, 300), plus uniform noise of +-2.
-inline Rgb Synthesize(const Rgb& src, int height, int width,
-                      std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> scale(1.8, 3.2), offset(0, 300);
-  const double s = scale(rng), oy = offset(rng), ox = offset(rng);
-  std::uniform_int_distribution<int> noise(-2, 2);
+inline Rgb Synthesize(const Rgb& src, int height, int width, SplitMix64& rng) {
+  const double s = rng.Uniform(1.8, 3.2), oy = rng.Uniform(0, 300),
+               ox = rng.Uniform(0, 300);
   auto mirror = [](int v, int n) {
     v %= 2 * n;
     return v < n ? v : 2 * n - 1 - v;
@@ -71,8 +70,8 @@ inline Rgb Synthesize(const Rgb& src, int height, int width,
         };
         const double v = (1 - wy) * ((1 - wx) * at(ya, xa) + wx * at(ya, xb)) +
                          wy * ((1 - wx) * at(yb, xa) + wx * at(yb, xb));
-        out.pixels[(size_t(y) * width + x) * 3 + c] =
-            uint8_t(std::clamp(int(std::lround(v)) + noise(rng), 0, 255));
+        out.pixels[(size_t(y) * width + x) * 3 + c] = uint8_t(
+            std::clamp(int(std::lround(v)) + int(rng.Bounded(5)) - 2, 0, 255));
       }
     }
   }

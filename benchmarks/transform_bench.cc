@@ -25,11 +25,11 @@ extern "C" {
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "base/random.h"
 #include "benchmarks/synthetic_images.h"
 #include "codecs/image_codec.h"
 #include "loader/image_transform.h"
@@ -68,7 +68,7 @@ const Data& GetData() {
     d.codec = *codec;
     const Rgb src = ReadPpm(std::string(SHOAL_SOURCE_DIR) +
                             "/tests/data/jpeg/testorig.ppm");
-    std::mt19937_64 rng(1);
+    SplitMix64 rng(1);
     ImageEncodeOptions options;
     options.quality = 90;
     options.subsampling = "4:2:0";

@@ -73,11 +73,11 @@ extern "C" {
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/random.h"
 #include "video/video.h"
 
 extern char** environ;
@@ -526,13 +526,13 @@ int Main(int argc, char** argv) {
     uint64_t start;
     uint64_t keyframe;  // at or before start
   };
-  std::mt19937_64 rng(config.seed);
+  SplitMix64 rng(config.seed);
   std::vector<Clip> clips;
   for (int i = 0; i < config.clips; ++i) {
     Clip c;
-    c.video = rng() % videos.size();
+    c.video = rng.Bounded(videos.size());
     const Video& v = videos[c.video];
-    c.start = rng() % (v.frames() - F + 1);
+    c.start = rng.Bounded(v.frames() - F + 1);
     const auto& keys = v.probe->index.keyframes;
     auto it = std::upper_bound(keys.begin(), keys.end(), c.start);
     c.keyframe = it == keys.begin() ? 0 : *(it - 1);
