@@ -12,12 +12,12 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "base/coding.h"
+#include "base/random.h"
 
 namespace shoal {
 namespace {
@@ -27,9 +27,9 @@ using Bytes = std::vector<std::byte>;
 constexpr size_t kMiB = size_t{1} << 20;
 
 Bytes RandomBytes(size_t size, uint64_t seed) {
-  std::mt19937_64 rng(seed);
+  SplitMix64 rng(seed);
   Bytes out(size);
-  for (std::byte& b : out) b = static_cast<std::byte>(rng());
+  for (std::byte& b : out) b = static_cast<std::byte>(rng.Next());
   return out;
 }
 
@@ -251,10 +251,11 @@ TEST_P(ByteCodecConformanceTest, BitFlipsNeverEscapeTheContract) {
 
   const Bytes large = FloatRamp(kMiB);
   const Bytes big = MustCompress(*codec_, large);
-  std::mt19937_64 rng(5);
+  SplitMix64 rng(5);
   for (int i = 0; i < 64; ++i) {
     Bytes damaged = big;
-    damaged[rng() % damaged.size()] ^= static_cast<std::byte>(1 << (rng() % 8));
+    damaged[rng.Bounded(damaged.size())] ^=
+        static_cast<std::byte>(1 << (rng.Bounded(8)));
     ExpectOkOrCorruption(DecompressGuarded(*codec_, damaged, large.size()));
   }
 }

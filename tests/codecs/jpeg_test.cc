@@ -15,12 +15,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/random.h"
 #include "codecs/image_codec.h"
 
 namespace shoal {
@@ -217,7 +217,8 @@ TEST(JpegCodecTest, TwelveBitIsUnimplemented) {
 
 TEST(JpegCodecTest, ChannelConversions) {
   ASSERT_TRUE(fs::exists(kDjpeg))
-      << "needs " << kDjpeg << ": run scripts/install-deps.sh (libjpeg-turbo-progs)";
+      << "needs " << kDjpeg
+      << ": run scripts/install-deps.sh (libjpeg-turbo-progs)";
   auto codec = Codec();
   ImageDecodeOptions rgb;
   rgb.channels = ImageDecodeOptions::Channels::kRgb;
@@ -243,7 +244,8 @@ TEST(JpegCodecTest, ChannelConversions) {
 
 TEST(JpegCodecTest, ScaledDecodeMatchesDjpegScale) {
   ASSERT_TRUE(fs::exists(kDjpeg))
-      << "needs " << kDjpeg << ": run scripts/install-deps.sh (libjpeg-turbo-progs)";
+      << "needs " << kDjpeg
+      << ": run scripts/install-deps.sh (libjpeg-turbo-progs)";
   auto codec = Codec();
   for (const std::string& name :
        {std::string("testorig.jpg"), std::string("testimgp.jpg"),
@@ -297,7 +299,7 @@ TEST(JpegCodecTest, OutputShape) {
 
 TEST(JpegCodecTest, RegionEqualsCropOfFullDecode) {
   auto codec = Codec();
-  std::mt19937 rng(1234);
+  SplitMix64 rng(1234);
   const std::vector<std::string> names = {"testorig.jpg",
                                           "testimgp.jpg",
                                           "testimgari.jpg",
@@ -338,10 +340,10 @@ TEST(JpegCodecTest, RegionEqualsCropOfFullDecode) {
         ASSERT_TRUE(full.ok()) << name << ": " << full.status().ToString();
         for (int i = 0; i < 40; ++i) {
           ImageRegion r;
-          r.y = rng() % full->height;
-          r.x = rng() % full->width;
-          r.height = 1 + rng() % (full->height - r.y);
-          r.width = 1 + rng() % (full->width - r.x);
+          r.y = rng.Bounded(full->height);
+          r.x = rng.Bounded(full->width);
+          r.height = 1 + rng.Bounded(full->height - r.y);
+          r.width = 1 + rng.Bounded(full->width - r.x);
           options.region = r;
           auto got = Decode(*codec, bytes, options);
           ASSERT_TRUE(got.ok()) << name << ": " << got.status().ToString();
@@ -616,17 +618,18 @@ TEST(JpegCodecTest, TruncationsAndBitFlipsGiveErrorsNotCrashes) {
       EXPECT_FALSE(got.ok()) << name << " cut at " << len;
     }
     EXPECT_GT(errors, 100);
-    std::mt19937 rng(99);
+    SplitMix64 rng(99);
     int failed = 0;
     for (int i = 0; i < 1500; ++i) {
       auto flipped = bytes;
       for (int k = 0; k < 1 + i % 4; ++k) {
-        flipped[rng() % flipped.size()] ^= std::byte(1 << (rng() % 8));
+        flipped[rng.Bounded(flipped.size())] ^=
+            std::byte(1 << (rng.Bounded(8)));
       }
       auto got = Decode(*codec, flipped);
       failed += !got.ok();
       ImageDecodeOptions options;
-      options.scale_eighths = 1 + rng() % 16;
+      options.scale_eighths = 1 + rng.Bounded(16);
       options.region = ImageRegion{0, 0, 1, 1};
       (void)Decode(*codec, flipped, options);
     }

@@ -6,16 +6,17 @@
 #include <gtest/gtest.h>
 
 #include <cstddef>
-#include <random>
 #include <vector>
+
+#include "base/random.h"
 
 namespace shoal::internal {
 namespace {
 
 std::vector<std::byte> RandomBytes(size_t size, uint64_t seed) {
-  std::mt19937_64 rng(seed);
+  SplitMix64 rng(seed);
   std::vector<std::byte> out(size);
-  for (std::byte& b : out) b = static_cast<std::byte>(rng());
+  for (std::byte& b : out) b = static_cast<std::byte>(rng.Next());
   return out;
 }
 

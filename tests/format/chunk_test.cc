@@ -13,10 +13,10 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "base/random.h"
 #include "codecs/byte_codec.h"
 #include "tests/format/alloc_tracker.h"
 #include "tests/format/format_test_util.h"
@@ -653,7 +653,7 @@ TEST(ChunkHostileTest, UndecodableBlockWithValidChecksumNamesTheBlock) {
   auto h = ChunkHeader::Decode(c.encoded.bytes.span());
   ASSERT_TRUE(Ok(h));
   const size_t n = (*h)->blocks().size();
-  std::mt19937_64 rng(5);
+  SplitMix64 rng(5);
   for (size_t k = 0; k < n; ++k) {
     if (!(*h)->blocks()[k].compressed) continue;
     for (int variant = 0; variant < 3; ++variant) {
@@ -665,7 +665,7 @@ TEST(ChunkHostileTest, UndecodableBlockWithValidChecksumNamesTheBlock) {
       std::string garbage;
       if (variant == 0) {  // random bytes
         for (uint64_t i = 0; i < block.stored_size; ++i)
-          garbage.push_back(char(rng()));
+          garbage.push_back(char(rng.Next()));
       } else if (variant == 1) {  // a valid stream of the wrong length
         std::vector<std::byte> small(block.raw_size / 2, std::byte{7});
         std::vector<std::byte> out(c.codec->MaxCompressedSize(small.size()));

@@ -24,10 +24,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "base/random.h"
 #include "format/dataset.h"
 #include "format/verify.h"
 #include "tests/format/crash_rows.h"
@@ -205,9 +205,9 @@ struct TrialResult {
 // One trial of the writer killed mid-stream.
 TrialResult RunWriteTrial(uint64_t seed) {
   TrialResult result;
-  std::mt19937_64 rng(seed);
-  const uint64_t k = 1 + rng() % 20;
-  const auto delay = std::chrono::milliseconds(5 + rng() % 296);
+  SplitMix64 rng(seed);
+  const uint64_t k = 1 + rng.Bounded(20);
+  const auto delay = std::chrono::milliseconds(5 + rng.Bounded(296));
   SCOPED_TRACE("seed " + std::to_string(seed) + ": commit every " +
                std::to_string(k) + " rows, kill after " +
                std::to_string(delay.count()) + " ms");
@@ -246,7 +246,7 @@ TrialResult RunWriteTrial(uint64_t seed) {
   result.committed = n;
   result.unreported_commit = n != last;
   result.orphans = VerifyRepairVerify(url);
-  AppendMore(url, n, 1 + rng() % 60);
+  AppendMore(url, n, 1 + rng.Bounded(60));
   return result;
 }
 
@@ -309,11 +309,11 @@ TEST(CRASH_SUITE, KilledDuringCreate) {
                     std::chrono::steady_clock::now() - start)
                     .count();
   }
-  std::mt19937_64 rng(7);
+  SplitMix64 rng(7);
   int before = 0, after = 0;
   for (int trial = 0; trial < trials; ++trial) {
     const auto delay =
-        std::chrono::milliseconds(rng() % (create_ms * 5 / 4 + 2));
+        std::chrono::milliseconds(rng.Bounded(create_ms * 5 / 4 + 2));
     SCOPED_TRACE("trial " + std::to_string(trial) + ", kill after " +
                  std::to_string(delay.count()) + " ms");
     TempDir dir;

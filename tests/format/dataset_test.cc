@@ -18,12 +18,12 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <random>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/random.h"
 #include "format/verify.h"
 #include "tests/format/format_test_util.h"
 
@@ -367,19 +367,17 @@ const char* const kCodecChoices[][2] = {
     {"", "lz4hc"}, {"", "zstd"}, {"", "zstd:1+shuffle"},
 };
 
-uint64_t LogUniform(std::mt19937_64& rng, uint64_t lo, uint64_t hi) {
-  std::uniform_real_distribution<double> u(std::log2(double(lo)),
-                                           std::log2(double(hi)));
-  return std::clamp<uint64_t>(uint64_t(std::exp2(u(rng))), lo, hi);
+uint64_t LogUniform(SplitMix64& rng, uint64_t lo, uint64_t hi) {
+  const double e = rng.Uniform(std::log2(double(lo)), std::log2(double(hi)));
+  return std::clamp<uint64_t>(uint64_t(std::exp2(e)), lo, hi);
 }
 
 // Dims 0..40; the largest dims are halved until the sample has at most
 // `max_elements` elements.
-Shape RandomShape(std::mt19937_64& rng, int rank, uint64_t max_elements) {
-  std::uniform_int_distribution<uint64_t> dim(0, 40);
+Shape RandomShape(SplitMix64& rng, int rank, uint64_t max_elements) {
   Shape s = Shape::Zeros(rank);
-  for (int d = 0; d < rank; ++d) s[d] = dim(rng);
-  if (rank > 0 && rng() % 8 == 0) s[rng() % rank] = 0;
+  for (int d = 0; d < rank; ++d) s[d] = rng.Bounded(41);
+  if (rank > 0 && rng.Bounded(8) == 0) s[rng.Bounded(rank)] = 0;
   while (Elements(s) > max_elements) {
     size_t big = 0;
     for (int d = 1; d < rank; ++d) {
@@ -398,7 +396,7 @@ struct PropertyTensor {
 };
 
 void RunPropertySeed(uint64_t seed) {
-  std::mt19937_64 rng(seed);
+  SplitMix64 rng(seed);
   TempDir dir;
   const std::string url = seed % 3 == 0 ? dir.url() : FreshMemUrl();
   auto created = Dataset::Create(url, {.id_seed = seed + 1});
@@ -409,10 +407,10 @@ void RunPropertySeed(uint64_t seed) {
   for (size_t k = 0; k < tensors.size(); ++k) {
     PropertyTensor& pt = tensors[k];
     pt.name = "t" + std::to_string(k);
-    pt.model.dtype = kDTypes[rng() % std::size(kDTypes)];
+    pt.model.dtype = kDTypes[rng.Bounded(std::size(kDTypes))];
     pt.model.salt = seed * 10 + k;
-    pt.rank = static_cast<int>(rng() % 5);
-    const auto* codec = kCodecChoices[rng() % std::size(kCodecChoices)];
+    pt.rank = static_cast<int>(rng.Bounded(5));
+    const auto* codec = kCodecChoices[rng.Bounded(std::size(kCodecChoices))];
     TensorSpec spec{.name = pt.name,
                     .dtype = pt.model.dtype,
                     .sample_compression = codec[0],
@@ -420,7 +418,8 @@ void RunPropertySeed(uint64_t seed) {
                     .max_chunk_bytes = LogUniform(rng, 4096, 1 << 20),
                     .block_bytes = LogUniform(rng, 4096, 64 << 10)};
     // A third of the tensors tile often (threshold below the chunk size).
-    if (rng() % 3 == 0) spec.tiling_threshold = LogUniform(rng, 1024, 8192);
+    if (rng.Bounded(3) == 0)
+      spec.tiling_threshold = LogUniform(rng, 1024, 8192);
     SCOPED_TRACE("tensor " + pt.name + " dtype " +
                  std::string(DTypeName(pt.model.dtype)) + " rank " +
                  std::to_string(pt.rank) + " codecs '" + codec[0] + "' '" +
@@ -452,13 +451,13 @@ void RunPropertySeed(uint64_t seed) {
     return true;
   };
 
-  const int steps = 60 + static_cast<int>(rng() % 60);
+  const int steps = 60 + static_cast<int>(rng.Bounded(60));
   for (int step = 0; step < steps; ++step) {
-    PropertyTensor& pt = tensors[rng() % tensors.size()];
+    PropertyTensor& pt = tensors[rng.Bounded(tensors.size())];
     Model& m = pt.model;
     const uint64_t max_elements = 12000 / ItemSize(m.dtype) + 1;
     const uint64_t first = m.shapes.size();
-    const unsigned op = rng() % 100;
+    const unsigned op = rng.Bounded(100);
     SCOPED_TRACE("step " + std::to_string(step) + " op " + std::to_string(op) +
                  " tensor " + pt.name + " at sample " + std::to_string(first));
     if (op < 45) {
@@ -467,7 +466,7 @@ void RunPropertySeed(uint64_t seed) {
       ASSERT_TRUE(Ok(pt.tensor->Append(s, Span(m.Bytes(first)))));
     } else if (op < 65) {
       const Shape s = RandomShape(rng, pt.rank, max_elements);
-      const uint64_t count = 1 + rng() % 20;
+      const uint64_t count = 1 + rng.Bounded(20);
       std::vector<std::byte> data;
       for (uint64_t i = 0; i < count; ++i) {
         m.shapes.push_back(s);
@@ -476,7 +475,7 @@ void RunPropertySeed(uint64_t seed) {
       }
       ASSERT_TRUE(Ok(pt.tensor->AppendBatch(s, count, Span(data))));
     } else if (op < 85) {
-      const uint64_t count = 1 + rng() % 10;
+      const uint64_t count = 1 + rng.Bounded(10);
       std::vector<Shape> shapes;
       std::vector<std::byte> data;
       for (uint64_t i = 0; i < count; ++i) {
@@ -492,8 +491,8 @@ void RunPropertySeed(uint64_t seed) {
       ASSERT_TRUE(reopen(/*read_only=*/false));
     }
     // Spot-check a random sample, flushed or not.
-    if (!m.shapes.empty() && rng() % 4 == 0) {
-      const uint64_t i = rng() % m.shapes.size();
+    if (!m.shapes.empty() && rng.Bounded(4) == 0) {
+      const uint64_t i = rng.Bounded(m.shapes.size());
       ASSERT_TRUE(
           SameSample(pt.tensor->Read(i), m.dtype, m.shapes[i], m.Bytes(i)))
           << "sample " << i;
@@ -510,7 +509,7 @@ void RunPropertySeed(uint64_t seed) {
     CheckStats(*pt.tensor, pt.model);
     for (int k = 0; k < 5 && !pt.model.shapes.empty(); ++k) {
       const uint64_t n = pt.model.shapes.size();
-      const uint64_t b = rng() % n, e = b + rng() % (n - b + 1);
+      const uint64_t b = rng.Bounded(n), e = b + rng.Bounded(n - b + 1);
       auto got = pt.tensor->ReadRange(b, e);
       ASSERT_TRUE(Ok(got));
       for (uint64_t i = b; i < e; ++i) {
@@ -718,8 +717,7 @@ TEST_P(TiledTest, ReadAndRegionsTouchOnlyOverlappingTiles) {
     EXPECT_TRUE(HasCode((*t)->ReadStored(0), StatusCode::kInvalidArgument));
   }
 
-  std::mt19937_64 rng(static_cast<uint64_t>(c.shape.rank()) * 7919 +
-                      c.shape[0]);
+  SplitMix64 rng(static_cast<uint64_t>(c.shape.rank()) * 7919 + c.shape[0]);
   const size_t rank = c.shape.rank();
   for (int box = 0; box < 40; ++box) {
     std::vector<uint64_t> lo(rank), hi(rank);
@@ -731,8 +729,8 @@ TEST_P(TiledTest, ReadAndRegionsTouchOnlyOverlappingTiles) {
       } else if (box == 2 && d == 0) {  // empty
         lo[d] = hi[d] = c.shape[d] / 2;
       } else {
-        lo[d] = rng() % (c.shape[d] + 1);
-        hi[d] = lo[d] + rng() % (c.shape[d] - lo[d] + 1);
+        lo[d] = rng.Bounded(c.shape[d] + 1);
+        hi[d] = lo[d] + rng.Bounded(c.shape[d] - lo[d] + 1);
         if (box % 3 == 0 && hi[d] == lo[d] && lo[d] < c.shape[d]) ++hi[d];
       }
     }
@@ -1116,13 +1114,13 @@ TEST(DatasetTest, ConcurrentReads) {
   std::vector<std::thread> threads;
   for (int k = 0; k < 4; ++k) {
     threads.emplace_back([&, k] {
-      std::mt19937_64 rng(k);
+      SplitMix64 rng(k);
       for (int n = 0; n < 400; ++n) {
-        const uint64_t i = rng() % m.shapes.size();
+        const uint64_t i = rng.Bounded(m.shapes.size());
         if (!SameSample((*t)->Read(i), m.dtype, m.shapes[i], m.Bytes(i))) ++bad;
         if (n % 10 == 0) {
           const uint64_t e =
-              std::min<uint64_t>(m.shapes.size(), i + rng() % 30);
+              std::min<uint64_t>(m.shapes.size(), i + rng.Bounded(30));
           auto range = (*t)->ReadRange(i, e);
           if (!range.ok()) {
             ++bad;

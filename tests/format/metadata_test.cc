@@ -11,11 +11,11 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "base/random.h"
 #include "tests/format/alloc_tracker.h"
 #include "tests/format/format_test_util.h"
 
@@ -72,11 +72,11 @@ void ExpectCorruptQuickly(F decode, const std::string& what) {
 // ------------------------------------------------------------- envelope --
 
 TEST(EnvelopeTest, MatchesTheSpecAndRoundTrips) {
-  std::mt19937_64 rng(1);
+  SplitMix64 rng(1);
   for (size_t size : {0, 1, 7, 100, 5000}) {
     std::string payload;
     for (size_t i = 0; i < size; ++i)
-      payload.push_back(static_cast<char>(rng()));
+      payload.push_back(static_cast<char>(rng.Next()));
     const std::string object = EncodeObject(kIndexMagic, payload);
     EXPECT_EQ(object, Envelope("SHIX", payload)) << size;
     EXPECT_EQ(object.size(), 24 + size);
@@ -713,10 +713,10 @@ TEST(DatasetMetaTest, ObjectLevelDamageIsCorruption) {
                         StatusCode::kCorruption))
         << n;
   }
-  std::mt19937_64 rng(3);
+  SplitMix64 rng(3);
   for (int k = 0; k < 500; ++k) {
     std::string flipped = good;
-    const size_t bit = rng() % (good.size() * 8);
+    const size_t bit = rng.Next() % (good.size() * 8);
     flipped[bit / 8] ^= static_cast<char>(1u << (bit % 8));
     EXPECT_TRUE(
         HasCode(DecodeDatasetMeta(Bytes(flipped)), StatusCode::kCorruption))

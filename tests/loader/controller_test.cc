@@ -16,9 +16,10 @@
 #include <functional>
 #include <limits>
 #include <numeric>
-#include <random>
 #include <string>
 #include <vector>
+
+#include "base/random.h"
 
 namespace shoal {
 namespace {
@@ -98,8 +99,7 @@ class Model {
   // Runs `seconds` at setting `c` and returns the cumulative counters.
   PipelineMetrics Advance(const std::vector<int>& c, double seconds) {
     const Flow flow = Solve(c);
-    const double noisy =
-        1 + std::uniform_real_distribution<double>(-noise_, noise_)(random_);
+    const double noisy = 1 + random_.Uniform(-noise_, noise_);
     const double items = flow.samples_per_s * seconds * noisy;
     if (counters_.size() != stages_.size()) counters_.resize(stages_.size());
     for (size_t i = 0; i < stages_.size(); ++i) {
@@ -145,7 +145,7 @@ class Model {
   double budget_use_ = 0.5;
   std::vector<Counters> counters_;
   double feeder_blocked_ = 0;
-  std::mt19937 random_{7};
+  SplitMix64 random_{7};
 };
 
 struct Timed {

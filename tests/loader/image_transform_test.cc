@@ -23,7 +23,6 @@
 #include <fstream>
 #include <map>
 #include <new>
-#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -31,6 +30,7 @@
 #include <tuple>
 #include <vector>
 
+#include "base/random.h"
 #include "codecs/image_codec.h"
 #include "loader/internal/resize.h"
 
@@ -659,7 +659,7 @@ TEST(ImageTransformTest, MatchesPillowWithoutDctScaling) {
 // against Pillow.
 TEST(ResizerTest, MatchesPillowOnNoise) {
   ASSERT_TRUE(HavePillow()) << "needs python3-numpy and python3-pil";
-  std::mt19937 rng(5);
+  SplitMix64 rng(5);
   const std::vector<std::tuple<uint32_t, uint32_t, uint32_t, uint32_t>> sizes =
       {{64, 64, 17, 23},   {5, 7, 64, 3},      {1, 1, 9, 9},
        {300, 2, 1, 1},     {97, 131, 96, 130}, {40, 1000, 40, 7},
@@ -672,7 +672,8 @@ TEST(ResizerTest, MatchesPillowOnNoise) {
       Image s{h, w, channels, std::vector<uint8_t>(size_t{h} * w * channels)};
       // Smooth plus noise: flat areas, edges and ties all occur.
       for (size_t i = 0; i < s.pixels.size(); ++i) {
-        s.pixels[i] = static_cast<uint8_t>((i / 97 * 13 + rng() % 64) & 255);
+        s.pixels[i] =
+            static_cast<uint8_t>((i / 97 * 13 + rng.Bounded(64)) & 255);
       }
       sources.push_back(std::move(s));
       jobs.push_back(
@@ -707,18 +708,18 @@ TEST(ResizerTest, SimdMatchesPortableBitForBit) {
 #if defined(__x86_64__)
   EXPECT_EQ(internal::Resizer::UsesSimd(), __builtin_cpu_supports("avx2") != 0);
 #endif
-  std::mt19937 rng(11);
+  SplitMix64 rng(11);
   internal::Resizer resizer;
   for (int iteration = 0; iteration < 300; ++iteration) {
     const int channels = iteration % 2 ? 3 : 1;
-    const uint32_t h = 1 + rng() % 300, w = 1 + rng() % 300;
+    const uint32_t h = 1 + rng.Bounded(300), w = 1 + rng.Bounded(300);
     // Also one pass only: the horizontal one then writes the output.
-    const uint32_t oh = iteration % 3 == 0 ? h : 1 + rng() % 260;
-    const uint32_t ow = iteration % 5 == 0 ? w : 1 + rng() % 260;
-    const bool mirror = rng() % 2;
+    const uint32_t oh = iteration % 3 == 0 ? h : 1 + rng.Bounded(260);
+    const uint32_t ow = iteration % 5 == 0 ? w : 1 + rng.Bounded(260);
+    const bool mirror = rng.Bounded(2);
     std::vector<uint8_t> src(size_t{h} * w * channels +
                              internal::kResizeSourceSlack);
-    for (auto& v : src) v = static_cast<uint8_t>(rng());
+    for (auto& v : src) v = static_cast<uint8_t>(rng.Next());
     const internal::PixelView view{src.data(), size_t{w} * channels, h, w,
                                    channels};
     std::vector<uint8_t> simd(size_t{oh} * ow * channels);
@@ -778,12 +779,12 @@ TEST(ResizerTest, FlatStaysFlatAndMirrorIsFlip) {
     }
   }
   // mirror == resize, then reverse each row.
-  std::mt19937 rng(3);
+  SplitMix64 rng(3);
   for (int channels : {1, 3}) {
     const uint32_t h = 50, w = 61, oh = 20, ow = 33;
     std::vector<uint8_t> src(size_t{h} * w * channels +
                              internal::kResizeSourceSlack);
-    for (auto& v : src) v = static_cast<uint8_t>(rng());
+    for (auto& v : src) v = static_cast<uint8_t>(rng.Next());
     std::vector<uint8_t> a(size_t{oh} * ow * channels), b(a.size());
     const internal::PixelView view{src.data(), size_t{w} * channels, h, w,
                                    channels};

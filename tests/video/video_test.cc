@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
+#include "base/random.h"
+
 extern "C" {
 #include <libavutil/imgutils.h>
 #include <libavutil/md5.h>
@@ -24,7 +26,6 @@ extern "C" {
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -736,13 +737,12 @@ TEST_P(GoodVideoTest, RandomAccessMatchesSequentialDecode) {
 
   auto reader = OpenReader(ref.bytes, ref.probe, f.file);
   ASSERT_NE(reader, nullptr);
-  std::mt19937 rng(20240611 + static_cast<uint32_t>(n));
-  std::uniform_int_distribution<uint64_t> frame(0, n - 1);
-  std::uniform_int_distribution<size_t> size(1, 12);
+  SplitMix64 rng(20240611 + static_cast<uint32_t>(n));
+
   const int trials = f.file == kNasa ? 40 : 12;
   for (int t = 0; t < trials; ++t) {
-    std::vector<uint64_t> frames(size(rng));
-    for (uint64_t& k : frames) k = frame(rng);
+    std::vector<uint64_t> frames(1 + rng.Bounded(12));
+    for (uint64_t& k : frames) k = rng.Bounded(n);
     EXPECT_FRAMES_MATCH(*reader, frames, ref.rgb);  // unsorted, maybe repeats
     std::sort(frames.begin(), frames.end());
     EXPECT_FRAMES_MATCH(*reader, frames, ref.rgb);  // sorted
@@ -756,7 +756,7 @@ TEST_P(GoodVideoTest, RandomAccessMatchesSequentialDecode) {
   for (int t = 0; t < 4; ++t) {
     auto fresh = OpenReader(ref.bytes, ref.probe, f.file);
     ASSERT_NE(fresh, nullptr);
-    const std::vector<uint64_t> frames = {frame(rng), frame(rng)};
+    const std::vector<uint64_t> frames = {rng.Bounded(n), rng.Bounded(n)};
     EXPECT_FRAMES_MATCH(*fresh, frames, ref.rgb);
   }
 
@@ -1412,22 +1412,23 @@ TEST(VideoErrorTest, NotAVideo) {
   ASSERT_FALSE(empty.ok());
   EXPECT_TRUE(Contains(empty.status(), "empty")) << empty.status();
 
-  std::mt19937_64 rng(7);
+  SplitMix64 rng(7);
   for (size_t size : {size_t{1}, size_t{100}, size_t{4096}, size_t{65536}}) {
     std::string noise(size, '\0');
-    for (char& c : noise) c = static_cast<char>(rng());
+    for (char& c : noise) c = static_cast<char>(rng.Next());
     auto probe = ProbeVideo(Buffer::FromString(noise), "noise");
     EXPECT_FALSE(probe.ok()) << size << " random bytes";
   }
   // A real header followed by noise.
   const Buffer nasa = ReadVideo(kNasa);
   std::string head(nasa.view().substr(0, 4096));
-  for (size_t i = 48; i < head.size(); ++i) head[i] = static_cast<char>(rng());
+  for (size_t i = 48; i < head.size(); ++i)
+    head[i] = static_cast<char>(rng.Next());
   EXPECT_FALSE(ProbeVideo(Buffer::FromString(head), "head").ok());
   // A reader over noise with a good probe.
   const VideoProbe probe = MustProbe(nasa, kNasa);
   std::string noise(nasa.size(), '\0');
-  for (char& c : noise) c = static_cast<char>(rng());
+  for (char& c : noise) c = static_cast<char>(rng.Next());
   EXPECT_FALSE(VideoReader::Open(Buffer::FromString(noise), probe, "x").ok());
   EXPECT_FALSE(VideoReader::Open(Buffer(), probe, "x").ok());
 }
@@ -1615,17 +1616,16 @@ TEST(VideoThreadTest, ReadersOnManyThreads) {
         failures[t] = (own.ok() ? shared.status() : own.status()).ToString();
         return;
       }
-      std::mt19937 rng(1000 + t);
-      std::uniform_int_distribution<uint64_t> frame(0, 389);
-      std::uniform_int_distribution<size_t> size(1, 6);
+      SplitMix64 rng(1000 + t);
+
       for (int r = 0; r < 8; ++r) {
         VideoReader& reader = r % 2 == 0 ? **own : **shared;
         const bool resize = (r / 2) % 2 == 1;
         const VideoReadOptions options = resize ? small : VideoReadOptions{};
         const std::vector<uint64_t>& reference = resize ? small_ref : ref.rgb;
         const uint64_t fb = reader.FrameBytes(options);
-        std::vector<uint64_t> frames(size(rng));
-        for (uint64_t& k : frames) k = frame(rng);
+        std::vector<uint64_t> frames(1 + rng.Bounded(6));
+        for (uint64_t& k : frames) k = rng.Bounded(390);
         Guarded out(frames.size() * fb);
         const Status s = reader.ReadFrames(frames, options, out.span());
         if (!s.ok()) {
