@@ -1,0 +1,77 @@
+// Dataset::Impl, shared by dataset.cc (creating, opening, the schema) and
+// dataset_write.cc (rows, columns and the commit protocol). Not installed.
+#ifndef SHOAL_FORMAT_INTERNAL_DATASET_IMPL_H_
+#define SHOAL_FORMAT_INTERNAL_DATASET_IMPL_H_
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "format/dataset.h"
+#include "format/internal/metadata.h"
+#include "format/internal/tensor_impl.h"
+#include "format/lock.h"
+
+namespace shoal {
+
+class Dataset::Impl {
+ public:
+  internal::DatasetContext context;
+  std::atomic<uint64_t> commit{0};
+  uint32_t next_tensor_id = 0;
+  // The writer state of the opened commit, and the last one prepared.
+  std::string opened_writer;
+  std::string writer;
+
+  // Commit-side state: touched only by whoever commits (Flush/Close, or the
+  // commit thread of a deferred writer), never by appends.
+  std::string meta_key;
+  struct Committed {
+    std::string index_key;
+    uint64_t stored_bytes = 0;
+    uint64_t num_chunks = 0;
+  };
+  std::map<uint32_t, Committed> committed;  // by tensor id
+  // Objects of a dataset this one replaces (Create with overwrite), deleted
+  // after the first commit.
+  std::vector<std::string> replaced;
+  // And the temporary files that interrupted writes into it left.
+  std::vector<std::string> replaced_leftovers;
+  // Sizes of chunks a deferred writer reported written, by chunk id.
+  // Sizes and header checksums, kept in refs of the chunk index.
+  std::unordered_map<uint64_t, internal::ChunkRef> written;
+
+  bool schema_dirty = false;
+  bool closed = false;
+  std::vector<std::unique_ptr<Tensor>> tensors;  // creation order, hidden too
+  std::map<std::string, Tensor*, std::less<>> by_name;
+
+  std::string Where() const { return "dataset '" + context.url + "'"; }
+  Status CheckWritable() const {
+    if (closed) return FailedPrecondition(Where() + ": closed");
+    if (context.read_only)
+      return FailedPrecondition(Where() + ": open read-only");
+    return Status::OK();
+  }
+  Result<Tensor*> AddTensor(internal::TensorMeta meta, internal::TensorIndex index);
+  Status LinkHidden();
+  Result<Tensor*> Find(std::string_view name) const;
+  /// Flush(): seals the open chunks and commits.
+  Status Commit();
+  /// Null when nothing changed since the last commit was prepared. Open
+  /// chunks are sealed, or with `keep_open` copied and left open.
+  Result<CommitPointPtr> PrepareCommit(bool keep_open,
+                                       std::string writer_state);
+  Status Apply(CommitPoint& point);
+  /// Completes refs of chunks cut in deferred mode from `written`.
+  Status FillChunkSizes(internal::TensorIndex& index, uint32_t tensor) const;
+  internal::DatasetMeta Snapshot() const;
+};
+
+}  // namespace shoal
+
+#endif  // SHOAL_FORMAT_INTERNAL_DATASET_IMPL_H_
