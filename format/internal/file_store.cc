@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "base/random.h"
+#include "format/internal/posix.h"
 #include "format/store.h"
 
 namespace shoal {
@@ -58,67 +59,22 @@ constexpr uint64_t kMapReadBytes = 1 << 20;
 namespace {
 
 namespace fs = std::filesystem;
+using internal::Basename;
+using internal::Dirname;
+using internal::FsyncFd;
+using internal::MakeDirs;
+using internal::OpenRetrying;
+using internal::PreadFull;
+using internal::TempFileGuard;
+using internal::UniqueFd;
+using internal::WriteAll;
 
 constexpr std::string_view kTempPrefix = ".tmp.";
-// Bounds one read()/write() call; Linux moves at most ~2 GiB per call anyway.
-constexpr size_t kMaxIoChunk = size_t{1} << 30;
 // Keeps temp names under NAME_MAX (255) even for long key basenames.
 constexpr size_t kMaxTempBasename = 96;
 // O_NONBLOCK so that a FIFO someone left under the root cannot hang a read;
 // it changes nothing for regular files.
 constexpr int kReadFlags = O_RDONLY | O_NONBLOCK;
-
-// Closes its descriptor on every path out of a function.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { Reset(); }
-
-  int get() const { return fd_; }
-
-  /// Closes now and reports failure: some filesystems (NFS) report deferred
-  /// write errors only at close. Never retried on EINTR: on Linux the
-  /// descriptor is gone either way.
-  Status Close(std::string_view path) {
-    if (::close(std::exchange(fd_, -1)) != 0) {
-      return ErrnoStatus("close " + std::string(path), errno);
-    }
-    return Status::OK();
-  }
-
- private:
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int fd_ = -1;
-};
-
-// Removes a temporary file unless the write that owns it succeeded.
-class TempFileGuard {
- public:
-  explicit TempFileGuard(std::string path) : path_(std::move(path)) {}
-  TempFileGuard(const TempFileGuard&) = delete;
-  TempFileGuard& operator=(const TempFileGuard&) = delete;
-  ~TempFileGuard() {
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-  void Dismiss() { path_.clear(); }
-
- private:
-  std::string path_;
-};
 
 // For lookups, a path through a regular file ("a/b" when "a" is an object)
 // or onto a directory names no object, exactly like a missing file.
@@ -131,58 +87,10 @@ Status NoObject(std::string_view path) {
   return NotFound(std::string(path) + ": not a regular file");
 }
 
-// open(2) that retries EINTR and leaves errno to the caller.
-int OpenRetrying(const std::string& path, int flags, mode_t mode = 0) {
-  while (true) {
-    const int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
-    if (fd >= 0 || errno != EINTR) return fd;
-  }
-}
-
 Result<UniqueFd> OpenForLookup(const std::string& path, int flags) {
   const int fd = OpenRetrying(path, flags);
   if (fd < 0) return LookupErrno("open " + path, errno);
   return UniqueFd(fd);
-}
-
-Status WriteAll(int fd, ByteSpan data, const std::string& path) {
-  while (!data.empty()) {
-    const ssize_t n =
-        ::write(fd, data.data(), std::min(data.size(), kMaxIoChunk));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("write " + path, errno);
-    }
-    // A regular file never accepts zero bytes; guard against spinning.
-    if (n == 0) return IOError("write " + path + ": no progress");
-    data = data.subspan(static_cast<size_t>(n));
-  }
-  return Status::OK();
-}
-
-// Reads until `out` is full or the file ends; returns the bytes read.
-Result<size_t> PreadFull(int fd, MutableByteSpan out, uint64_t offset,
-                         const std::string& path) {
-  size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n =
-        ::pread(fd, out.data() + done, std::min(out.size() - done, kMaxIoChunk),
-                static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("read " + path, errno);
-    }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  return done;
-}
-
-Status FsyncFd(int fd, const std::string& path) {
-  while (::fsync(fd) != 0) {
-    if (errno != EINTR) return ErrnoStatus("fsync " + path, errno);
-  }
-  return Status::OK();
 }
 
 Status FsyncDir(const std::string& dir) {
@@ -199,49 +107,6 @@ Status FsyncDir(const std::string& dir) {
     // durable as they will ever be.
     if (errno == EINVAL) break;
     return ErrnoStatus("fsync " + dir, errno);
-  }
-  return Status::OK();
-}
-
-std::string_view Dirname(std::string_view path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string_view::npos) return {};
-  return slash == 0 ? path.substr(0, 1) : path.substr(0, slash);
-}
-
-std::string_view Basename(std::string_view path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string_view::npos ? path : path.substr(slash + 1);
-}
-
-// Creates `base`/`relative` and any missing directory between them
-// (mkdir -p). Appends to `changed` (unless null) the parent of every
-// directory it created, whose entries must be fsynced to make the new
-// directories durable.
-Status MakeDirs(const std::string& base, std::string_view relative,
-                std::vector<std::string>* changed) {
-  std::string dir = base;
-  size_t begin = 0;
-  while (begin < relative.size()) {
-    size_t end = relative.find('/', begin);
-    if (end == std::string_view::npos) end = relative.size();
-    const std::string parent = dir;
-    if (dir.empty() || dir.back() != '/') dir += '/';
-    dir.append(relative.substr(begin, end - begin));
-    begin = end + 1;
-    if (::mkdir(dir.c_str(), 0777) == 0) {
-      if (changed != nullptr) changed->push_back(parent);
-      continue;
-    }
-    const int mkdir_errno = errno;
-    // Not only EEXIST: some filesystems answer EACCES or EROFS for a
-    // directory that is already there.
-    struct stat st;
-    if (::stat(dir.c_str(), &st) == 0) {
-      if (S_ISDIR(st.st_mode)) continue;
-      return FailedPrecondition(dir + " exists and is not a directory");
-    }
-    return ErrnoStatus("mkdir " + dir, mkdir_errno);
   }
   return Status::OK();
 }
