@@ -238,40 +238,42 @@ void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
   cmd->add_option("DS", command->dataset, "The dataset (path or URL)")
       ->required();
   LoaderBenchOptions& lo = command->options;
-  cmd->add_option("--tensors", lo.tensors,
+  cmd->add_option("--tensors", lo.loader.tensors,
                   "Comma-separated tensors to load (default: all visible)")
       ->delimiter(',');
-  cmd->add_option("--seed", lo.seed,
+  cmd->add_option("--seed", lo.loader.seed,
                   "Seed of the shuffle and of random transforms")
       ->capture_default_str();
   cmd->add_flag("--json", lo.json,
                 "Print one JSON object (samples_per_s, mb_per_s, "
                 "stall_fraction, peak_rss_bytes, stages, ...)");
   auto clip_size = std::make_shared<std::string>();
-  cmd->add_option("--batch", lo.batch, "Loader: samples per batch")
+  cmd->add_option("--batch", lo.loader.batch_size, "Loader: samples per batch")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_flag("--drop-last", lo.drop_last,
+  cmd->add_flag("--drop-last", lo.loader.drop_last,
                 "Loader: drop what does not fill a whole batch");
-  cmd->add_option("--threads", lo.threads, "Loader: threads (0 = all cores)")
+  cmd->add_option("--threads", lo.loader.threads,
+                  "Loader: threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--shuffle", lo.shuffle,
+  cmd->add_option("--shuffle", lo.loader.shuffle,
                   "Loader: none, chunk (chunk order + shuffle buffer) or full")
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, ShuffleMode>{{"none", ShuffleMode::kNone},
                                              {"chunk", ShuffleMode::kChunk},
                                              {"full", ShuffleMode::kFull}}))
       ->default_str("chunk");
-  cmd->add_option("--shuffle-buffer", lo.shuffle_buffer,
+  cmd->add_option("--shuffle-buffer", lo.loader.shuffle_buffer,
                   "Loader: shuffle buffer in samples (chunk shuffle)")
       ->capture_default_str();
-  cmd->add_option("--epochs", lo.epochs, "Loader: epochs to run")
+  cmd->add_option("--epochs", lo.loader.epochs, "Loader: epochs to run")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--rank", lo.rank, "Loader: this rank")
+  cmd->add_option("--rank", lo.loader.rank, "Loader: this rank")
       ->capture_default_str();
-  cmd->add_option("--world-size", lo.world_size, "Loader: number of ranks")
+  cmd->add_option("--world-size", lo.loader.world_size,
+                  "Loader: number of ranks")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--transform", lo.transform,
@@ -282,26 +284,29 @@ void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
   cmd->add_option("--size", lo.size, "Loader: output side for train")
       ->check(CLI::Range(1, 65500))
       ->capture_default_str();
-  cmd->add_option("--clip-frames", lo.clip_frames,
+  cmd->add_option("--clip-frames", lo.clip.frames,
                   "Loader, video tensors: frames per clip")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
-  cmd->add_option("--clip-step", lo.clip_step,
+  cmd->add_option("--clip-step", lo.clip.step,
                   "Loader, video tensors: frame step within a clip")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
-  cmd->add_option("--clips-per-video", lo.clips_per_video,
+  cmd->add_option("--clips-per-video", lo.clip.clips_per_video,
                   "Loader, video tensors: clips of each video per epoch")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
-  cmd->add_option("--clip-sampling", lo.clip_sampling,
+  cmd->add_option("--clip-sampling", lo.clip.sampling,
                   "Loader, video tensors: random (seeded) or uniform starts")
-      ->check(CLI::IsMember({"random", "uniform"}))
-      ->capture_default_str();
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, VideoClipOptions::Sampling>{
+              {"random", VideoClipOptions::Sampling::kRandom},
+              {"uniform", VideoClipOptions::Sampling::kUniform}}))
+      ->default_str("random");
   cmd->add_option("--clip-size", *clip_size,
                   "Loader, video tensors: resize frames to HxW (e.g. 112x112); "
                   "default the videos' own size");
-  cmd->add_option("--memory-budget", lo.memory_budget,
+  cmd->add_option("--memory-budget", lo.loader.memory_budget,
                   "Loader: bytes of chunks and batches held at once "
                   "(suffixes k, M, G, KiB, MiB, GiB are powers of 1024)")
       ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
@@ -323,10 +328,10 @@ void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
             "--clip-size",
             "expected HxW, e.g. 112x112, got '" + *clip_size + "'");
       }
-      options.clip_height = h;
-      options.clip_width = w;
+      options.clip.height = h;
+      options.clip.width = w;
     }
-    if (options.rank >= options.world_size) {
+    if (options.loader.rank >= options.loader.world_size) {
       throw CLI::ValidationError("--rank", "must be below --world-size");
     }
     *run = [command] { return RunLoaderBenchCommand(*command); };

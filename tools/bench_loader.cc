@@ -137,23 +137,13 @@ nlohmann::ordered_json StageJson(const StageMetrics& s) {
 
 Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
                            const LoaderBenchOptions& options) {
-  LoaderOptions lo{.tensors = options.tensors,
-                   .batch_size = options.batch,
-                   .drop_last = options.drop_last,
-                   .epochs = options.epochs,
-                   .shuffle = options.shuffle,
-                   .shuffle_buffer = options.shuffle_buffer,
-                   .seed = options.seed,
-                   .rank = options.rank,
-                   .world_size = options.world_size,
-                   .threads = options.threads,
-                   .memory_budget = options.memory_budget};
+  LoaderOptions lo = options.loader;
   const Tensor* image_tensor = nullptr;
   for (const Tensor* t : dataset->tensors()) {
     const bool chosen =
-        options.tensors.empty() ||
-        std::find(options.tensors.begin(), options.tensors.end(), t->name()) !=
-            options.tensors.end();
+        options.loader.tensors.empty() ||
+        std::find(options.loader.tensors.begin(), options.loader.tensors.end(),
+                  t->name()) != options.loader.tensors.end();
     if (chosen && t->htype() == HType::kImage &&
         !t->spec().sample_compression.empty()) {
       image_tensor = t;
@@ -174,20 +164,12 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   }
   for (const Tensor* t : dataset->tensors()) {
     const bool chosen =
-        options.tensors.empty() ||
-        std::find(options.tensors.begin(), options.tensors.end(), t->name()) !=
-            options.tensors.end();
+        options.loader.tensors.empty() ||
+        std::find(options.loader.tensors.begin(), options.loader.tensors.end(),
+                  t->name()) != options.loader.tensors.end();
     if (chosen && t->htype() == HType::kVideo &&
         t->spec().sample_compression == "mp4") {
-      lo.clips[t->name()] = VideoClipOptions{
-          .frames = options.clip_frames,
-          .step = options.clip_step,
-          .clips_per_video = options.clips_per_video,
-          .sampling = options.clip_sampling == "uniform"
-                          ? VideoClipOptions::Sampling::kUniform
-                          : VideoClipOptions::Sampling::kRandom,
-          .height = options.clip_height,
-          .width = options.clip_width};
+      lo.clips[t->name()] = options.clip;
     }
   }
   SHOAL_ASSIGN_OR_RETURN(auto loader, Loader::Create(dataset, lo));
@@ -197,7 +179,8 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
     if (!digests) return IOError("cannot write " + options.digests);
   }
 
-  const uint64_t total_batches = loader->batches_per_epoch() * options.epochs;
+  const uint64_t total_batches =
+      loader->batches_per_epoch() * options.loader.epochs;
   Progress progress("bench", "batches");
   std::vector<uint64_t> first_epoch_samples;
   std::optional<uint64_t> first_epoch;
@@ -250,7 +233,7 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
     }
     SHOAL_ASSIGN_OR_RETURN(reference,
                            RunReference(*image_tensor, first_epoch_samples,
-                                        ThreadCount(options.threads)));
+                                        ThreadCount(options.loader.threads)));
   }
 
   const double samples_per_s = m.samples / seconds;
@@ -282,7 +265,7 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
         {"bytes_read", m.bytes_read},
         {"stages", stages},
         {"shuffle",
-         {{"mode", std::string(ShuffleModeName(options.shuffle))},
+         {{"mode", std::string(ShuffleModeName(options.loader.shuffle))},
           {"mean_displacement", quality->mean_displacement},
           {"spearman", quality->spearman},
           {"classes_per_batch", quality->classes_per_batch}}},
@@ -319,7 +302,7 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   std::printf(
       "  shuffle %s: mean displacement %.3f (uniform: 0.333), rank "
       "correlation %.3f (uniform: 0)",
-      std::string(ShuffleModeName(options.shuffle)).c_str(),
+      std::string(ShuffleModeName(options.loader.shuffle)).c_str(),
       quality->mean_displacement, quality->spearman);
   if (quality->classes_per_batch > 0) {
     std::printf(", %.1f classes per batch", quality->classes_per_batch);
@@ -334,7 +317,7 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
         "  reference: raw TurboJPEG full decode of %llu of these JPEGs on %d "
         "threads: %.0f samples/s; loader / reference = %.3f\n",
         static_cast<unsigned long long>(reference->samples),
-        ThreadCount(options.threads), reference_rate,
+        ThreadCount(options.loader.threads), reference_rate,
         samples_per_s / reference_rate);
   }
   return kExitOk;

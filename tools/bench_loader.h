@@ -10,36 +10,26 @@
 #include <vector>
 
 #include "format/dataset.h"
+#include "loader/loader.h"
 #include "loader/sampler.h"
 #include "tools/commands.h"
 
 namespace shoal::tools {
 
 struct LoaderBenchOptions {
-  std::vector<std::string> tensors;
-  uint64_t batch = 256;
-  bool drop_last = false;
-  int threads = 0;
-  ShuffleMode shuffle = ShuffleMode::kChunk;
-  uint64_t shuffle_buffer = kDefaultShuffleBuffer;
-  uint64_t seed = 0;
-  uint64_t epochs = 1;
-  uint32_t rank = 0;
-  uint32_t world_size = 1;
+  /// The loader's own options, bound to the flags in place (tensors, batch,
+  /// shuffle, seed, epochs, rank, threads, memory budget, ...).
+  LoaderOptions loader = [] {
+    LoaderOptions o;
+    o.batch_size = 256;
+    return o;
+  }();
   /// "decode" (images to RGB at their own size) or "train"
-  /// (random-resized-crop to `size` + flip).
+  /// (random-resized-crop to `size` + flip), for the first image tensor.
   std::string transform = "decode";
   uint32_t size = 224;
-  uint64_t memory_budget = 1ull << 30;
-  /// Video tensors: clips of `clip_frames` frames `clip_step` apart,
-  /// `clips_per_video` per epoch, "random" or "uniform" starts, resized to
-  /// clip_height x clip_width (0 x 0 = the videos' own size).
-  uint32_t clip_frames = 16;
-  uint32_t clip_step = 1;
-  uint32_t clips_per_video = 1;
-  std::string clip_sampling = "random";
-  uint32_t clip_height = 0;
-  uint32_t clip_width = 0;
+  /// Clip options of every video tensor loaded.
+  VideoClipOptions clip;
   bool json = false;
   std::string digests;  // file for per-batch digests, "" for none
   bool reference = false;
