@@ -37,6 +37,7 @@
 
 #include "base/buffer.h"
 #include "base/random.h"
+#include "benchmarks/synthetic_images.h"
 #include "format/chunk.h"
 #include "format/dataset.h"
 #include "format/schema.h"
@@ -127,34 +128,6 @@ struct SourceData {
   std::vector<std::byte> bytes;
 };
 
-// Smooth 28x28 "images" (a few Gaussian blobs plus a little noise) for
-// machines without Fashion-MNIST: compressible like real pictures, unlike
-// random bytes.
-std::vector<std::byte> SynthesizeImages(uint64_t count, uint64_t seed) {
-  SplitMix64 rng(seed);
-  std::vector<std::byte> out(count * 784);
-  for (uint64_t i = 0; i < count; ++i) {
-    double cx[3], cy[3], w[3], a[3];
-    for (int b = 0; b < 3; ++b) {
-      cx[b] = rng.Uniform(4, 24), cy[b] = rng.Uniform(4, 24);
-      w[b] = rng.Uniform(2, 7), a[b] = rng.Uniform(60, 200);
-    }
-    for (int y = 0; y < 28; ++y) {
-      for (int x = 0; x < 28; ++x) {
-        double v = 0;
-        for (int b = 0; b < 3; ++b) {
-          const double d2 =
-              (x - cx[b]) * (x - cx[b]) + (y - cy[b]) * (y - cy[b]);
-          v += a[b] * std::exp(-d2 / (2 * w[b] * w[b]));
-        }
-        if (v > 8) v += static_cast<double>(rng.Bounded(8));
-        out[i * 784 + y * 28 + x] = static_cast<std::byte>(std::min(v, 255.0));
-      }
-    }
-  }
-  return out;
-}
-
 // `config.mib` MiB of 28x28x1 uint8 images: Fashion-MNIST (repeated as
 // needed), or synthetic ones when the file is missing.
 SourceData LoadImages(const Config& config) {
@@ -176,7 +149,7 @@ SourceData LoadImages(const Config& config) {
                        std::to_string(idx->dims[0]) +
                        " images, cycled to fill the size)";
   } else {
-    data.bytes = SynthesizeImages(data.num_samples, config.seed);
+    data.bytes = bench::SynthesizeSmallImages(data.num_samples, config.seed);
     data.description =
         "synthetic smooth images (" + config.images + ": " +
         (idx.ok() ? std::string("not 28x28 uint8") : idx.status().ToString()) +

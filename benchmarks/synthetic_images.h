@@ -1,6 +1,7 @@
 // Test pictures for the image benchmarks: a real photograph (a PPM file)
 // resampled at random scales and offsets with a little noise, so that every
-// benchmark image is natural-looking, distinct and not periodic.
+// benchmark image is natural-looking, distinct and not periodic; and small
+// smooth grey images (Gaussian blobs) for format benchmarks without a data set.
 //
 // Thread-safety: plain functions; an Rgb is a value.
 #ifndef SHOAL_BENCHMARKS_SYNTHETIC_IMAGES_H_
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -72,6 +74,35 @@ inline Rgb Synthesize(const Rgb& src, int height, int width, SplitMix64& rng) {
                          wy * ((1 - wx) * at(yb, xa) + wx * at(yb, xb));
         out.pixels[(size_t(y) * width + x) * 3 + c] = uint8_t(
             std::clamp(int(std::lround(v)) + int(rng.Bounded(5)) - 2, 0, 255));
+      }
+    }
+  }
+  return out;
+}
+
+// Smooth 28x28 "images" (a few Gaussian blobs plus a little noise) for
+// machines without Fashion-MNIST: compressible like real pictures, unlike
+// random bytes.
+inline std::vector<std::byte> SynthesizeSmallImages(uint64_t count,
+                                                    uint64_t seed) {
+  SplitMix64 rng(seed);
+  std::vector<std::byte> out(count * 784);
+  for (uint64_t i = 0; i < count; ++i) {
+    double cx[3], cy[3], w[3], a[3];
+    for (int b = 0; b < 3; ++b) {
+      cx[b] = rng.Uniform(4, 24), cy[b] = rng.Uniform(4, 24);
+      w[b] = rng.Uniform(2, 7), a[b] = rng.Uniform(60, 200);
+    }
+    for (int y = 0; y < 28; ++y) {
+      for (int x = 0; x < 28; ++x) {
+        double v = 0;
+        for (int b = 0; b < 3; ++b) {
+          const double d2 =
+              (x - cx[b]) * (x - cx[b]) + (y - cy[b]) * (y - cy[b]);
+          v += a[b] * std::exp(-d2 / (2 * w[b] * w[b]));
+        }
+        if (v > 8) v += static_cast<double>(rng.Bounded(8));
+        out[i * 784 + y * 28 + x] = static_cast<std::byte>(std::min(v, 255.0));
       }
     }
   }
