@@ -65,6 +65,18 @@ void WriteFile(const std::string& path, std::string_view bytes) {
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
+// The metadata of the committed dataset under `root` (a file:// folder),
+// decoded with the format's own (separately tested) decoders.
+internal::DatasetMeta CommittedMeta(const std::string& root) {
+  auto head = internal::DecodeHead(AsBytes(ReadFile(root + "/HEAD")));
+  EXPECT_TRUE(Ok(head));
+  if (!head.ok()) return {};
+  auto meta = internal::DecodeDatasetMeta(
+      AsBytes(ReadFile(root + "/" + head->meta_key)));
+  EXPECT_TRUE(Ok(meta));
+  return meta.ok() ? *meta : internal::DatasetMeta{};
+}
+
 // One chunk of a tensor as the committed index has it.
 struct ChunkInfo {
   std::string key;
@@ -792,11 +804,9 @@ TEST(CorruptionTiledTest, TiledShapeDisagreesWithShapeTensor) {
     ASSERT_TRUE(Ok((*ds)->Flush()));
   }
   const std::string root = dir.path() + "/ds";
-  auto head = internal::DecodeHead(AsBytes(ReadFile(root + "/HEAD")));
-  ASSERT_TRUE(Ok(head));
-  auto meta = internal::DecodeDatasetMeta(
-      AsBytes(ReadFile(root + "/" + head->meta_key)));
-  ASSERT_TRUE(Ok(meta));
+  const internal::DatasetMeta meta_value = CommittedMeta(root);
+  ASSERT_FALSE(meta_value.tensors.empty());
+  const internal::DatasetMeta* meta = &meta_value;
   const internal::TensorMeta& tm = meta->tensors[0];
   ASSERT_EQ(tm.spec.name, "big");
   auto index = internal::TensorIndex::Decode(
@@ -863,11 +873,9 @@ TEST(ChunkBindingTest, SwappedChunksOfEqualSizeAreCaught) {
     ASSERT_TRUE(Ok((*ds)->Flush()));
   }
   const std::string root = dir.path() + "/ds";
-  auto head = internal::DecodeHead(AsBytes(ReadFile(root + "/HEAD")));
-  ASSERT_TRUE(Ok(head));
-  auto meta = internal::DecodeDatasetMeta(
-      AsBytes(ReadFile(root + "/" + head->meta_key)));
-  ASSERT_TRUE(Ok(meta));
+  const internal::DatasetMeta meta_value = CommittedMeta(root);
+  ASSERT_FALSE(meta_value.tensors.empty());
+  const internal::DatasetMeta* meta = &meta_value;
   const internal::TensorMeta* tm = nullptr;
   for (const auto& t : meta->tensors) {
     if (t.spec.name == "x") tm = &t;
