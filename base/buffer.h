@@ -35,6 +35,14 @@ inline std::string_view AsStringView(ByteSpan b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 
+/// `size` bytes of fresh, zeroed, populated anonymous memory, on huge pages
+/// where the kernel gives them (see base/buffer.cc for why), or nullptr.
+/// MutableBuffer uses it for allocations of 4 MiB and more; pools that keep
+/// their own large regions (the loader's chunk buffers) use it too. Free
+/// with UnmapPages(p, size).
+std::byte* MapPages(size_t size);
+void UnmapPages(std::byte* data, size_t size);
+
 class Buffer {
  public:
   /// An empty buffer.

@@ -57,8 +57,6 @@ Status ReadShapes(LoadedTensor& t, uint64_t n) {
 
 }  // namespace
 
-void TensorBatch::BufferFree::operator()(std::byte* p) const { std::free(p); }
-
 // ----------------------------------------------------------------- Batch --
 
 Batch::Batch(Pipeline<LoaderBatchWork>::Lease lease)
@@ -108,6 +106,7 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
   StopRun();
   if (budget == nullptr) {
     budget = std::make_shared<MemoryBudget>("loader", options.memory_budget);
+    batch_budget = std::make_shared<MemoryBudget>("loader batches", 0, budget);
   }
   // A few chunks' worth of free buffers: enough for the chunks being loaded
   // while others are released, a small share of the budget.
@@ -137,6 +136,7 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
           item->tensors[t].name_ = tensors[t].tensor->name();
           item->tensors[t].dtype_ = tensors[t].dtype;
         }
+        item->budget = budget;
         item->reads.resize(tensors.size());
         item->loads.resize(tensors.size());
         return item;
@@ -150,9 +150,11 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
   feed.pipeline = next.get();
   SHOAL_RETURN_IF_ERROR(next->Start(
       [this](uint64_t, LoaderBatchWork& item, uint64_t* cost) -> Result<bool> {
-        SHOAL_ASSIGN_OR_RETURN(const bool more, Fill(item));
-        *cost = item.cost;
-        return more;
+        // Everything a batch holds is charged as it is made (its buffers
+        // for their lifetime, its chunks until their last reader), and
+        // admitted with it through AdmitWithItem: no per-item cost.
+        *cost = 0;
+        return Fill(item);
       }));
   std::lock_guard<std::mutex> lock(run_mu);
   pipeline = std::move(next);
@@ -166,6 +168,11 @@ Result<std::unique_ptr<Loader>> Loader::Create(
     std::shared_ptr<const Dataset> dataset, LoaderOptions options,
     std::string_view state) {
   if (dataset == nullptr) return InvalidArgument("loader: no dataset");
+  if (options.threads < 0 || options.threads > kMaxPipelineThreads) {
+    return InvalidArgument("loader: threads must be 0 (all cores) .. " +
+                           std::to_string(kMaxPipelineThreads) + ", got " +
+                           std::to_string(options.threads));
+  }
   auto impl = std::make_unique<Impl>();
   impl->dataset = dataset;
   if (options.tensors.empty()) {
@@ -261,6 +268,23 @@ Result<std::unique_ptr<Loader>> Loader::Create(
   }
   impl->n = n;
   impl->clips_per_video = clips_per_video.value_or(1);
+  // A full batch of samples of mean output size, from up to 4096 samples
+  // spread over the dataset (all of them for fixed shapes, which are equal).
+  double sample_bytes = 0;
+  if (n > 0) {
+    const uint64_t probes = std::min<uint64_t>(n, 4096);
+    for (const LoadedTensor& lt : impl->tensors) {
+      double sum = 0;
+      for (uint64_t k = 0; k < probes; ++k) {
+        const uint64_t i = k * (n / probes);
+        sum += static_cast<double>(lt.OutputShape(i).num_elements() *
+                                   lt.item_size);
+      }
+      sample_bytes += sum / static_cast<double>(probes);
+    }
+  }
+  impl->typical_batch_bytes = static_cast<uint64_t>(
+      sample_bytes * static_cast<double>(options.batch_size));
 
   // With several clips per video the plan covers the samples that many
   // times over, each round with the primary tensor's chunks.
@@ -348,6 +372,10 @@ std::string Loader::State() const {
                             p);
 }
 
+uint64_t Loader::typical_batch_bytes() const {
+  return impl_->typical_batch_bytes;
+}
+
 uint64_t Loader::batches_per_epoch() const {
   return impl_->sampler->batches_per_epoch();
 }
@@ -373,6 +401,8 @@ LoaderMetrics Loader::metrics() const {
         static_cast<uint64_t>(std::max<int64_t>(0, s.budget->in_use()));
     m.memory_peak =
         static_cast<uint64_t>(std::max<int64_t>(0, s.budget->peak()));
+    m.batch_buffer_bytes =
+        static_cast<uint64_t>(std::max<int64_t>(0, s.batch_budget->in_use()));
   }
   return m;
 }

@@ -66,6 +66,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/buffer.h"
 #include "base/result.h"
 #include "format/dataset.h"
 #include "loader/image_transform.h"
@@ -130,11 +131,6 @@ struct LoaderOptions {
 /// One tensor's part of a batch: its samples back to back in one buffer.
 class TensorBatch {
  public:
-  /// Frees a batch buffer (std::free: they are aligned_alloc'ed).
-  struct BufferFree {
-    void operator()(std::byte* p) const;
-  };
-
   const std::string& name() const { return name_; }
   DType dtype() const { return dtype_; }
   /// Number of samples (the batch's size).
@@ -145,7 +141,7 @@ class TensorBatch {
   /// [B, ...sample shape] when !ragged().
   const Shape& shape() const { return batch_shape_; }
   /// Every sample's bytes, C order, back to back.
-  ByteSpan data() const { return {data_.get(), bytes_}; }
+  ByteSpan data() const { return {data_.data(), bytes_}; }
   /// Sample k is data()[offsets()[k], offsets()[k + 1]); size() + 1 entries.
   std::span<const uint64_t> offsets() const { return offsets_; }
   std::span<const Shape> shapes() const { return shapes_; }
@@ -161,9 +157,12 @@ class TensorBatch {
   bool ragged_ = false;
   Shape batch_shape_;
   // Capacity reused from batch to batch (every byte up to bytes_ is written
-  // by a decode before the batch is handed out).
-  std::unique_ptr<std::byte[], BufferFree> data_;
-  uint64_t capacity_ = 0;
+  // by a decode before the batch is handed out), charged to the loader's
+  // budget for as long as it exists, idle or not.
+  MutableBuffer data_;
+  // What the next batch needs, when more than data_ holds: the fetch stage
+  // allocates it (after the pipeline admitted its bytes).
+  uint64_t want_capacity_ = 0;
   uint64_t bytes_ = 0;
   std::vector<uint64_t> offsets_;
   std::vector<Shape> shapes_;
@@ -212,10 +211,14 @@ struct LoaderMetrics {
   uint64_t skipped_samples = 0;
   uint64_t chunks_read = 0;
   uint64_t bytes_read = 0;  // stored bytes fetched
-  /// Accounted memory (chunks + batch buffers) now and at most.
+  /// Accounted memory (chunks, free chunk buffers, batch buffers) now and
+  /// at most.
   uint64_t memory_budget = 0;
   uint64_t memory_in_use = 0;
   uint64_t memory_peak = 0;
+  /// Of memory_in_use: the batch buffers, which the loader keeps (charged)
+  /// from batch to batch, in flight or idle, until it is destroyed.
+  uint64_t batch_buffer_bytes = 0;
 };
 
 class Loader {
@@ -250,6 +253,11 @@ class Loader {
   std::string State() const;
 
   uint64_t batches_per_epoch() const;
+  /// The output bytes of a full batch of samples of mean size (exact for
+  /// fixed shapes). With a memory_budget below it, batches are made one at
+  /// a time and each alone goes past the budget: callers should warn, as
+  /// `shoal bench loader` does.
+  uint64_t typical_batch_bytes() const;
   /// The plan of the epoch being read (for shuffle-quality reports).
   const EpochPlan& plan() const;
   LoaderMetrics metrics() const;

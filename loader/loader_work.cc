@@ -44,23 +44,6 @@ void ClipFrames(const VideoClipOptions& o, uint64_t count, uint32_t c,
   }
 }
 
-// A new batch buffer (made once per pipeline item, then reused). Huge pages
-// were tried for these large buffers: with the kernel's synchronous
-// compaction on madvise they made single-thread decoding slower.
-std::unique_ptr<std::byte[], TensorBatch::BufferFree> AllocateBatchBuffer(
-    uint64_t bytes) {
-  auto* p = static_cast<std::byte*>(std::malloc(std::max<uint64_t>(bytes, 1)));
-  // Fault the pages in here, on the feeder thread, rather than one by one
-  // in the decoders' first pass over a new buffer. A store per page, not
-  // memset(0): compilers turn malloc + memset(0) into calloc, which skips
-  // fresh mapped pages and so faults nothing in.
-  if (p != nullptr) {
-    volatile std::byte* v = p;
-    for (uint64_t i = 0; i < bytes; i += 4096) v[i] = std::byte{0};
-  }
-  return std::unique_ptr<std::byte[], TensorBatch::BufferFree>(p);
-}
-
 // Capacity for a batch needing `bytes`: ragged batches (images of varying
 // size) differ from one to the next, so a buffer grows with 1/8 headroom
 // rather than being replaced whenever a batch is a little larger.
@@ -87,7 +70,10 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
     item.indices[k] = samples[k] % n;
     item.clips[k] = static_cast<uint32_t>(samples[k] / n);
   }
-  uint64_t cost = 0;
+  // A run stopped between this item's admission and its fetch left its
+  // reservation behind.
+  item.Unreserve();
+  uint64_t grow = 0;
   for (size_t t = 0; t < tensors.size(); ++t) {
     const LoadedTensor& lt = tensors[t];
     TensorBatch& out = item.tensors[t];
@@ -102,18 +88,12 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
           out.offsets_[k] + out.shapes_[k].num_elements() * lt.item_size;
     }
     out.bytes_ = out.offsets_.back();
-    if (out.capacity_ < out.bytes_) {
-      const uint64_t capacity =
-          out.ragged_ ? BatchCapacity(out.bytes_) : out.bytes_;
-      out.data_.reset();  // before the new one: keep the peak down
-      out.data_ = AllocateBatchBuffer(capacity);
-      out.capacity_ = out.data_ ? capacity : 0;
-      if (!out.data_) {
-        return ResourceExhausted(lt.where + ": no memory for a batch of " +
-                                 std::to_string(out.bytes_) + " bytes");
-      }
+    out.want_capacity_ = 0;
+    if (out.data_.size() < out.bytes_) {
+      out.want_capacity_ = out.ragged_ ? BatchCapacity(out.bytes_) : out.bytes_;
+      // Admitted with the batch; the buffer replaces the old one.
+      grow += out.want_capacity_;
     }
-    cost += out.capacity_;  // what the batch holds, headroom too
 
     auto& reads = item.reads[t];
     auto& loads = item.loads[t];
@@ -146,14 +126,47 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
       reads.push_back(std::move(slot));
     }
   }
-  item.cost = cost;
+  // Batch buffers are charged for their lifetime (they stay with the item
+  // between batches): a batch is admitted for the growth it needs.
+  if (grow > 0) {
+    feed.pipeline->AdmitWithItem(grow);
+    item.reserved = grow;
+  }
   ++feed.next.batch;
   return true;
+}
+
+// Makes `out`'s buffer the capacity the batch laid out by Fill wants,
+// charged to batch_budget while it exists. Its pages are faulted in here, in
+// the fetch stage, rather than one by one in the decoders' first pass over
+// a new buffer; big buffers come populated (with huge pages) from
+// MutableBuffer, smaller ones get a store per page (not memset(0): compilers
+// turn allocation + memset(0) into calloc, which faults nothing in).
+Status Loader::Impl::GrowBatchBuffer(TensorBatch& out,
+                                     const std::string& where) {
+  out.data_ = MutableBuffer();  // the old one first: keep the peak down
+  auto buffer = MutableBuffer::Allocate(out.want_capacity_, batch_budget);
+  if (!buffer.ok()) {
+    return ResourceExhausted(where + ": no memory for a batch of " +
+                             std::to_string(out.want_capacity_) + " bytes");
+  }
+  volatile std::byte* v = buffer->data();
+  for (uint64_t i = 0; i < buffer->size(); i += 4096) v[i] = std::byte{0};
+  out.data_ = std::move(*buffer);
+  out.want_capacity_ = 0;
+  return Status::OK();
 }
 
 // Loads the chunks this batch is the first to read (unless a later batch
 // already did; see ExtentSlot).
 Status Loader::Impl::Fetch(LoaderBatchWork& item) {
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    TensorBatch& out = item.tensors[t];
+    if (out.want_capacity_ > 0) {
+      SHOAL_RETURN_IF_ERROR(GrowBatchBuffer(out, tensors[t].where));
+    }
+  }
+  item.Unreserve();
   for (size_t t = 0; t < tensors.size(); ++t) {
     for (ExtentSlot* slot : item.loads[t]) Load(t, *slot);
   }
@@ -184,7 +197,7 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
   const LoadedTensor& lt = tensors[t];
   TensorBatch& out = item.tensors[t];
   const uint64_t sample = item.indices[k];
-  const MutableByteSpan dest(out.data_.get() + out.offsets_[k],
+  const MutableByteSpan dest(out.data_.data() + out.offsets_[k],
                              out.offsets_[k + 1] - out.offsets_[k]);
   ByteSpan bytes;
   Shape shape;
@@ -301,8 +314,8 @@ Status Loader::Impl::Decode(LoaderBatchWork& item) {
       for (size_t k = 0; k < n; ++k) {
         if (item.failed[k]) continue;
         const uint64_t size = out.offsets_[k + 1] - out.offsets_[k];
-        std::memmove(out.data_.get() + offset,
-                     out.data_.get() + out.offsets_[k], size);
+        std::memmove(out.data_.data() + offset,
+                     out.data_.data() + out.offsets_[k], size);
         out.shapes_[w] = out.shapes_[k];
         out.offsets_[w] = offset;
         offset += size;

@@ -82,8 +82,9 @@ Status PipelineCore::Impl::Start(Feeder new_feeder) {
     return InvalidArgument("pipeline: max_in_flight must be >= 1, got " +
                            std::to_string(options.max_in_flight));
   }
-  if (options.threads < 0) {
-    return InvalidArgument("pipeline: threads must be >= 0, got " +
+  if (options.threads < 0 || options.threads > kMaxPipelineThreads) {
+    return InvalidArgument("pipeline: threads must be 0 (all cores) .. " +
+                           std::to_string(kMaxPipelineThreads) + ", got " +
                            std::to_string(options.threads));
   }
   feeder = std::move(new_feeder);

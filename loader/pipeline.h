@@ -87,8 +87,15 @@
 
 namespace shoal {
 
+/// The most worker threads a pipeline runs. More only adds memory (a stack
+/// and scratch per thread) and contention on any machine this library
+/// targets, and tens of thousands of threads make thread creation fail
+/// inside TBB, which aborts: Start() refuses more instead.
+inline constexpr int kMaxPipelineThreads = 256;
+
 struct PipelineOptions {
-  /// Worker threads of the pipeline's own task arena; 0 = all cores. TBB
+  /// Worker threads of the pipeline's own task arena, at most
+  /// kMaxPipelineThreads; 0 = all cores. TBB
   /// caps its workers process-wide at max_allowed_parallelism - 1 (cores - 1
   /// by default); while the pipeline lives that limit is raised to at least
   /// threads + 1 (never lowered; an application's own lower global_control
@@ -103,8 +110,9 @@ struct PipelineOptions {
   /// pipeline makes its own of `budget_bytes`.
   std::shared_ptr<MemoryBudget> budget;
   /// Prefetch depth: the most items alive at once, from the feeder through
-  /// the stages to the consumer's leases. Also the number of item objects
-  /// the pipeline ever constructs. At least 1.
+  /// the stages to the consumer's leases. Also the most item objects the
+  /// pipeline ever constructs; it makes a new one only while the budget has
+  /// room (items may keep memory between uses), else reuses one. At least 1.
   int max_in_flight = 8;
 };
 

@@ -69,7 +69,14 @@ Slot* PipelineCore::Impl::AcquireSlot(uint64_t seq) {
       feeder_free = slot->next_free;
       break;
     }
-    if (slots_made < slots.size()) {
+    // A new item object only while the budget has room: items keep what
+    // they allocated (a loader's batch buffers stay charged between
+    // batches), so with a full budget the feeder waits for one to come back
+    // rather than making another that could only wait for room itself.
+    const uint64_t limit = budget->limit();
+    if (slots_made < slots.size() &&
+        (slots_made == 0 || limit == 0 ||
+         budget->in_use() < static_cast<int64_t>(limit))) {
       Slot* fresh = &slots[slots_made];
       Status status;
       try {

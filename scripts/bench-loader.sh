@@ -20,7 +20,7 @@ bash scripts/install-bench-deps.sh
 
 src=/usr/share/datasets/fashion-mnist
 "$shoal" ingest idx "$src/train-images-idx3-ubyte.gz" "$src/train-labels-idx1-ubyte.gz" \
-  "$dir/fashion-mnist" --overwrite --no-info >/dev/null
+  "$dir/fashion-mnist" --overwrite >/dev/null
 echo "== Fashion-MNIST, raw uint8, $threads threads"
 echo "\$ shoal bench loader $dir/fashion-mnist --batch 256 --epochs 5 --threads $threads"
 "$shoal" bench loader "$dir/fashion-mnist" --batch 256 --epochs 5 --threads "$threads"

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/random.h"
+#include "loader/pipeline.h"
 #include "tools/bench_loader.h"
 #include "tools/commands.h"
 
@@ -209,7 +210,7 @@ void AddReadBenchCommand(CLI::App& bench, CommandRun* run) {
                   "Rows to read (default: the length of the shortest chosen "
                   "tensor); more than that starts over at the beginning "
                   "(sequential) or with a new permutation (random)")
-      ->check(CLI::PositiveNumber);
+      ->check(WholeNumberIn(1, int64_t{1} << 40));
   cmd->add_option("--seed", options->seed, "Seed of the random order")
       ->capture_default_str();
   cmd->add_flag("--json", options->json,
@@ -249,32 +250,35 @@ void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
                 "stall_fraction, peak_rss_bytes, stages, ...)");
   auto clip_size = std::make_shared<std::string>();
   cmd->add_option("--batch", lo.loader.batch_size, "Loader: samples per batch")
-      ->check(CLI::PositiveNumber)
+      ->check(WholeNumberIn(1, int64_t{1} << 24))
       ->capture_default_str();
   cmd->add_flag("--drop-last", lo.loader.drop_last,
                 "Loader: drop what does not fill a whole batch");
   cmd->add_option("--threads", lo.loader.threads,
                   "Loader: threads (0 = all cores)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(WholeNumberIn(0, kMaxPipelineThreads))
       ->capture_default_str();
   cmd->add_option("--shuffle", lo.loader.shuffle,
                   "Loader: none, chunk (chunk order + shuffle buffer) or full")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, ShuffleMode>{{"none", ShuffleMode::kNone},
-                                             {"chunk", ShuffleMode::kChunk},
-                                             {"full", ShuffleMode::kFull}}))
+      ->transform(CLI::CheckedTransformer(std::map<std::string, ShuffleMode>{
+                                              {"none", ShuffleMode::kNone},
+                                              {"chunk", ShuffleMode::kChunk},
+                                              {"full", ShuffleMode::kFull}})
+                      .description("none|chunk|full"))
       ->default_str("chunk");
   cmd->add_option("--shuffle-buffer", lo.loader.shuffle_buffer,
                   "Loader: shuffle buffer in samples (chunk shuffle)")
+      ->check(WholeNumberIn(0, int64_t{1} << 32))
       ->capture_default_str();
   cmd->add_option("--epochs", lo.loader.epochs, "Loader: epochs to run")
-      ->check(CLI::PositiveNumber)
+      ->check(WholeNumberIn(1, 1'000'000))
       ->capture_default_str();
   cmd->add_option("--rank", lo.loader.rank, "Loader: this rank")
+      ->check(WholeNumberIn(0, 65535))
       ->capture_default_str();
   cmd->add_option("--world-size", lo.loader.world_size,
                   "Loader: number of ranks")
-      ->check(CLI::PositiveNumber)
+      ->check(WholeNumberIn(1, 65536))
       ->capture_default_str();
   cmd->add_option("--transform", lo.transform,
                   "Loader: decode (images to RGB at their own size) or "
@@ -308,8 +312,10 @@ void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
                   "default the videos' own size");
   cmd->add_option("--memory-budget", lo.loader.memory_budget,
                   "Loader: bytes of chunks and batches held at once "
-                  "(suffixes k, M, G, KiB, MiB, GiB are powers of 1024)")
+                  "(suffixes k, M, G, KiB, MiB, GiB are powers of 1024), "
+                  "1 MiB .. 1 TiB")
       ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
+      ->check(WholeNumberIn(int64_t{1} << 20, int64_t{1} << 40))
       ->capture_default_str();
   cmd->add_option("--digests", lo.digests,
                   "Loader: write '<epoch> <batch> <XXH3 of the batch's "

@@ -18,6 +18,7 @@
 
 #include "base/coding.h"
 #include "loader/loader.h"
+#include "tools/commands.h"
 
 namespace shoal::tools {
 namespace {
@@ -173,6 +174,16 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
     }
   }
   SHOAL_ASSIGN_OR_RETURN(auto loader, Loader::Create(dataset, lo));
+  if (loader->typical_batch_bytes() > lo.memory_budget) {
+    std::fprintf(stderr,
+                 "shoal: warning: a batch of %llu samples takes about %s, more "
+                 "than --memory-budget (%s): batches are made one at a time "
+                 "and each goes past the budget; lower --batch or raise "
+                 "--memory-budget\n",
+                 static_cast<unsigned long long>(lo.batch_size),
+                 FormatBytes(loader->typical_batch_bytes()).c_str(),
+                 FormatBytes(lo.memory_budget).c_str());
+  }
   std::ofstream digests;
   if (!options.digests.empty()) {
     digests.open(options.digests, std::ios::trunc);

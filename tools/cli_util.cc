@@ -2,6 +2,7 @@
 // a tensor with a helpful error, number formatting and terminal progress.
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -34,6 +35,20 @@ void AddChunkBytesOption(CLI::App& cmd, uint64_t& chunk_bytes) {
       ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
       ->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 31))
       ->capture_default_str();
+}
+
+CLI::Validator WholeNumberIn(int64_t lo, int64_t hi) {
+  const std::string range = std::to_string(lo) + ".." + std::to_string(hi);
+  return CLI::Validator(
+      [lo, hi](std::string& value) -> std::string {
+        int64_t v = 0;
+        const char* end = value.data() + value.size();
+        const auto [ptr, ec] = std::from_chars(value.data(), end, v);
+        if (ec == std::errc() && ptr == end && v >= lo && v <= hi) return "";
+        return "must be a whole number from " + std::to_string(lo) + " to " +
+               std::to_string(hi) + ", got " + value;
+      },
+      range);
 }
 
 std::string Count(uint64_t n, std::string_view noun) {

@@ -63,6 +63,11 @@ void AddChunkBytesOption(CLI::App& cmd, uint64_t& chunk_bytes);
 void PrintIngestSkips(uint64_t ignored, std::string_view ignored_noun,
                       uint64_t skipped);
 
+/// Checks that a numeric option is a whole number in [lo, hi], with a message
+/// a person reads ("--batch: must be a whole number from 1 to 16777216, got
+/// 0"); CLI11's own PositiveNumber prints DBL_MAX as the upper bound.
+CLI::Validator WholeNumberIn(int64_t lo, int64_t hi);
+
 /// "1 problem", "3 problems".
 std::string Count(uint64_t n, std::string_view noun);
 /// "47.0 MB": decimal units (1 MB = 10^6 bytes), matching MB/s.

@@ -4,8 +4,6 @@
 #ifndef SHOAL_LOADER_INTERNAL_LOADER_IMPL_H_
 #define SHOAL_LOADER_INTERNAL_LOADER_IMPL_H_
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -37,7 +35,7 @@ class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
   ChunkBufferPool(std::shared_ptr<MemoryBudget> budget, size_t max_free)
       : budget_(std::move(budget)), max_free_(max_free) {}
   ~ChunkBufferPool() {
-    for (const Region& r : free_) munmap(r.data, r.size);
+    for (const Region& r : free_) UnmapPages(r.data, r.size);
     budget_->Charge(-static_cast<int64_t>(free_bytes_));
   }
 
@@ -65,20 +63,19 @@ class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
     if (region.data != nullptr) {
       budget_->Charge(-static_cast<int64_t>(region.size));
     } else {
-      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-      if (p == MAP_FAILED) {
+      std::byte* p = MapPages(bytes);
+      if (p == nullptr) {
         return ResourceExhausted("cannot map " + std::to_string(bytes) +
                                  " bytes for a chunk");
       }
-      region = {static_cast<std::byte*>(p), bytes};
+      region = {p, bytes};
     }
     std::weak_ptr<ChunkBufferPool> pool = weak_from_this();
     std::shared_ptr<void> owner(region.data, [pool, region](void*) {
       if (auto live = pool.lock()) {
         live->Return(region);
       } else {
-        munmap(region.data, region.size);
+        UnmapPages(region.data, region.size);
       }
     });
     return MutableBuffer::Wrap(std::move(owner), region.data, bytes);
@@ -102,7 +99,7 @@ class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
     if (region.data == nullptr) {
       budget_->Charge(static_cast<int64_t>(region.size));
     } else {
-      munmap(region.data, region.size);
+      UnmapPages(region.data, region.size);
     }
   }
 
@@ -213,7 +210,22 @@ struct LoaderBatchWork {
   // them it is the first to read (the fetch stage loads these).
   std::vector<std::vector<std::shared_ptr<ExtentSlot>>> reads;
   std::vector<std::vector<ExtentSlot*>> loads;
-  uint64_t cost = 0;  // its buffers, the pipeline item's cost
+  // Budget bytes admitted with this batch for the buffers the fetch stage
+  // is about to allocate (TensorBatch::want_capacity_). The buffers charge
+  // the budget themselves for as long as they exist, so the reservation is
+  // handed back once they do, or when the item is reused or destroyed
+  // without having made them (a run stopped in between).
+  std::shared_ptr<MemoryBudget> budget;
+  uint64_t reserved = 0;
+  void Unreserve() {
+    if (reserved == 0) return;
+    budget->Charge(-static_cast<int64_t>(reserved));
+    reserved = 0;
+  }
+  LoaderBatchWork() = default;
+  LoaderBatchWork(const LoaderBatchWork&) = delete;
+  LoaderBatchWork& operator=(const LoaderBatchWork&) = delete;
+  ~LoaderBatchWork() { Unreserve(); }
   // Scratch of the decode stage.
   std::vector<uint8_t> failed;
 };
@@ -227,6 +239,7 @@ struct Loader::Impl {
   // plans over n * clips_per_video entries; entry v is sample v % n, clip
   // v / n.
   uint64_t n = 0;
+  uint64_t typical_batch_bytes = 0;
   uint32_t clips_per_video = 1;
   std::optional<Sampler> sampler;
   uint64_t end_epoch = 0;
@@ -241,6 +254,9 @@ struct Loader::Impl {
   // costs) and the chunks they share. Batches and chunks may outlive the
   // loader, so they hold it too.
   std::shared_ptr<MemoryBudget> budget;
+  // Batch buffers charge this child of `budget` (so metrics can tell them
+  // apart); it charges `budget` in turn.
+  std::shared_ptr<MemoryBudget> batch_budget;
   // The current run (rebuilt by SetEpoch). `pipeline` is replaced under
   // run_mu, which metrics() takes to read it from other threads.
   std::shared_ptr<ChunkBufferPool> pool;
@@ -277,6 +293,7 @@ struct Loader::Impl {
   Status StartRun(SamplerPosition from);
   Result<bool> Fill(LoaderBatchWork& item);
   Status Fetch(LoaderBatchWork& item);
+  Status GrowBatchBuffer(TensorBatch& out, const std::string& where);
   void Load(size_t t, ExtentSlot& slot);
   Status Decode(LoaderBatchWork& item);
   Status DecodeSample(LoaderBatchWork& item, size_t k, size_t t,

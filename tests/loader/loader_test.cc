@@ -342,7 +342,11 @@ TEST(LoaderTest, SetEpochRestartsAtThatEpoch) {
     if (*b) got.push_back(Flatten(**b));
   }
   EXPECT_TRUE(got == epoch2) << "epoch 2 after SetEpoch differs";
-  EXPECT_EQ((*loader)->metrics().memory_in_use, 0u) << "bytes left charged";
+  // Only the batch buffers, which the loader keeps for reuse, stay charged:
+  // the dropped batches' chunks and reservations went back.
+  const LoaderMetrics m = (*loader)->metrics();
+  EXPECT_GT(m.batch_buffer_bytes, 0u);
+  EXPECT_EQ(m.memory_in_use, m.batch_buffer_bytes) << "bytes left charged";
 }
 
 // metrics() may be called from any thread (loader.h), also while SetEpoch
@@ -402,6 +406,37 @@ TEST(LoaderTest, MemoryStaysUnderTheBudgetWithASlowConsumer) {
   EXPECT_GT(m.memory_peak, budget / 4) << "the budget was used";
   EXPECT_EQ(m.samples, 4000u);
   EXPECT_GT(m.chunks_read, 10u);
+}
+
+// A budget smaller than one batch: each batch is still made, alone, and the
+// accounted peak is that one batch and its chunks, not the prefetch depth.
+TEST(LoaderTest, ABatchLargerThanTheBudgetIsMadeAlone) {
+  auto ds = MakeDataset(FreshUrl("loader-tiny-budget"), 2000);
+  LoaderOptions options{.tensors = {"f"},
+                        .batch_size = 500,
+                        .shuffle = ShuffleMode::kNone,
+                        .threads = 2,
+                        .memory_budget = 1024,
+                        .prefetch_batches = 8};
+  auto loader = Loader::Create(ds, options);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  const uint64_t batch_bytes = 500 * 12;
+  EXPECT_EQ((*loader)->typical_batch_bytes(), batch_bytes);
+  uint64_t samples = 0;
+  while (!(*loader)->done()) {
+    auto batch = (*loader)->Next();
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    if (!*batch) continue;
+    samples += (*batch)->size();
+    const TensorBatch& f = (*batch)->tensors()[0];
+    ASSERT_EQ(f.sample(3)[0], std::byte(((*batch)->indices()[3] + 0) & 0xff));
+  }
+  EXPECT_EQ(samples, 2000u);
+  const LoaderMetrics m = (*loader)->metrics();
+  // One batch buffer (the items are reused, so no second one is ever made)
+  // plus the chunks of the batch being made: "f" has 4 KiB chunks.
+  EXPECT_EQ(m.batch_buffer_bytes, batch_bytes);
+  EXPECT_LE(m.memory_peak, batch_bytes + 3 * 4096 + 4096);
 }
 
 TEST(LoaderTest, DestroyingMidEpochIsPrompt) {

@@ -27,6 +27,11 @@ EOF2
 run 0 "$SHOAL" ingest idx big.idx big --chunk-bytes 8M
 run 0 "$SHOAL" ingest idx small.idx small --chunk-bytes 8M
 
+# A budget below one batch (64 x 64 KiB): the run goes on, each batch made
+# alone, and says so.
+run 0 "$SHOAL" bench loader big --batch 64 --shuffle none --memory-budget 1MiB &&
+  contains err "more than --memory-budget" && contains out "1000 samples"
+
 rss() { "$PY" -c 'import json; print(json.load(open("out"))["peak_rss_bytes"])'; }
 run 0 "$SHOAL" bench loader small --batch 16 --shuffle none --memory-budget 16MiB --json && base=$(rss)
 run 0 "$SHOAL" bench loader big --batch 16 --shuffle none --memory-budget 16MiB --json && small_budget=$(rss)

@@ -180,6 +180,10 @@ run 0 "$SHOAL" bench loader ds --batch 64 --seed 6 --digests d3.txt
 cmp -s d1.txt d3.txt && fail "another seed gave the same batches"
 run 2 "$SHOAL" bench loader ds --rank 2 --world-size 2
 run 2 "$SHOAL" bench loader ds --samples 10
+# Out-of-range numbers: a readable range, not DBL_MAX; threads are capped.
+run 2 "$SHOAL" bench loader ds --batch 0 && contains err "--batch: must be a whole number from 1 to 16777216, got 0"
+run 2 "$SHOAL" bench loader ds --threads 100000 && contains err "from 0 to 256, got 100000"
+run 2 "$SHOAL" bench loader ds --memory-budget 1 && contains err "--memory-budget: must be a whole number from 1048576"
 run 1 "$SHOAL" bench loader ds --transform train && contains err "needs an image tensor"
 
 # ---- verify, then corrupt one chunk ----
