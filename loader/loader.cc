@@ -55,6 +55,65 @@ Status ReadShapes(LoadedTensor& t, uint64_t n) {
   return t.tensor->ReadShapes(n, t.dims);
 }
 
+// Worker threads of a run: options.threads, 0 = all cores.
+int ThreadCount(const LoaderOptions& options) {
+  return options.threads > 0 ? options.threads
+                             : static_cast<int>(std::max(
+                                   1u, std::thread::hardware_concurrency()));
+}
+
+// The shuffle buffer a chunk-shuffled run can afford. The samples waiting
+// in the buffer keep their chunks resident (a chunk goes when its last
+// sample is output), about 1 + B * H(C) / C chunks for a buffer of B
+// samples and C samples per chunk, and those chunks are charged to the
+// budget. When the plan for the first epoch would hold more than the budget
+// leaves beside threads + 2 batch buffers (one being decoded per thread, one
+// being laid out, the one the caller holds: fewer would leave threads
+// idle), the buffer is lowered until it fits, down to 1 (chunk order
+// only): the budget is what the caller asked for, and a buffer it cannot
+// hold would only run past it. A pure function of (layout, options), so
+// saved states still match on resume.
+uint64_t FitShuffleBuffer(const ChunkLayout& layout,
+                          const LoaderOptions& options, double expansion,
+                          uint64_t batch_bytes, int threads) {
+  uint64_t buffer = options.shuffle_buffer;
+  if (options.shuffle != ShuffleMode::kChunk || buffer <= 1 ||
+      layout.num_samples == 0 || options.memory_budget == 0) {
+    return buffer;
+  }
+  const double budget = static_cast<double>(options.memory_budget);
+  const double batches =
+      static_cast<double>(threads + 2) * static_cast<double>(batch_bytes);
+  // Half of what is left: batches being made read their chunks ahead of
+  // the plan's count (which holds a chunk from its first batch to its last),
+  // and a budget filled to the brim makes every new chunk wait for the
+  // pipeline to drain.
+  const double room = std::max((budget - batches) / 2, budget / 8);
+  double all = 0;  // every chunk at once: then any buffer fits
+  for (uint64_t b : layout.chunk_bytes) all += static_cast<double>(b);
+  if (all * std::max(expansion, 1.0) <= room) return buffer;
+  SamplerOptions so{.batch_size = options.batch_size,
+                    .drop_last = options.drop_last,
+                    .shuffle = options.shuffle,
+                    .seed = options.seed,
+                    .rank = options.rank,
+                    .world_size = options.world_size};
+  for (int round = 0; round < 32 && buffer > 1; ++round) {
+    so.shuffle_buffer = buffer;
+    auto plan = MakeEpochPlan(layout, so, options.first_epoch);
+    if (!plan.ok()) return options.shuffle_buffer;  // Create reports it
+    const double held =
+        static_cast<double>(plan->max_live_bytes) * std::max(expansion, 1.0);
+    if (held <= room) break;
+    // Resident chunks grow about linearly with the buffer: scale it down,
+    // by at least one sample, and check again.
+    const auto scaled =
+        static_cast<uint64_t>(static_cast<double>(buffer) * room / held * 0.9);
+    buffer = std::min(buffer - 1, std::max<uint64_t>(scaled, 1));
+  }
+  return buffer;
+}
+
 }  // namespace
 
 // ----------------------------------------------------------------- Batch --
@@ -64,7 +123,16 @@ Batch::Batch(Pipeline<LoaderBatchWork>::Lease lease)
           std::move(lease))) {}
 Batch::Batch(Batch&&) noexcept = default;
 Batch& Batch::operator=(Batch&&) noexcept = default;
-Batch::~Batch() = default;
+Batch::~Batch() {
+  // The buffers go back to the loader's pool (see BatchBufferPool) before
+  // the lease gives the item back.
+  if (lease_ == nullptr) return;  // moved from
+  LoaderBatchWork& work = **lease_;
+  for (size_t t = 0; t < work.tensors.size(); ++t) {
+    work.buffers->Put(t, std::move(work.tensors[t].data_));
+    work.tensors[t].data_ = MutableBuffer();
+  }
+}
 uint64_t Batch::epoch() const { return (*lease_)->epoch; }
 uint64_t Batch::index() const { return (*lease_)->index; }
 size_t Batch::size() const { return (*lease_)->indices.size(); }
@@ -106,7 +174,8 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
   StopRun();
   if (budget == nullptr) {
     budget = std::make_shared<MemoryBudget>("loader", options.memory_budget);
-    batch_budget = std::make_shared<MemoryBudget>("loader batches", 0, budget);
+    batch_budget = std::make_shared<MemoryBudget>("loader batches");
+    buffers = std::make_shared<BatchBufferPool>(tensors.size());
   }
   // A few chunks' worth of free buffers: enough for the chunks being loaded
   // while others are released, a small share of the budget.
@@ -118,10 +187,7 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
   position = from;
   done = from.epoch >= end_epoch;
 
-  const int threads =
-      options.threads > 0
-          ? options.threads
-          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = ThreadCount(options);
   const int prefetch =
       options.prefetch_batches > 0 ? options.prefetch_batches : 2 * threads + 2;
   // Items cost their batch buffers; the chunks they load are charged to the
@@ -137,6 +203,7 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
           item->tensors[t].dtype_ = tensors[t].dtype;
         }
         item->budget = budget;
+        item->buffers = buffers;
         item->reads.resize(tensors.size());
         item->loads.resize(tensors.size());
         return item;
@@ -300,10 +367,14 @@ Result<std::unique_ptr<Loader>> Loader::Create(
     }
   }
   if (n == 0) layout.chunk_ends.clear(), layout.chunk_bytes.clear();
+  const uint64_t shuffle_buffer =
+      FitShuffleBuffer(layout, options, primary.expansion,
+                       impl->typical_batch_bytes, ThreadCount(options));
+  impl->shuffle_buffer = shuffle_buffer;
   SamplerOptions sampler_options{.batch_size = options.batch_size,
                                  .drop_last = options.drop_last,
                                  .shuffle = options.shuffle,
-                                 .shuffle_buffer = options.shuffle_buffer,
+                                 .shuffle_buffer = shuffle_buffer,
                                  .seed = options.seed,
                                  .rank = options.rank,
                                  .world_size = options.world_size};
@@ -371,6 +442,8 @@ std::string Loader::State() const {
   return EncodeSamplerState(impl_->sampler->layout(), impl_->sampler->options(),
                             p);
 }
+
+uint64_t Loader::shuffle_buffer() const { return impl_->shuffle_buffer; }
 
 uint64_t Loader::typical_batch_bytes() const {
   return impl_->typical_batch_bytes;

@@ -150,6 +150,7 @@ class TensorBatch {
   }
 
  private:
+  friend class Batch;
   friend class Loader;
   friend struct LoaderBatchWork;
   std::string name_;
@@ -258,6 +259,12 @@ class Loader {
   /// a time and each alone goes past the budget: callers should warn, as
   /// `shoal bench loader` does.
   uint64_t typical_batch_bytes() const;
+  /// The shuffle buffer in effect. Under ShuffleMode::kChunk the samples in
+  /// the buffer keep their chunks in memory, so when the options' buffer
+  /// would hold more chunks than memory_budget leaves beside two batches,
+  /// the loader lowers it until they fit (down to 1: chunk order only).
+  /// Smaller chunks mix better at a given budget.
+  uint64_t shuffle_buffer() const;
   /// The plan of the epoch being read (for shuffle-quality reports).
   const EpochPlan& plan() const;
   LoaderMetrics metrics() const;

@@ -90,9 +90,17 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
     out.bytes_ = out.offsets_.back();
     out.want_capacity_ = 0;
     if (out.data_.size() < out.bytes_) {
-      out.want_capacity_ = out.ragged_ ? BatchCapacity(out.bytes_) : out.bytes_;
-      // Admitted with the batch; the buffer replaces the old one.
-      grow += out.want_capacity_;
+      // A free buffer that holds the batch, else a new one: admitted with
+      // the batch, made by the fetch stage.
+      buffers->Put(t, std::move(out.data_));
+      out.data_ = MutableBuffer();
+      if (auto free = buffers->Take(t, out.bytes_)) {
+        out.data_ = std::move(*free);
+      } else {
+        out.want_capacity_ =
+            out.ragged_ ? BatchCapacity(out.bytes_) : out.bytes_;
+        grow += out.want_capacity_;
+      }
     }
 
     auto& reads = item.reads[t];
@@ -137,22 +145,45 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
 }
 
 // Makes `out`'s buffer the capacity the batch laid out by Fill wants,
-// charged to batch_budget while it exists. Its pages are faulted in here, in
+// charged to the budget (and counted in batch_budget) while it exists. Its
+// pages are faulted in here, in
 // the fetch stage, rather than one by one in the decoders' first pass over
 // a new buffer; big buffers come populated (with huge pages) from
 // MutableBuffer, smaller ones get a store per page (not memset(0): compilers
 // turn allocation + memset(0) into calloc, which faults nothing in).
-Status Loader::Impl::GrowBatchBuffer(TensorBatch& out,
-                                     const std::string& where) {
-  out.data_ = MutableBuffer();  // the old one first: keep the peak down
+Status Loader::Impl::GrowBatchBuffer(LoaderBatchWork& item, size_t t) {
+  TensorBatch& out = item.tensors[t];
+  const std::string& where = tensors[t].where;
+  const uint64_t share = std::min(item.reserved, out.want_capacity_);
+  item.reserved -= share;
+  // A batch released while this one waited for room may have left a buffer
+  // that will do: the reservation goes back.
+  if (auto free = buffers->Take(t, out.bytes_)) {
+    budget->Charge(-static_cast<int64_t>(share));
+    out.data_ = std::move(*free);
+    out.want_capacity_ = 0;
+    return Status::OK();
+  }
   auto buffer = MutableBuffer::Allocate(out.want_capacity_, batch_budget);
   if (!buffer.ok()) {
+    budget->Charge(-static_cast<int64_t>(share));
     return ResourceExhausted(where + ": no memory for a batch of " +
                              std::to_string(out.want_capacity_) + " bytes");
   }
-  volatile std::byte* v = buffer->data();
-  for (uint64_t i = 0; i < buffer->size(); i += 4096) v[i] = std::byte{0};
-  out.data_ = std::move(*buffer);
+  // The reservation becomes the buffer's charge to the budget, handed back
+  // when the buffer is freed. (Giving it back here and charging the buffer
+  // anew would let the feeder admit another batch into the gap.)
+  std::byte* data = buffer->data();
+  const size_t size = buffer->size();
+  std::shared_ptr<void> owner(new MutableBuffer(std::move(*buffer)),
+                              [budget = budget, size, share](void* p) {
+                                delete static_cast<MutableBuffer*>(p);
+                                budget->Charge(-static_cast<int64_t>(share));
+                              });
+  MutableBuffer wrapped = MutableBuffer::Wrap(std::move(owner), data, size);
+  volatile std::byte* v = data;
+  for (uint64_t i = 0; i < size; i += 4096) v[i] = std::byte{0};
+  out.data_ = std::move(wrapped);
   out.want_capacity_ = 0;
   return Status::OK();
 }
@@ -163,7 +194,7 @@ Status Loader::Impl::Fetch(LoaderBatchWork& item) {
   for (size_t t = 0; t < tensors.size(); ++t) {
     TensorBatch& out = item.tensors[t];
     if (out.want_capacity_ > 0) {
-      SHOAL_RETURN_IF_ERROR(GrowBatchBuffer(out, tensors[t].where));
+      SHOAL_RETURN_IF_ERROR(GrowBatchBuffer(item, t));
     }
   }
   item.Unreserve();

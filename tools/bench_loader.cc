@@ -174,6 +174,16 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
     }
   }
   SHOAL_ASSIGN_OR_RETURN(auto loader, Loader::Create(dataset, lo));
+  if (loader->shuffle_buffer() < lo.shuffle_buffer) {
+    std::fprintf(stderr,
+                 "shoal: note: shuffle buffer lowered from %llu to %llu "
+                 "samples: the chunks its samples keep in memory must fit "
+                 "--memory-budget (%s); raise the budget, or store smaller "
+                 "chunks, to mix more\n",
+                 static_cast<unsigned long long>(lo.shuffle_buffer),
+                 static_cast<unsigned long long>(loader->shuffle_buffer()),
+                 FormatBytes(lo.memory_budget).c_str());
+  }
   if (loader->typical_batch_bytes() > lo.memory_budget) {
     std::fprintf(stderr,
                  "shoal: warning: a batch of %llu samples takes about %s, more "

@@ -110,6 +110,51 @@ class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
   size_t free_bytes_ = 0;
 };
 
+// Batch buffers not in use, per loaded tensor. A batch's buffers come back
+// here when the caller lets go of it (~Batch), not when its pipeline item
+// is next reused: an item can sit idle while the feeder fills another, and
+// a buffer kept by an idle item would make the other allocate its own. The
+// buffers stay charged to the loader's budget (they are its memory) and
+// are reused best-fit. Shared by the loader and its batches, which may
+// outlive it. Locked per batch, not per sample.
+class BatchBufferPool {
+ public:
+  explicit BatchBufferPool(size_t tensors) : free_(tensors) {}
+
+  void Put(size_t t, MutableBuffer buffer) {
+    if (buffer.size() == 0) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    free_[t].push_back(std::move(buffer));
+  }
+  // The smallest free buffer of tensor t holding `bytes`, or none; when
+  // none does, the largest smaller one is freed, since the buffer the
+  // caller will allocate instead takes its place.
+  std::optional<MutableBuffer> Take(size_t t, uint64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& list = free_[t];
+    size_t best = list.size(), largest = list.size();
+    for (size_t k = 0; k < list.size(); ++k) {
+      const size_t size = list[k].size();
+      if (size >= bytes) {
+        if (best == list.size() || size < list[best].size()) best = k;
+      } else if (largest == list.size() || size > list[largest].size()) {
+        largest = k;
+      }
+    }
+    const size_t pick = best != list.size() ? best : largest;
+    if (pick == list.size()) return std::nullopt;
+    MutableBuffer out = std::move(list[pick]);
+    list[pick] = std::move(list.back());
+    list.pop_back();
+    if (pick != best) return std::nullopt;  // `out`, too small, is freed
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::vector<MutableBuffer>> free_;
+};
+
 // One extent (chunk) of one tensor, loaded by the fetch stage for the first
 // batch that reads it and shared by every batch that does; freed (and its
 // bytes returned) when the last of them is decoded.
@@ -194,6 +239,7 @@ struct LoadedTensor {
 
 }  // namespace loader_internal
 
+using loader_internal::BatchBufferPool;
 using loader_internal::ChunkBufferPool;
 using loader_internal::ExtentSlot;
 using loader_internal::LoadedTensor;
@@ -217,6 +263,7 @@ struct LoaderBatchWork {
   // without having made them (a run stopped in between).
   std::shared_ptr<MemoryBudget> budget;
   uint64_t reserved = 0;
+  std::shared_ptr<BatchBufferPool> buffers;  // where ~Batch puts them back
   void Unreserve() {
     if (reserved == 0) return;
     budget->Charge(-static_cast<int64_t>(reserved));
@@ -240,6 +287,7 @@ struct Loader::Impl {
   // v / n.
   uint64_t n = 0;
   uint64_t typical_batch_bytes = 0;
+  uint64_t shuffle_buffer = 0;  // in effect (see FitShuffleBuffer)
   uint32_t clips_per_video = 1;
   std::optional<Sampler> sampler;
   uint64_t end_epoch = 0;
@@ -254,9 +302,10 @@ struct Loader::Impl {
   // costs) and the chunks they share. Batches and chunks may outlive the
   // loader, so they hold it too.
   std::shared_ptr<MemoryBudget> budget;
-  // Batch buffers charge this child of `budget` (so metrics can tell them
-  // apart); it charges `budget` in turn.
+  // Batch buffers are counted here too (for metrics); their charge to
+  // `budget` is the reservation they were admitted with (GrowBatchBuffer).
   std::shared_ptr<MemoryBudget> batch_budget;
+  std::shared_ptr<BatchBufferPool> buffers;
   // The current run (rebuilt by SetEpoch). `pipeline` is replaced under
   // run_mu, which metrics() takes to read it from other threads.
   std::shared_ptr<ChunkBufferPool> pool;
@@ -293,7 +342,7 @@ struct Loader::Impl {
   Status StartRun(SamplerPosition from);
   Result<bool> Fill(LoaderBatchWork& item);
   Status Fetch(LoaderBatchWork& item);
-  Status GrowBatchBuffer(TensorBatch& out, const std::string& where);
+  Status GrowBatchBuffer(LoaderBatchWork& item, size_t t);
   void Load(size_t t, ExtentSlot& slot);
   Status Decode(LoaderBatchWork& item);
   Status DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
