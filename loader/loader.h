@@ -35,15 +35,19 @@
 // batches bit for bit on 1 or 64 threads; random transforms draw from a
 // per-sample seed (seed, epoch, sample index).
 //
-// Memory. Accounted memory — chunks held for the batches that still need
-// them, plus the buffers of batches being decoded, waiting in Next() or
-// held by the caller — is kept under `memory_budget` (free recycled chunk
-// buffers, at most an eighth of it, count too) by the pipeline core's one
-// budget (base/memory.h): the feeder waits before admitting a batch that
-// would pass it. When nothing else is in flight a batch is admitted
+// Memory. Accounted memory — batch buffers (kept from batch to batch and
+// charged for as long as they exist, in flight, with the caller or free in
+// the loader's pool), chunks held for the batches that still need them, and
+// free recycled chunk buffers (at most an eighth of the budget) — is kept
+// under `memory_budget` by the pipeline core's one budget (base/memory.h):
+// the feeder admits a batch with the bytes it will add (a new buffer, new
+// chunks) only while they fit, and makes a new pipeline item only while the
+// budget has room. When nothing else is in flight a batch is admitted
 // anyway (an epoch must progress), so a budget smaller than one batch plus
-// the chunks it reads is exceeded by exactly that. Batch buffers are
-// recycled: in steady state no sample causes a heap allocation.
+// the chunks it reads is exceeded by exactly that (typical_batch_bytes()).
+// Under the chunk shuffle the samples in the shuffle buffer keep their
+// chunks resident, so the buffer is lowered to what the budget holds (see
+// shuffle_buffer()). In steady state no sample causes a heap allocation.
 //
 // Errors. Next() returns the first error in plan order (a corrupt chunk, a
 // sample that does not decode), naming dataset, tensor, chunk and sample,
@@ -114,7 +118,7 @@ struct LoaderOptions {
   uint64_t seed = 0;
   uint32_t rank = 0;
   uint32_t world_size = 1;
-  /// Decode threads; 0 = all cores.
+  /// Decode threads, at most kMaxPipelineThreads (256); 0 = all cores.
   int threads = 0;
   /// Bytes of chunks and batch buffers held at once (see the file comment).
   uint64_t memory_budget = 1ull << 30;
