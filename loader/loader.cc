@@ -158,7 +158,7 @@ void Loader::Impl::PlanEpoch(uint64_t epoch, uint64_t first_batch) {
   feed.plan = std::make_shared<const EpochPlan>(std::move(*plan));
   feed.next = {epoch, first_batch};
   // When each extent is read for the last time in this plan.
-  if (options.shuffle == ShuffleMode::kFull) return;
+  if (per_sample_reads) return;
   feed.last_use.resize(tensors.size());
   for (size_t t = 0; t < tensors.size(); ++t) {
     auto& last = feed.last_use[t];
@@ -371,6 +371,36 @@ Result<std::unique_ptr<Loader>> Loader::Create(
       FitShuffleBuffer(layout, options, primary.expansion,
                        impl->typical_batch_bytes, ThreadCount(options));
   impl->shuffle_buffer = shuffle_buffer;
+  impl->small_samples = true;
+  for (const LoadedTensor& lt : impl->tensors) {
+    if (lt.transform || lt.clip ||
+        !lt.tensor->spec().sample_compression.empty() ||
+        static_cast<double>(impl->typical_batch_bytes) /
+                static_cast<double>(std::max<uint64_t>(options.batch_size, 1)) >
+            4096) {
+      impl->small_samples = false;
+    }
+  }
+  // A full shuffle touches nearly every chunk in every batch. When the
+  // loaded tensors' chunks, decompressed, fit in what the budget leaves
+  // beside the batches, they are held from the first batch that reads each
+  // to the last (as for the chunk shuffle), so each is read and
+  // decompressed once per epoch. Otherwise samples are read one by one,
+  // each costing a block decompression (see per_sample_reads()).
+  if (options.shuffle == ShuffleMode::kFull) {
+    double chunks = 0;
+    for (const LoadedTensor& lt : impl->tensors) {
+      for (const TensorExtent& e : lt.extents) {
+        chunks +=
+            static_cast<double>(e.stored_bytes) * std::max(lt.expansion, 1.0);
+      }
+    }
+    const double budget = static_cast<double>(options.memory_budget);
+    const double batches = static_cast<double>(ThreadCount(options) + 2) *
+                           static_cast<double>(impl->typical_batch_bytes);
+    impl->per_sample_reads =
+        options.memory_budget != 0 && chunks > budget - batches;
+  }
   SamplerOptions sampler_options{.batch_size = options.batch_size,
                                  .drop_last = options.drop_last,
                                  .shuffle = options.shuffle,
@@ -444,6 +474,8 @@ std::string Loader::State() const {
 }
 
 uint64_t Loader::shuffle_buffer() const { return impl_->shuffle_buffer; }
+
+bool Loader::per_sample_reads() const { return impl_->per_sample_reads; }
 
 uint64_t Loader::typical_batch_bytes() const {
   return impl_->typical_batch_bytes;

@@ -269,6 +269,13 @@ class Loader {
   /// the loader lowers it until they fit (down to 1: chunk order only).
   /// Smaller chunks mix better at a given budget.
   uint64_t shuffle_buffer() const;
+  /// True when a full shuffle reads its samples one by one (each costing a
+  /// block read and decompression, however small the sample): the loaded
+  /// tensors' chunks, decompressed, do not fit in what memory_budget leaves
+  /// beside threads + 2 batches. When they fit, a full shuffle holds each
+  /// chunk from the first batch that reads it to the last and runs near the
+  /// speed of the others. False for the other shuffles.
+  bool per_sample_reads() const;
   /// The plan of the epoch being read (for shuffle-quality reports).
   const EpochPlan& plan() const;
   LoaderMetrics metrics() const;

@@ -107,7 +107,7 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
     auto& loads = item.loads[t];
     reads.clear();
     loads.clear();
-    if (options.shuffle == ShuffleMode::kFull) continue;
+    if (per_sample_reads) continue;
     auto& extents = feed.scratch;
     extents.clear();
     for (uint64_t s : item.indices) extents.push_back(lt.ExtentOf(s));
@@ -235,7 +235,7 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
   bool encoded = false;
   Buffer owned;  // kFull: the sample read on its own; a video's file
   const std::string* chunk_key = nullptr;  // for messages; built on error
-  if (options.shuffle == ShuffleMode::kFull) {
+  if (per_sample_reads) {
     SHOAL_ASSIGN_OR_RETURN(const bool tiled, lt.tensor->IsTiled(sample));
     if (tiled) {
       // A tiled sample has no single stored form: read it whole.
@@ -314,6 +314,32 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
   return s.WithContext(context + ": sample " + std::to_string(sample));
 }
 
+// Starts loading sample k's stored bytes into the cache. A shuffled batch
+// reads its small samples from all over the resident chunks, so each copy
+// would otherwise wait for a cache (and TLB) miss in turn: measured on 20 M
+// one-byte samples under the full shuffle, 37 % of the time was spent in
+// the copies of single bytes. Asking a few samples ahead lets the misses
+// overlap.
+void Loader::Impl::Prefetch(LoaderBatchWork& item, size_t k) {
+  const uint64_t sample = item.indices[k];
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const LoadedTensor& lt = tensors[t];
+    const size_t e = lt.ExtentOf(sample);
+    const auto& reads = item.reads[t];
+    auto it = std::lower_bound(reads.begin(), reads.end(), e,
+                               [](const std::shared_ptr<ExtentSlot>& s,
+                                  size_t x) { return s->extent < x; });
+    if (it == reads.end() || (*it)->extent != e) continue;
+    ExtentSlot& slot = **it;
+    Load(t, slot);  // synchronizes with the load, as DecodeSample does
+    if (!slot.status.ok()) continue;
+    const uint64_t j = sample - slot.data.first_sample();
+    if (j >= slot.data.size()) continue;
+    const ByteSpan bytes = slot.data.bytes(j);
+    if (!bytes.empty()) __builtin_prefetch(bytes.data());
+  }
+}
+
 Status Loader::Impl::Decode(LoaderBatchWork& item) {
   // One transformer per worker thread: its scratch buffers and scaler are
   // reused from sample to sample.
@@ -321,7 +347,15 @@ Status Loader::Impl::Decode(LoaderBatchWork& item) {
   const size_t n = item.indices.size();
   item.failed.assign(n, 0);
   size_t failures = 0;
+  // Small samples only: a decode or a video clip takes far longer than a
+  // miss, and bigger samples stream through the hardware prefetcher.
+  constexpr size_t kAhead = 8;
+  const bool prefetch = !per_sample_reads && n > kAhead && small_samples;
+  if (prefetch) {
+    for (size_t k = 0; k < kAhead; ++k) Prefetch(item, k);
+  }
   for (size_t k = 0; k < n; ++k) {
+    if (prefetch && k + kAhead < n) Prefetch(item, k + kAhead);
     for (size_t t = 0; t < tensors.size(); ++t) {
       Status s = DecodeSample(item, k, t, transformer);
       if (s.ok()) continue;

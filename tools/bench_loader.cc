@@ -184,6 +184,14 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
                  static_cast<unsigned long long>(loader->shuffle_buffer()),
                  FormatBytes(lo.memory_budget).c_str());
   }
+  if (loader->per_sample_reads()) {
+    std::fprintf(stderr,
+                 "shoal: note: --shuffle full reads sample by sample (a block "
+                 "decompression each): the dataset's chunks, decompressed, do "
+                 "not fit --memory-budget (%s); --shuffle chunk reads each "
+                 "chunk once\n",
+                 FormatBytes(lo.memory_budget).c_str());
+  }
   if (loader->typical_batch_bytes() > lo.memory_budget) {
     std::fprintf(stderr,
                  "shoal: warning: a batch of %llu samples takes about %s, more "

@@ -287,7 +287,11 @@ struct Loader::Impl {
   // v / n.
   uint64_t n = 0;
   uint64_t typical_batch_bytes = 0;
-  uint64_t shuffle_buffer = 0;  // in effect (see FitShuffleBuffer)
+  uint64_t shuffle_buffer = 0;    // in effect (see FitShuffleBuffer)
+  bool per_sample_reads = false;  // see Loader::per_sample_reads()
+  // Every loaded tensor's samples are copied, not decoded, and are small
+  // (Decode prefetches their bytes).
+  bool small_samples = false;
   uint32_t clips_per_video = 1;
   std::optional<Sampler> sampler;
   uint64_t end_epoch = 0;
@@ -345,6 +349,7 @@ struct Loader::Impl {
   Status GrowBatchBuffer(LoaderBatchWork& item, size_t t);
   void Load(size_t t, ExtentSlot& slot);
   Status Decode(LoaderBatchWork& item);
+  void Prefetch(LoaderBatchWork& item, size_t k);
   Status DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
                       ImageTransformer& transformer);
   void PlanEpoch(uint64_t epoch, uint64_t first_batch);

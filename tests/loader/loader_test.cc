@@ -167,6 +167,31 @@ TEST(LoaderTest, BatchesHoldExactlyWhatTheFormatReads) {
   }
 }
 
+// A full shuffle holds the chunks when they fit the budget and reads sample
+// by sample when they do not: the batches are the same either way.
+TEST(LoaderTest, FullShuffleGivesTheSameBatchesResidentOrSampleBySample) {
+  auto ds = MakeDataset(FreshUrl("loader-full-paths"), 3000);
+  LoaderOptions options{.batch_size = 64,
+                        .shuffle = ShuffleMode::kFull,
+                        .seed = 11,
+                        .threads = 2};
+  auto resident = Loader::Create(ds, options);
+  ASSERT_TRUE(resident.ok()) << resident.status();
+  EXPECT_FALSE((*resident)->per_sample_reads());
+  resident->reset();
+  auto held = RunAll(ds, options);
+  ASSERT_TRUE(held.ok()) << held.status();
+  options.memory_budget = 16 << 10;  // far less than the chunks
+  auto small = Loader::Create(ds, options);
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_TRUE((*small)->per_sample_reads());
+  small->reset();
+  auto one_by_one = RunAll(ds, options);
+  ASSERT_TRUE(one_by_one.ok()) << one_by_one.status();
+  EXPECT_TRUE(*held == *one_by_one);
+  EXPECT_GT(held->size(), 40u);
+}
+
 TEST(LoaderTest, SameSeedSameBatchesAtAnyThreadCount) {
   auto ds = MakeDataset(FreshUrl("loader-determinism"));
   LoaderOptions options{.batch_size = 50,
