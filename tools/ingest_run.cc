@@ -181,6 +181,7 @@ void AddIngestFlags(CLI::App& cmd, IngestFlags& flags) {
           "N or STAGE=N,...", "workers"));
   cmd.add_option("--commit-every", flags.commit_every_rows,
                  "Commit every N samples (0: by time only)")
+      ->check(WholeNumberIn(0, int64_t{1} << 48))
       ->capture_default_str();
   cmd.add_option("--commit-seconds", flags.commit_every_seconds,
                  "Commit every so many seconds (0: by count only)")

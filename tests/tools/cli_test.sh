@@ -184,6 +184,7 @@ run 2 "$SHOAL" bench loader ds --samples 10
 run 2 "$SHOAL" bench loader ds --batch 0 && contains err "--batch: must be a whole number from 1 to 16777216, got 0"
 run 2 "$SHOAL" bench loader ds --threads 100000 && contains err "from 0 to 256, got 100000"
 run 2 "$SHOAL" bench loader ds --memory-budget 1 && contains err "--memory-budget: must be a whole number from 1048576"
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds9 --commit-every -1 && contains err "--commit-every: must be a whole number from 0"
 run 1 "$SHOAL" bench loader ds --transform train && contains err "needs an image tensor"
 
 # ---- verify, then corrupt one chunk ----
