@@ -181,6 +181,7 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
   // while others are released, a small share of the budget.
   pool = std::make_shared<ChunkBufferPool>(
       budget, std::min<uint64_t>(options.memory_budget / 8, 64ull << 20));
+  buffers->Stop(false);
   feed.resident.assign(tensors.size(), {});
   PlanEpoch(from.epoch, from.batch);
   consumer_plan = feed.plan;

@@ -94,12 +94,34 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
       // the batch, made by the fetch stage.
       buffers->Put(t, std::move(out.data_));
       out.data_ = MutableBuffer();
-      if (auto free = buffers->Take(t, out.bytes_)) {
-        out.data_ = std::move(*free);
-      } else {
-        out.want_capacity_ =
-            out.ragged_ ? BatchCapacity(out.bytes_) : out.bytes_;
-        grow += out.want_capacity_;
+      const uint64_t want =
+          out.ragged_ ? BatchCapacity(out.bytes_) : out.bytes_;
+      while (true) {
+        if (auto free = buffers->Take(t, out.bytes_, false)) {
+          out.data_ = std::move(*free);
+          break;
+        }
+        // A new buffer while the budget has room for it, or when none will
+        // come back. Otherwise wait for one: asking the budget for room it
+        // does not have would hold this batch until the pipeline drains (a
+        // batch is admitted past the budget only when nothing is in
+        // flight), idling every thread. The wait is bounded: a buffer kept
+        // by a failed batch never comes back.
+        const uint64_t limit = budget->limit();
+        const bool room = limit == 0 || static_cast<uint64_t>(std::max<int64_t>(
+                                            budget->in_use(), 0)) +
+                                                want <=
+                                            limit;
+        if (room || buffers->Outstanding(t) == 0 ||
+            !buffers->WaitForReturn(std::chrono::milliseconds(50))) {
+          if (auto free = buffers->Take(t, out.bytes_, true)) {
+            out.data_ = std::move(*free);
+            break;
+          }
+          out.want_capacity_ = want;
+          grow += want;
+          break;
+        }
       }
     }
 
@@ -158,7 +180,7 @@ Status Loader::Impl::GrowBatchBuffer(LoaderBatchWork& item, size_t t) {
   item.reserved -= share;
   // A batch released while this one waited for room may have left a buffer
   // that will do: the reservation goes back.
-  if (auto free = buffers->Take(t, out.bytes_)) {
+  if (auto free = buffers->Take(t, out.bytes_, true)) {
     budget->Charge(-static_cast<int64_t>(share));
     out.data_ = std::move(*free);
     out.want_capacity_ = 0;
@@ -175,11 +197,15 @@ Status Loader::Impl::GrowBatchBuffer(LoaderBatchWork& item, size_t t) {
   // anew would let the feeder admit another batch into the gap.)
   std::byte* data = buffer->data();
   const size_t size = buffer->size();
-  std::shared_ptr<void> owner(new MutableBuffer(std::move(*buffer)),
-                              [budget = budget, size, share](void* p) {
-                                delete static_cast<MutableBuffer*>(p);
-                                budget->Charge(-static_cast<int64_t>(share));
-                              });
+  buffers->Made(t);
+  std::shared_ptr<void> owner(
+      new MutableBuffer(std::move(*buffer)),
+      [budget = budget, size, share, t,
+       pool = std::weak_ptr<BatchBufferPool>(buffers)](void* p) {
+        delete static_cast<MutableBuffer*>(p);
+        budget->Charge(-static_cast<int64_t>(share));
+        if (auto live = pool.lock()) live->Freed(t);
+      });
   MutableBuffer wrapped = MutableBuffer::Wrap(std::move(owner), data, size);
   volatile std::byte* v = data;
   for (uint64_t i = 0; i < size; i += 4096) v[i] = std::byte{0};

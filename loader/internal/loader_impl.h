@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -119,17 +121,25 @@ class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
 // outlive it. Locked per batch, not per sample.
 class BatchBufferPool {
  public:
-  explicit BatchBufferPool(size_t tensors) : free_(tensors) {}
+  explicit BatchBufferPool(size_t tensors)
+      : free_(tensors), alive_(tensors, 0) {}
 
   void Put(size_t t, MutableBuffer buffer) {
     if (buffer.size() == 0) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    free_[t].push_back(std::move(buffer));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      free_[t].push_back(std::move(buffer));
+      ++puts_;
+    }
+    returned_.notify_all();
   }
-  // The smallest free buffer of tensor t holding `bytes`, or none; when
-  // none does, the largest smaller one is freed, since the buffer the
-  // caller will allocate instead takes its place.
-  std::optional<MutableBuffer> Take(size_t t, uint64_t bytes) {
+  // The smallest free buffer of tensor t holding `bytes`, or none. With
+  // `drop_smaller`, when none does, the largest smaller one is freed, since
+  // the buffer the caller will allocate instead takes its place.
+  std::optional<MutableBuffer> Take(size_t t, uint64_t bytes,
+                                    bool drop_smaller) {
+    // Destroyed after the lock is released: freeing a buffer calls Freed().
+    MutableBuffer dropped;
     std::lock_guard<std::mutex> lock(mu_);
     auto& list = free_[t];
     size_t best = list.size(), largest = list.size();
@@ -141,18 +151,56 @@ class BatchBufferPool {
         largest = k;
       }
     }
-    const size_t pick = best != list.size() ? best : largest;
+    const size_t pick =
+        best != list.size() ? best : (drop_smaller ? largest : list.size());
     if (pick == list.size()) return std::nullopt;
     MutableBuffer out = std::move(list[pick]);
     list[pick] = std::move(list.back());
     list.pop_back();
-    if (pick != best) return std::nullopt;  // `out`, too small, is freed
+    if (pick != best) {
+      dropped = std::move(out);  // too small: freed
+      return std::nullopt;
+    }
     return out;
+  }
+  // Buffers of tensor t that exist but are not free: in batches being made
+  // or with the caller, so they come back.
+  size_t Outstanding(size_t t) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return alive_[t] - free_[t].size();
+  }
+  void Made(size_t t) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++alive_[t];
+  }
+  void Freed(size_t t) {
+    std::lock_guard<std::mutex> lock(mu_);
+    --alive_[t];
+  }
+  // Waits until a buffer is put back, Stop(), or `timeout`; false unless a
+  // buffer came back.
+  bool WaitForReturn(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const uint64_t seen = puts_;
+    return returned_.wait_for(lock, timeout, [&] {
+      return stop_ || puts_ != seen;
+    }) && !stop_;
+  }
+  void Stop(bool stop) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = stop;
+    }
+    returned_.notify_all();
   }
 
  private:
   std::mutex mu_;
+  std::condition_variable returned_;
   std::vector<std::vector<MutableBuffer>> free_;
+  std::vector<size_t> alive_;
+  uint64_t puts_ = 0;
+  bool stop_ = false;
 };
 
 // One extent (chunk) of one tensor, loaded by the fetch stage for the first
@@ -334,6 +382,7 @@ struct Loader::Impl {
   ~Impl() { StopRun(); }
 
   void StopRun() {
+    if (buffers) buffers->Stop(true);  // a feeder waiting for one gives up
     held.reset();
     std::unique_ptr<Pipeline<LoaderBatchWork>> old;
     {
