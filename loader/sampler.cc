@@ -76,49 +76,68 @@ Segment RankSegment(uint64_t n, const SamplerOptions& options) {
   return {begin, begin + quotient + (rank < remainder ? 1 : 0)};
 }
 
+// The samples of G in `segment` for kChunk: permuted chunks, each in index
+// order, produced one at a time (so that the stream is never held whole:
+// it would cost 8 bytes a sample on top of the order).
+class ChunkStream {
+ public:
+  ChunkStream(const ChunkLayout& layout, Segment segment, SplitMix64& rng)
+      : layout_(layout), segment_(segment), chunks_(UsedChunks(layout)) {
+    std::iota(chunks_.begin(), chunks_.end(), 0u);
+    FisherYates(std::span<uint32_t>(chunks_), rng);
+    Advance();
+  }
+  uint64_t size() const { return segment_.end - segment_.begin; }
+  // The next sample; precondition: fewer than size() taken.
+  uint64_t Next() {
+    while (p_ >= to_) {
+      position_ += chunk_size_;
+      ++k_;
+      Advance();
+    }
+    return begin_ + (p_++) - position_;
+  }
+
+ private:
+  // Sets up chunk k_ (whose first sample sits at position_ in G).
+  void Advance() {
+    if (k_ >= chunks_.size()) return;
+    begin_ = ChunkBegin(layout_, chunks_[k_]);
+    chunk_size_ = ChunkEnd(layout_, chunks_[k_]) - begin_;
+    p_ = std::max(position_, segment_.begin);
+    to_ = std::min(position_ + chunk_size_, segment_.end);
+  }
+
+  const ChunkLayout& layout_;
+  const Segment segment_;
+  std::vector<uint32_t> chunks_;
+  size_t k_ = 0;
+  uint64_t position_ = 0, begin_ = 0, chunk_size_ = 0, p_ = 0, to_ = 0;
+};
+
 // The shuffle buffer of the file comment, from `stream` into `out`.
-void ShuffleBuffer(std::span<const uint64_t> stream, uint64_t capacity,
-                   SplitMix64& rng, std::vector<uint64_t>& out) {
+void ShuffleBuffer(ChunkStream& stream, uint64_t capacity, SplitMix64& rng,
+                   std::vector<uint64_t>& out) {
+  const uint64_t n = stream.size();
   out.clear();
-  out.reserve(stream.size());
-  capacity = std::min<uint64_t>(capacity, stream.size());
+  out.reserve(n);
+  capacity = std::min<uint64_t>(capacity, n);
   if (capacity <= 1) {
-    out.assign(stream.begin(), stream.end());
+    for (uint64_t s = 0; s < n; ++s) out.push_back(stream.Next());
     return;
   }
-  std::vector<uint64_t> slots(stream.begin(), stream.begin() + capacity);
-  for (uint64_t s = capacity; s < stream.size(); ++s) {
+  std::vector<uint64_t> slots(capacity);
+  for (uint64_t& slot : slots) slot = stream.Next();
+  for (uint64_t s = capacity; s < n; ++s) {
     uint64_t& slot = slots[rng.Bounded(capacity)];
     out.push_back(slot);
-    slot = stream[s];
+    slot = stream.Next();
   }
   for (uint64_t size = capacity; size > 0; --size) {
     uint64_t& slot = slots[rng.Bounded(size)];
     out.push_back(slot);
     slot = slots[size - 1];
   }
-}
-
-// The samples of G in `segment` for kChunk: permuted chunks, each in index
-// order.
-std::vector<uint64_t> ChunkStream(const ChunkLayout& layout, Segment segment,
-                                  SplitMix64& rng) {
-  std::vector<uint32_t> chunks(UsedChunks(layout));
-  std::iota(chunks.begin(), chunks.end(), 0u);
-  FisherYates(std::span<uint32_t>(chunks), rng);
-  std::vector<uint64_t> stream;
-  stream.reserve(segment.end - segment.begin);
-  uint64_t position = 0;  // of the chunk's first sample in G
-  for (uint32_t chunk : chunks) {
-    if (position >= segment.end) break;
-    const uint64_t begin = ChunkBegin(layout, chunk);
-    const uint64_t size = ChunkEnd(layout, chunk) - begin;
-    const uint64_t from = std::max(position, segment.begin);
-    const uint64_t to = std::min(position + size, segment.end);
-    for (uint64_t p = from; p < to; ++p) stream.push_back(begin + p - position);
-    position += size;
-  }
-  return stream;
 }
 
 // This rank's samples for the whole epoch, in output order.
@@ -145,8 +164,7 @@ std::vector<uint64_t> RankOrder(const ChunkLayout& layout,
     case ShuffleMode::kChunk: {
       SplitMix64 chunk_rng(
           StreamKey(options.seed, epoch, kChunkPermutation, 0));
-      const std::vector<uint64_t> stream =
-          ChunkStream(layout, segment, chunk_rng);
+      ChunkStream stream(layout, segment, chunk_rng);
       SplitMix64 buffer_rng(
           StreamKey(options.seed, epoch, kShuffleBuffer, options.rank));
       ShuffleBuffer(stream, options.shuffle_buffer, buffer_rng, order);
@@ -163,27 +181,44 @@ struct ChunkReads {
 };
 
 // Fills plan.batch_chunks and plan.batch_chunk_ends.
-ChunkReads ListBatchChunks(const ChunkLayout& layout, EpochPlan& plan) {
+ChunkReads ListBatchChunks(const ChunkLayout& layout, EpochPlan& plan,
+                           bool full_permutation) {
   const uint64_t num_chunks = UsedChunks(layout);
   ChunkReads reads{std::vector<uint64_t>(num_chunks, kNoBatch),
                    std::vector<uint64_t>(num_chunks, kNoBatch),
                    std::vector<uint64_t>(num_chunks, 0)};
-  // A sample-to-chunk table: a binary search per sample took most of the
-  // time of a plan.
-  std::vector<uint32_t> chunk_of(layout.num_samples);
-  for (uint32_t c = 0; c < num_chunks; ++c) {
-    std::fill(chunk_of.begin() + ChunkBegin(layout, c),
-              chunk_of.begin() + ChunkEnd(layout, c), c);
+  // The chunk of each sample. Orders of the none and chunk shuffles run
+  // through a chunk's samples together, so the chunk of the sample before
+  // nearly always answers; otherwise a binary search. A full permutation
+  // jumps every time, and a binary search per sample took most of the time
+  // of its plan: it gets a sample-to-chunk table (4 bytes a sample, while
+  // the plan is made).
+  std::vector<uint32_t> chunk_of;
+  if (full_permutation) {
+    chunk_of.resize(layout.num_samples);
+    for (uint32_t c = 0; c < num_chunks; ++c) {
+      std::fill(chunk_of.begin() + ChunkBegin(layout, c),
+                chunk_of.begin() + ChunkEnd(layout, c), c);
+    }
   }
+  uint32_t recent = 0;
+  auto chunk_of_sample = [&](uint64_t sample) -> uint32_t {
+    if (!chunk_of.empty()) return chunk_of[sample];
+    if (sample >= ChunkBegin(layout, recent) &&
+        sample < ChunkEnd(layout, recent)) {
+      return recent;
+    }
+    recent = layout.ChunkOf(sample);
+    return recent;
+  };
   plan.batch_chunks.clear();
-  plan.batch_chunks.reserve(plan.samples.size());
   plan.batch_chunk_ends.clear();
   plan.batch_chunk_ends.reserve(plan.num_batches());
   for (uint64_t j = 0; j < plan.num_batches(); ++j) {
     const auto batch_begin =
         static_cast<std::ptrdiff_t>(plan.batch_chunks.size());
     for (uint64_t sample : plan.batch(j)) {
-      const uint32_t chunk = chunk_of[sample];
+      const uint32_t chunk = chunk_of_sample(sample);
       ++reads.count[chunk];
       if (reads.last[chunk] == j) continue;  // seen in this batch
       if (reads.first[chunk] == kNoBatch) reads.first[chunk] = j;
@@ -261,7 +296,8 @@ EpochPlan BuildPlan(const ChunkLayout& layout, const SamplerOptions& options,
   for (uint64_t j = first_batch; j < plan.epoch_batches; ++j) {
     plan.batch_ends.push_back(end_of(j + 1) - start);
   }
-  const ChunkReads reads = ListBatchChunks(layout, plan);
+  const ChunkReads reads =
+      ListBatchChunks(layout, plan, options.shuffle == ShuffleMode::kFull);
   PlanChunkLifetimes(layout, reads, plan);
   return plan;
 }
