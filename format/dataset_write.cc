@@ -143,6 +143,19 @@ Status Dataset::Impl::Commit() {
   return Apply(*point);
 }
 
+Result<Tensor*> Dataset::Impl::FindTarget(std::string_view name,
+                                          const std::vector<Tensor*>& targets,
+                                          std::string_view what) const {
+  SHOAL_ASSIGN_OR_RETURN(Tensor * t, Find(name));
+  if (t->hidden() ||
+      std::find(targets.begin(), targets.end(), t) != targets.end()) {
+    return InvalidArgument(Where() + ": tensor '" + std::string(name) +
+                           "' is hidden or appears twice in the " +
+                           std::string(what));
+  }
+  return t;
+}
+
 Status Dataset::Append(std::span<const RowValue> row) {
   SHOAL_RETURN_IF_ERROR(impl_->CheckWritable());
   const auto visible = tensors();
@@ -154,13 +167,8 @@ Status Dataset::Append(std::span<const RowValue> row) {
   }
   std::vector<Tensor*> targets;
   for (const RowValue& v : row) {
-    SHOAL_ASSIGN_OR_RETURN(Tensor * t, impl_->Find(v.tensor));
-    if (t->hidden() ||
-        std::find(targets.begin(), targets.end(), t) != targets.end()) {
-      return InvalidArgument(impl_->Where() + ": tensor '" +
-                             std::string(v.tensor) +
-                             "' is hidden or appears twice in the row");
-    }
+    SHOAL_ASSIGN_OR_RETURN(Tensor * t,
+                           impl_->FindTarget(v.tensor, targets, "row"));
     SHOAL_RETURN_IF_ERROR(t->impl_->Validate(v.shape, v.data));
     SHOAL_RETURN_IF_ERROR(t->impl_->ValidateInfo(v.info_json));
     targets.push_back(t);
@@ -184,13 +192,8 @@ Status Dataset::AppendColumns(std::span<const Column> columns) {
   }
   std::vector<Tensor*> targets;
   for (const Column& c : columns) {
-    SHOAL_ASSIGN_OR_RETURN(Tensor * t, impl_->Find(c.tensor));
-    if (t->hidden() ||
-        std::find(targets.begin(), targets.end(), t) != targets.end()) {
-      return InvalidArgument(impl_->Where() + ": tensor '" +
-                             std::string(c.tensor) +
-                             "' is hidden or appears twice in the batch");
-    }
+    SHOAL_ASSIGN_OR_RETURN(Tensor * t,
+                           impl_->FindTarget(c.tensor, targets, "batch"));
     const uint64_t n = c.shapes.empty() ? c.count : c.shapes.size();
     const Column& c0 = columns[0];
     const uint64_t n0 = c0.shapes.empty() ? c0.count : c0.shapes.size();

@@ -185,8 +185,7 @@ void Ingestion::ReportProgress(bool last) {
 }
 
 Status Ingestion::BuildPipeline() {
-  const int cores =
-      static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = ResolveThreads(0);
   const int max_workers =
       options_.max_workers > 0 ? options_.max_workers : 2 * cores + 8;
   SHOAL_ASSIGN_OR_RETURN(

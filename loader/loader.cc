@@ -4,6 +4,7 @@
 #include "loader/loader.h"
 
 #include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <thread>
 
@@ -55,55 +56,30 @@ Status ReadShapes(LoadedTensor& t, uint64_t n) {
   return t.tensor->ReadShapes(n, t.dims);
 }
 
-// Worker threads of a run: options.threads, 0 = all cores.
-int ThreadCount(const LoaderOptions& options) {
-  return options.threads > 0 ? options.threads
-                             : static_cast<int>(std::max(
-                                   1u, std::thread::hardware_concurrency()));
-}
-
 // The shuffle buffer a chunk-shuffled run can afford. The samples waiting
 // in the buffer keep their chunks resident (a chunk goes when its last
 // sample is output), about 1 + B * H(C) / C chunks for a buffer of B
 // samples and C samples per chunk, and those chunks are charged to the
-// budget. When the plan for the first epoch would hold more than the budget
-// leaves beside threads + 2 batch buffers (one being decoded per thread, one
-// being laid out, the one the caller holds: fewer would leave threads
-// idle), the buffer is lowered until it fits, down to 1 (chunk order
-// only): the budget is what the caller asked for, and a buffer it cannot
-// hold would only run past it. A pure function of (layout, options), so
-// saved states still match on resume.
-uint64_t FitShuffleBuffer(const ChunkLayout& layout,
-                          const LoaderOptions& options, double expansion,
-                          uint64_t batch_bytes, int threads) {
-  uint64_t buffer = options.shuffle_buffer;
-  if (options.shuffle != ShuffleMode::kChunk || buffer <= 1 ||
-      layout.num_samples == 0 || options.memory_budget == 0) {
-    return buffer;
+// budget. When the first epoch's plan would hold more than `room` bytes of
+// them (stored bytes times `expansion`), the buffer is lowered until it
+// fits, down to 1 (chunk order only): the budget is what the caller asked
+// for, and a buffer it cannot hold would only run past it. A pure function
+// of its inputs, so saved states still match on resume.
+uint64_t FitShuffleBuffer(const ChunkLayout& layout, SamplerOptions options,
+                          uint64_t first_epoch, double expansion, double room) {
+  const uint64_t asked = options.shuffle_buffer;
+  if (options.shuffle != ShuffleMode::kChunk || asked <= 1 ||
+      layout.num_samples == 0) {
+    return asked;
   }
-  const double budget = static_cast<double>(options.memory_budget);
-  const double batches =
-      static_cast<double>(threads + 2) * static_cast<double>(batch_bytes);
-  // Half of what is left: batches being made read their chunks ahead of
-  // the plan's count (which holds a chunk from its first batch to its last),
-  // and a budget filled to the brim makes every new chunk wait for the
-  // pipeline to drain.
-  const double room = std::max((budget - batches) / 2, budget / 8);
   double all = 0;  // every chunk at once: then any buffer fits
   for (uint64_t b : layout.chunk_bytes) all += static_cast<double>(b);
-  if (all * std::max(expansion, 1.0) <= room) return buffer;
-  SamplerOptions so{.batch_size = options.batch_size,
-                    .drop_last = options.drop_last,
-                    .shuffle = options.shuffle,
-                    .seed = options.seed,
-                    .rank = options.rank,
-                    .world_size = options.world_size};
+  if (all * expansion <= room) return asked;
+  uint64_t& buffer = options.shuffle_buffer;
   for (int round = 0; round < 32 && buffer > 1; ++round) {
-    so.shuffle_buffer = buffer;
-    auto plan = MakeEpochPlan(layout, so, options.first_epoch);
-    if (!plan.ok()) return options.shuffle_buffer;  // Create reports it
-    const double held =
-        static_cast<double>(plan->max_live_bytes) * std::max(expansion, 1.0);
+    auto plan = MakeEpochPlan(layout, options, first_epoch);
+    if (!plan.ok()) return asked;  // Create reports it
+    const double held = static_cast<double>(plan->max_live_bytes) * expansion;
     if (held <= room) break;
     // Resident chunks grow about linearly with the buffer: scale it down,
     // by at least one sample, and check again.
@@ -188,7 +164,7 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
   position = from;
   done = from.epoch >= end_epoch;
 
-  const int threads = ThreadCount(options);
+  const int threads = ResolveThreads(options.threads);
   const int prefetch =
       options.prefetch_batches > 0 ? options.prefetch_batches : 2 * threads + 2;
   // Items cost their batch buffers; the chunks they load are charged to the
@@ -368,10 +344,31 @@ Result<std::unique_ptr<Loader>> Loader::Create(
     }
   }
   if (n == 0) layout.chunk_ends.clear(), layout.chunk_bytes.clear();
-  const uint64_t shuffle_buffer =
-      FitShuffleBuffer(layout, options, primary.expansion,
-                       impl->typical_batch_bytes, ThreadCount(options));
-  impl->shuffle_buffer = shuffle_buffer;
+  // What the budget leaves for resident chunks beside threads + 2 batch
+  // buffers (one being decoded per thread, one being laid out, the one the
+  // caller holds: fewer would leave threads idle). Unlimited without a
+  // budget.
+  const double budget = options.memory_budget == 0
+                            ? HUGE_VAL
+                            : static_cast<double>(options.memory_budget);
+  const double chunk_room =
+      budget - static_cast<double>(ResolveThreads(options.threads) + 2) *
+                   static_cast<double>(impl->typical_batch_bytes);
+  SamplerOptions sampler_options{.batch_size = options.batch_size,
+                                 .drop_last = options.drop_last,
+                                 .shuffle = options.shuffle,
+                                 .shuffle_buffer = options.shuffle_buffer,
+                                 .seed = options.seed,
+                                 .rank = options.rank,
+                                 .world_size = options.world_size};
+  // Half of that room for the plan's chunks: batches being made read their
+  // chunks ahead of the plan's count (which holds a chunk from its first
+  // batch to its last), and a budget filled to the brim makes every new
+  // chunk wait for the pipeline to drain.
+  sampler_options.shuffle_buffer = FitShuffleBuffer(
+      layout, sampler_options, options.first_epoch,
+      std::max(primary.expansion, 1.0), std::max(chunk_room / 2, budget / 8));
+  impl->shuffle_buffer = sampler_options.shuffle_buffer;
   impl->small_samples = true;
   for (const LoadedTensor& lt : impl->tensors) {
     if (lt.transform || lt.clip ||
@@ -396,19 +393,8 @@ Result<std::unique_ptr<Loader>> Loader::Create(
             static_cast<double>(e.stored_bytes) * std::max(lt.expansion, 1.0);
       }
     }
-    const double budget = static_cast<double>(options.memory_budget);
-    const double batches = static_cast<double>(ThreadCount(options) + 2) *
-                           static_cast<double>(impl->typical_batch_bytes);
-    impl->per_sample_reads =
-        options.memory_budget != 0 && chunks > budget - batches;
+    impl->per_sample_reads = chunks > chunk_room;
   }
-  SamplerOptions sampler_options{.batch_size = options.batch_size,
-                                 .drop_last = options.drop_last,
-                                 .shuffle = options.shuffle,
-                                 .shuffle_buffer = shuffle_buffer,
-                                 .seed = options.seed,
-                                 .rank = options.rank,
-                                 .world_size = options.world_size};
   auto sampler = Sampler::Create(std::move(layout), sampler_options);
   if (!sampler.ok()) return sampler.status().WithContext("loader");
   impl->sampler = std::move(*sampler);

@@ -276,18 +276,13 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
       encoded = !lt.tensor->spec().sample_compression.empty();
     }
   } else {
-    const size_t e = lt.ExtentOf(sample);
-    const auto& reads = item.reads[t];
-    auto it = std::lower_bound(reads.begin(), reads.end(), e,
-                               [](const std::shared_ptr<ExtentSlot>& s,
-                                  size_t x) { return s->extent < x; });
-    if (it == reads.end() || (*it)->extent != e) {
+    ExtentSlot* const held = HeldSlot(item, t, sample);
+    if (held == nullptr) {
       return Internal("batch does not hold the chunk of sample " +
                       std::to_string(sample));
     }
-    ExtentSlot& slot = **it;
-    Load(t, slot);
-    const std::string& key = lt.extents[e].chunk_key;
+    ExtentSlot& slot = *held;
+    const std::string& key = lt.extents[slot.extent].chunk_key;
     if (!slot.status.ok()) {
       return slot.status.WithContext("sample " + std::to_string(sample));
     }
@@ -340,6 +335,21 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
   return s.WithContext(context + ": sample " + std::to_string(sample));
 }
 
+// The extent of tensor t holding `sample` among those the batch reads,
+// loaded (waiting for a load another batch started), or null when the batch
+// does not read it.
+ExtentSlot* Loader::Impl::HeldSlot(LoaderBatchWork& item, size_t t,
+                                   uint64_t sample) {
+  const size_t e = tensors[t].ExtentOf(sample);
+  const auto& reads = item.reads[t];
+  auto it = std::lower_bound(reads.begin(), reads.end(), e,
+                             [](const std::shared_ptr<ExtentSlot>& s,
+                                size_t x) { return s->extent < x; });
+  if (it == reads.end() || (*it)->extent != e) return nullptr;
+  Load(t, **it);
+  return it->get();
+}
+
 // Starts loading sample k's stored bytes into the cache. A shuffled batch
 // reads its small samples from all over the resident chunks, so each copy
 // would otherwise wait for a cache (and TLB) miss in turn: measured on 20 M
@@ -349,15 +359,9 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
 void Loader::Impl::Prefetch(LoaderBatchWork& item, size_t k) {
   const uint64_t sample = item.indices[k];
   for (size_t t = 0; t < tensors.size(); ++t) {
-    const LoadedTensor& lt = tensors[t];
-    const size_t e = lt.ExtentOf(sample);
-    const auto& reads = item.reads[t];
-    auto it = std::lower_bound(reads.begin(), reads.end(), e,
-                               [](const std::shared_ptr<ExtentSlot>& s,
-                                  size_t x) { return s->extent < x; });
-    if (it == reads.end() || (*it)->extent != e) continue;
-    ExtentSlot& slot = **it;
-    Load(t, slot);  // synchronizes with the load, as DecodeSample does
+    ExtentSlot* const slot_ptr = HeldSlot(item, t, sample);
+    if (slot_ptr == nullptr) continue;
+    ExtentSlot& slot = *slot_ptr;
     if (!slot.status.ok()) continue;
     const uint64_t j = sample - slot.data.first_sample();
     if (j >= slot.data.size()) continue;

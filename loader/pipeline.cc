@@ -70,6 +70,18 @@ Status PipelineCore::Impl::AddStage(StageOptions stage_options, Body body) {
   return Status::OK();
 }
 
+}  // namespace shoal::internal
+
+namespace shoal {
+int ResolveThreads(int threads) {
+  return threads > 0 ? threads
+                     : static_cast<int>(
+                           std::max(1u, std::thread::hardware_concurrency()));
+}
+}  // namespace shoal
+
+namespace shoal::internal {
+
 Status PipelineCore::Impl::Start(Feeder new_feeder) {
   std::lock_guard lock(control_mu);
   if (start_called || shut_down) {

@@ -93,6 +93,11 @@ namespace shoal {
 /// inside TBB, which aborts: Start() refuses more instead.
 inline constexpr int kMaxPipelineThreads = 256;
 
+/// The worker count `threads` stands for: itself when positive, else the
+/// machine's cores (at least 1). Loaders, ingestions and the tools resolve
+/// "0 = all cores" through this one function.
+int ResolveThreads(int threads);
+
 struct PipelineOptions {
   /// Worker threads of the pipeline's own task arena, at most
   /// kMaxPipelineThreads; 0 = all cores. TBB

@@ -30,12 +30,6 @@ uint64_t PeakRssBytes() {
   return static_cast<uint64_t>(usage.ru_maxrss) * 1024;  // Linux: KiB
 }
 
-int ThreadCount(int threads) {
-  return threads > 0 ? threads
-                     : static_cast<int>(
-                           std::max(1u, std::thread::hardware_concurrency()));
-}
-
 // XXH3 of each tensor's bytes, combined in tensor order.
 uint64_t BatchDigest(const Batch& batch) {
   uint64_t digest = 0;
@@ -260,9 +254,9 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
     if (first_epoch_samples.size() > options.reference_samples) {
       first_epoch_samples.resize(options.reference_samples);
     }
-    SHOAL_ASSIGN_OR_RETURN(reference,
-                           RunReference(*image_tensor, first_epoch_samples,
-                                        ThreadCount(options.loader.threads)));
+    SHOAL_ASSIGN_OR_RETURN(
+        reference, RunReference(*image_tensor, first_epoch_samples,
+                                ResolveThreads(options.loader.threads)));
   }
 
   const double samples_per_s = m.samples / seconds;
@@ -346,7 +340,7 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
         "  reference: raw TurboJPEG full decode of %llu of these JPEGs on %d "
         "threads: %.0f samples/s; loader / reference = %.3f\n",
         static_cast<unsigned long long>(reference->samples),
-        ThreadCount(options.loader.threads), reference_rate,
+        ResolveThreads(options.loader.threads), reference_rate,
         samples_per_s / reference_rate);
   }
   return kExitOk;

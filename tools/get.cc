@@ -17,13 +17,6 @@
 namespace shoal::tools {
 namespace {
 
-// CLI11 turns "-1" into 2^64-1 for an unsigned option; refuse it as typed.
-const CLI::Validator kNotNegative(
-    [](std::string& value) -> std::string {
-      return value.starts_with('-') ? "must not be negative, got " + value : "";
-    },
-    "", "not negative");
-
 struct GetOptions {
   std::string dataset;
   std::string tensor;
@@ -228,7 +221,7 @@ void AddGetCommand(CLI::App& app, CommandRun* run) {
       ->required();
   cmd->add_option("INDEX", options->index, "The sample's index, from 0")
       ->required()
-      ->check(kNotNegative);
+      ->check(WholeNumberIn(0, INT64_MAX));
   cmd->add_option("-o,--output", options->output,
                   "The file to write: .npy, .png, .jpg or .jpeg; with --raw "
                   "any file");

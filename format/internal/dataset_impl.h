@@ -57,9 +57,16 @@ class Dataset::Impl {
       return FailedPrecondition(Where() + ": open read-only");
     return Status::OK();
   }
-  Result<Tensor*> AddTensor(internal::TensorMeta meta, internal::TensorIndex index);
+  Result<Tensor*> AddTensor(internal::TensorMeta meta,
+                            internal::TensorIndex index);
   Status LinkHidden();
   Result<Tensor*> Find(std::string_view name) const;
+  // The tensor `name` as the next target of a row or columnar batch that
+  // already has `targets`: visible, and not given twice (`what` names the
+  // row or batch in the message).
+  Result<Tensor*> FindTarget(std::string_view name,
+                             const std::vector<Tensor*>& targets,
+                             std::string_view what) const;
   /// Flush(): seals the open chunks and commits.
   Status Commit();
   /// Null when nothing changed since the last commit was prepared. Open

@@ -399,6 +399,7 @@ struct Loader::Impl {
   void Load(size_t t, ExtentSlot& slot);
   Status Decode(LoaderBatchWork& item);
   void Prefetch(LoaderBatchWork& item, size_t k);
+  ExtentSlot* HeldSlot(LoaderBatchWork& item, size_t t, uint64_t sample);
   Status DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
                       ImageTransformer& transformer);
   void PlanEpoch(uint64_t epoch, uint64_t first_batch);

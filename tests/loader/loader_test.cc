@@ -171,25 +171,71 @@ TEST(LoaderTest, BatchesHoldExactlyWhatTheFormatReads) {
 // by sample when they do not: the batches are the same either way.
 TEST(LoaderTest, FullShuffleGivesTheSameBatchesResidentOrSampleBySample) {
   auto ds = MakeDataset(FreshUrl("loader-full-paths"), 3000);
-  LoaderOptions options{.batch_size = 64,
-                        .shuffle = ShuffleMode::kFull,
-                        .seed = 11,
-                        .threads = 2};
-  auto resident = Loader::Create(ds, options);
-  ASSERT_TRUE(resident.ok()) << resident.status();
-  EXPECT_FALSE((*resident)->per_sample_reads());
-  resident->reset();
-  auto held = RunAll(ds, options);
-  ASSERT_TRUE(held.ok()) << held.status();
-  options.memory_budget = 16 << 10;  // far less than the chunks
-  auto small = Loader::Create(ds, options);
-  ASSERT_TRUE(small.ok()) << small.status();
-  EXPECT_TRUE((*small)->per_sample_reads());
-  small->reset();
-  auto one_by_one = RunAll(ds, options);
-  ASSERT_TRUE(one_by_one.ok()) << one_by_one.status();
-  EXPECT_TRUE(*held == *one_by_one);
-  EXPECT_GT(held->size(), 40u);
+  // Default budget: the chunks fit and are held; 16 KiB: far less than
+  // the chunks, so samples are read one by one.
+  std::vector<std::vector<Flat>> runs;
+  for (const uint64_t budget : {uint64_t{1} << 30, uint64_t{16} << 10}) {
+    LoaderOptions options{.batch_size = 64,
+                          .shuffle = ShuffleMode::kFull,
+                          .seed = 11,
+                          .threads = 2,
+                          .memory_budget = budget};
+    auto loader = Loader::Create(ds, options);
+    ASSERT_TRUE(loader.ok()) << loader.status();
+    EXPECT_EQ((*loader)->per_sample_reads(), budget < (1u << 20));
+    loader->reset();
+    auto run = RunAll(ds, options);
+    ASSERT_TRUE(run.ok()) << run.status();
+    runs.push_back(std::move(*run));
+  }
+  EXPECT_TRUE(runs[0] == runs[1]);
+  EXPECT_GT(runs[0].size(), 40u);
+}
+
+// Under the chunk shuffle the samples in the shuffle buffer keep their
+// chunks in memory: a budget that cannot hold them lowers the buffer, and
+// the run then stays near the budget (before, the loader kept every chunk
+// the plan wanted and ran far past it).
+TEST(LoaderTest, ChunkShuffleBufferFitsTheBudget) {
+  auto ds = MakeDataset(FreshUrl("loader-shuffle-budget"), 4000);
+  LoaderOptions options{.tensors = {"f"},
+                        .batch_size = 16,
+                        .shuffle = ShuffleMode::kChunk,
+                        .shuffle_buffer = 2000,
+                        .seed = 4,
+                        .threads = 2,
+                        .memory_budget = 16 << 10};
+  auto loader = Loader::Create(ds, options);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  EXPECT_LT((*loader)->shuffle_buffer(), 2000u);
+  EXPECT_GE((*loader)->shuffle_buffer(), 1u);
+  uint64_t samples = 0;
+  while (!(*loader)->done()) {
+    auto batch = (*loader)->Next();
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    if (*batch) samples += (*batch)->size();
+  }
+  EXPECT_EQ(samples, 4000u);
+  // The budget, plus one batch and its chunks admitted alone at most.
+  EXPECT_LE((*loader)->metrics().memory_peak, (16u << 10) + 16 * 12 + 2 * 4096);
+  options.memory_budget = 1 << 30;
+  auto roomy = Loader::Create(ds, options);
+  ASSERT_TRUE(roomy.ok());
+  EXPECT_EQ((*roomy)->shuffle_buffer(), 2000u);
+}
+
+TEST(LoaderTest, ThreadCountsAreCapped) {
+  auto ds = MakeDataset(FreshUrl("loader-threads"), 100);
+  for (const int threads : {-1, kMaxPipelineThreads + 1, 100000}) {
+    auto loader = Loader::Create(ds, {.threads = threads});
+    ASSERT_FALSE(loader.ok());
+    EXPECT_EQ(loader.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(
+        loader.status().message().find("threads must be 0 (all cores) .. 256"),
+        std::string::npos)
+        << loader.status();
+  }
+  EXPECT_TRUE(Loader::Create(ds, {.threads = kMaxPipelineThreads}).ok());
 }
 
 TEST(LoaderTest, SameSeedSameBatchesAtAnyThreadCount) {
