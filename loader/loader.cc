@@ -133,15 +133,19 @@ void Loader::Impl::PlanEpoch(uint64_t epoch, uint64_t first_batch) {
   // Options were validated when the sampler was made.
   feed.plan = std::make_shared<const EpochPlan>(std::move(*plan));
   feed.next = {epoch, first_batch};
-  // When each extent is read for the last time in this plan.
+  feed.cursor = feed.plan->Batches();
+  // When each extent is read for the last time in this plan: a walk
+  // through the plan, whose memory is O(extents).
   if (per_sample_reads) return;
   feed.last_use.resize(tensors.size());
   for (size_t t = 0; t < tensors.size(); ++t) {
-    auto& last = feed.last_use[t];
-    last.assign(tensors[t].extents.size(), UINT64_MAX);
-    const EpochPlan& p = *feed.plan;
-    for (uint64_t j = 0; j < p.num_batches(); ++j) {
-      for (uint64_t v : p.batch(j)) last[tensors[t].ExtentOf(v % n)] = j;
+    feed.last_use[t].assign(tensors[t].extents.size(), UINT64_MAX);
+  }
+  EpochPlan::Cursor walk = feed.plan->Batches();
+  for (uint64_t j = 0; walk.Next(feed.samples); ++j) {
+    for (size_t t = 0; t < tensors.size(); ++t) {
+      auto& last = feed.last_use[t];
+      for (uint64_t v : feed.samples) last[tensors[t].ExtentOf(v % n)] = j;
     }
   }
 }

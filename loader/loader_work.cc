@@ -58,12 +58,12 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
     if (feed.next.epoch + 1 >= end_epoch) return false;
     PlanEpoch(feed.next.epoch + 1, 0);
   }
-  const EpochPlan& plan = *feed.plan;
-  const uint64_t j = feed.next.batch - plan.first_batch;
+  const uint64_t j = feed.cursor.batch();
   item.plan = feed.plan;
   item.epoch = feed.next.epoch;
   item.index = feed.next.batch;
-  const auto samples = plan.batch(j);
+  feed.cursor.Next(feed.samples);
+  const std::vector<uint64_t>& samples = feed.samples;
   item.indices.resize(samples.size());
   item.clips.resize(samples.size());
   for (size_t k = 0; k < samples.size(); ++k) {

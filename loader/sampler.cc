@@ -1,19 +1,18 @@
 #include "loader/sampler.h"
 
 #include <algorithm>
+#include <memory>
 #include <numeric>
+#include <optional>
+#include <span>
 #include <string>
 #include <utility>
 
-#include "base/buffer.h"
-#include "base/coding.h"
 #include "base/random.h"
 
 namespace shoal {
 namespace {
 
-constexpr std::string_view kStateMagic = "SHSS";
-constexpr uint8_t kStateVersion = 1;
 constexpr uint64_t kNoBatch = ~uint64_t{0};
 
 // Stream numbers of StreamKey; stored plans depend on them.
@@ -41,21 +40,6 @@ void FisherYates(std::span<T> items, SplitMix64& rng) {
   }
 }
 
-// Chunks that hold samples below num_samples; the rest do not exist for the
-// sampler.
-uint64_t UsedChunks(const ChunkLayout& layout) {
-  return layout.num_samples == 0 ? 0
-                                 : layout.ChunkOf(layout.num_samples - 1) + 1;
-}
-
-uint64_t ChunkBegin(const ChunkLayout& layout, uint64_t chunk) {
-  return chunk == 0 ? 0 : layout.chunk_ends[chunk - 1];
-}
-
-uint64_t ChunkEnd(const ChunkLayout& layout, uint64_t chunk) {
-  return std::min(layout.chunk_ends[chunk], layout.num_samples);
-}
-
 // Rank `rank`'s part [begin, end) of the global order G (file comment, 2).
 struct Segment {
   uint64_t begin = 0;
@@ -76,19 +60,17 @@ Segment RankSegment(uint64_t n, const SamplerOptions& options) {
   return {begin, begin + quotient + (rank < remainder ? 1 : 0)};
 }
 
-// The samples of G in `segment` for kChunk: permuted chunks, each in index
-// order, produced one at a time (so that the stream is never held whole:
-// it would cost 8 bytes a sample on top of the order).
+// The samples of G in `segment` for kChunk: the permuted chunks, each in
+// index order, produced one at a time (so that the stream is never held
+// whole: it would cost 8 bytes a sample).
 class ChunkStream {
  public:
-  ChunkStream(const ChunkLayout& layout, Segment segment, SplitMix64& rng)
-      : layout_(layout), segment_(segment), chunks_(UsedChunks(layout)) {
-    std::iota(chunks_.begin(), chunks_.end(), 0u);
-    FisherYates(std::span<uint32_t>(chunks_), rng);
+  ChunkStream(const ChunkLayout& layout, std::span<const uint32_t> chunks,
+              Segment segment)
+      : layout_(&layout), chunks_(chunks), segment_(segment) {
     Advance();
   }
-  uint64_t size() const { return segment_.end - segment_.begin; }
-  // The next sample; precondition: fewer than size() taken.
+  // The next sample; precondition: fewer than the segment's size taken.
   uint64_t Next() {
     while (p_ >= to_) {
       position_ += chunk_size_;
@@ -102,170 +84,250 @@ class ChunkStream {
   // Sets up chunk k_ (whose first sample sits at position_ in G).
   void Advance() {
     if (k_ >= chunks_.size()) return;
-    begin_ = ChunkBegin(layout_, chunks_[k_]);
-    chunk_size_ = ChunkEnd(layout_, chunks_[k_]) - begin_;
+    begin_ = layout_->ChunkBegin(chunks_[k_]);
+    chunk_size_ = layout_->ChunkEnd(chunks_[k_]) - begin_;
     p_ = std::max(position_, segment_.begin);
     to_ = std::min(position_ + chunk_size_, segment_.end);
   }
 
-  const ChunkLayout& layout_;
-  const Segment segment_;
-  std::vector<uint32_t> chunks_;
+  const ChunkLayout* layout_;
+  std::span<const uint32_t> chunks_;
+  Segment segment_;
   size_t k_ = 0;
   uint64_t position_ = 0, begin_ = 0, chunk_size_ = 0, p_ = 0, to_ = 0;
 };
 
-// The shuffle buffer of the file comment, from `stream` into `out`.
-void ShuffleBuffer(ChunkStream& stream, uint64_t capacity, SplitMix64& rng,
-                   std::vector<uint64_t>& out) {
-  const uint64_t n = stream.size();
-  out.clear();
-  out.reserve(n);
-  capacity = std::min<uint64_t>(capacity, n);
-  if (capacity <= 1) {
-    for (uint64_t s = 0; s < n; ++s) out.push_back(stream.Next());
-    return;
-  }
-  std::vector<uint64_t> slots(capacity);
-  for (uint64_t& slot : slots) slot = stream.Next();
-  for (uint64_t s = capacity; s < n; ++s) {
-    uint64_t& slot = slots[rng.Bounded(capacity)];
-    out.push_back(slot);
-    slot = stream.Next();
-  }
-  for (uint64_t size = capacity; size > 0; --size) {
-    uint64_t& slot = slots[rng.Bounded(size)];
-    out.push_back(slot);
-    slot = slots[size - 1];
-  }
-}
+}  // namespace
 
-// This rank's samples for the whole epoch, in output order.
-std::vector<uint64_t> RankOrder(const ChunkLayout& layout,
-                                const SamplerOptions& options, uint64_t epoch) {
-  const Segment segment = RankSegment(layout.num_samples, options);
-  std::vector<uint64_t> order;
+namespace sampler_internal {
+
+// Everything a cursor needs to produce a plan's order (file comment):
+// positions count the rank's order from its start, the plan covers
+// positions [start, end) and batch k of the epoch ends at EndOf(k + 1).
+struct PlanOrder {
+  ShuffleMode mode = ShuffleMode::kNone;
+  ChunkLayout layout;  // the chunks holding samples below num_samples
+  Segment segment;
+  uint64_t batch_size = 1;
+  uint64_t first_batch = 0;
+  uint64_t epoch_batches = 0;
+  uint64_t start = 0;
+  // kFull: the plan's samples, 32-bit while the dataset allows.
+  std::vector<uint32_t> permutation32;
+  std::vector<uint64_t> permutation64;
+  // kChunk: the permuted chunks, the buffer's capacity and its stream key.
+  std::vector<uint32_t> chunk_order;
+  uint64_t capacity = 0;
+  uint64_t buffer_key = 0;
+
+  uint64_t size() const { return segment.end - segment.begin; }
+  // Batch ends are min(k * b, m): full batches, then the short (or empty)
+  // last one; the file comment shows that fits the count. k * b is only
+  // formed when it does not pass m, so it cannot overflow.
+  uint64_t EndOf(uint64_t batches) const {
+    return batches > size() / batch_size ? size() : batches * batch_size;
+  }
+};
+
+// A cursor's position in the order, with the shuffle buffer for kChunk.
+struct CursorState {
+  explicit CursorState(std::shared_ptr<const PlanOrder> o)
+      : order(std::move(o)),
+        position(order->start),
+        batch(order->first_batch),
+        rng(order->buffer_key) {
+    if (order->mode != ShuffleMode::kChunk) return;
+    stream.emplace(order->layout, order->chunk_order, order->segment);
+    if (order->capacity > 1) {
+      slots.resize(order->capacity);
+      for (uint64_t& slot : slots) slot = stream->Next();
+    }
+    // A resumed plan replays the buffer up to its first sample.
+    for (uint64_t p = 0; p < order->start; ++p) BufferNext(p);
+  }
+
+  // The shuffle buffer's output at rank-order position p (taken in order).
+  uint64_t BufferNext(uint64_t p) {
+    const uint64_t n = order->size();
+    const uint64_t c = order->capacity;
+    if (c <= 1) return stream->Next();
+    if (p < n - c) {
+      uint64_t& slot = slots[rng.Bounded(c)];
+      const uint64_t out = slot;
+      slot = stream->Next();
+      return out;
+    }
+    const uint64_t size = n - p;
+    uint64_t& slot = slots[rng.Bounded(size)];
+    const uint64_t out = slot;
+    slot = slots[size - 1];
+    return out;
+  }
+
+  uint64_t Next() {
+    const uint64_t p = position++;
+    switch (order->mode) {
+      case ShuffleMode::kNone:
+        return order->segment.begin + p;
+      case ShuffleMode::kFull:
+        return order->permutation64.empty()
+                   ? order->permutation32[p - order->start]
+                   : order->permutation64[p - order->start];
+      case ShuffleMode::kChunk:
+        return BufferNext(p);
+    }
+    return 0;
+  }
+
+  std::shared_ptr<const PlanOrder> order;
+  uint64_t position;  // in the rank's order
+  uint64_t batch;     // of the epoch
+  SplitMix64 rng;
+  std::optional<ChunkStream> stream;
+  std::vector<uint64_t> slots;
+};
+
+}  // namespace sampler_internal
+
+namespace {
+
+using sampler_internal::PlanOrder;
+
+// The order of a plan of `epoch` from batch `first_batch` (file comment).
+std::shared_ptr<const PlanOrder> MakeOrder(const ChunkLayout& layout,
+                                           const SamplerOptions& options,
+                                           uint64_t epoch,
+                                           uint64_t first_batch) {
+  auto order = std::make_shared<PlanOrder>();
+  order->mode = options.shuffle;
+  order->layout.num_samples = layout.num_samples;
+  const uint64_t chunks = layout.UsedChunks();
+  order->layout.chunk_ends.assign(layout.chunk_ends.begin(),
+                                  layout.chunk_ends.begin() + chunks);
+  order->segment = RankSegment(layout.num_samples, options);
+  order->batch_size = options.batch_size;
+  order->first_batch = first_batch;
+  order->epoch_batches = BatchesPerEpoch(layout.num_samples, options);
+  order->start = order->EndOf(first_batch);
+  const Segment& segment = order->segment;
+  const uint64_t n = layout.num_samples;
+  // Every rank draws the same global permutation and keeps its part.
+  auto full = [&]<typename T>(std::vector<T>& kept) {
+    std::vector<T> all(n);
+    std::iota(all.begin(), all.end(), T{0});
+    SplitMix64 rng(StreamKey(options.seed, epoch, kFullPermutation, 0));
+    FisherYates(std::span<T>(all), rng);
+    all.resize(segment.end);
+    all.erase(all.begin(), all.begin() + segment.begin + order->start);
+    all.shrink_to_fit();
+    kept = std::move(all);
+  };
   switch (options.shuffle) {
     case ShuffleMode::kNone:
-      order.resize(segment.end - segment.begin);
-      std::iota(order.begin(), order.end(), segment.begin);
       break;
-    case ShuffleMode::kFull: {
-      // Every rank draws the same global permutation and keeps its part.
-      std::vector<uint64_t> all(layout.num_samples);
-      std::iota(all.begin(), all.end(), uint64_t{0});
-      SplitMix64 rng(StreamKey(options.seed, epoch, kFullPermutation, 0));
-      FisherYates(std::span<uint64_t>(all), rng);
-      all.resize(segment.end);
-      all.erase(all.begin(), all.begin() + segment.begin);
-      order = std::move(all);
+    case ShuffleMode::kFull:
+      if (n <= uint64_t{UINT32_MAX}) {
+        full(order->permutation32);
+      } else {
+        full(order->permutation64);
+      }
       break;
-    }
     case ShuffleMode::kChunk: {
-      SplitMix64 chunk_rng(
-          StreamKey(options.seed, epoch, kChunkPermutation, 0));
-      ChunkStream stream(layout, segment, chunk_rng);
-      SplitMix64 buffer_rng(
-          StreamKey(options.seed, epoch, kShuffleBuffer, options.rank));
-      ShuffleBuffer(stream, options.shuffle_buffer, buffer_rng, order);
+      order->chunk_order.resize(chunks);
+      std::iota(order->chunk_order.begin(), order->chunk_order.end(), 0u);
+      SplitMix64 rng(StreamKey(options.seed, epoch, kChunkPermutation, 0));
+      FisherYates(std::span<uint32_t>(order->chunk_order), rng);
+      order->capacity = std::min(options.shuffle_buffer, order->size());
+      order->buffer_key =
+          StreamKey(options.seed, epoch, kShuffleBuffer, options.rank);
       break;
     }
   }
   return order;
 }
 
-// Per chunk (of the layout): the first and last batch of a plan that read
-// it, and how many of the plan's samples it holds.
+// Fills plan.chunk_uses (but their last_batch and num_samples) by walking
+// the plan; returns each chunk's last batch and sample count.
 struct ChunkReads {
-  std::vector<uint64_t> first, last, count;
+  std::vector<uint64_t> last, count;
 };
 
-// Fills plan.batch_chunks and plan.batch_chunk_ends.
-ChunkReads ListBatchChunks(const ChunkLayout& layout, EpochPlan& plan,
-                           bool full_permutation) {
-  const uint64_t num_chunks = UsedChunks(layout);
+ChunkReads ListChunkUses(const ChunkLayout& layout, EpochPlan& plan) {
+  const uint64_t num_chunks = layout.UsedChunks();
   ChunkReads reads{std::vector<uint64_t>(num_chunks, kNoBatch),
-                   std::vector<uint64_t>(num_chunks, kNoBatch),
                    std::vector<uint64_t>(num_chunks, 0)};
-  // The chunk of each sample. Orders of the none and chunk shuffles run
-  // through a chunk's samples together, so the chunk of the sample before
-  // nearly always answers; otherwise a binary search. A full permutation
-  // jumps every time, and a binary search per sample took most of the time
-  // of its plan: it gets a sample-to-chunk table (4 bytes a sample, while
-  // the plan is made).
-  std::vector<uint32_t> chunk_of;
-  if (full_permutation) {
-    chunk_of.resize(layout.num_samples);
-    for (uint32_t c = 0; c < num_chunks; ++c) {
-      std::fill(chunk_of.begin() + ChunkBegin(layout, c),
-                chunk_of.begin() + ChunkEnd(layout, c), c);
-    }
+  std::vector<uint8_t> seen(num_chunks, 0);
+  // The chunk of each sample. A binary search per sample took most of the
+  // time of a full permutation's plan (it jumps every time, missing the
+  // cache) and a sample-to-chunk table costs 4 bytes a sample: instead, the
+  // chunk at the start of every 2^shift samples, with buckets about half a
+  // mean chunk long (O(chunks) entries), and a step or two forward from it.
+  const uint64_t n = layout.num_samples;
+  int shift = 0;
+  while (num_chunks > 0 && (n >> (shift + 1)) >= 2 * num_chunks) ++shift;
+  std::vector<uint32_t> bucket_chunk(n == 0 ? 0 : ((n - 1) >> shift) + 1);
+  for (uint64_t b = 0, c = 0; b < bucket_chunk.size(); ++b) {
+    while (layout.chunk_ends[c] <= (b << shift)) ++c;
+    bucket_chunk[b] = static_cast<uint32_t>(c);
   }
-  uint32_t recent = 0;
   auto chunk_of_sample = [&](uint64_t sample) -> uint32_t {
-    if (!chunk_of.empty()) return chunk_of[sample];
-    if (sample >= ChunkBegin(layout, recent) &&
-        sample < ChunkEnd(layout, recent)) {
-      return recent;
-    }
-    recent = layout.ChunkOf(sample);
-    return recent;
+    uint32_t c = bucket_chunk[sample >> shift];
+    while (layout.chunk_ends[c] <= sample) ++c;
+    return c;
   };
-  plan.batch_chunks.clear();
-  plan.batch_chunk_ends.clear();
-  plan.batch_chunk_ends.reserve(plan.num_batches());
-  for (uint64_t j = 0; j < plan.num_batches(); ++j) {
-    const auto batch_begin =
-        static_cast<std::ptrdiff_t>(plan.batch_chunks.size());
-    for (uint64_t sample : plan.batch(j)) {
+  plan.chunk_uses.clear();
+  EpochPlan::Cursor cursor = plan.Batches();
+  std::vector<uint64_t> batch;
+  std::vector<uint32_t> fresh;
+  for (uint64_t j = 0; cursor.Next(batch); ++j) {
+    fresh.clear();
+    for (uint64_t sample : batch) {
       const uint32_t chunk = chunk_of_sample(sample);
       ++reads.count[chunk];
       if (reads.last[chunk] == j) continue;  // seen in this batch
-      if (reads.first[chunk] == kNoBatch) reads.first[chunk] = j;
+      if (!seen[chunk]) fresh.push_back(chunk), seen[chunk] = 1;
       reads.last[chunk] = j;
-      plan.batch_chunks.push_back(chunk);
     }
-    std::sort(plan.batch_chunks.begin() + batch_begin, plan.batch_chunks.end());
-    plan.batch_chunk_ends.push_back(plan.batch_chunks.size());
+    // (first_batch, chunk) order: the chunks new in a batch, ascending.
+    std::sort(fresh.begin(), fresh.end());
+    for (uint32_t chunk : fresh) plan.chunk_uses.push_back({chunk, j, 0, 0});
   }
-  plan.batch_chunks.shrink_to_fit();
   return reads;
 }
 
-// Fills plan.chunk_uses and the plan's maxima from `reads`.
+// Completes plan.chunk_uses and sets the plan's maxima. Live chunks only
+// grow at a chunk's first batch and decoded samples only grow there (they
+// shrink as batches go out), so the maxima are found at first batches.
 void PlanChunkLifetimes(const ChunkLayout& layout, const ChunkReads& reads,
                         EpochPlan& plan) {
-  const uint64_t num_batches = plan.num_batches();
-  // Per batch: chunks and bytes that become live (and, one past their last
-  // batch, stop being live), samples fetched. Unsigned deltas wrap, and
-  // their prefix sums are still exact.
-  std::vector<uint64_t> live_delta(num_batches + 1, 0);
-  std::vector<uint64_t> bytes_delta(num_batches + 1, 0);
-  std::vector<uint64_t> fetched_samples(num_batches + 1, 0);
-  // Walking batches in order and taking each chunk at its first batch gives
-  // the (first_batch, chunk) order, since a batch's chunks are ascending.
-  plan.chunk_uses.clear();
-  for (uint64_t j = 0; j < num_batches; ++j) {
-    for (uint32_t chunk : plan.chunks_of_batch(j)) {
-      if (reads.first[chunk] != j) continue;
-      const uint64_t last = reads.last[chunk];
-      plan.chunk_uses.push_back({chunk, j, last, reads.count[chunk]});
-      const uint64_t bytes =
-          layout.chunk_bytes.empty() ? 0 : layout.chunk_bytes[chunk];
-      ++live_delta[j];
-      --live_delta[last + 1];
-      bytes_delta[j] += bytes;
-      bytes_delta[last + 1] -= bytes;
-      fetched_samples[j] += reads.count[chunk];
-    }
+  std::vector<std::pair<uint64_t, uint64_t>> ends;  // (last batch, bytes)
+  ends.reserve(plan.chunk_uses.size());
+  auto bytes_of = [&](uint32_t chunk) {
+    return layout.chunk_bytes.empty() ? 0 : layout.chunk_bytes[chunk];
+  };
+  for (ChunkUse& use : plan.chunk_uses) {
+    use.last_batch = reads.last[use.chunk];
+    use.num_samples = reads.count[use.chunk];
+    ends.emplace_back(use.last_batch, bytes_of(use.chunk));
   }
+  std::sort(ends.begin(), ends.end());
+  const PlanOrder& order = *plan.order;
   uint64_t live = 0, live_bytes = 0, fetched = 0;
+  size_t next_end = 0;
   plan.max_live_chunks = plan.max_live_bytes = plan.max_decoded_samples = 0;
-  for (uint64_t j = 0; j < num_batches; ++j) {
-    live += live_delta[j];
-    live_bytes += bytes_delta[j];
-    fetched += fetched_samples[j];
-    const uint64_t emitted = j == 0 ? 0 : plan.batch_ends[j - 1];
+  for (size_t i = 0; i < plan.chunk_uses.size();) {
+    const uint64_t j = plan.chunk_uses[i].first_batch;
+    for (; i < plan.chunk_uses.size() && plan.chunk_uses[i].first_batch == j;
+         ++i) {
+      ++live;
+      live_bytes += bytes_of(plan.chunk_uses[i].chunk);
+      fetched += plan.chunk_uses[i].num_samples;
+    }
+    for (; next_end < ends.size() && ends[next_end].first < j; ++next_end) {
+      --live;
+      live_bytes -= ends[next_end].second;
+    }
+    const uint64_t emitted = order.EndOf(order.first_batch + j) - order.start;
     plan.max_live_chunks = std::max(plan.max_live_chunks, live);
     plan.max_live_bytes = std::max(plan.max_live_bytes, live_bytes);
     plan.max_decoded_samples =
@@ -280,39 +342,11 @@ EpochPlan BuildPlan(const ChunkLayout& layout, const SamplerOptions& options,
   plan.epoch = epoch;
   plan.first_batch = first_batch;
   plan.epoch_batches = BatchesPerEpoch(layout.num_samples, options);
-  std::vector<uint64_t> order = RankOrder(layout, options, epoch);
-  // Batch j ends at min((j+1)*b, m_r): full batches, then the short (or
-  // empty) last one; the file comment shows that fits the count.
-  // (j+1)*b is only formed when it does not pass m_r, so it cannot overflow.
-  const uint64_t b = options.batch_size;
-  const uint64_t m = order.size();
-  auto end_of = [&](uint64_t batches) {
-    return batches > m / b ? m : batches * b;
-  };
-  const uint64_t start = end_of(first_batch);
-  order.erase(order.begin(), order.begin() + start);
-  plan.samples = std::move(order);
-  plan.batch_ends.reserve(plan.epoch_batches - first_batch);
-  for (uint64_t j = first_batch; j < plan.epoch_batches; ++j) {
-    plan.batch_ends.push_back(end_of(j + 1) - start);
-  }
-  const ChunkReads reads =
-      ListBatchChunks(layout, plan, options.shuffle == ShuffleMode::kFull);
+  plan.order = MakeOrder(layout, options, epoch, first_batch);
+  plan.num_samples = plan.order->size() - plan.order->start;
+  const ChunkReads reads = ListChunkUses(layout, plan);
   PlanChunkLifetimes(layout, reads, plan);
   return plan;
-}
-
-uint64_t LayoutFingerprint(const ChunkLayout& layout) {
-  ByteWriter writer;
-  const uint64_t chunks = UsedChunks(layout);
-  for (uint64_t c = 0; c < chunks; ++c) writer.PutVarint(ChunkEnd(layout, c));
-  return Checksum64(AsBytes(writer.bytes()));
-}
-
-Status Mismatch(std::string_view field, uint64_t saved, uint64_t current) {
-  return InvalidArgument("sampler state was saved with " + std::string(field) +
-                         " " + std::to_string(saved) +
-                         ", but this sampler has " + std::to_string(current));
 }
 
 }  // namespace
@@ -336,6 +370,18 @@ Result<ShuffleMode> ParseShuffleMode(std::string_view name) {
   }
   return InvalidArgument("unknown shuffle mode '" + std::string(name) +
                          "' (expected none, chunk or full)");
+}
+
+uint64_t ChunkLayout::UsedChunks() const {
+  return num_samples == 0 ? 0 : ChunkOf(num_samples - 1) + 1;
+}
+
+uint64_t ChunkLayout::ChunkBegin(uint64_t chunk) const {
+  return chunk == 0 ? 0 : chunk_ends[chunk - 1];
+}
+
+uint64_t ChunkLayout::ChunkEnd(uint64_t chunk) const {
+  return std::min(chunk_ends[chunk], num_samples);
 }
 
 uint32_t ChunkLayout::ChunkOf(uint64_t sample) const {
@@ -403,16 +449,51 @@ uint64_t BatchesPerEpoch(uint64_t num_samples, const SamplerOptions& options) {
   return most / b + (most % b ? 1 : 0);
 }
 
-std::span<const uint64_t> EpochPlan::batch(uint64_t j) const {
-  const uint64_t begin = j == 0 ? 0 : batch_ends[j - 1];
-  return std::span<const uint64_t>(samples).subspan(begin,
-                                                    batch_ends[j] - begin);
+EpochPlan::Cursor::Cursor() = default;
+EpochPlan::Cursor::Cursor(Cursor&&) noexcept = default;
+EpochPlan::Cursor& EpochPlan::Cursor::operator=(Cursor&&) noexcept = default;
+EpochPlan::Cursor::~Cursor() = default;
+
+bool EpochPlan::Cursor::Next(std::vector<uint64_t>& out) {
+  out.clear();
+  if (state_ == nullptr) return false;
+  const PlanOrder& order = *state_->order;
+  if (state_->batch >= order.epoch_batches) return false;
+  const uint64_t end = order.EndOf(++state_->batch);
+  out.reserve(end - state_->position);
+  while (state_->position < end) out.push_back(state_->Next());
+  return true;
 }
 
-std::span<const uint32_t> EpochPlan::chunks_of_batch(uint64_t j) const {
-  const uint64_t begin = j == 0 ? 0 : batch_chunk_ends[j - 1];
-  return std::span<const uint32_t>(batch_chunks)
-      .subspan(begin, batch_chunk_ends[j] - begin);
+uint64_t EpochPlan::Cursor::batch() const {
+  return state_ == nullptr ? 0 : state_->batch - state_->order->first_batch;
+}
+
+EpochPlan::Cursor EpochPlan::Batches() const {
+  Cursor cursor;
+  if (order != nullptr) {
+    cursor.state_ = std::make_unique<sampler_internal::CursorState>(order);
+  }
+  return cursor;
+}
+
+std::vector<uint64_t> EpochPlan::AllSamples() const {
+  std::vector<uint64_t> all, batch;
+  all.reserve(num_samples);
+  for (Cursor cursor = Batches(); cursor.Next(batch);) {
+    all.insert(all.end(), batch.begin(), batch.end());
+  }
+  return all;
+}
+
+std::vector<uint64_t> EpochPlan::BatchEnds() const {
+  std::vector<uint64_t> ends;
+  if (order == nullptr) return ends;
+  ends.reserve(num_batches());
+  for (uint64_t k = first_batch; k < epoch_batches; ++k) {
+    ends.push_back(order->EndOf(k + 1) - order->start);
+  }
+  return ends;
 }
 
 Result<EpochPlan> MakeEpochPlan(const ChunkLayout& layout,
@@ -427,110 +508,6 @@ Result<EpochPlan> MakeEpochPlan(const ChunkLayout& layout,
                            std::to_string(batches) + " batches)");
   }
   return BuildPlan(layout, options, epoch, first_batch);
-}
-
-std::string EncodeSamplerState(const ChunkLayout& layout,
-                               const SamplerOptions& options,
-                               const SamplerPosition& position) {
-  ByteWriter writer;
-  writer.PutBytes(kStateMagic);
-  writer.PutU8(kStateVersion);
-  writer.PutVarint(position.epoch);
-  writer.PutVarint(position.batch);
-  writer.PutVarint(options.seed);
-  writer.PutVarint(layout.num_samples);
-  writer.PutU64(LayoutFingerprint(layout));
-  writer.PutVarint(options.batch_size);
-  writer.PutU8(options.drop_last ? 1 : 0);
-  writer.PutU8(static_cast<uint8_t>(options.shuffle));
-  writer.PutVarint(options.shuffle_buffer);
-  writer.PutVarint(options.world_size);
-  writer.PutU64(Checksum64(AsBytes(writer.bytes())));
-  return std::move(writer).Release();
-}
-
-Result<SamplerPosition> DecodeSamplerState(std::string_view state,
-                                           const ChunkLayout& layout,
-                                           const SamplerOptions& options) {
-  SHOAL_RETURN_IF_ERROR(ValidateSampler(layout, options));
-  if (!state.starts_with(kStateMagic)) {
-    return InvalidArgument("not a shoal sampler state (bad magic)");
-  }
-  constexpr size_t kHeader = 5;  // magic + version
-  if (state.size() < kHeader + 8) {
-    return Corruption("sampler state: truncated (" +
-                      std::to_string(state.size()) + " bytes)");
-  }
-  const auto version = static_cast<uint8_t>(state[4]);
-  if (version > kStateVersion) {
-    return Unimplemented("sampler state version " + std::to_string(version) +
-                         " is newer than this build reads (" +
-                         std::to_string(kStateVersion) + ")");
-  }
-  const std::string_view body = state.substr(0, state.size() - 8);
-  if (!ChecksumMatches(AsBytes(body),
-                       DecodeU64(AsBytes(state.substr(body.size())).data()))) {
-    return Corruption("sampler state: checksum mismatch");
-  }
-  if (version != kStateVersion) {
-    return Corruption("sampler state: bad version " + std::to_string(version));
-  }
-
-  ByteReader reader(AsBytes(body.substr(kHeader)), "sampler state");
-  SamplerPosition position;
-  SHOAL_ASSIGN_OR_RETURN(position.epoch, reader.GetVarint());
-  SHOAL_ASSIGN_OR_RETURN(position.batch, reader.GetVarint());
-  SHOAL_ASSIGN_OR_RETURN(const uint64_t seed, reader.GetVarint());
-  SHOAL_ASSIGN_OR_RETURN(const uint64_t num_samples, reader.GetVarint());
-  SHOAL_ASSIGN_OR_RETURN(const uint64_t fingerprint, reader.GetU64());
-  SHOAL_ASSIGN_OR_RETURN(const uint64_t batch_size, reader.GetVarint());
-  SHOAL_ASSIGN_OR_RETURN(const uint8_t drop_last, reader.GetU8());
-  SHOAL_ASSIGN_OR_RETURN(const uint8_t shuffle, reader.GetU8());
-  SHOAL_ASSIGN_OR_RETURN(const uint64_t shuffle_buffer, reader.GetVarint());
-  SHOAL_ASSIGN_OR_RETURN(const uint64_t world_size, reader.GetVarint());
-  if (reader.remaining() != 0) {
-    return reader.Error(std::to_string(reader.remaining()) + " trailing bytes");
-  }
-  if (drop_last > 1) return reader.Error("drop_last is not 0 or 1");
-  if (shuffle > 2) return reader.Error("unknown shuffle mode");
-
-  if (num_samples != layout.num_samples) {
-    return Mismatch("a dataset of num_samples", num_samples,
-                    layout.num_samples);
-  }
-  if (fingerprint != LayoutFingerprint(layout)) {
-    return InvalidArgument(
-        "sampler state was saved for another chunk layout of the dataset "
-        "(the chunk boundaries differ)");
-  }
-  if (seed != options.seed) return Mismatch("seed", seed, options.seed);
-  if (batch_size != options.batch_size) {
-    return Mismatch("batch_size", batch_size, options.batch_size);
-  }
-  if ((drop_last == 1) != options.drop_last) {
-    return Mismatch("drop_last", drop_last, options.drop_last ? 1 : 0);
-  }
-  if (shuffle != static_cast<uint8_t>(options.shuffle)) {
-    return InvalidArgument(
-        "sampler state was saved with shuffle " +
-        std::string(ShuffleModeName(static_cast<ShuffleMode>(shuffle))) +
-        ", but this sampler has " +
-        std::string(ShuffleModeName(options.shuffle)));
-  }
-  if (shuffle_buffer != options.shuffle_buffer) {
-    return Mismatch("shuffle_buffer", shuffle_buffer, options.shuffle_buffer);
-  }
-  if (world_size != options.world_size) {
-    return Mismatch("world_size", world_size, options.world_size);
-  }
-  const uint64_t batches = BatchesPerEpoch(num_samples, options);
-  if (position.batch > batches) {
-    return InvalidArgument("sampler state: batch " +
-                           std::to_string(position.batch) +
-                           " is past the end of the epoch (" +
-                           std::to_string(batches) + " batches)");
-  }
-  return position;
 }
 
 Sampler::Sampler(ChunkLayout layout, SamplerOptions options)
@@ -556,17 +533,6 @@ Status Sampler::Advance(uint64_t count) {
 
 EpochPlan Sampler::MakePlan() const {
   return BuildPlan(layout_, options_, position_.epoch, position_.batch);
-}
-
-std::string Sampler::State() const {
-  return EncodeSamplerState(layout_, options_, position_);
-}
-
-Status Sampler::Restore(std::string_view state) {
-  SHOAL_ASSIGN_OR_RETURN(SamplerPosition position,
-                         DecodeSamplerState(state, layout_, options_));
-  position_ = position;
-  return Status::OK();
 }
 
 }  // namespace shoal

@@ -1,9 +1,9 @@
 // Sampler: which samples an epoch reads, in which order, in which batch, on
 // which rank. Pure computation over the dataset's chunk layout: no I/O.
 //
-// The Loader asks for an EpochPlan (this rank's sample indices in output
-// order, cut into batches, plus which chunks each batch reads and when each
-// chunk can be released) and then fetches and decodes exactly that. The plan
+// The Loader asks for an EpochPlan (a cursor over this rank's batches of
+// sample indices in output order, plus when each chunk is first and last
+// read) and then fetches and decodes exactly that. The plan
 // is a function of (layout, options, epoch) only, never of thread count or
 // timing, so the same seed gives the same batches bit for bit, and a saved
 // position (EncodeSamplerState) resumes the exact remaining batches.
@@ -69,6 +69,7 @@
 #define SHOAL_LOADER_SAMPLER_H_
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -130,6 +131,12 @@ struct ChunkLayout {
 
   /// The chunk holding `sample`. Precondition: sample < chunk_ends.back().
   uint32_t ChunkOf(uint64_t sample) const;
+  /// Chunks holding samples below num_samples (the rest do not exist for
+  /// the sampler).
+  uint64_t UsedChunks() const;
+  /// The first sample of `chunk`, and one past its last below num_samples.
+  uint64_t ChunkBegin(uint64_t chunk) const;
+  uint64_t ChunkEnd(uint64_t chunk) const;
 };
 
 /// `num_samples` samples in chunks of `samples_per_chunk` (the last may be
@@ -158,9 +165,21 @@ struct ChunkUse {
   bool operator==(const ChunkUse&) const = default;
 };
 
+namespace sampler_internal {
+struct PlanOrder;
+struct CursorState;
+}  // namespace sampler_internal
+
 /// What one rank reads in (the rest of) one epoch. Batch numbers in the
 /// chunk fields count from the plan's first batch (0 = batch `first_batch`
 /// of the epoch).
+///
+/// The order is not held sample by sample: a Cursor produces the batches in
+/// order. What a plan holds grows with the chunks, not with the samples:
+/// O(chunks) for the none and chunk shuffles (each cursor adds the shuffle
+/// buffer), and for a full permutation the rank's part of the permutation,
+/// 4 bytes a sample (8 past 2^32 samples). Making a plan walks its order
+/// once (to find the chunk fields); so does each cursor.
 struct EpochPlan {
   uint64_t epoch = 0;
   /// Batches of the epoch before this plan (non-zero when resumed).
@@ -168,16 +187,9 @@ struct EpochPlan {
   /// Batches per epoch for every rank; the plan holds the last
   /// epoch_batches - first_batch of them.
   uint64_t epoch_batches = 0;
+  /// Samples in the plan's batches.
+  uint64_t num_samples = 0;
 
-  /// Sample indices in output order.
-  std::vector<uint64_t> samples;
-  /// Batch j is samples[batch_ends[j-1], batch_ends[j]) (from 0 for j = 0).
-  std::vector<uint64_t> batch_ends;
-
-  /// Batch j reads the distinct chunks
-  /// batch_chunks[batch_chunk_ends[j-1], batch_chunk_ends[j]), ascending.
-  std::vector<uint32_t> batch_chunks;
-  std::vector<uint64_t> batch_chunk_ends;
   /// Every chunk the plan reads, by (first_batch, chunk): the fetch order.
   std::vector<ChunkUse> chunk_uses;
   /// Most chunks live at once when each chunk is held from its first_batch
@@ -195,18 +207,47 @@ struct EpochPlan {
   /// shuffle_buffer + C + batch_size for kChunk, nearly all for kFull.
   uint64_t max_decoded_samples = 0;
 
-  uint64_t num_batches() const { return batch_ends.size(); }
-  /// The samples of batch j < num_batches(), a view into `samples`.
-  std::span<const uint64_t> batch(uint64_t j) const;
-  /// The chunks batch j < num_batches() reads, a view into `batch_chunks`.
-  std::span<const uint32_t> chunks_of_batch(uint64_t j) const;
+  uint64_t num_batches() const { return epoch_batches - first_batch; }
+
+  /// Reads a plan's batches in order. A single-owner value; the plan's
+  /// order is shared, so a cursor may outlive its EpochPlan.
+  class Cursor {
+   public:
+    Cursor();  // at the end of an empty plan
+    Cursor(Cursor&&) noexcept;
+    Cursor& operator=(Cursor&&) noexcept;
+    ~Cursor();
+    /// The samples of batch batch() into `out` (replacing its contents),
+    /// then moves to the next batch; false (and `out` empty) after the last.
+    bool Next(std::vector<uint64_t>& out);
+    /// The batch Next() produces, counted from the plan's first batch.
+    uint64_t batch() const;
+
+   private:
+    friend struct EpochPlan;
+    std::unique_ptr<sampler_internal::CursorState> state_;
+  };
+  /// A cursor at the plan's first batch. Costs O(shuffle_buffer) memory and,
+  /// for a resumed kChunk plan, a walk past the batches before it.
+  Cursor Batches() const;
+
+  /// The whole order, sample by sample (O(samples) memory): for tests and
+  /// shuffle-quality reports, not for loading.
+  std::vector<uint64_t> AllSamples() const;
+  /// Batch j is AllSamples()[ends[j-1], ends[j]) (from 0 for j = 0).
+  std::vector<uint64_t> BatchEnds() const;
+
+  /// How the order is made (sampler.cc); null for an empty default plan.
+  std::shared_ptr<const sampler_internal::PlanOrder> order;
 };
 
 /// This rank's plan for `epoch`, from batch `first_batch` of the epoch
 /// (0 = the whole epoch; epoch_batches = an empty plan). The samples of the
 /// resumed plan are exactly those of the full plan's batches from
 /// `first_batch` on. InvalidArgument for invalid inputs or first_batch past
-/// the epoch's end. Time and memory O(num_samples + chunks).
+/// the epoch's end. Time O(num_samples + chunks); memory as EpochPlan says
+/// (while a full permutation's plan is made it holds the permutation of
+/// every rank's samples, 4 bytes a sample of the dataset).
 Result<EpochPlan> MakeEpochPlan(const ChunkLayout& layout,
                                 const SamplerOptions& options, uint64_t epoch,
                                 uint64_t first_batch = 0);

@@ -238,10 +238,10 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   // Shuffle quality of the last epoch's order (this rank's samples).
   SHOAL_ASSIGN_OR_RETURN(std::vector<uint32_t> labels, ReadLabels(*dataset));
   const EpochPlan& plan = loader->plan();
-  auto quality = MeasureShuffle(plan.samples, plan.batch_ends,
-                                labels.size() >= loader->plan().samples.size()
-                                    ? std::span(labels)
-                                    : std::span<uint32_t>());
+  auto quality =
+      MeasureShuffle(plan.AllSamples(), plan.BatchEnds(),
+                     labels.size() >= plan.num_samples ? std::span(labels)
+                                                       : std::span<uint32_t>());
   if (!quality.ok()) return quality.status();
   loader.reset();
 

@@ -369,6 +369,8 @@ struct Loader::Impl {
     Pipeline<LoaderBatchWork>* pipeline = nullptr;  // the run being fed
     SamplerPosition next;                           // the batch to lay out next
     std::shared_ptr<const EpochPlan> plan;
+    EpochPlan::Cursor cursor;       // at batch next.batch of `plan`
+    std::vector<uint64_t> samples;  // the batch being laid out
     std::vector<std::unordered_map<size_t, std::shared_ptr<ExtentSlot>>>
         resident;
     std::vector<std::vector<uint64_t>> last_use;  // per tensor, per extent

@@ -627,7 +627,7 @@ TEST(LoaderTest, ShuffleQualityOfChunkAndFull) {
     auto loader = Loader::Create(ds, options);
     ASSERT_TRUE(loader.ok());
     const EpochPlan& plan = (*loader)->plan();
-    auto q = MeasureShuffle(plan.samples, plan.batch_ends, labels);
+    auto q = MeasureShuffle(plan.AllSamples(), plan.BatchEnds(), labels);
     ASSERT_TRUE(q.ok()) << q.status();
     quality[mode] = *q;
   }
