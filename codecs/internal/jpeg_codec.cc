@@ -395,19 +395,33 @@ class JpegCodec final : public ImageCodec {
         }
       });
     } else {
+      // Several rows a call, as in the direct path: libjpeg makes two rows
+      // at a time for 4:2:0 images, and asking for one costs it a copy of
+      // the spare row.
       const int in_channels = cinfo.output_components;
-      d->scratch.resize(size_t{cinfo.output_width} * in_channels);
+      const size_t in_row = size_t{cinfo.output_width} * in_channels;
+      constexpr uint32_t kRowsPerRead = 16;
+      d->scratch.resize(in_row * kRowsPerRead);
+      d->rows.resize(kRowsPerRead);
+      for (uint32_t r = 0; r < kRowsPerRead; ++r) {
+        d->rows[r] = d->scratch.data() + r * in_row;
+      }
       const bool adobe = cinfo.saw_Adobe_marker;
       const size_t skip = size_t{region.x - crop_x} * in_channels;
       read = Guard(*d, [&] {
-        JSAMPROW row = d->scratch.data();
-        for (uint32_t y = 0; y < region.height; ++y) {
-          if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) break;
-          uint8_t* to = dst + y * row_bytes;
-          if (cmyk) {
-            ConvertCmyk(row + skip, region.width, adobe, channels, to);
-          } else {
-            std::memcpy(to, row + skip, row_bytes);
+        for (uint32_t y = 0; y < region.height;) {
+          const JDIMENSION n = jpeg_read_scanlines(
+              &cinfo, d->rows.data(),
+              std::min<uint32_t>(kRowsPerRead, region.height - y));
+          if (n == 0) break;  // Cannot happen with a memory source.
+          for (JDIMENSION r = 0; r < n; ++r, ++y) {
+            const uint8_t* row = d->rows[r] + skip;
+            uint8_t* to = dst + y * row_bytes;
+            if (cmyk) {
+              ConvertCmyk(row, region.width, adobe, channels, to);
+            } else {
+              std::memcpy(to, row, row_bytes);
+            }
           }
         }
       });
