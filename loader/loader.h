@@ -48,11 +48,10 @@
 // Under the chunk shuffle the samples in the shuffle buffer keep their
 // chunks resident, so the buffer is lowered to what the budget holds (see
 // shuffle_buffer()). In steady state no sample causes a heap allocation.
-// Not charged, and bounded per decode thread rather than by the budget:
-// each thread's decoder state — an image transformer's scratch (the crop's
-// decoded pixels, at most one image) and a video reader's libavcodec frames
-// (the codec's own pools: for H.264 at most 16 reference frames + 2, about
-// 10 MB a thread for the 640x360 clips of benchmarks/RESULTS.md).
+// Video decoders charge their frames (reference frames included) to the
+// same budget while they hold them. Not charged, and bounded per decode
+// thread instead: an image transformer's scratch (the crop's decoded
+// pixels, at most one image) and the codecs' small state.
 //
 // Errors. Next() returns the first error in plan order (a corrupt chunk, a
 // sample that does not decode), naming dataset, tensor, chunk and sample,

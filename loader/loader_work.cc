@@ -304,7 +304,9 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
     thread_local std::vector<uint64_t> frames;
     const auto& probe = lt.probes[sample];
     ClipFrames(*lt.clip, probe->index.pts.size(), item.clips[k], seed, frames);
-    auto reader = VideoReader::Open(std::move(owned), probe, std::move(name));
+    // The decoder's frames are charged to the budget while they exist.
+    auto reader =
+        VideoReader::Open(std::move(owned), probe, std::move(name), budget);
     if (!reader.ok()) return reader.status();
     return (*reader)->ReadFrames(
         frames, {.height = lt.clip->height, .width = lt.clip->width}, dest);

@@ -178,13 +178,15 @@ Result<std::unique_ptr<VideoReader>> VideoReader::Open(Buffer bytes,
 }
 
 Result<std::unique_ptr<VideoReader>> VideoReader::Open(
-    Buffer bytes, std::shared_ptr<const VideoProbe> probe, std::string name) {
+    Buffer bytes, std::shared_ptr<const VideoProbe> probe, std::string name,
+    std::shared_ptr<MemoryBudget> frame_budget) {
   if (!probe) return InvalidArgument(name + ": no video probe");
   auto impl = std::make_unique<Impl>();
   impl->probe = std::move(probe);
   SHOAL_ASSIGN_OR_RETURN(
       impl->decoder,
-      FrameDecoder::Open(std::move(bytes), impl->probe.get(), std::move(name)));
+      FrameDecoder::Open(std::move(bytes), impl->probe.get(), std::move(name),
+                         std::move(frame_budget)));
   return std::unique_ptr<VideoReader>(new VideoReader(std::move(impl)));
 }
 

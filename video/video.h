@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "base/buffer.h"
+#include "base/memory.h"
 #include "base/result.h"
 
 namespace shoal {
@@ -146,10 +147,13 @@ class VideoReader {
                                                    VideoProbe probe,
                                                    std::string name = {});
   /// The same with a probe shared among readers (a loader opens a reader
-  /// per clip; the index is not copied).
+  /// per clip; the index is not copied). With a `frame_budget`, the frames
+  /// libavcodec decodes into (its reference frames included) are charged
+  /// to it while they exist, as the loader's budget charges its clips.
   static Result<std::unique_ptr<VideoReader>> Open(
       Buffer bytes, std::shared_ptr<const VideoProbe> probe,
-      std::string name = {});
+      std::string name = {},
+      std::shared_ptr<MemoryBudget> frame_budget = nullptr);
   ~VideoReader();
   VideoReader(const VideoReader&) = delete;
   VideoReader& operator=(const VideoReader&) = delete;

@@ -943,6 +943,27 @@ TEST_F(NasaSeekTest, ForwardWithinAGopNeverSeeks) {
   EXPECT_EQ(second->stats().frames_decoded, 150u);
 }
 
+// The frames libavcodec decodes into are charged to a budget given to the
+// reader while they exist: at least the few an H.264 decoder keeps as
+// references, at most its whole picture buffer (16 + 2 frames), and
+// nothing once the reader is gone.
+TEST_F(NasaSeekTest, DecodedFramesAreChargedToTheBudget) {
+  auto budget = std::make_shared<MemoryBudget>("frames");
+  {
+    auto reader = VideoReader::Open(
+        bytes_, std::make_shared<const VideoProbe>(probe_), "nasa", budget);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    Read(**reader, {250, 300});
+    EXPECT_GT(budget->in_use(), 0) << "the decoder's reference frames";
+  }
+  EXPECT_EQ(budget->in_use(), 0);
+  const int64_t frame =
+      int64_t{probe_.info.width} * probe_.info.height * 3 / 2;  // yuv420p
+  EXPECT_EQ(probe_.info.pixel_format, "yuv420p");
+  EXPECT_GE(budget->peak(), 2 * frame);
+  EXPECT_LE(budget->peak(), 18 * frame + 18 * 64 * 1024);
+}
+
 TEST_F(NasaSeekTest, OneFrameDecodesFromItsKeyframe) {
   auto reader = Open();
   ASSERT_NE(reader, nullptr);

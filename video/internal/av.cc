@@ -1,5 +1,7 @@
 #include "video/internal/av.h"
 
+#include <new>
+
 extern "C" {
 #include <libavutil/error.h>
 #include <libavutil/log.h>
@@ -147,8 +149,68 @@ MemoryInput::~MemoryInput() {
   }
 }
 
-Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
-                                    std::string_view name) {
+namespace {
+
+// What a charged frame buffer holds: the pool's buffer it stands for and
+// the charge to give back when the frame lets go of it.
+struct ChargedBuffer {
+  AVBufferRef* pooled = nullptr;
+  std::shared_ptr<MemoryBudget> budget;
+  int64_t bytes = 0;
+};
+
+void FreeChargedBuffer(void* opaque, uint8_t* /*data*/) {
+  auto* charged = static_cast<ChargedBuffer*>(opaque);
+  av_buffer_unref(&charged->pooled);
+  charged->budget->Charge(-charged->bytes);
+  delete charged;
+}
+
+// get_buffer2: libavcodec's own buffers (so its alignment and pooling
+// stay), with buf[0] swapped for a reference that carries the charge of all
+// the frame's planes. A decoder holds its reference frames this way, so the
+// charge follows its picture buffer as it grows and shrinks.
+int GetChargedBuffer(AVCodecContext* ctx, AVFrame* frame, int flags) {
+  const int err = avcodec_default_get_buffer2(ctx, frame, flags);
+  if (err < 0 || frame->buf[0] == nullptr) return err;
+  auto* budget = static_cast<std::shared_ptr<MemoryBudget>*>(ctx->opaque);
+  int64_t bytes = 0;
+  for (const AVBufferRef* buf : frame->buf) {
+    if (buf != nullptr) bytes += static_cast<int64_t>(buf->size);
+  }
+  for (int i = 0; i < frame->nb_extended_buf; ++i) {
+    bytes += static_cast<int64_t>(frame->extended_buf[i]->size);
+  }
+  auto* charged =
+      new (std::nothrow) ChargedBuffer{frame->buf[0], *budget, bytes};
+  if (charged == nullptr) {
+    av_frame_unref(frame);
+    return AVERROR(ENOMEM);
+  }
+  AVBufferRef* wrapped =
+      av_buffer_create(charged->pooled->data, charged->pooled->size,
+                       &FreeChargedBuffer, charged, 0);
+  if (wrapped == nullptr) {
+    delete charged;
+    av_frame_unref(frame);
+    return AVERROR(ENOMEM);
+  }
+  frame->buf[0] = wrapped;
+  charged->budget->Charge(bytes);
+  return 0;
+}
+
+}  // namespace
+
+void AVCodecContextFree::operator()(AVCodecContext* ctx) const {
+  delete static_cast<std::shared_ptr<MemoryBudget>*>(ctx->opaque);
+  ctx->opaque = nullptr;
+  avcodec_free_context(&ctx);
+}
+
+Result<CodecContextPtr> OpenDecoder(
+    const AVFormatContext* format, int stream, std::string_view name,
+    std::shared_ptr<MemoryBudget> frame_budget) {
   const AVCodecParameters* par = format->streams[stream]->codecpar;
   const AVCodec* codec = avcodec_find_decoder(par->codec_id);
   if (codec == nullptr) {
@@ -162,6 +224,10 @@ Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
   // One thread per video: parallelism comes from decoding many at once.
   ctx->thread_count = 1;
   ctx->pkt_timebase = format->streams[stream]->time_base;
+  if (frame_budget != nullptr) {
+    ctx->opaque = new std::shared_ptr<MemoryBudget>(std::move(frame_budget));
+    ctx->get_buffer2 = &GetChargedBuffer;
+  }
   err = avcodec_open2(ctx.get(), codec, nullptr);
   if (err < 0) return AvError(err, std::string(name) + ": cannot open decoder");
   return ctx;

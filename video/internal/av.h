@@ -21,6 +21,7 @@ extern "C" {
 #include <string_view>
 
 #include "base/buffer.h"
+#include "base/memory.h"
 #include "base/result.h"
 
 namespace shoal::internal {
@@ -32,7 +33,8 @@ struct AVPacketFree {
   void operator()(AVPacket* p) const { av_packet_free(&p); }
 };
 struct AVCodecContextFree {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
+  // Also frees what OpenDecoder keeps in the context's opaque.
+  void operator()(AVCodecContext* c) const;
 };
 struct SwsContextFree {
   void operator()(SwsContext* c) const { sws_freeContext(c); }
@@ -82,9 +84,13 @@ class MemoryInput {
   AVFormatContext* format_ = nullptr;
 };
 
-/// A single-threaded decoder for stream `stream` of `format`.
-Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
-                                    std::string_view name);
+/// A single-threaded decoder for stream `stream` of `format`. With a
+/// `frame_budget`, every frame buffer the decoder takes from libavcodec's
+/// pools is charged to it until the frame is released (`frame_budget` is
+/// kept alive by the frames that hold a charge).
+Result<CodecContextPtr> OpenDecoder(
+    const AVFormatContext* format, int stream, std::string_view name,
+    std::shared_ptr<MemoryBudget> frame_budget = nullptr);
 
 }  // namespace shoal::internal
 

@@ -5,7 +5,8 @@
 namespace shoal::internal {
 
 Result<std::unique_ptr<FrameDecoder>> FrameDecoder::Open(
-    Buffer bytes, const VideoProbe* probe, std::string name) {
+    Buffer bytes, const VideoProbe* probe, std::string name,
+    std::shared_ptr<MemoryBudget> frame_budget) {
   std::unique_ptr<FrameDecoder> d(new FrameDecoder());
   d->probe_ = probe;
   d->name_ = name.empty() ? "video" : std::move(name);
@@ -22,7 +23,8 @@ Result<std::unique_ptr<FrameDecoder>> FrameDecoder::Open(
     if (static_cast<int>(i) != d->stream_)
       f->streams[i]->discard = AVDISCARD_ALL;
   }
-  SHOAL_ASSIGN_OR_RETURN(d->codec_, OpenDecoder(f, d->stream_, d->name_));
+  SHOAL_ASSIGN_OR_RETURN(
+      d->codec_, OpenDecoder(f, d->stream_, d->name_, std::move(frame_budget)));
   d->packet_.reset(av_packet_alloc());
   d->frame_.reset(av_frame_alloc());
   if (!d->packet_ || !d->frame_)

@@ -19,10 +19,11 @@ namespace shoal::internal {
 
 class FrameDecoder {
  public:
-  /// `probe` must outlive the decoder.
-  static Result<std::unique_ptr<FrameDecoder>> Open(Buffer bytes,
-                                                    const VideoProbe* probe,
-                                                    std::string name);
+  /// `probe` must outlive the decoder. Decoded frames are charged to
+  /// `frame_budget`, when given, while they exist (see OpenDecoder).
+  static Result<std::unique_ptr<FrameDecoder>> Open(
+      Buffer bytes, const VideoProbe* probe, std::string name,
+      std::shared_ptr<MemoryBudget> frame_budget = nullptr);
 
   /// Called with (position in `sorted`, the frame); its Status stops the
   /// decode when not OK.
