@@ -315,6 +315,21 @@ struct ImageTransformer::Scratch {
   std::vector<uint8_t> decoded;
   // A whole non-JPEG image in the codec's own layout (+ kResizeSourceSlack).
   std::vector<uint8_t> full;
+  // Where the capacity of `decoded` and `full` is charged, and how much.
+  std::shared_ptr<MemoryBudget> budget;
+  int64_t charged = 0;
+
+  // Brings the charge in line with the buffers' capacity.
+  void Account() {
+    if (budget == nullptr) return;
+    const auto held =
+        static_cast<int64_t>(decoded.capacity() + full.capacity());
+    if (held != charged) budget->Charge(held - charged);
+    charged = held;
+  }
+  ~Scratch() {
+    if (budget != nullptr) budget->Charge(-charged);
+  }
 
   Status ApplyJpeg(const ImageCodec& codec, ByteSpan encoded,
                    const ImageInfo& info, const ImageTransform& transform,
@@ -327,6 +342,15 @@ struct ImageTransformer::Scratch {
 };
 
 ImageTransformer::ImageTransformer() : scratch_(std::make_unique<Scratch>()) {}
+
+void ImageTransformer::ChargeTo(std::shared_ptr<MemoryBudget> budget) {
+  Scratch& s = *scratch_;
+  if (s.budget == budget) return;
+  if (s.budget != nullptr) s.budget->Charge(-s.charged);
+  s.budget = std::move(budget);
+  s.charged = 0;
+  s.Account();
+}
 ImageTransformer::~ImageTransformer() = default;
 ImageTransformer::ImageTransformer(ImageTransformer&&) noexcept = default;
 ImageTransformer& ImageTransformer::operator=(ImageTransformer&&) noexcept =
@@ -349,11 +373,13 @@ Status ImageTransformer::Apply(const ImageCodec& codec, ByteSpan encoded,
   ImageTransformStats& s = stats != nullptr ? *stats : local;
   s = ImageTransformStats{};
   s.crop = PlanImageCrop(transform, info.height, info.width, seed);
-  if (codec.name() == "jpeg") {
-    return scratch_->ApplyJpeg(codec, encoded, info, transform, s.crop, shape,
-                               out, s);
-  }
-  return scratch_->ApplyGeneric(codec, encoded, info, s.crop, shape, out, s);
+  const Status status =
+      codec.name() == "jpeg"
+          ? scratch_->ApplyJpeg(codec, encoded, info, transform, s.crop, shape,
+                                out, s)
+          : scratch_->ApplyGeneric(codec, encoded, info, s.crop, shape, out, s);
+  scratch_->Account();
+  return status;
 }
 
 Status ImageTransformer::Scratch::ApplyJpeg(

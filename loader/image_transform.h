@@ -28,6 +28,7 @@
 #include <optional>
 
 #include "base/buffer.h"
+#include "base/memory.h"
 #include "base/result.h"
 #include "base/status.h"
 #include "base/types.h"
@@ -162,6 +163,11 @@ class ImageTransformer {
   /// A moved-from transformer may only be destroyed or assigned to.
   ImageTransformer(ImageTransformer&&) noexcept;
   ImageTransformer& operator=(ImageTransformer&&) noexcept;
+
+  /// Charges the scratch this transformer keeps (its decoded pixels, which
+  /// grow to the largest crop or image it has seen) to `budget` from now
+  /// on, moving the charge from any budget before; null stops charging.
+  void ChargeTo(std::shared_ptr<MemoryBudget> budget);
 
   /// Decodes `encoded` with `codec` and transforms it into `out`, which must
   /// hold exactly ImageTransformShape(transform, codec.ReadInfo(encoded))

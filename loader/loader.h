@@ -48,10 +48,11 @@
 // Under the chunk shuffle the samples in the shuffle buffer keep their
 // chunks resident, so the buffer is lowered to what the budget holds (see
 // shuffle_buffer()). In steady state no sample causes a heap allocation.
-// Video decoders charge their frames (reference frames included) to the
-// same budget while they hold them. Not charged, and bounded per decode
-// thread instead: an image transformer's scratch (the crop's decoded
-// pixels, at most one image) and the codecs' small state.
+// Decoders charge their memory to the same budget while they hold it: a
+// video reader its frames (reference frames included), an image
+// transformer its scratch (the decoded crop before resampling, kept at the
+// largest size seen). Not charged: the codecs' small fixed state (libjpeg's
+// pools, libpng's structs, the resampler's weights).
 //
 // Errors. Next() returns the first error in plan order (a corrupt chunk, a
 // sample that does not decode), naming dataset, tensor, chunk and sample,

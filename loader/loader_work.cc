@@ -318,6 +318,7 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
           "pixels (raw or tiled)");
     } else {
       auto codec = lt.tensor->ImageCodecFor(bytes);
+      transformer.ChargeTo(budget);
       s = codec.ok()
               ? transformer.Apply(**codec, bytes, *lt.transform, seed, dest)
               : codec.status();

@@ -525,6 +525,37 @@ TEST(PlanImageCropTest, CenterCrop) {
             Describe(ImageRegion{0, 0, 40, 50}));
 }
 
+// A transformer's scratch is charged to the budget it is given: the decoded
+// crop's bytes at least, moved to a new budget whole, given back when the
+// transformer goes.
+TEST(ImageTransformTest, ScratchIsChargedToTheBudget) {
+  auto first = std::make_shared<MemoryBudget>("first");
+  auto second = std::make_shared<MemoryBudget>("second");
+  ImageTransform transform;
+  transform.kind = ImageTransform::Kind::kResize;
+  transform.height = 100;
+  transform.width = 120;
+  std::vector<std::byte> out(100 * 120 * 3);
+  {
+    ImageTransformer transformer;
+    transformer.ChargeTo(first);
+    ImageTransformStats stats;
+    ASSERT_TRUE(transformer
+                    .Apply(*Codec("jpeg"), PhotoJpeg(), transform, 1,
+                           {out.data(), out.size()}, &stats)
+                    .ok());
+    // The decoded pixels before the resampling (at a DCT scale).
+    ASSERT_TRUE(stats.resampled);
+    EXPECT_GE(first->in_use(),
+              int64_t{stats.decoded.height} * stats.decoded.width * 3);
+    const int64_t held = first->in_use();
+    transformer.ChargeTo(second);
+    EXPECT_EQ(first->in_use(), 0);
+    EXPECT_EQ(second->in_use(), held);
+  }
+  EXPECT_EQ(second->in_use(), 0);
+}
+
 TEST(ImageTransformTest, ValidationAndShapes) {
   EXPECT_TRUE(ValidateImageTransform(ImageTransform{}).ok());
   EXPECT_TRUE(ValidateImageTransform(ImageTransform::Train(224)).ok());
