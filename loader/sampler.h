@@ -343,9 +343,9 @@ struct ShuffleQuality {
 };
 
 /// Measures `samples` (distinct sample indices in output order) cut into
-/// batches by `batch_ends` (as in EpochPlan), with `labels[sample]` the
-/// class of each sample, or no labels. InvalidArgument for repeated samples,
-/// batch ends that do not cut `samples`, or a sample without a label.
+/// batches by `batch_ends` (as EpochPlan::BatchEnds()), with `labels[sample]`
+/// the class of each sample, or no labels. InvalidArgument for repeated
+/// samples, batch ends that do not cut `samples`, or a sample without a label.
 Result<ShuffleQuality> MeasureShuffle(std::span<const uint64_t> samples,
                                       std::span<const uint64_t> batch_ends,
                                       std::span<const uint32_t> labels = {});
