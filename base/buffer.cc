@@ -31,7 +31,6 @@ constexpr size_t kAlignment = 64;
 // never reaches past the buffer's own end (the kernel only uses one where an
 // aligned 2 MiB range lies wholly inside the mapping), so RSS still follows
 // the bytes held.
-constexpr size_t kMapBytes = 4 << 20;
 constexpr size_t kHugePage = 2 << 20;
 
 }  // namespace
@@ -140,7 +139,7 @@ Result<MutableBuffer> MutableBuffer::Allocate(
     size_t size, std::shared_ptr<MemoryBudget> tracker) {
   if (!tracker) tracker = MemoryBudget::Process();
   std::byte* data = nullptr;
-  const bool mapped = size >= kMapBytes;
+  const bool mapped = size >= kMappedBufferBytes;
   if (mapped) {
     data = MapPages(size);
   } else {

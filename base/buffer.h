@@ -35,11 +35,15 @@ inline std::string_view AsStringView(ByteSpan b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 
+/// MutableBuffer::Allocate maps allocations of this size and more with
+/// MapPages (so they come populated); smaller ones come from the heap.
+inline constexpr size_t kMappedBufferBytes = size_t{4} << 20;
+
 /// `size` bytes of fresh, zeroed, populated anonymous memory, on huge pages
 /// where the kernel gives them (see base/buffer.cc for why), or nullptr.
-/// MutableBuffer uses it for allocations of 4 MiB and more; pools that keep
-/// their own large regions (the loader's chunk buffers) use it too. Free
-/// with UnmapPages(p, size).
+/// MutableBuffer uses it for allocations of kMappedBufferBytes and more; pools
+/// that keep their own large regions (the loader's chunk buffers) use it too.
+/// Free with UnmapPages(p, size).
 std::byte* MapPages(size_t size);
 void UnmapPages(std::byte* data, size_t size);
 

@@ -343,11 +343,13 @@ struct ImageTransformer::Scratch {
 
 ImageTransformer::ImageTransformer() : scratch_(std::make_unique<Scratch>()) {}
 
-void ImageTransformer::ChargeTo(std::shared_ptr<MemoryBudget> budget) {
+// Called per sample by the loader: a pointer comparison unless the budget
+// changes.
+void ImageTransformer::ChargeTo(const std::shared_ptr<MemoryBudget>& budget) {
   Scratch& s = *scratch_;
   if (s.budget == budget) return;
   if (s.budget != nullptr) s.budget->Charge(-s.charged);
-  s.budget = std::move(budget);
+  s.budget = budget;
   s.charged = 0;
   s.Account();
 }

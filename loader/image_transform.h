@@ -167,7 +167,7 @@ class ImageTransformer {
   /// Charges the scratch this transformer keeps (its decoded pixels, which
   /// grow to the largest crop or image it has seen) to `budget` from now
   /// on, moving the charge from any budget before; null stops charging.
-  void ChargeTo(std::shared_ptr<MemoryBudget> budget);
+  void ChargeTo(const std::shared_ptr<MemoryBudget>& budget);
 
   /// Decodes `encoded` with `codec` and transforms it into `out`, which must
   /// hold exactly ImageTransformShape(transform, codec.ReadInfo(encoded))

@@ -168,11 +168,11 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
 
 // Makes `out`'s buffer the capacity the batch laid out by Fill wants,
 // charged to the budget (and counted in batch_budget) while it exists. Its
-// pages are faulted in here, in
-// the fetch stage, rather than one by one in the decoders' first pass over
-// a new buffer; big buffers come populated (with huge pages) from
-// MutableBuffer, smaller ones get a store per page (not memset(0): compilers
-// turn allocation + memset(0) into calloc, which faults nothing in).
+// pages are faulted in here, in the fetch stage, rather than one by one in
+// the decoders' first pass over a new buffer: big buffers come populated
+// (with huge pages) from MutableBuffer, smaller ones get a store per page
+// (not memset(0): compilers turn allocation + memset(0) into calloc, which
+// faults nothing in).
 Status Loader::Impl::GrowBatchBuffer(LoaderBatchWork& item, size_t t) {
   TensorBatch& out = item.tensors[t];
   const std::string& where = tensors[t].where;
@@ -207,8 +207,10 @@ Status Loader::Impl::GrowBatchBuffer(LoaderBatchWork& item, size_t t) {
         if (auto live = pool.lock()) live->Freed(t);
       });
   MutableBuffer wrapped = MutableBuffer::Wrap(std::move(owner), data, size);
-  volatile std::byte* v = data;
-  for (uint64_t i = 0; i < size; i += 4096) v[i] = std::byte{0};
+  if (size < kMappedBufferBytes) {  // mapped ones come populated
+    volatile std::byte* v = data;
+    for (uint64_t i = 0; i < size; i += 4096) v[i] = std::byte{0};
+  }
   out.data_ = std::move(wrapped);
   out.want_capacity_ = 0;
   return Status::OK();
