@@ -1,5 +1,9 @@
 #include "base/memory.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -58,6 +62,15 @@ void LimitHeapRetention() {
   // Setting the threshold also turns off its dynamic adjustment.
   mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 #endif
+}
+
+uint64_t ResidentSetBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long long pages = 0, resident = 0;
+  const int n = std::fscanf(f, "%llu %llu", &pages, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
 void MemoryBudget::Wake() {

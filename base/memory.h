@@ -86,6 +86,10 @@ class MemoryBudget {
 /// budget to bound RSS should too. Idempotent; a no-op elsewhere than glibc.
 void LimitHeapRetention();
 
+/// The process's resident set now (VmRSS from /proc/self/statm), 0 where
+/// that cannot be read. For profiles; peak figures come from VmHWM.
+uint64_t ResidentSetBytes();
+
 }  // namespace shoal
 
 #endif  // SHOAL_BASE_MEMORY_H_

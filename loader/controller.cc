@@ -385,8 +385,9 @@ int ConcurrencyController::TotalWorkers() const {
 
 void ProfileRecorder::Add(const PipelineInterval& interval,
                           const std::vector<Decision>& decisions,
-                          uint64_t rss_bytes) {
-  intervals_.push_back({interval, decisions, rss_bytes});
+                          uint64_t rss_bytes,
+                          std::optional<double> consumer_stall) {
+  intervals_.push_back({interval, decisions, rss_bytes, consumer_stall});
 }
 
 std::string ProfileRecorder::ToJson() const {
@@ -419,6 +420,8 @@ std::string ProfileRecorder::ToJson() const {
                          {"budget_in_use", iv.budget_in_use},
                          {"budget_bytes", iv.budget_bytes},
                          {"rss_bytes", e.rss_bytes}});
+    if (e.consumer_stall)
+      intervals.back()["consumer_stall"] = *e.consumer_stall;
     for (const Decision& d : e.decisions) {
       const std::string name =
           d.stage < iv.stages.size() ? iv.stages[d.stage].name : "";
@@ -430,6 +433,7 @@ std::string ProfileRecorder::ToJson() const {
     }
   }
   json root = {{"version", 1},
+               {"kind", kind_},
                {"stages", std::move(stages)},
                {"intervals", std::move(intervals)},
                {"decisions", std::move(decisions)}};

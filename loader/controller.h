@@ -252,16 +252,22 @@ class ConcurrencyController {
 
 /// Accumulates a run's intervals and decisions and writes them as the JSON
 /// profile that scripts/plot-profile.py draws:
-///   {"version":1, "stages":[names], "intervals":[{"t", "samples_per_s",
-///    "mb_per_s", "concurrency":[], "busy":[], "wait_input":[],
-///    "blocked_output":[], "budget_in_use", "budget_bytes", "rss_bytes"}],
+///   {"version":1, "kind":"ingest"|"loader", "stages":[names],
+///    "intervals":[{"t", "samples_per_s", "mb_per_s", "concurrency":[],
+///    "busy":[], "wait_input":[], "blocked_output":[], "budget_in_use",
+///    "budget_bytes", "rss_bytes", "consumer_stall"}],
 ///    "decisions":[{"t", "stage":name, "from", "to", "reason"}]}
-/// Per-stage arrays follow "stages"; t is in seconds since the job started.
+/// Per-stage arrays follow "stages"; t is in seconds since the job started;
+/// consumer_stall (the fraction of the interval the consumer waited in
+/// Next(), loader profiles only) is absent when not recorded.
 class ProfileRecorder {
  public:
+  explicit ProfileRecorder(std::string kind = "ingest")
+      : kind_(std::move(kind)) {}
   /// Records a closed interval and the decisions taken at its end.
   void Add(const PipelineInterval& interval,
-           const std::vector<Decision>& decisions, uint64_t rss_bytes = 0);
+           const std::vector<Decision>& decisions, uint64_t rss_bytes = 0,
+           std::optional<double> consumer_stall = std::nullopt);
   size_t size() const { return intervals_.size(); }
   /// The profile as JSON text.
   std::string ToJson() const;
@@ -274,7 +280,9 @@ class ProfileRecorder {
     PipelineInterval interval;
     std::vector<Decision> decisions;
     uint64_t rss_bytes;
+    std::optional<double> consumer_stall;
   };
+  std::string kind_;
   std::vector<Entry> intervals_;
 };
 

@@ -16,6 +16,8 @@ packages=(
   libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
   libcli11-dev nlohmann-json3-dev
+  # job files (configs/*.yaml)
+  libyaml-cpp-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-png libjpeg-turbo-progs

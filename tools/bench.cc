@@ -14,6 +14,7 @@
 #include "loader/pipeline.h"
 #include "tools/bench_loader.h"
 #include "tools/commands.h"
+#include "tools/config_flags.h"
 
 namespace shoal::tools {
 namespace {
@@ -28,8 +29,8 @@ struct ReadBenchOptions {
 };
 
 struct LoaderBenchCommand {
-  std::string dataset;
-  LoaderBenchOptions options;
+  ConfigFlags flags{LoaderBenchDefaults()};
+  LoaderBenchOptions options;  // json, digests, profile; the rest from flags
 };
 
 // What a mode reads: `rows` samples of each of `tensors`, row i being sample
@@ -181,10 +182,39 @@ Result<int> RunReadBench(const ReadBenchOptions& options) {
   return kExitOk;
 }
 
-Result<int> RunLoaderBenchCommand(const LoaderBenchCommand& command) {
-  SHOAL_ASSIGN_OR_RETURN(auto dataset, OpenForReading(command.dataset));
+// The job from --config and the flags; a usage error (exit 2) when wrong.
+JobConfig BuildLoaderJob(const ConfigFlags& flags) {
+  auto job = flags.Build();
+  if (!job.ok())
+    throw CLI::ValidationError(std::string(job.status().message()));
+  return *std::move(job);
+}
+
+Result<int> RunLoaderBenchJob(const JobConfig& job,
+                              LoaderBenchOptions options) {
+  if (job.loader.dataset.empty()) {
+    return InvalidArgument(
+        "no dataset: give DS, or loader.dataset in the --config file");
+  }
+  options.loader = job.loader;
+  options.bench = job.bench;
+  SHOAL_ASSIGN_OR_RETURN(auto dataset, OpenForReading(job.loader.dataset));
   return RunLoaderBench(std::shared_ptr<const Dataset>(std::move(dataset)),
-                        command.options);
+                        options);
+}
+
+// Runs (or with --print-config prints) the job.
+void SetLoaderBenchRun(const std::shared_ptr<LoaderBenchCommand>& command,
+                       CommandRun* run) {
+  const JobConfig job = BuildLoaderJob(command->flags);
+  if (command->flags.print_config()) {
+    *run = [job]() -> Result<int> {
+      std::fputs(JobConfigToYaml(job).c_str(), stdout);
+      return kExitOk;
+    };
+    return;
+  }
+  *run = [command, job] { return RunLoaderBenchJob(job, command->options); };
 }
 
 void AddReadBenchCommand(CLI::App& bench, CommandRun* run) {
@@ -220,6 +250,37 @@ void AddReadBenchCommand(CLI::App& bench, CommandRun* run) {
       [options, run] { *run = [options] { return RunReadBench(*options); }; });
 }
 
+// --transform decode|train as keys: train is RandomResizedCrop + flip, at
+// --size (224 unless given, which comes after this flag).
+Status ApplyTransformFlag(JobConfig& job, const std::string& value) {
+  if (value == "decode") {
+    SHOAL_RETURN_IF_ERROR(SetConfigValue(job, "loader.transform.size", "0"));
+    return SetConfigValue(job, "loader.transform.kind", "decode");
+  }
+  if (value == "train") {
+    SHOAL_RETURN_IF_ERROR(
+        SetConfigValue(job, "loader.transform.kind", "random_resized_crop"));
+    SHOAL_RETURN_IF_ERROR(SetConfigValue(job, "loader.transform.flip", "true"));
+    if (job.loader.transform.height == 0) {
+      return SetConfigValue(job, "loader.transform.size", "224");
+    }
+    return Status::OK();
+  }
+  return InvalidArgument("want decode or train, got '" + value + "'");
+}
+
+// --clip-size HxW.
+Status ApplyClipSizeFlag(JobConfig& job, const std::string& value) {
+  unsigned h = 0, w = 0;
+  char extra = 0;
+  if (std::sscanf(value.c_str(), "%ux%u%c", &h, &w, &extra) != 2) {
+    return InvalidArgument("expected HxW, e.g. 112x112, got '" + value + "'");
+  }
+  return SetConfigValue(
+      job, "loader.clip.size",
+      "[" + std::to_string(h) + ", " + std::to_string(w) + "]");
+}
+
 void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
   auto command = std::make_shared<LoaderBenchCommand>();
   CLI::App* cmd = bench.add_subcommand(
@@ -230,118 +291,61 @@ void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
       "share (time waiting in Next()), per-stage busy/wait/blocked times, "
       "accounted and RSS peak memory. --reference also decodes the same "
       "JPEGs with raw TurboJPEG on as many threads, without the pipeline, "
-      "and prints loader / reference.\n\n"
+      "and prints loader / reference. Every option is also a key of a job "
+      "file (in brackets); --config reads one (configs/), the flags given "
+      "override it.\n\n"
       "Examples:\n  shoal bench loader /data/inet --transform train --size "
-      "224 --reference\n  shoal bench loader /data/fmnist --batch 1024 "
-      "--json\n  shoal bench loader DS --threads 1 --digests one.txt && "
-      "shoal bench loader DS --threads 2 --digests two.txt && cmp one.txt "
-      "two.txt");
-  cmd->add_option("DS", command->dataset, "The dataset (path or URL)")
-      ->required();
-  LoaderBenchOptions& lo = command->options;
-  cmd->add_option("--tensors", lo.loader.tensors,
-                  "Comma-separated tensors to load (default: all visible)")
-      ->delimiter(',');
-  cmd->add_option("--seed", lo.loader.seed,
-                  "Seed of the shuffle and of random transforms")
-      ->capture_default_str();
-  cmd->add_flag("--json", lo.json,
+      "224 --reference\n  shoal bench loader --config "
+      "configs/imagefolder-train.yaml --epochs 1 --profile train.json\n"
+      "  shoal bench loader /data/fmnist --batch 1024 --json\n"
+      "  shoal bench loader DS --threads 1 --digests one.txt && shoal bench "
+      "loader DS --threads 2 --digests two.txt && cmp one.txt two.txt");
+  cmd->formatter(
+      std::make_shared<UsageFormatter>("DS  (or --config FILE [DS])"));
+  ConfigFlags& f = command->flags;
+  LoaderBenchOptions& o = command->options;
+  f.Add(*cmd, "DS", "loader.dataset");
+  f.AddJobOptions(*cmd);
+  f.Add(*cmd, "--tensors", "loader.tensors");
+  f.Add(*cmd, "--seed", "loader.seed");
+  f.Add(*cmd, "--batch", "loader.batch_size");
+  f.AddSwitch(*cmd, "--drop-last", "loader.drop_last", "true",
+              "Drop what does not fill a whole batch");
+  f.Add(*cmd, "--threads", "loader.threads");
+  f.Add(*cmd, "--shuffle", "loader.shuffle");
+  f.Add(*cmd, "--shuffle-buffer", "loader.shuffle_buffer");
+  f.Add(*cmd, "--epochs", "loader.epochs");
+  f.Add(*cmd, "--rank", "loader.rank");
+  f.Add(*cmd, "--world-size", "loader.world_size");
+  f.Add(*cmd, "--memory-budget", "loader.memory_budget");
+  f.AddCustom(*cmd, "--transform",
+              "decode (images to RGB at their own size) or train "
+              "(random-resized-crop to --size + horizontal flip) "
+              "[loader.transform.kind, .flip]",
+              ApplyTransformFlag);
+  f.Add(*cmd, "--size", "loader.transform.size");
+  f.Add(*cmd, "--clip-frames", "loader.clip.frames");
+  f.Add(*cmd, "--clip-step", "loader.clip.step");
+  f.Add(*cmd, "--clips-per-video", "loader.clip.clips_per_video");
+  f.Add(*cmd, "--clip-sampling", "loader.clip.sampling");
+  f.AddCustom(*cmd, "--clip-size",
+              "Video tensors: resize frames to HxW (e.g. 112x112) "
+              "[loader.clip.size]",
+              ApplyClipSizeFlag);
+  f.AddSwitch(*cmd, "--reference", "bench.reference", "true",
+              "Also time raw TurboJPEG decoding of the same JPEGs on the "
+              "same threads and print the ratio");
+  cmd->add_flag("--json", o.json,
                 "Print one JSON object (samples_per_s, mb_per_s, "
                 "stall_fraction, peak_rss_bytes, stages, ...)");
-  auto clip_size = std::make_shared<std::string>();
-  cmd->add_option("--batch", lo.loader.batch_size, "Loader: samples per batch")
-      ->check(WholeNumberIn(1, int64_t{1} << 24))
-      ->capture_default_str();
-  cmd->add_flag("--drop-last", lo.loader.drop_last,
-                "Loader: drop what does not fill a whole batch");
-  cmd->add_option("--threads", lo.loader.threads,
-                  "Loader: threads (0 = all cores)")
-      ->check(WholeNumberIn(0, kMaxPipelineThreads))
-      ->capture_default_str();
-  cmd->add_option("--shuffle", lo.loader.shuffle,
-                  "Loader: none, chunk (chunk order + shuffle buffer) or full")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, ShuffleMode>{
-                                              {"none", ShuffleMode::kNone},
-                                              {"chunk", ShuffleMode::kChunk},
-                                              {"full", ShuffleMode::kFull}})
-                      .description("none|chunk|full"))
-      ->default_str("chunk");
-  cmd->add_option("--shuffle-buffer", lo.loader.shuffle_buffer,
-                  "Loader: shuffle buffer in samples (chunk shuffle)")
-      ->check(WholeNumberIn(0, int64_t{1} << 32))
-      ->capture_default_str();
-  cmd->add_option("--epochs", lo.loader.epochs, "Loader: epochs to run")
-      ->check(WholeNumberIn(1, 1'000'000))
-      ->capture_default_str();
-  cmd->add_option("--rank", lo.loader.rank, "Loader: this rank")
-      ->check(WholeNumberIn(0, 65535))
-      ->capture_default_str();
-  cmd->add_option("--world-size", lo.loader.world_size,
-                  "Loader: number of ranks")
-      ->check(WholeNumberIn(1, 65536))
-      ->capture_default_str();
-  cmd->add_option("--transform", lo.transform,
-                  "Loader: decode (images to RGB at their own size) or "
-                  "train (random-resized-crop to --size + horizontal flip)")
-      ->check(CLI::IsMember({"decode", "train"}))
-      ->capture_default_str();
-  cmd->add_option("--size", lo.size, "Loader: output side for train")
-      ->check(CLI::Range(1, 65500))
-      ->capture_default_str();
-  cmd->add_option("--clip-frames", lo.clip.frames,
-                  "Loader, video tensors: frames per clip")
-      ->check(CLI::Range(1, 4096))
-      ->capture_default_str();
-  cmd->add_option("--clip-step", lo.clip.step,
-                  "Loader, video tensors: frame step within a clip")
-      ->check(CLI::Range(1, 4096))
-      ->capture_default_str();
-  cmd->add_option("--clips-per-video", lo.clip.clips_per_video,
-                  "Loader, video tensors: clips of each video per epoch")
-      ->check(CLI::Range(1, 1024))
-      ->capture_default_str();
-  cmd->add_option("--clip-sampling", lo.clip.sampling,
-                  "Loader, video tensors: random (seeded) or uniform starts")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, VideoClipOptions::Sampling>{
-              {"random", VideoClipOptions::Sampling::kRandom},
-              {"uniform", VideoClipOptions::Sampling::kUniform}}))
-      ->default_str("random");
-  cmd->add_option("--clip-size", *clip_size,
-                  "Loader, video tensors: resize frames to HxW (e.g. 112x112); "
-                  "default the videos' own size");
-  cmd->add_option("--memory-budget", lo.loader.memory_budget,
-                  "Loader: bytes of chunks and batches held at once "
-                  "(suffixes k, M, G, KiB, MiB, GiB are powers of 1024), "
-                  "1 MiB .. 1 TiB")
-      ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
-      ->check(WholeNumberIn(int64_t{1} << 20, int64_t{1} << 40))
-      ->capture_default_str();
-  cmd->add_option("--digests", lo.digests,
-                  "Loader: write '<epoch> <batch> <XXH3 of the batch's "
-                  "bytes> <sample indices>' per batch to this file");
-  cmd->add_flag("--reference", lo.reference,
-                "Loader: also time raw TurboJPEG decoding of the same JPEGs "
-                "on the same threads and print the ratio");
-  cmd->callback([command, run, clip_size] {
-    LoaderBenchOptions& options = command->options;
-    if (!clip_size->empty()) {
-      unsigned h = 0, w = 0;
-      char extra = 0;
-      if (std::sscanf(clip_size->c_str(), "%ux%u%c", &h, &w, &extra) != 2 ||
-          h == 0 || w == 0 || h > 16384 || w > 16384) {
-        throw CLI::ValidationError(
-            "--clip-size",
-            "expected HxW, e.g. 112x112, got '" + *clip_size + "'");
-      }
-      options.clip.height = h;
-      options.clip.width = w;
-    }
-    if (options.loader.rank >= options.loader.world_size) {
-      throw CLI::ValidationError("--rank", "must be below --world-size");
-    }
-    *run = [command] { return RunLoaderBenchCommand(*command); };
-  });
+  cmd->add_option("--digests", o.digests,
+                  "Write '<epoch> <batch> <XXH3 of the batch's bytes> "
+                  "<sample indices>' per batch to this file");
+  cmd->add_option("--profile", o.profile,
+                  "Write a JSON timeline (per ~250 ms: samples/s, MB/s, each "
+                  "stage's busy and wait, consumer stall, budget, RSS); "
+                  "scripts/plot-profile.py draws it");
+  cmd->callback([command, run] { SetLoaderBenchRun(command, run); });
 }
 
 }  // namespace
@@ -349,9 +353,26 @@ void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
 void AddBenchCommand(CLI::App& app, CommandRun* run) {
   CLI::App* bench = app.add_subcommand(
       "bench", "Measure how fast samples are read and decoded");
-  bench->require_subcommand(1);
+  // `shoal bench --config F` runs the loader bench of a job file.
+  auto command = std::make_shared<LoaderBenchCommand>();
+  command->flags.AddJobOptions(*bench);
+  bench->add_flag("--json", command->options.json,
+                  "With --config: print the loader bench's report as JSON");
+  bench->add_option("--profile", command->options.profile,
+                    "With --config: write the loader bench's JSON timeline");
+  bench->require_subcommand(0, 1);
+  bench->callback([bench, command, run] {
+    if (!bench->get_subcommands().empty()) return;
+    if (!command->flags.has_config()) {
+      throw CLI::ValidationError(
+          "bench: give a subcommand (loader, read) or --config FILE");
+    }
+    SetLoaderBenchRun(command, run);
+  });
   bench->footer(
-      "  shoal bench loader DS ...   through the Loader (shuffle, decode, "
+      "  shoal bench --config F      the loader bench of a job file "
+      "(configs/)\n  shoal bench loader DS ...   through the Loader (shuffle, "
+      "decode, "
       "transforms, all cores)\n  shoal bench read DS ...     through the "
       "format API on one thread\nSee `shoal bench loader --help`, `shoal "
       "bench read --help`.");

@@ -17,6 +17,8 @@
 #include <thread>
 
 #include "base/coding.h"
+#include "base/memory.h"
+#include "loader/controller.h"
 #include "loader/loader.h"
 #include "tools/commands.h"
 
@@ -130,42 +132,31 @@ nlohmann::ordered_json StageJson(const StageMetrics& s) {
 
 }  // namespace
 
+JobConfig LoaderBenchDefaults() {
+  JobConfig job;
+  job.has_loader = true;
+  job.has_bench = true;
+  job.loader.options.batch_size = 256;
+  return job;
+}
+
 Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
                            const LoaderBenchOptions& options) {
-  LoaderOptions lo = options.loader;
+  SHOAL_ASSIGN_OR_RETURN(LoaderOptions lo,
+                         ResolveLoaderOptions(options.loader, *dataset));
+  // The first image tensor loaded, whose JPEGs the reference decodes.
   const Tensor* image_tensor = nullptr;
   for (const Tensor* t : dataset->tensors()) {
-    const bool chosen =
-        options.loader.tensors.empty() ||
-        std::find(options.loader.tensors.begin(), options.loader.tensors.end(),
-                  t->name()) != options.loader.tensors.end();
-    if (chosen && t->htype() == HType::kImage &&
-        !t->spec().sample_compression.empty()) {
+    if (lo.transforms.count(t->name())) {
       image_tensor = t;
       break;
     }
   }
-  if (options.transform == "train" ||
-      (options.transform == "decode" && image_tensor != nullptr)) {
-    if (image_tensor == nullptr) {
-      return InvalidArgument("--transform " + options.transform +
-                             " needs an image tensor stored as JPEG or PNG "
-                             "among the loaded tensors");
-    }
-    lo.transforms[image_tensor->name()] =
-        options.transform == "train"
-            ? ImageTransform::Train(options.size)
-            : ImageTransform{.kind = ImageTransform::Kind::kDecode};
-  }
-  for (const Tensor* t : dataset->tensors()) {
-    const bool chosen =
-        options.loader.tensors.empty() ||
-        std::find(options.loader.tensors.begin(), options.loader.tensors.end(),
-                  t->name()) != options.loader.tensors.end();
-    if (chosen && t->htype() == HType::kVideo &&
-        t->spec().sample_compression == "mp4") {
-      lo.clips[t->name()] = options.clip;
-    }
+  if (options.loader.transform.kind != ImageTransform::Kind::kDecode &&
+      image_tensor == nullptr) {
+    return InvalidArgument(
+        "the transform (--transform, loader.transform.kind) needs an image "
+        "tensor stored as JPEG or PNG among the loaded tensors");
   }
   SHOAL_ASSIGN_OR_RETURN(auto loader, Loader::Create(dataset, lo));
   if (loader->shuffle_buffer() < lo.shuffle_buffer) {
@@ -202,15 +193,36 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
     if (!digests) return IOError("cannot write " + options.digests);
   }
 
-  const uint64_t total_batches =
-      loader->batches_per_epoch() * options.loader.epochs;
+  const uint64_t total_batches = loader->batches_per_epoch() * lo.epochs;
   Progress progress("bench", "batches");
   std::vector<uint64_t> first_epoch_samples;
   std::optional<uint64_t> first_epoch;
   const Stopwatch clock;
+  // --profile: an interval about every 250 ms, taken between batches.
+  std::optional<ProfileRecorder> profile;
+  if (!options.profile.empty()) profile.emplace("loader");
+  LoaderMetrics last = loader->metrics();
+  double last_t = 0;
+  auto record = [&](bool final) {
+    const double t = clock.seconds();
+    if (!profile || t - last_t < (final ? 1e-3 : 0.25)) return;
+    const LoaderMetrics now = loader->metrics();
+    const double dt = t - last_t;
+    PipelineInterval interval =
+        MeasureInterval(last.pipeline, now.pipeline, t, dt);
+    interval.samples_per_s = (now.samples - last.samples) / dt;
+    interval.bytes_per_s = (now.sample_bytes - last.sample_bytes) / dt;
+    const double stall = (now.pipeline.consumer_wait_seconds -
+                          last.pipeline.consumer_wait_seconds) /
+                         dt;
+    profile->Add(interval, {}, ResidentSetBytes(), stall);
+    last = now;
+    last_t = t;
+  };
   uint64_t batches = 0;
   while (!loader->done()) {
     SHOAL_ASSIGN_OR_RETURN(std::optional<Batch> batch, loader->Next());
+    record(false);
     if (!batch) continue;
     ++batches;
     if (digests.is_open()) {
@@ -223,15 +235,17 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
       digests << '\n';
     }
     if (!first_epoch) first_epoch = batch->epoch();
-    if (options.reference && batch->epoch() == *first_epoch) {
+    if (options.bench.reference && batch->epoch() == *first_epoch) {
       first_epoch_samples.insert(first_epoch_samples.end(),
                                  batch->indices().begin(),
                                  batch->indices().end());
     }
     progress.Update(batches, total_batches, loader->metrics().sample_bytes);
   }
+  record(true);
   const double seconds = std::max(clock.seconds(), 1e-9);
   progress.Finish();
+  if (profile) SHOAL_RETURN_IF_ERROR(profile->WriteFile(options.profile));
   const LoaderMetrics m = loader->metrics();
   // Before the reference, which holds every file it decodes in memory.
   const uint64_t peak_rss = PeakRssBytes();
@@ -246,17 +260,17 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   loader.reset();
 
   std::optional<ReferenceResult> reference;
-  if (options.reference) {
+  if (options.bench.reference) {
     if (image_tensor == nullptr) {
       return InvalidArgument(
           "--reference decodes JPEGs: no image tensor is loaded");
     }
-    if (first_epoch_samples.size() > options.reference_samples) {
-      first_epoch_samples.resize(options.reference_samples);
+    if (first_epoch_samples.size() > options.bench.reference_samples) {
+      first_epoch_samples.resize(options.bench.reference_samples);
     }
-    SHOAL_ASSIGN_OR_RETURN(
-        reference, RunReference(*image_tensor, first_epoch_samples,
-                                ResolveThreads(options.loader.threads)));
+    SHOAL_ASSIGN_OR_RETURN(reference,
+                           RunReference(*image_tensor, first_epoch_samples,
+                                        ResolveThreads(lo.threads)));
   }
 
   const double samples_per_s = m.samples / seconds;
@@ -288,7 +302,7 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
         {"bytes_read", m.bytes_read},
         {"stages", stages},
         {"shuffle",
-         {{"mode", std::string(ShuffleModeName(options.loader.shuffle))},
+         {{"mode", std::string(ShuffleModeName(lo.shuffle))},
           {"mean_displacement", quality->mean_displacement},
           {"spearman", quality->spearman},
           {"classes_per_batch", quality->classes_per_batch}}},
@@ -325,7 +339,7 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   std::printf(
       "  shuffle %s: mean displacement %.3f (uniform: 0.333), rank "
       "correlation %.3f (uniform: 0)",
-      std::string(ShuffleModeName(options.loader.shuffle)).c_str(),
+      std::string(ShuffleModeName(lo.shuffle)).c_str(),
       quality->mean_displacement, quality->spearman);
   if (quality->classes_per_batch > 0) {
     std::printf(", %.1f classes per batch", quality->classes_per_batch);
@@ -340,7 +354,7 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
         "  reference: raw TurboJPEG full decode of %llu of these JPEGs on %d "
         "threads: %.0f samples/s; loader / reference = %.3f\n",
         static_cast<unsigned long long>(reference->samples),
-        ResolveThreads(options.loader.threads), reference_rate,
+        ResolveThreads(lo.threads), reference_rate,
         samples_per_s / reference_rate);
   }
   return kExitOk;

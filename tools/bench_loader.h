@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "format/dataset.h"
+#include "loader/config.h"
 #include "loader/loader.h"
 #include "loader/sampler.h"
 #include "tools/commands.h"
@@ -17,24 +18,17 @@
 namespace shoal::tools {
 
 struct LoaderBenchOptions {
-  /// The loader's own options, bound to the flags in place (tensors, batch,
-  /// shuffle, seed, epochs, rank, threads, memory budget, ...).
-  LoaderOptions loader = [] {
-    LoaderOptions o;
-    o.batch_size = 256;
-    return o;
-  }();
-  /// "decode" (images to RGB at their own size) or "train"
-  /// (random-resized-crop to `size` + flip), for the first image tensor.
-  std::string transform = "decode";
-  uint32_t size = 224;
-  /// Clip options of every video tensor loaded.
-  VideoClipOptions clip;
+  /// The job's loader (its transform goes to every image tensor loaded,
+  /// its clip options to every video tensor) and bench sections.
+  LoaderConfig loader;
+  BenchConfig bench;
   bool json = false;
   std::string digests;  // file for per-batch digests, "" for none
-  bool reference = false;
-  uint64_t reference_samples = 5000;
+  std::string profile;  // file for the JSON timeline, "" for none
 };
+
+/// The bench's job before flags: the library's defaults, but batches of 256.
+JobConfig LoaderBenchDefaults();
 
 /// Runs the loader over `dataset` and prints the report.
 Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,

@@ -28,15 +28,6 @@ Result<Tensor*> FindTensor(const Dataset& dataset, std::string_view name) {
                   "' (tensors: " + (names.empty() ? "none" : names) + ")");
 }
 
-void AddChunkBytesOption(CLI::App& cmd, uint64_t& chunk_bytes) {
-  cmd.add_option("--chunk-bytes", chunk_bytes,
-                 "Target size of a chunk's sample data, 4 KiB .. 2 GiB "
-                 "(suffixes k, M, G are powers of 1024)")
-      ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
-      ->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 31))
-      ->capture_default_str();
-}
-
 CLI::Validator WholeNumberIn(int64_t lo, int64_t hi) {
   const std::string range = std::to_string(lo) + ".." + std::to_string(hi);
   return CLI::Validator(

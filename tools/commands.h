@@ -46,6 +46,21 @@ void AddBenchCommand(CLI::App& app, CommandRun* run);
 
 // ---- Helpers shared by the commands (tools/cli_util.cc) ----
 
+/// A usage line written out ("Usage: shoal ingest images [OPTIONS] DIR
+/// DS"), for positionals CLI11 cannot describe: optional ones before a
+/// required one, or ones a --config file may give instead.
+class UsageFormatter : public CLI::Formatter {
+ public:
+  explicit UsageFormatter(std::string positionals)
+      : positionals_(std::move(positionals)) {}
+  std::string make_usage(const CLI::App*, std::string name) const override {
+    return "Usage: " + name + " [OPTIONS] " + positionals_ + "\n";
+  }
+
+ private:
+  std::string positionals_;
+};
+
 /// Opens the dataset at `url` read-only. The NotFound error says that there
 /// is no dataset there, naming the URL.
 Result<std::unique_ptr<Dataset>> OpenForReading(const std::string& url);
@@ -53,10 +68,6 @@ Result<std::unique_ptr<Dataset>> OpenForReading(const std::string& url);
 /// The tensor `name` of `dataset` (hidden ones too); the NotFound error
 /// lists the visible tensors, so a typo is easy to fix.
 Result<Tensor*> FindTensor(const Dataset& dataset, std::string_view name);
-
-/// --chunk-bytes of the ingest commands: a size with k/M/G suffixes
-/// (powers of 1024), checked to lie in 4 KiB .. 2 GiB.
-void AddChunkBytesOption(CLI::App& cmd, uint64_t& chunk_bytes);
 
 /// The ingest commands' closing lines: files ignored (not of the kind
 /// ingested: "non-image file") and bad files skipped under --skip-bad.

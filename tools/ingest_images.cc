@@ -3,74 +3,35 @@
 // per class (torchvision's ImageFolder convention). The work is the
 // library's: the image folder source (loader/source.h) through the write
 // graph (loader/ingestor.h); this file only parses flags.
-#include <optional>
+#include <memory>
 #include <string>
 
 #include "tools/commands.h"
 #include "tools/ingest_run.h"
 
 namespace shoal::tools {
-namespace {
-
-// The source's own options are bound to the flags in place (no copies).
-struct IngestImagesOptions {
-  // The folder is bound to the DIR argument.
-  SourceSpec source = [] {
-    SourceSpec s;
-    s.kind = "images";
-    s.paths = {""};
-    return s;
-  }();
-  std::string dataset;
-  std::optional<int> quality;
-  bool no_check = false;
-  IngestFlags flags;
-};
-
-Result<int> RunIngestImages(IngestImagesOptions& o) {
-  if (o.quality) o.source.images.quality = *o.quality;
-  o.source.images.check = !o.no_check;
-  SHOAL_ASSIGN_OR_RETURN(auto source, MakeSource(o.source));
-  return RunIngest(*source, o.dataset, o.flags, "images");
-}
-
-}  // namespace
 
 void AddIngestImagesCommand(CLI::App& ingest, CommandRun* run) {
-  auto options = std::make_shared<IngestImagesOptions>();
+  auto command = std::make_shared<IngestCommand>();
   CLI::App* cmd = ingest.add_subcommand(
       "images", "Ingest a folder of JPEG and PNG files (ImageFolder layout)");
-  cmd->add_option("DIR", options->source.paths[0], "The folder to read")
-      ->required();
-  cmd->add_option("DS", options->dataset,
-                  "The dataset to create (a path or URL)")
-      ->required();
-  cmd->add_option("--compression", options->source.images.compression,
-                  "How images are stored: 'keep' stores each file's own "
-                  "bytes (its format read from its content; a folder mixing "
-                  "JPEG and PNG gives sample_compression 'image'); 'jpeg' or "
-                  "'png' convert files of the other format; 'raw' or "
-                  "'raw:CODEC' (e.g. raw:zstd:3) stores decoded pixels, "
-                  "chunk-compressed with CODEC")
-      ->capture_default_str();
-  cmd->add_option("--quality", options->quality,
-                  "JPEG quality of converted images, 1..100 (default 90); "
-                  "JPEG files are stored as they are")
-      ->check(CLI::Range(1, 100));
-  cmd->add_option("--subsampling", options->source.images.subsampling,
-                  "Chroma subsampling of converted JPEGs")
-      ->check(CLI::IsMember({"4:4:4", "4:2:2", "4:2:0"}))
-      ->capture_default_str();
-  cmd->add_option("--png-level", options->source.images.png_level,
-                  "zlib level of converted PNGs, 0..9")
-      ->check(CLI::Range(0, 9))
-      ->capture_default_str();
-  cmd->add_flag("--no-check", options->no_check,
-                "Store files kept as they are after reading only their "
-                "header, without decoding them (faster; damage in the pixel "
-                "data is then found only when the image is read)");
-  AddChunkBytesOption(*cmd, options->source.images.max_chunk_bytes);
-  AddIngestFlags(*cmd, options->flags);
+  cmd->formatter(
+      std::make_shared<UsageFormatter>("DIR DS  (or --config FILE [DIR DS])"));
+  cmd->add_option("inputs", command->positionals,
+                  "The folder to read [ingest.source.paths], then the "
+                  "dataset to create, a path or URL [ingest.dataset]")
+      ->expected(2)
+      ->option_text("DIR DS");
+  ConfigFlags& f = command->flags;
+  f.Add(*cmd, "--compression", "ingest.source.compression");
+  CLI::Option* quality = f.Add(*cmd, "--quality", "ingest.source.quality");
+  f.Add(*cmd, "--subsampling", "ingest.source.subsampling");
+  f.Add(*cmd, "--png-level", "ingest.source.png_level");
+  f.AddSwitch(*cmd, "--no-check", "ingest.source.check", "false",
+              "Store files kept as they are after reading only their "
+              "header, without decoding them (faster; damage in the pixel "
+              "data is then found only when the image is read)");
+  AddIngestFlags(*cmd, *command);
   cmd->footer(
       "Every JPEG and PNG file under DIR (found by content; hidden files and "
       "folders are skipped, folder symlinks are not followed, files with "
@@ -90,12 +51,16 @@ void AddIngestImagesCommand(CLI::App& ingest, CommandRun* run) {
       "--commit-seconds, so a killed or failed ingestion keeps what it "
       "committed: --resume continues it. Ctrl-C stops at the next safe point "
       "with a commit (twice: at once).\n\n"
+      "Every option is also a key of a job file (in brackets); --config "
+      "reads one (configs/imagefolder-ingest.yaml), the flags given override "
+      "it.\n\n"
       "Example:\n  shoal ingest images ~/imagenette/train /data/imagenette");
-  cmd->callback([options, run] {
-    if (options->quality && options->source.images.compression != "jpeg") {
-      throw CLI::ValidationError("--quality", "needs --compression jpeg");
-    }
-    *run = [options] { return RunIngestImages(*options); };
+  cmd->callback([command, run, quality] {
+    SetIngestRun(command, "images", run, [quality](const JobConfig& job) {
+      if (quality->count() > 0 && job.ingest.compression != "jpeg") {
+        throw CLI::ValidationError("--quality", "needs --compression jpeg");
+      }
+    });
   });
 }
 

@@ -128,121 +128,84 @@ std::string& CommandLine() {
   return line;
 }
 
-void AddIngestFlags(CLI::App& cmd, IngestFlags& flags) {
-  CLI::Option* overwrite = cmd.add_flag(
-      "--overwrite", flags.overwrite,
+void AddIngestFlags(CLI::App& cmd, IngestCommand& command) {
+  ConfigFlags& f = command.flags;
+  f.AddJobOptions(cmd);
+  CLI::Option* overwrite = f.AddSwitch(
+      cmd, "--overwrite", "ingest.mode", "overwrite",
       "Replace a dataset at DS; the old one stays whole until the new one's "
       "first commit");
   CLI::Option* append =
-      cmd.add_flag("--append", flags.append,
-                   "Add the samples to the dataset at DS (same tensors)");
-  CLI::Option* resume = cmd.add_flag(
-      "--resume", flags.resume,
+      f.AddSwitch(cmd, "--append", "ingest.mode", "append",
+                  "Add the samples to the dataset at DS (same tensors)");
+  CLI::Option* resume = f.AddSwitch(
+      cmd, "--resume", "ingest.mode", "resume",
       "Continue an interrupted ingestion of the same input into DS from its "
       "last commit");
   // Usage errors (exit 2), found before anything is written.
   overwrite->excludes(append)->excludes(resume);
   append->excludes(resume);
-  cmd.add_flag("--skip-bad", flags.skip_bad,
-               "Skip inputs that cannot be read or decoded (each is named on "
-               "stderr and counted) instead of stopping at the first");
-  cmd.add_option("--memory-budget", flags.memory_budget,
-                 "Bytes the ingestion may hold at once (files read ahead, "
-                 "samples, chunks in flight), e.g. 64MiB; one input larger "
-                 "than this still goes through, alone")
-      ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
-      ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 40))
-      ->capture_default_str();
-  cmd.add_option("--workers", flags.workers,
-                 "Pin worker counts and turn the controller off: N for every "
-                 "parallel stage, or stage=N,... (stages: read, prepare, "
-                 "compress, write)")
-      ->check(CLI::Validator(
-          [](std::string& value) -> std::string {
-            IngestFlags probe;
-            probe.workers = value;
-            auto options = IngestOptionsFrom(probe);
-            if (!options.ok()) {
-              // CLI11 names the option already.
-              std::string why(options.status().message());
-              if (why.starts_with("--workers ")) why.erase(0, 10);
-              return why;
-            }
-            for (const auto& [stage, n] : options->workers) {
-              if (stage != "*" && stage != "read" && stage != "prepare" &&
-                  stage != "compress" && stage != "write") {
-                return "no parallel stage '" + stage +
-                       "' (stages: read, prepare, compress, write; '*' for "
-                       "all)";
-              }
-            }
-            return "";
-          },
-          "N or STAGE=N,...", "workers"));
-  cmd.add_option("--commit-every", flags.commit_every_rows,
-                 "Commit every N samples (0: by time only)")
-      ->check(WholeNumberIn(0, int64_t{1} << 48))
-      ->capture_default_str();
-  cmd.add_option("--commit-seconds", flags.commit_every_seconds,
-                 "Commit every so many seconds (0: by count only)")
-      ->check(CLI::Range(0.0, 1e6))
-      ->capture_default_str();
-  cmd.add_flag("--break-lock", flags.break_lock,
+  f.AddSwitch(cmd, "--skip-bad", "ingest.skip_bad", "true",
+              "Skip inputs that cannot be read or decoded (each is named on "
+              "stderr and counted) instead of stopping at the first");
+  f.Add(cmd, "--chunk-bytes", "ingest.chunk_bytes");
+  f.Add(cmd, "--memory-budget", "ingest.memory_budget");
+  f.Add(cmd, "--workers", "ingest.workers");
+  f.Add(cmd, "--commit-every", "ingest.commit_every");
+  f.Add(cmd, "--commit-seconds", "ingest.commit_seconds");
+  cmd.add_flag("--break-lock", command.break_lock,
                "Take the dataset's write lock even if another writer holds "
                "it (only when you know it is not running)");
-  cmd.add_flag("-v,--verbose", flags.verbose,
+  cmd.add_flag("-v,--verbose", command.verbose,
                "Print every change of a worker count, with its reason");
-  cmd.add_option("--profile", flags.profile,
+  cmd.add_option("--profile", command.profile,
                  "Write a JSON timeline of throughput, workers and memory "
                  "(draw it with scripts/plot-profile.py)");
-  cmd.add_flag("--json", flags.json, "Print the summary as JSON");
+  cmd.add_flag("--json", command.json, "Print the summary as JSON");
 }
 
-Result<IngestOptions> IngestOptionsFrom(const IngestFlags& flags) {
-  IngestOptions options;
-  const int modes = flags.overwrite + flags.append + flags.resume;
-  if (modes > 1) {
-    return InvalidArgument(
-        "--overwrite, --append and --resume exclude each other");
+void SetIngestRun(const std::shared_ptr<IngestCommand>& command,
+                  const std::string& kind, CommandRun* run,
+                  const std::function<void(const JobConfig&)>& check) {
+  std::vector<std::pair<std::string, std::string>> fixed;
+  if (!kind.empty()) fixed.emplace_back("ingest.source.kind", kind);
+  auto built = command->flags.Build(fixed);
+  if (!built.ok()) {
+    throw CLI::ValidationError(std::string(built.status().message()));
   }
-  options.mode = flags.overwrite ? IngestOptions::Mode::kOverwrite
-                 : flags.append  ? IngestOptions::Mode::kAppend
-                 : flags.resume  ? IngestOptions::Mode::kResume
-                                 : IngestOptions::Mode::kCreate;
-  options.skip_bad = flags.skip_bad;
-  options.memory_budget = flags.memory_budget;
-  options.commit_every_rows = flags.commit_every_rows;
-  options.commit_every_seconds = flags.commit_every_seconds;
-  options.break_lock = flags.break_lock;
-  options.profile_path = flags.profile;
+  JobConfig job = *std::move(built);
+  const std::vector<std::string>& p = command->positionals;
+  if (!p.empty()) {
+    job.ingest.paths.assign(p.begin(), p.end() - 1);
+    job.ingest.dataset = p.back();
+  }
+  if (job.ingest.paths.empty() || job.ingest.dataset.empty()) {
+    throw CLI::ValidationError(
+        "give the input and the dataset (DS), or ingest.source.paths and "
+        "ingest.dataset in the --config file");
+  }
+  if (check) check(job);
+  if (command->flags.print_config()) {
+    *run = [job]() -> Result<int> {
+      std::fputs(JobConfigToYaml(job).c_str(), stdout);
+      return kExitOk;
+    };
+    return;
+  }
+  *run = [command, job] { return RunIngestJob(job, *command); };
+}
+
+Result<int> RunIngestJob(const JobConfig& job, const IngestCommand& command) {
+  SHOAL_ASSIGN_OR_RETURN(SourceSpec spec, ToSourceSpec(job.ingest));
+  SHOAL_ASSIGN_OR_RETURN(auto source, MakeSource(spec));
+  SHOAL_ASSIGN_OR_RETURN(IngestOptions options, ToIngestOptions(job.ingest));
+  options.break_lock = command.break_lock;
+  options.profile_path = command.profile;
   options.command = CommandLine();
-  if (!flags.workers.empty()) {
-    size_t start = 0;
-    while (start <= flags.workers.size()) {
-      size_t end = flags.workers.find(',', start);
-      if (end == std::string::npos) end = flags.workers.size();
-      const std::string part = flags.workers.substr(start, end - start);
-      const size_t eq = part.find('=');
-      const std::string stage =
-          eq == std::string::npos ? "*" : part.substr(0, eq);
-      const std::string count =
-          eq == std::string::npos ? part : part.substr(eq + 1);
-      char* rest = nullptr;
-      const long n = std::strtol(count.c_str(), &rest, 10);
-      if (count.empty() || *rest != '\0' || n < 1 || n > 256) {
-        return InvalidArgument("--workers '" + flags.workers +
-                               "': want N or stage=N,... with N in 1..256");
-      }
-      options.workers[stage] = static_cast<int>(n);
-      start = end + 1;
-    }
-  }
-  return options;
-}
-
-Result<int> RunIngest(Source& source, const std::string& dataset,
-                      const IngestFlags& flags, const std::string& noun) {
-  SHOAL_ASSIGN_OR_RETURN(IngestOptions options, IngestOptionsFrom(flags));
+  const std::string& dataset = job.ingest.dataset;
+  const std::string noun = job.ingest.kind == "idx"   ? "blocks"
+                           : job.ingest.kind == "npy" ? "records"
+                                                      : job.ingest.kind;
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   double last_plain = 0;
   bool drawn = false;
@@ -265,7 +228,7 @@ Result<int> RunIngest(Source& source, const std::string& dataset,
     clear_line();
     std::fprintf(stderr, "shoal: skipped %s\n", why.c_str());
   };
-  if (flags.verbose) {
+  if (command.verbose) {
     options.on_decision = [](const std::string& what) {
       std::fprintf(stderr, "shoal: workers: %s\n", what.c_str());
     };
@@ -273,7 +236,7 @@ Result<int> RunIngest(Source& source, const std::string& dataset,
   g_stop = false;
   options.stop = &g_stop;
   SignalScope signals;
-  auto report = Ingest(source, dataset, options);
+  auto report = Ingest(*source, dataset, options);
   clear_line();
   if (!report.ok()) return report.status();
   const IngestReport& r = *report;
@@ -281,7 +244,7 @@ Result<int> RunIngest(Source& source, const std::string& dataset,
     std::fprintf(stderr, "shoal: %s\n", r.lock_message.c_str());
   }
   const double rate = r.seconds > 0 ? r.rows_added / r.seconds : 0;
-  if (flags.json) {
+  if (command.json) {
     nlohmann::json stages = nlohmann::json::array();
     for (const StageMetrics& s : r.metrics.stages)
       stages.push_back(StageJson(s));

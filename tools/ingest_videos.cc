@@ -3,39 +3,26 @@
 // index in each sample's info), plus a class_label tensor when the folder
 // has one subfolder per class. The video folder source (loader/source.h)
 // through the write graph (loader/ingestor.h); this file parses flags.
+#include <memory>
 #include <string>
 
 #include "tools/commands.h"
 #include "tools/ingest_run.h"
 
 namespace shoal::tools {
-namespace {
-
-struct IngestVideosOptions {
-  // The folder is bound to the DIR argument.
-  SourceSpec source = [] {
-    SourceSpec s;
-    s.kind = "videos";
-    s.paths = {""};
-    return s;
-  }();
-  std::string dataset;
-  IngestFlags flags;
-};
-
-}  // namespace
 
 void AddIngestVideosCommand(CLI::App& ingest, CommandRun* run) {
-  auto options = std::make_shared<IngestVideosOptions>();
+  auto command = std::make_shared<IngestCommand>();
   CLI::App* cmd = ingest.add_subcommand(
       "videos", "Ingest a folder of video files (class subfolders = labels)");
-  cmd->add_option("DIR", options->source.paths[0], "The folder to read")
-      ->required();
-  cmd->add_option("DS", options->dataset,
-                  "The dataset to create (a path or URL)")
-      ->required();
-  AddChunkBytesOption(*cmd, options->source.videos.max_chunk_bytes);
-  AddIngestFlags(*cmd, options->flags);
+  cmd->formatter(
+      std::make_shared<UsageFormatter>("DIR DS  (or --config FILE [DIR DS])"));
+  cmd->add_option("inputs", command->positionals,
+                  "The folder to read [ingest.source.paths], then the "
+                  "dataset to create, a path or URL [ingest.dataset]")
+      ->expected(2)
+      ->option_text("DIR DS");
+  AddIngestFlags(*cmd, *command);
   cmd->footer(
       "Every file under DIR with a video extension (.mp4 .m4v .mov .mkv "
       ".webm .avi .mpg .mpeg .ts .3gp .ogv; hidden files and folders are "
@@ -51,12 +38,7 @@ void AddIngestVideosCommand(CLI::App& ingest, CommandRun* run) {
       "Ingestion is parallel and resumable as for images.\n\n"
       "Example:\n  shoal ingest videos ~/ucf101/train /data/ucf101\n"
       "  shoal get /data/ucf101 videos 0 --frames 0:16 -o clip.npy");
-  cmd->callback([options, run] {
-    *run = [options]() -> Result<int> {
-      SHOAL_ASSIGN_OR_RETURN(auto source, MakeSource(options->source));
-      return RunIngest(*source, options->dataset, options->flags, "videos");
-    };
-  });
+  cmd->callback([command, run] { SetIngestRun(command, "videos", run); });
 }
 
 }  // namespace shoal::tools

@@ -1,12 +1,14 @@
 // IngestControl: pinned or adaptive worker counts of the write graph.
 #include "loader/internal/ingest_control.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 
-#include <unistd.h>
+#include "base/memory.h"
 
 namespace shoal::internal {
 namespace {
@@ -15,15 +17,6 @@ constexpr size_t kReadStage = 0;
 constexpr size_t kSerialStage = 2;  // "append": one at a time, in order
 constexpr size_t kWriteStage = 4;
 
-// The process's resident set now (VmRSS), for the profile.
-uint64_t ResidentBytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return 0;
-  unsigned long long pages = 0, resident = 0;
-  const int n = std::fscanf(f, "%llu %llu", &pages, &resident);
-  std::fclose(f);
-  return n == 2 ? resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) : 0;
-}
 // Pinned worker counts beyond this buy nothing but threads.
 constexpr int kMaxPinnedWorkers = 256;
 
@@ -43,7 +36,8 @@ Result<std::unique_ptr<IngestControl>> IngestControl::Make(
   c->max_workers_ = max_workers;
   // Starting points: CPU stages on every core, I/O stages two deep.
   c->initial_ = {2, cores, 0, cores, 2};
-  for (size_t s = 0; s < kIngestStages; ++s) c->adaptive_[s] = s != kSerialStage;
+  for (size_t s = 0; s < kIngestStages; ++s)
+    c->adaptive_[s] = s != kSerialStage;
   for (const auto& [name, n] : options.workers) {
     if (n < 1 || n > kMaxPinnedWorkers) {
       return InvalidArgument("--workers " + name + "=" + std::to_string(n) +
@@ -133,7 +127,7 @@ void IngestControl::Loop() {
     lock.lock();
     for (auto& l : lines) decisions_.push_back(std::move(l));
     if (interval != nullptr) {
-      profile_.Add(*interval, decisions, ResidentBytes());
+      profile_.Add(*interval, decisions, ResidentSetBytes());
       // Written now and then, so a chart can be drawn while it runs.
       if (!options_.profile_path.empty() && t - last_write >= 10) {
         (void)profile_.WriteFile(options_.profile_path);

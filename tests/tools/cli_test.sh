@@ -183,7 +183,7 @@ run 2 "$SHOAL" bench loader ds --samples 10
 # Out-of-range numbers: a readable range, not DBL_MAX; threads are capped.
 run 2 "$SHOAL" bench loader ds --batch 0 && contains err "--batch: must be a whole number from 1 to 16777216, got 0"
 run 2 "$SHOAL" bench loader ds --threads 100000 && contains err "from 0 to 256, got 100000"
-run 2 "$SHOAL" bench loader ds --memory-budget 1 && contains err "--memory-budget: must be a whole number from 1048576"
+run 2 "$SHOAL" bench loader ds --memory-budget 1 && contains err "--memory-budget: must be a size from 1MiB to 1TiB, got 1"
 run 2 "$SHOAL" ingest idx images.idx3-ubyte ds9 --commit-every -1 && contains err "--commit-every: must be a whole number from 0"
 run 1 "$SHOAL" bench loader ds --transform train && contains err "needs an image tensor"
 
@@ -258,17 +258,19 @@ run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --chunk-bytes 12
 run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --overwrite --append && contains err "excludes"
 run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --append --resume && contains err "excludes"
 run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --overwrite --resume && contains err "excludes"
-run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --workers 0 && contains err "want N or stage=N"
-run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --workers read=2,prepare && contains err "want N or stage=N"
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --workers 0 && contains err "N or stage=N"
+run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --workers read=2,prepare && contains err "N or stage=N"
 run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --workers append=2 &&
-  contains err "no parallel stage 'append' (stages: read, prepare, compress, write; '*' for all)"
+  contains err "no parallel stage 'append' (stages: read, prepare, compress, write)"
 run 2 "$SHOAL" ingest idx images.idx3-ubyte ds4 --memory-budget 1k
 run 2 "$SHOAL" get ds images
 run 2 "$SHOAL" get ds images 1
 run 2 "$SHOAL" get ds images -1 -o x.npy
 run 2 "$SHOAL" get ds images 1 --raw --info
 run 2 "$SHOAL" bench read ds --order sideways
-run 2 "$SHOAL" bench ds && contains err "subcommand"  # loader or read
+run 2 "$SHOAL" bench ds && contains err "not expected: ds"
+run 2 "$SHOAL" bench && contains err "give a subcommand (loader, read) or --config"
+run 2 "$SHOAL" ingest && contains err "give a source (images, videos, idx, npy) or --config"
 run 2 "$SHOAL" info ds --no-such-flag && contains err "shoal: "
 [ ! -e ds4 ] || fail "a usage error created ds4"
 
