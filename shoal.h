@@ -21,6 +21,7 @@
 #include "format/staged_write.h"
 #include "format/store.h"
 #include "format/verify.h"
+#include "loader/config.h"
 #include "loader/controller.h"
 #include "loader/image_transform.h"
 #include "loader/ingestor.h"

@@ -20,6 +20,7 @@ namespace {
 
 using internal::ConfigEntries;
 using internal::ConfigEntry;
+using internal::EditDistance;
 using internal::FindConfigEntry;
 
 // The sections: every dotted prefix of a key.
@@ -47,22 +48,6 @@ std::string Last(std::string_view path) {
   const size_t dot = path.rfind('.');
   return std::string(dot == std::string_view::npos ? path
                                                    : path.substr(dot + 1));
-}
-
-size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1,
-                         diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
 }
 
 // " (did you mean 'loader.batch_size'?)" or "".

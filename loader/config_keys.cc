@@ -226,7 +226,16 @@ ConfigEntry Choice(std::string key,
         return Status::OK();
       }
     }
-    return InvalidArgument("expected one of " + list + ", got '" + text + "'");
+    std::string hint;
+    size_t best = 3;  // a typo or two, not another word
+    for (const auto& [name, value] : names) {
+      if (const size_t d = EditDistance(text, name); d < best) {
+        best = d;
+        hint = " (did you mean '" + name + "'?)";
+      }
+    }
+    return InvalidArgument("expected one of " + list + ", got '" + text + "'" +
+                           hint);
   };
   e.get = [=](const JobConfig& c) {
     for (const auto& [name, value] : names) {
@@ -617,6 +626,22 @@ std::vector<ConfigEntry> MakeEntries() {
 }
 
 }  // namespace
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1,
+                         diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
 
 std::string ConfigNodeText(const YAML::Node& node) {
   YAML::Emitter out;

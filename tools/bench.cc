@@ -321,7 +321,7 @@ void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
   f.AddCustom(*cmd, "--transform",
               "decode (images to RGB at their own size) or train "
               "(random-resized-crop to --size + horizontal flip) "
-              "[loader.transform.kind, .flip]",
+              "[sets loader.transform.kind, .flip]",
               ApplyTransformFlag);
   f.Add(*cmd, "--size", "loader.transform.size");
   f.Add(*cmd, "--clip-frames", "loader.clip.frames");
@@ -330,7 +330,7 @@ void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
   f.Add(*cmd, "--clip-sampling", "loader.clip.sampling");
   f.AddCustom(*cmd, "--clip-size",
               "Video tensors: resize frames to HxW (e.g. 112x112) "
-              "[loader.clip.size]",
+              "[sets loader.clip.size]",
               ApplyClipSizeFlag);
   f.AddSwitch(*cmd, "--reference", "bench.reference", "true",
               "Also time raw TurboJPEG decoding of the same JPEGs on the "

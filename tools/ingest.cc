@@ -28,10 +28,11 @@ void AddIngestIdxCommand(CLI::App& ingest, CommandRun* run) {
       "idx", "Ingest IDX files (MNIST, Fashion-MNIST), plain or .gz");
   cmd->formatter(
       std::make_shared<UsageFormatter>("IMAGES_IDX[.gz] [LABELS_IDX[.gz]] DS"));
-  cmd->add_option("files", command->positionals,
-                  "IMAGES_IDX[.gz] [LABELS_IDX[.gz]] DS: the images file, "
-                  "optionally the labels file [ingest.source.paths], and the "
-                  "dataset to create, a path or URL [ingest.dataset]")
+  cmd->add_option(
+         "files", command->positionals,
+         "IMAGES_IDX[.gz] [LABELS_IDX[.gz]] DS: the images file, "
+         "optionally the labels file [sets ingest.source.paths], and the "
+         "dataset to create, a path or URL [sets ingest.dataset]")
       ->expected(2, 3)
       ->option_text("FILE FILE [FILE]");
   ConfigFlags& f = command->flags;
@@ -39,7 +40,7 @@ void AddIngestIdxCommand(CLI::App& ingest, CommandRun* run) {
   f.AddCustom(*cmd, "--level",
               "Compression level: lz4hc 1..12 (default 9), zstd -7..22 "
               "without 0 (default 3); raw and lz4 take none "
-              "[ingest.source.compression: CODEC:LEVEL]",
+              "[sets ingest.source.compression: CODEC:LEVEL]",
               ApplyLevel);
   f.Add(*cmd, "--class-names", "ingest.source.class_names");
   AddIngestFlags(*cmd, *command);
@@ -70,11 +71,12 @@ void AddIngestNpyCommand(CLI::App& ingest, CommandRun* run) {
   CLI::App* cmd = ingest.add_subcommand(
       "npy",
       "Ingest NumPy .npy files (one array of samples, or one per sample)");
-  cmd->add_option("files", command->positionals,
-                  "NPY... DS: one .npy whose first axis is the samples, or "
-                  "several .npy files or folders of them (one sample each, "
-                  "sorted by name) [ingest.source.paths], then the dataset, "
-                  "a path or URL [ingest.dataset]")
+  cmd->add_option(
+         "files", command->positionals,
+         "NPY... DS: one .npy whose first axis is the samples, or "
+         "several .npy files or folders of them (one sample each, "
+         "sorted by name) [sets ingest.source.paths], then the dataset, "
+         "a path or URL [sets ingest.dataset]")
       ->expected(2, -1);
   ConfigFlags& f = command->flags;
   f.Add(*cmd, "--tensor", "ingest.source.tensor");

@@ -18,8 +18,8 @@ void AddIngestVideosCommand(CLI::App& ingest, CommandRun* run) {
   cmd->formatter(
       std::make_shared<UsageFormatter>("DIR DS  (or --config FILE [DIR DS])"));
   cmd->add_option("inputs", command->positionals,
-                  "The folder to read [ingest.source.paths], then the "
-                  "dataset to create, a path or URL [ingest.dataset]")
+                  "The folder to read [sets ingest.source.paths], then the "
+                  "dataset to create, a path or URL [sets ingest.dataset]")
       ->expected(2)
       ->option_text("DIR DS");
   AddIngestFlags(*cmd, *command);

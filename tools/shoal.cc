@@ -64,6 +64,7 @@ int Main(int argc, char** argv) {
   shoal::tools::AddGetCommand(app, &run);
   shoal::tools::AddVerifyCommand(app, &run);
   shoal::tools::AddBenchCommand(app, &run);
+  shoal::tools::AddConfigCommand(app, &run);
 
   try {
     app.parse(argc, argv);

@@ -28,6 +28,8 @@ struct ConfigEntry {
 /// Every key, in print order; sections are the keys' dotted prefixes.
 const std::vector<ConfigEntry>& ConfigEntries();
 const ConfigEntry* FindConfigEntry(std::string_view key);
+/// Levenshtein distance, for "did you mean".
+size_t EditDistance(std::string_view a, std::string_view b);
 /// A node as YAML text on one line (flow style for lists).
 std::string ConfigNodeText(const YAML::Node& node);
 

@@ -98,7 +98,9 @@ TEST(ExtentTest, EveryStorageKindMatchesRead) {
     for (uint64_t i = 0; i < 120; ++i) {
       const auto bytes = SampleBytes(5, i, *ShapeOf(i).ByteSize(DType::kUInt8));
       ASSERT_TRUE(Ok((*t)->Append(ShapeOf(i), Span(bytes))));
-      if (i == 99) ASSERT_TRUE(Ok((*ds)->Flush()));
+      if (i == 99) {
+        ASSERT_TRUE(Ok((*ds)->Flush()));
+      }
     }
     // 20 samples are still unflushed: the small ones form the last extent
     // (tiled samples are written as they are appended).

@@ -142,8 +142,9 @@ void CheckGolden(const std::string& url) {
     EXPECT_EQ(r->shape, (Shape{static_cast<uint64_t>(i % 4), 3}));
     const auto s = Shorts(i, (i % 4) * 3);
     EXPECT_EQ(r->data.size(), s.size() * 2);
-    if (!s.empty())
+    if (!s.empty()) {
       EXPECT_EQ(std::memcmp(r->data.data(), s.data(), s.size() * 2), 0);
+    }
   }
   for (int i = 0; i < 15; ++i) {
     auto l = (*labels)->Read(i);

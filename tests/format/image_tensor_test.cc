@@ -191,7 +191,9 @@ TEST_F(ImageTensorTest, AnyImageTensorKeepsEachFormatAsItCame) {
     SCOPED_TRACE(i);
     auto stored = (*images)->ReadStored(i);
     ASSERT_TRUE(stored.ok()) << stored.status();
-    if (inputs[i] != nullptr) EXPECT_EQ(stored->view(), *inputs[i]);
+    if (inputs[i] != nullptr) {
+      EXPECT_EQ(stored->view(), *inputs[i]);
+    }
     auto codec = (*images)->ImageCodecFor(stored->span());
     ASSERT_TRUE(codec.ok()) << codec.status();
     EXPECT_EQ((*codec)->name(), formats[i]);

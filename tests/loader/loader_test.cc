@@ -291,7 +291,9 @@ TEST(LoaderTest, ShardsAreDisjointCoveringAndEqual) {
       for (const Flat& b : *run) {
         if (b.index == UINT64_MAX) continue;
         ++batches;
-        if (drop_last) EXPECT_EQ(b.indices.size(), 32u);
+        if (drop_last) {
+          EXPECT_EQ(b.indices.size(), 32u);
+        }
         for (uint64_t i : b.indices) {
           EXPECT_TRUE(all.insert(i).second) << "sample " << i << " twice";
           ++total;
@@ -531,7 +533,9 @@ TEST(LoaderTest, DestroyingMidEpochIsPrompt) {
     EXPECT_LT(ms, 100 * SHOAL_TEST_TIME_SCALE)
         << "after " << consumed << " batches";
     // A batch outlives its loader.
-    if (kept) EXPECT_GT(kept->size(), 0u);
+    if (kept) {
+      EXPECT_GT(kept->size(), 0u);
+    }
   }
 }
 

@@ -24,7 +24,7 @@ run() {
   "$@" >"$work/out" 2>"$work/err"
   local got=$?
   if [ "$got" -ne "$want" ]; then
-    fail "'$*' exited $got, expected $want; stdout: $(head -c 2000 out); stderr: $(head -c 2000 err)"
+    fail "'$*' exited $got, expected $want; stdout: $(head -c 2000 "$work/out"); stderr: $(head -c 2000 "$work/err")"
     return 1
   fi
   return 0
