@@ -6,14 +6,19 @@ TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 GENERATOR  := -G Ninja
 CMAKE_ARGS ?=
+# Each step prints a line or two and writes its full output here
+# (scripts/step.sh; VERBOSE=1 shows it as it comes).
+LOGS       ?= out/logs
+STEP       := bash scripts/step.sh
 
 .PHONY: all deps configure build test demo test-asan test-tsan bench soak fuzz torch-example install clean help
 
 all: build
 
 help:
-	@echo "make demo       install deps, build, ingest Fashion-MNIST, show info, time a full read"
+	@echo "make demo       install deps, build, ingest Fashion-MNIST and ImageNet-like JPEGs, load them, draw charts"
 	@echo "make test       install deps, build, run the test suite (no soak tests)"
+	@echo "                (each step prints a line; full output in out/logs/, or VERBOSE=1)"
 	@echo "make test-asan  the test suite under AddressSanitizer + UBSan"
 	@echo "make test-tsan  the test suite under ThreadSanitizer"
 	@echo "make bench      build (Release) and run the benchmarks in benchmarks/"
@@ -23,21 +28,24 @@ help:
 	@echo "make install    install into PREFIX (default /usr/local)"
 
 deps:
-	@bash scripts/install-deps.sh
+	@$(STEP) packages $(LOGS)/install-deps.log bash scripts/install-deps.sh
 
 $(BUILD)/build.ninja: | deps
-	cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+	@$(STEP) configure $(LOGS)/configure.log \
+	  cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
 
 configure: deps $(BUILD)/build.ninja
 
 build: configure
-	cmake --build $(BUILD) -j $(JOBS)
+	@$(STEP) build $(LOGS)/build.log cmake --build $(BUILD) -j $(JOBS)
 
 test: build
-	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE soak
+	@STEP_TAIL_LINES=80 $(STEP) test $(LOGS)/test.log \
+	  ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE soak
+	@grep -E "tests passed|Total Test time" $(LOGS)/test.log | sed 's/^/           /'
 
 demo: build
-	@bash scripts/demo.sh $(BUILD)
+	@LOGS=$(LOGS) bash scripts/demo.sh $(BUILD)
 
 test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DSHOAL_SANITIZE=address -DSHOAL_BUILD_BENCHMARKS=OFF $(CMAKE_ARGS)

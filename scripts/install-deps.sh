@@ -21,6 +21,8 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-png libjpeg-turbo-progs
+  # profile charts (scripts/plot-profile.py: make demo, make test)
+  python3-matplotlib
   # ffprobe/ffmpeg: frame counts in the video tests, the video benchmarks' reference
   ffmpeg
   # Pillow's CMYK->RGB conversion, the reference of the JPEG CMYK test

@@ -105,35 +105,75 @@ ControllerOptions IngestControl::ControllerSetup() const {
 void IngestControl::Loop() {
   ConcurrencyController controller(ControllerSetup());
   const auto start = std::chrono::steady_clock::now();
+  auto now = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                         start)
+        .count();
+  };
   double last_write = 0;
+  // The snapshot at the end of the last interval the profile has (at first:
+  // the start). The profile shows the job's samples/s and MB/s, where the
+  // controller judges by the last stage's items (chunks), what it changes.
+  struct Mark {
+    PipelineMetrics metrics;
+    uint64_t rows;
+    uint64_t bytes;
+    double t;
+  };
+  auto take = [&](double t) {
+    return Mark{metrics_(), rows_.load(std::memory_order_relaxed),
+                bytes_.load(std::memory_order_relaxed), t};
+  };
+  auto shown = [](PipelineInterval interval, const Mark& from, const Mark& to) {
+    const double seconds = to.t - from.t;
+    if (seconds > 0) {
+      interval.samples_per_s = (to.rows - from.rows) / seconds;
+      interval.bytes_per_s = (to.bytes - from.bytes) / seconds;
+    }
+    return interval;
+  };
+  Mark mark = take(0);
+  bool started = false;
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, std::chrono::milliseconds(250),
                        [this] { return stop_; })) {
     lock.unlock();
-    const double t =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-            .count();
-    const std::vector<Decision> decisions = controller.Update(metrics_(), t);
+    const Mark here = take(now());
+    const std::vector<Decision> decisions =
+        controller.Update(here.metrics, here.t);
     std::vector<std::string> lines;
     for (const Decision& d : decisions) {
       // A refused change (the pipeline stopping) is simply not made.
       if (!set_(d.stage, d.to).ok()) continue;
       char when[32];
-      std::snprintf(when, sizeof(when), "%.2f s: ", t);
+      std::snprintf(when, sizeof(when), "%.2f s: ", here.t);
       lines.push_back(when + d.reason);
       if (options_.on_decision) options_.on_decision(lines.back());
     }
     const PipelineInterval* interval = controller.interval();
     lock.lock();
     for (auto& l : lines) decisions_.push_back(std::move(l));
-    if (interval != nullptr) {
-      profile_.Add(*interval, decisions, ResidentSetBytes());
+    if (!started) {  // the controller's starting point
+      started = true;
+      mark = here;
+    } else if (interval != nullptr) {
+      profile_.Add(shown(*interval, mark, here), decisions, ResidentSetBytes());
+      mark = here;
       // Written now and then, so a chart can be drawn while it runs.
-      if (!options_.profile_path.empty() && t - last_write >= 10) {
+      if (!options_.profile_path.empty() && here.t - last_write >= 10) {
         (void)profile_.WriteFile(options_.profile_path);
-        last_write = t;
+        last_write = here.t;
       }
     }
+  }
+  // What ran since the last interval (a short job's only one), so that the
+  // profile covers the whole job.
+  const Mark end = take(now());
+  if (end.t > mark.t &&
+      end.metrics.stages.size() == mark.metrics.stages.size()) {
+    const PipelineInterval last =
+        MeasureInterval(mark.metrics, end.metrics, end.t, end.t - mark.t);
+    profile_.Add(shown(last, mark, end), {}, ResidentSetBytes());
   }
 }
 

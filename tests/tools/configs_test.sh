@@ -90,6 +90,42 @@ run 0 "$SHOAL" bench --config "$SRC/configs/video-clips.yaml" --json && {
   expect "clip bytes" "$(json "$work/out" "j['bytes'] // j['samples']")" $((16 * 112 * 112 * 3 + 4))
 }
 
+# ---- Profiles of a loader and of an ingestion, drawn as charts ----
+run 0 "$SHOAL" bench --config "$SRC/configs/imagefolder-train.yaml" --set loader.epochs=40 --set loader.batch_size=4 \
+  --set bench.reference=false --profile train.json --json &&
+  "$PY" - "$(json "$work/out" "j['samples']")" <<'EOF' || fail "loader profile: $(head -c 600 train.json)"
+import json, sys
+p = json.load(open("train.json"))
+assert p["version"] == 1 and p["kind"] == "loader", p.get("kind")
+assert p["stages"] == ["fetch", "decode"], p["stages"]
+ivs = p["intervals"]
+assert len(ivs) >= 1, f"{len(ivs)} intervals"
+for iv in ivs:
+    for k in ("t", "samples_per_s", "mb_per_s", "busy", "wait_input", "concurrency",
+              "budget_in_use", "budget_bytes", "rss_bytes", "consumer_stall"):
+        assert k in iv, k
+    assert 0 <= iv["consumer_stall"] <= 1.01 and iv["rss_bytes"] > 0
+# The intervals add up to the samples the bench reported (within rounding).
+total = sum(iv["samples_per_s"] * (iv["t"] - prev) for iv, prev in
+            zip(ivs, [0.0] + [iv["t"] for iv in ivs]))
+assert abs(total - int(sys.argv[1])) <= 2, (total, sys.argv[1])
+EOF
+rm -rf out/imagenet-like.shoal
+run 0 "$SHOAL" ingest --config "$SRC/configs/imagefolder-ingest.yaml" --profile ingest.json &&
+  "$PY" -c "
+import json; p = json.load(open('ingest.json'))
+assert p['kind'] == 'ingest' and 'read' in p['stages'], p['stages']" ||
+  fail "ingest profile: $(head -c 600 ingest.json)"
+if "$PY" -c 'import matplotlib' 2>/dev/null; then
+  for p in train ingest; do
+    "$PY" "$SRC/scripts/plot-profile.py" $p.json $p.png 2>plot.err &&
+      "$PY" -c "from PIL import Image; im = Image.open('$p.png'); assert im.size[0] > 500" ||
+      fail "plot-profile.py $p.json: $(cat plot.err)"
+  done
+else
+  fail "python3-matplotlib is missing (scripts/install-deps.sh installs it)"
+fi
+
 # ---- Layering and --print-config ----
 run 0 "$SHOAL" bench loader --config "$SRC/configs/imagefolder-train.yaml" --batch 7 \
   --set loader.seed=9 --print-config && {
