@@ -104,7 +104,11 @@ Status ValidateStoreKey(std::string_view key) {
 }
 
 Status Store::DeleteLeftover(std::string_view name) {
-  return InvalidArgument("'" + std::string(name) + "' in " + url() +
+  // Appended rather than "'" + std::string(...): GCC 12 at -O3 warns
+  // falsely (-Wrestrict, GCC bug 105329) on a literal plus a temporary.
+  std::string message = "'";
+  message.append(name).append("' in ").append(url());
+  return InvalidArgument(message +
                          " is not a leftover of an interrupted write");
 }
 

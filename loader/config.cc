@@ -229,6 +229,13 @@ Status CheckJobConfig(const JobConfig& c) {
       }
     }
   }
+  for (const auto& [tensor, codec] : i.tensor_compression) {
+    if (codec.empty() || codec == "raw") continue;
+    if (auto made = MakeByteCodec(codec); !made.ok()) {
+      return InvalidArgument("ingest.tensor_compression: " + tensor + ": " +
+                             std::string(made.status().message()));
+    }
+  }
   return Status::OK();
 }
 
@@ -444,6 +451,9 @@ Result<IngestOptions> ToIngestOptions(const IngestConfig& c) {
                            std::string(workers.status().message()));
   }
   o.workers = std::move(*workers);
+  for (const auto& [tensor, codec] : c.tensor_compression) {
+    o.chunk_compression[tensor] = codec == "raw" ? "" : codec;
+  }
   o.commit_every_rows = c.commit_every_rows;
   o.commit_every_seconds = c.commit_every_seconds;
   return o;

@@ -72,6 +72,8 @@ struct IngestConfig {
   std::string subsampling = "4:2:0";
   int png_level = 6;
   bool check = true;
+  /// Chunk codec per tensor, replacing the source's (IngestOptions).
+  std::map<std::string, std::string> tensor_compression;
   /// idx: "mnist", "fashion-mnist" or names; empty: "0".."K-1".
   std::vector<std::string> class_names;
   uint64_t chunk_bytes = kDefaultMaxChunkBytes;

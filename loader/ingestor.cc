@@ -234,6 +234,23 @@ Result<IngestReport> Ingestion::Run() {
   if (scan.tensors.empty()) {
     return InvalidArgument(source_.name() + " makes no tensors");
   }
+  for (const auto& [name, codec] : options_.chunk_compression) {
+    auto spec =
+        std::find_if(scan.tensors.begin(), scan.tensors.end(),
+                     [&](const TensorSpec& t) { return t.name == name; });
+    if (spec == scan.tensors.end()) {
+      std::string names;
+      for (const TensorSpec& t : scan.tensors) {
+        names += (names.empty() ? "" : ", ") + t.name;
+      }
+      return InvalidArgument("chunk compression for tensor '" + name +
+                             "': " + source_.name() +
+                             " makes no such tensor (it "
+                             "makes " +
+                             names + ")");
+    }
+    spec->chunk_compression = codec;
+  }
   for (std::string& bad : scan.bad) {
     if (options_.on_skip) options_.on_skip(bad);
     report_.skipped.push_back(std::move(bad));

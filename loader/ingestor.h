@@ -63,6 +63,10 @@ struct IngestOptions {
   /// cut and in flight. One record larger than the budget still goes
   /// through, alone.
   uint64_t memory_budget = 256ull << 20;
+  /// Chunk codec by tensor name ("zstd:19", "" for raw), replacing the
+  /// source's choice for that tensor; a name the source does not make is
+  /// an error.
+  std::map<std::string, std::string> chunk_compression;
   /// Static worker counts by stage name ("read", "prepare", "compress",
   /// "write"; "*" for all of them). Empty: the controller adapts them.
   std::map<std::string, int> workers;

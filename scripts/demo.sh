@@ -40,6 +40,10 @@ step images "$logs/demo-make-images.log" /usr/bin/python3 scripts/make-image-dat
 step ingest "$logs/demo-images-ingest.log" to_json "$logs/demo-images-ingest.json" \
   "$shoal" ingest --config configs/imagefolder-ingest.yaml --json \
   --profile "$charts/ingest-profile.json"
+# The files just written are flushed first, so that the kernel's writeback
+# does not take one of the cores from the loader and not from the reference
+# that runs after it.
+sync
 step load "$logs/demo-images-decode.log" to_json "$logs/demo-images-decode.json" \
   "$shoal" bench --config configs/bench-decode.yaml --json
 step load "$logs/demo-images-train.log" to_json "$logs/demo-images-train.json" \

@@ -241,8 +241,12 @@ Status NpySource::ScanFiles(
     scan.input_bytes += file->file_size;
     files_.push_back(std::move(*file));
   }
-  const std::string where =
-      folder.empty() ? name() : "'" + internal::PrintableName(folder) + "'";
+  // Appended: GCC 12 at -O3 warns falsely (-Wrestrict, GCC bug 105329) on
+  // a literal plus a temporary string.
+  std::string where = name();
+  if (!folder.empty()) {
+    where.assign("'").append(internal::PrintableName(folder)).append("'");
+  }
   if (files_.empty()) {
     return NotFound("no .npy files in " + where +
                     (scan.bad.empty() ? "" : " that could be read"));

@@ -136,6 +136,10 @@ TEST(ConfigTest, ErrorsNameFileLineAndColumn) {
               "job.yaml:4:5", "images take keep, jpeg, png or raw[:CODEC]");
   ExpectError("ingest:\n  source:\n    kind: npy\n    compression: zstd:99\n",
               "job.yaml:4:5", "ingest.source.compression");
+  ExpectError("ingest:\n  tensor_compression: {labels: zstd:99}\n",
+              "job.yaml:2:3", "ingest.tensor_compression: labels");
+  ExpectError("ingest:\n  tensor_compression: [lz4]\n", "job.yaml:2:23",
+              "expected a mapping");
   ExpectError("ingest:\n  workers: read=0\n", "job.yaml:2:12", "N in 1..256");
   ExpectError("ingest:\n  workers: append=2\n", "job.yaml:2:12",
               "no parallel stage 'append'");

@@ -60,6 +60,18 @@ run 0 "$SHOAL" ingest --config "$SRC/configs/fashion-mnist.yaml" \
   --set 'ingest.source.paths=[fm-images.idx3-ubyte, fm-labels.idx1-ubyte]' --json &&
   expect "fashion-mnist ingest samples" "$(json "$work/out" "j['samples']")" 300
 run 0 "$SHOAL" info out/fashion-mnist --json && contains "$work/out" "Ankle boot"
+# Per-tensor chunk compression, and a tensor the source does not make.
+run 0 "$SHOAL" ingest --config "$SRC/configs/fashion-mnist.yaml" \
+  --set 'ingest.source.paths=[fm-images.idx3-ubyte, fm-labels.idx1-ubyte]' \
+  --set 'ingest.tensor_compression={labels: "zstd:9", images: raw}' --set ingest.dataset=fm2 &&
+  run 0 "$SHOAL" info fm2 --json && "$PY" -c "
+import json; t = {x['name']: x for x in json.load(open('$work/out'))['tensors']}
+assert t['labels']['chunk_compression'] == 'zstd:9', t['labels']
+assert t['images']['chunk_compression'] == '', t['images']" || fail "tensor_compression: $(cat "$work/out")"
+run 1 "$SHOAL" ingest --config "$SRC/configs/fashion-mnist.yaml" \
+  --set 'ingest.source.paths=[fm-images.idx3-ubyte, fm-labels.idx1-ubyte]' \
+  --set 'ingest.tensor_compression={label: lz4}' --set ingest.dataset=fm3 &&
+  contains "$work/err" "chunk compression for tensor 'label'" && contains "$work/err" "makes images, labels"
 run 0 "$SHOAL" bench --config "$SRC/configs/fashion-mnist.yaml" --json &&
   # batches of 256 with drop_last, 3 epochs: one batch an epoch.
   expect "fashion-mnist bench samples" "$(json "$work/out" "j['samples']")" 768
