@@ -4,6 +4,15 @@ namespace shoal {
 
 template class Registry<ImageCodecKind>;
 
+Status ImageCodec::Check(ByteSpan bytes,
+                         std::vector<std::byte>& scratch) const {
+  SHOAL_ASSIGN_OR_RETURN(ImageInfo info, ReadInfo(bytes));
+  SHOAL_ASSIGN_OR_RETURN(Shape shape, OutputShape(info, {}));
+  SHOAL_ASSIGN_OR_RETURN(uint64_t size, shape.ByteSize(info.dtype));
+  scratch.resize(size);
+  return Decode(bytes, {}, scratch);
+}
+
 Result<std::shared_ptr<const ImageCodec>> MakeImageCodec(
     std::string_view name, const ImageLimits& limits) {
   SHOAL_ASSIGN_OR_RETURN(ImageCodecRegistry::Factory factory,

@@ -107,6 +107,15 @@ class ImageCodec {
   virtual Status Decode(ByteSpan bytes, const ImageDecodeOptions& options,
                         MutableByteSpan out) const = 0;
 
+  /// Checks that `bytes` decode: reads the whole encoded stream as
+  /// Decode() does and fails as it would on damage, at the least cost.
+  /// `scratch` is the caller's (reused between calls). The default decodes
+  /// in full; JPEG decodes at 1/8 scale, which still entropy-decodes every
+  /// coefficient of every block (the only part of a JPEG whose damage a
+  /// decode can find) but skips most of the inverse DCT, upsampling and
+  /// colour conversion.
+  virtual Status Check(ByteSpan bytes, std::vector<std::byte>& scratch) const;
+
   /// Encodes C-order pixels of `shape` [H, W, C] and `dtype`.
   virtual Result<Buffer> Encode(const Shape& shape, DType dtype,
                                 ByteSpan pixels,

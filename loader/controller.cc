@@ -143,7 +143,22 @@ std::vector<Decision> ConcurrencyController::Decide(double t) {
     if (last_gain_)
       why += Format(", after %+.0f%% samples/s", Percent(*last_gain_));
     last_gain_.reset();
-    return {Begin({*b, s.concurrency, s.concurrency + 1}, why)};
+    int to = s.concurrency + 1;
+    // An I/O stage with at least as many items queued as workers waits on
+    // the store, not on the CPU: it doubles (as TCP's slow start does), so
+    // that a slow store is matched in a few trials rather than one worker
+    // per trial, which in a short job never catches up. A doubling that was
+    // undone is cooling down; then the stage grows by one.
+    const AdaptiveStage* a = Adaptive(*b);
+    if (a != nullptr && a->io && s.input_queue >= s.concurrency) {
+      const int doubled = std::min(
+          {2 * s.concurrency, a->max_concurrency,
+           s.concurrency + options_.max_threads_total - TotalWorkers()});
+      if (doubled > to && !CoolingDown(*b, s.concurrency, doubled, t)) {
+        to = doubled;
+      }
+    }
+    return {Begin({*b, s.concurrency, to}, why)};
   }
   if (std::optional<size_t> starved = Starved(t)) {
     const StageInterval& s = interval_.stages[*starved];

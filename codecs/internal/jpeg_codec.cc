@@ -326,6 +326,18 @@ class JpegCodec final : public ImageCodec {
     return Shape{r.height, r.width, channels};
   }
 
+  Status Check(ByteSpan bytes, std::vector<std::byte>& scratch) const override {
+    // At 1/8 scale each block's inverse DCT is its DC term alone, but the
+    // Huffman decoder still reads every AC code to find the next block, so
+    // a damaged entropy-coded segment fails here as in a full decode.
+    const ImageDecodeOptions eighth{.scale_eighths = 1};
+    SHOAL_ASSIGN_OR_RETURN(ImageInfo info, ReadInfo(bytes));
+    SHOAL_ASSIGN_OR_RETURN(Shape shape, OutputShape(info, eighth));
+    SHOAL_ASSIGN_OR_RETURN(uint64_t size, shape.ByteSize(info.dtype));
+    scratch.resize(size);
+    return Decode(bytes, eighth, scratch);
+  }
+
   Status Decode(ByteSpan bytes, const ImageDecodeOptions& options,
                 MutableByteSpan out) const override {
     SHOAL_ASSIGN_OR_RETURN(Decompressor * d, ThreadDecompressor());

@@ -235,6 +235,13 @@ Status ImageFolderSource::Prepare(Record& record, const Buffer& input) const {
       image.data = input;
       return Status::OK();
     }
+    // Scratch that each worker thread keeps.
+    thread_local std::vector<std::byte> pixels;
+    if (keep) {  // stored as it came: checked, not converted
+      SHOAL_RETURN_IF_ERROR(codec->Check(input.span(), pixels));
+      image.data = input;
+      return Status::OK();
+    }
     SHOAL_ASSIGN_OR_RETURN(Shape shape, codec->OutputShape(info, {}));
     SHOAL_ASSIGN_OR_RETURN(uint64_t size, shape.ByteSize(info.dtype));
     if (target_ == "raw") {
@@ -246,14 +253,8 @@ Status ImageFolderSource::Prepare(Record& record, const Buffer& input) const {
       image.data = std::move(pixels).Freeze();
       return Status::OK();
     }
-    // Decoded into scratch that each worker thread keeps.
-    thread_local std::vector<std::byte> pixels;
     pixels.resize(size);
     SHOAL_RETURN_IF_ERROR(codec->Decode(input.span(), {}, pixels));
-    if (keep) {
-      image.data = input;
-      return Status::OK();
-    }
     auto converted = target_codec_->Encode(shape, info.dtype, pixels, encode_);
     if (!converted.ok()) {
       return converted.status().WithContext(

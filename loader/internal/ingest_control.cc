@@ -34,8 +34,12 @@ Result<std::unique_ptr<IngestControl>> IngestControl::Make(
   std::unique_ptr<IngestControl> c(new IngestControl(options, stage_names));
   c->cores_ = cores;
   c->max_workers_ = max_workers;
-  // Starting points: CPU stages on every core, I/O stages two deep.
-  c->initial_ = {2, cores, 0, cores, 2};
+  // Starting points: CPU stages on every core; I/O stages twice as deep,
+  // since their workers mostly wait: a slow store is covered sooner (a
+  // short job may end before the controller has grown a stage far), and a
+  // fast one leaves the extra workers idle until the controller shrinks
+  // them. The memory they may hold is the budget's to bound.
+  c->initial_ = {2 * cores, cores, 0, cores, 2 * cores};
   for (size_t s = 0; s < kIngestStages; ++s)
     c->adaptive_[s] = s != kSerialStage;
   for (const auto& [name, n] : options.workers) {

@@ -390,6 +390,59 @@ TEST(JpegCodecTest, CorruptFilesGiveErrors) {
   EXPECT_EQ(files, 15);
 }
 
+// Check() (a 1/8-scale decode) must fail exactly when a full decode fails:
+// on every conformance file, good or corrupt, and on damaged copies of the
+// baseline, progressive and arithmetic-coded test images (truncated at many
+// points; bytes of the entropy-coded data flipped at many places).
+TEST(JpegCodecTest, CheckFailsExactlyWhenAFullDecodeFails) {
+  auto codec = Codec();
+  std::vector<std::byte> scratch;
+  int compared = 0, failing = 0;
+  auto compare = [&](const std::vector<std::byte>& bytes,
+                     const std::string& what) {
+    const Status full = Decode(*codec, bytes).status();
+    const Status check = codec->Check(bytes, scratch);
+    EXPECT_EQ(full.ok(), check.ok())
+        << what << ": full decode " << full << ", check " << check;
+    if (!full.ok() && !check.ok()) {
+      EXPECT_EQ(full.code(), check.code()) << what;
+    }
+    ++compared;
+    failing += !full.ok();
+  };
+  for (const char* dir : {"", "corrupt", "extra"}) {
+    for (const auto& entry : fs::directory_iterator(kData / dir)) {
+      if (entry.path().extension() != ".jpg") continue;
+      compare(ReadFile(entry.path()), entry.path().string());
+    }
+  }
+  for (const char* name : {"testorig.jpg", "testimgp.jpg", "testimgari.jpg"}) {
+    const std::vector<std::byte> good = ReadFile(kData / name);
+    for (size_t k = 1; k <= 40; ++k) {
+      std::vector<std::byte> cut(good.begin(),
+                                 good.begin() + good.size() * k / 41);
+      compare(cut, std::string(name) + " cut at " + std::to_string(cut.size()));
+    }
+    // The entropy-coded data starts after the first SOS segment.
+    size_t sos = 0;
+    for (size_t i = 0; i + 3 < good.size(); ++i) {
+      if (good[i] == std::byte{0xFF} && good[i + 1] == std::byte{0xDA}) {
+        sos = i + 2 + ((size_t(good[i + 2]) << 8) | size_t(good[i + 3]));
+        break;
+      }
+    }
+    ASSERT_GT(sos, 0u) << name;
+    for (size_t k = 0; k < 150; ++k) {
+      std::vector<std::byte> bad = good;
+      const size_t at = sos + (good.size() - sos - 2) * k / 150;
+      bad[at] ^= std::byte{static_cast<unsigned char>(0x5A + k)};
+      compare(bad, std::string(name) + " byte " + std::to_string(at));
+    }
+  }
+  EXPECT_GT(compared, 600);
+  EXPECT_GT(failing, 100);  // the damage is found, not only tolerated
+}
+
 TEST(JpegCodecTest, ExtraFilesDecode) {
   auto codec = Codec();
   int files = 0;
