@@ -170,10 +170,11 @@ void IngestControl::Loop() {
       }
     }
   }
-  // What ran since the last interval (a short job's only one), so that the
-  // profile covers the whole job.
+  // What ran since the last interval, when that is a short job's only one
+  // or long enough to mean something: the last few milliseconds alone
+  // (rows counted as the final chunks land) would draw as a spike.
   const Mark end = take(now());
-  if (end.t > mark.t &&
+  if (end.t > mark.t && (profile_.size() == 0 || end.t - mark.t >= 0.125) &&
       end.metrics.stages.size() == mark.metrics.stages.size()) {
     const PipelineInterval last =
         MeasureInterval(mark.metrics, end.metrics, end.t, end.t - mark.t);
