@@ -14,7 +14,9 @@
 //    time spent in bodies (busy), waiting for an item (wait_input), and the
 //    items finished but not yet taken by the next stage (blocked_output).
 //  - The bottleneck is the last stage that is saturated: busy while items
-//    queue in front of it. If it is adaptive, it grows by one worker. A
+//    queue in front of it. If it is adaptive, it grows by one worker (an
+//    I/O stage with at least as many items queued as workers doubles, as
+//    TCP's slow start does: it waits on the store, not the CPU). A
 //    saturated stage further down means growing earlier ones cannot help.
 //  - A step is a trial: after `trial_intervals` it must have raised the
 //    smoothed throughput by more than the dead band, or it is undone and not
