@@ -18,6 +18,8 @@ packages=(
   libcli11-dev nlohmann-json3-dev
   # job files (configs/*.yaml)
   libyaml-cpp-dev
+  # the s3:// store: HTTP (libcurl) and S3's XML responses (libxml2)
+  libcurl4-openssl-dev libxml2-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-png libjpeg-turbo-progs
@@ -40,6 +42,13 @@ packages=(
   "$@"
 )
 
+# Node.js and npm run the S3 test server (s3rver, below). A machine that
+# already has them (e.g. from NodeSource) keeps its own: Debian's npm
+# package would conflict with it.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -47,8 +56,20 @@ for p in "${packages[@]}"; do
   fi
 done
 
+# The S3-compatible server of the s3:// store's tests, from the npm
+# registry, in a fixed place (tests/format/s3_store_test.cc looks there).
+s3rver_dir=/opt/shoal-s3rver
+install_s3rver() {
+  if [ -x "$s3rver_dir/node_modules/.bin/s3rver" ]; then return 0; fi
+  echo "install-deps: installing s3rver (npm) into $s3rver_dir"
+  local sudo_npm=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_npm="sudo"; fi
+  $sudo_npm npm install --no-audit --no-fund --prefix "$s3rver_dir" s3rver@3.7.1
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} Debian packages present"
+  install_s3rver
   exit 0
 fi
 
@@ -61,3 +82,4 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_s3rver

@@ -1,0 +1,75 @@
+// A small HTTP/1.1 client over libcurl for the object stores: a pool of
+// easy handles, each keeping its connections open between requests, so
+// that many requests run at once (one per calling thread) and none pays for
+// a new connection; connect and stall timeouts; the response body written
+// straight into one buffer.
+//
+// Transport failures (refused, reset, timed out) come back as IOError
+// naming the URL; HTTP statuses, errors included, come back as responses:
+// what a status means is the caller's (the S3 store) to say.
+//
+// Thread-safety: Send() may be called from any number of threads at once.
+#ifndef SHOAL_FORMAT_INTERNAL_HTTP_CLIENT_H_
+#define SHOAL_FORMAT_INTERNAL_HTTP_CLIENT_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/buffer.h"
+#include "base/result.h"
+
+namespace shoal::internal {
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  ByteSpan body;
+  /// The body is at most this long (a ranged GET knows its length); a
+  /// longer one is an error rather than an allocation.
+  uint64_t max_body = uint64_t{1} << 34;
+};
+
+struct HttpResponse {
+  long status = 0;
+  /// Lower-case names.
+  std::map<std::string, std::string> headers;
+  Buffer body;
+};
+
+struct HttpOptions {
+  /// Time to set up a connection.
+  long connect_timeout_ms = 5000;
+  /// A transfer slower than `low_speed_bytes` per second for this long is
+  /// abandoned (a stalled server), whatever the object's size.
+  long low_speed_seconds = 20;
+  long low_speed_bytes = 1024;
+};
+
+class HttpClient {
+ public:
+  explicit HttpClient(HttpOptions options = {});
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  Result<HttpResponse> Send(const HttpRequest& request) const;
+
+ private:
+  struct Handle;
+  std::unique_ptr<Handle> Take() const;
+  void Give(std::unique_ptr<Handle> handle) const;
+
+  HttpOptions options_;
+  mutable std::mutex mu_;
+  mutable std::vector<std::unique_ptr<Handle>> idle_;
+};
+
+}  // namespace shoal::internal
+
+#endif  // SHOAL_FORMAT_INTERNAL_HTTP_CLIENT_H_

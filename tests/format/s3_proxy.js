@@ -1,0 +1,200 @@
+// A loopback proxy in front of s3rver for the s3:// store's tests. It adds
+// what s3rver lacks and shoal relies on:
+//  - SigV4 checking (s3rver accepts any version-4 signature): every request
+//    is verified here, by an implementation independent of shoal's (Node's
+//    crypto, its own canonicalisation), against the secret of the access
+//    key; a mismatch is S3's 403 SignatureDoesNotMatch. The body's SHA-256
+//    is checked against x-amz-content-sha256 too.
+//  - Conditional PUT (If-None-Match: *): of racing creators of one key,
+//    exactly one succeeds; the others get S3's 412 PreconditionFailed. Puts
+//    of one key are serialised here while the existence check and the put
+//    run.
+// Usage: node s3_proxy.js LISTEN_PORT S3RVER DATA_DIR BUCKET ACCESS_KEY SECRET
+// It starts s3rver (on a free port of its own) and listens on LISTEN_PORT
+// once s3rver accepts connections. When its stdin closes (the test that
+// started it ended, or died) it stops s3rver and exits.
+'use strict';
+const child = require('child_process');
+const crypto = require('crypto');
+const http = require('http');
+const net = require('net');
+
+const [listenPort, s3rver, dataDir, bucket, accessKey, secret] = process.argv.slice(2);
+let upstreamPort = 0;
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+let requestCounter = 0;
+
+function rfc3986(text) {
+  return encodeURIComponent(text).replace(
+    /[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+}
+const sha256 = (data) => crypto.createHash('sha256').update(data).digest('hex');
+const hmac = (key, data) => crypto.createHmac('sha256', key).update(data).digest();
+
+function expectedSignature(req, signedHeaders, scope, amzDate) {
+  const [path, query = ''] = req.url.split('?');
+  const canonicalPath = path.split('/').map((p) => rfc3986(decodeURIComponent(p))).join('/');
+  const params = query === '' ? [] : query.split('&').map((kv) => {
+    const eq = kv.indexOf('=');
+    const k = eq < 0 ? kv : kv.slice(0, eq);
+    const v = eq < 0 ? '' : kv.slice(eq + 1);
+    return [rfc3986(decodeURIComponent(k)), rfc3986(decodeURIComponent(v))];
+  }).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : 1));
+  const canonicalQuery = params.map(([k, v]) => `${k}=${v}`).join('&');
+  const canonicalHeaders = signedHeaders.map((h) =>
+    `${h}:${String(req.headers[h] ?? '').trim().replace(/\s+/g, ' ')}\n`).join('');
+  const canonical = [req.method, canonicalPath, canonicalQuery, canonicalHeaders,
+    signedHeaders.join(';'), req.headers['x-amz-content-sha256']].join('\n');
+  const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonical)].join('\n');
+  const [date, region, service] = scope.split('/');
+  let key = hmac('AWS4' + secret, date);
+  key = hmac(key, region);
+  key = hmac(key, service);
+  key = hmac(key, 'aws4_request');
+  return crypto.createHmac('sha256', key).update(toSign).digest('hex');
+}
+
+function fail(res, status, code, message) {
+  const id = `proxy-${++requestCounter}`;
+  res.writeHead(status, { 'content-type': 'application/xml', 'x-amz-request-id': id });
+  res.end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code>` +
+          `<Message>${message}</Message><RequestId>${id}</RequestId></Error>`);
+}
+
+function forward(req, body, res, method = req.method) {
+  return new Promise((resolve) => {
+    const headers = { ...req.headers };
+    if (method === 'HEAD') {  // an existence check of ours
+      delete headers['content-length'];
+      delete headers['if-none-match'];  // s3rver would answer 304
+      delete headers['range'];
+    }
+    const up = http.request({ host: '127.0.0.1', port: upstreamPort, method,
+      path: req.url, headers, agent }, (upRes) => {
+      if (res === null) {  // a check of our own: only the status matters
+        upRes.resume();
+        upRes.on('end', () => resolve(upRes.statusCode));
+        return;
+      }
+      res.writeHead(upRes.statusCode, upRes.headers);
+      upRes.pipe(res);
+      upRes.on('end', () => resolve(upRes.statusCode));
+    });
+    up.on('error', (e) => {
+      if (res !== null) fail(res, 502, 'BadGateway', e.message);
+      resolve(502);
+    });
+    up.end(method === 'HEAD' ? undefined : body);
+  });
+}
+
+const keyLocks = new Map();  // key -> promise of the running conditional put
+async function withKeyLock(key, fn) {
+  while (keyLocks.has(key)) await keyLocks.get(key);
+  const done = fn();
+  keyLocks.set(key, done);
+  try { return await done; } finally { keyLocks.delete(key); }
+}
+
+const proxy = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', async () => {
+    const body = Buffer.concat(chunks);
+    const auth = req.headers.authorization || '';
+    const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/([^,]+), ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]+)$/.exec(auth);
+    if (!m) return fail(res, 403, 'AccessDenied', 'no SigV4 Authorization header');
+    const [, id, scope, signed, signature] = m;
+    if (id !== accessKey) return fail(res, 403, 'InvalidAccessKeyId', 'unknown access key');
+    const claimed = req.headers['x-amz-content-sha256'];
+    if (claimed !== 'UNSIGNED-PAYLOAD' && claimed !== sha256(body)) {
+      return fail(res, 400, 'XAmzContentSHA256Mismatch', 'the body does not match its hash');
+    }
+    const want = expectedSignature(req, signed.split(';'), scope, req.headers['x-amz-date']);
+    if (want !== signature) {
+      return fail(res, 403, 'SignatureDoesNotMatch', 'the signature does not match');
+    }
+    const key = req.url.split('?')[0];
+    const object = key.split('/').length > 2;  // /bucket/key, not /bucket
+    if (req.method === 'PUT' && req.headers['if-none-match'] === '*') {
+      await withKeyLock(key, async () => {
+        const status = await forward(req, body, null, 'HEAD');
+        if (status === 200) {
+          fail(res, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+        } else {
+          await forward(req, body, res);
+        }
+      });
+      return;
+    }
+    if (object) {
+      // s3rver writes an object in place, so a read racing an overwrite can
+      // see a torn object; S3 replaces objects whole. The operations on one
+      // key take turns here.
+      await withKeyLock(key, () => handle(req, body, res));
+      return;
+    }
+    forward(req, body, res);
+  });
+});
+
+// A request on one object: S3's answers where s3rver's differ, else s3rver's.
+async function handle(req, body, res) {
+    if (req.method === 'GET' && req.headers.range) {
+      // s3rver never answers a range of an empty object (the request
+      // hangs), nor says 416 for one past the end: S3's answer is given here.
+      const head = await new Promise((resolve) => {
+        const headers = { ...req.headers };
+        delete headers.range;
+        const up = http.request({ host: '127.0.0.1', port: upstreamPort, method: 'HEAD',
+          path: req.url, headers, agent }, (upRes) => {
+          upRes.resume();
+          upRes.on('end', () => resolve(upRes));
+        });
+        up.on('error', () => resolve(null));
+        up.end();
+      });
+      const start = Number((/^bytes=(\d+)-/.exec(req.headers.range) || [])[1]);
+      if (head && head.statusCode === 200 &&
+          start >= Number(head.headers['content-length'])) {
+        return fail(res, 416, 'InvalidRange', 'The requested range is not satisfiable');
+      }
+    }
+    await forward(req, body, res);
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function accepts(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('connect', () => { socket.end(); resolve(true); });
+    socket.on('error', () => resolve(false));
+  });
+}
+
+(async () => {
+  upstreamPort = await freePort();
+  const server = child.spawn(s3rver, ['-d', dataDir, '-a', '127.0.0.1', '-p',
+    String(upstreamPort), '-s', '--configure-bucket', bucket], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const stop = () => { server.kill('SIGTERM'); process.exit(0); };
+  process.stdin.on('end', stop);
+  process.stdin.on('error', stop);
+  process.on('SIGTERM', stop);
+  process.stdin.resume();
+  server.on('exit', () => process.exit(1));
+  const deadline = Date.now() + 20000;
+  while (!(await accepts(upstreamPort))) {
+    if (Date.now() > deadline) stop();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  proxy.listen(Number(listenPort), '127.0.0.1');
+})();
