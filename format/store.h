@@ -6,6 +6,8 @@
 //                     objects until the process exits (tests, scratch data).
 //   file:///ABS/PATH  a directory; plain paths (absolute or relative) mean
 //                     the same.
+//   s3://BUCKET/PREFIX  objects of an S3 bucket or S3-compatible server
+//                     (format/internal/s3_store.cc; settings in README).
 //
 // Keys are '/'-separated relative paths of printable ASCII (UTF-8 is not
 // accepted, deliberately: keys are shoal's own names), at most 1024 bytes:
