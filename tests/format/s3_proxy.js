@@ -9,17 +9,27 @@
 //    exactly one succeeds; the others get S3's 412 PreconditionFailed. Puts
 //    of one key are serialised here while the existence check and the put
 //    run.
+// A second port injects faults before the same handling, for the retry
+// tests: with probability `503` an S3 503 SlowDown, with probability
+// `reset` a connection closed without an answer, and `latency` ms added to
+// every request. GET /__shoal_faults (unsigned) on either port tells how many
+// of each it injected, so a test knows its faults happened.
 // Usage: node s3_proxy.js LISTEN_PORT S3RVER DATA_DIR BUCKET ACCESS_KEY SECRET
+//                         [FAULT_PORT 503=P,reset=P,latency=MS]
 // It starts s3rver (on a free port of its own) and listens on LISTEN_PORT
-// once s3rver accepts connections. When its stdin closes (the test that
-// started it ended, or died) it stops s3rver and exits.
+// (and FAULT_PORT) once s3rver accepts connections. When its stdin closes
+// (the test that started it ended, or died) it stops s3rver and exits.
 'use strict';
 const child = require('child_process');
 const crypto = require('crypto');
 const http = require('http');
 const net = require('net');
 
-const [listenPort, s3rver, dataDir, bucket, accessKey, secret] = process.argv.slice(2);
+const [listenPort, s3rver, dataDir, bucket, accessKey, secret, faultPort, faultSpec] =
+  process.argv.slice(2);
+const faults = Object.fromEntries((faultSpec || '').split(',').filter(Boolean)
+  .map((kv) => { const [k, v] = kv.split('='); return [k, Number(v)]; }));
+const injected = { slowdown: 0, reset: 0 };
 let upstreamPort = 0;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 let requestCounter = 0;
@@ -96,11 +106,30 @@ async function withKeyLock(key, fn) {
   try { return await done; } finally { keyLocks.delete(key); }
 }
 
-const proxy = http.createServer((req, res) => {
+const proxy = http.createServer((req, res) => serve(req, res, false));
+const faulty = http.createServer((req, res) => serve(req, res, true));
+
+function serve(req, res, withFaults) {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', async () => {
     const body = Buffer.concat(chunks);
+    if (req.url === '/__shoal_faults') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify(injected));
+    }
+    if (withFaults) {
+      if (faults.latency) await new Promise((r) => setTimeout(r, faults.latency));
+      const roll = Math.random();
+      if (roll < (faults['503'] || 0)) {
+        ++injected.slowdown;
+        return fail(res, 503, 'SlowDown', 'Please reduce your request rate.');
+      }
+      if (roll < (faults['503'] || 0) + (faults.reset || 0)) {
+        ++injected.reset;
+        return req.socket.destroy();
+      }
+    }
     const auth = req.headers.authorization || '';
     const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/([^,]+), ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]+)$/.exec(auth);
     if (!m) return fail(res, 403, 'AccessDenied', 'no SigV4 Authorization header');
@@ -136,7 +165,7 @@ const proxy = http.createServer((req, res) => {
     }
     forward(req, body, res);
   });
-});
+}
 
 // A request on one object: S3's answers where s3rver's differ, else s3rver's.
 async function handle(req, body, res) {
@@ -196,5 +225,6 @@ function accepts(port) {
     if (Date.now() > deadline) stop();
     await new Promise((r) => setTimeout(r, 50));
   }
+  if (faultPort) faulty.listen(Number(faultPort), '127.0.0.1');
   proxy.listen(Number(listenPort), '127.0.0.1');
 })();

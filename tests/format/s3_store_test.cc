@@ -17,7 +17,10 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
+#include "format/internal/http_client.h"
 #include "format/store.h"
 #include "tests/format/store_conformance.h"
 
@@ -65,6 +68,9 @@ bool Accepts(int port) {
 class S3Server : public ::testing::Environment {
  public:
   static inline std::string endpoint;
+  /// The same server behind injected faults: 10 % 503 SlowDown, 5 % reset
+  /// connections, 2 ms added per request.
+  static inline std::string fault_endpoint;
 
   void SetUp() override {
     ASSERT_TRUE(fs::exists(S3rverPath()))
@@ -75,12 +81,21 @@ class S3Server : public ::testing::Environment {
     fs::create_directories(dir_);
     const int port = FreePort();
     const std::string port_text = std::to_string(port);
+    const std::string fault_port = std::to_string(FreePort());
     const std::string dir_text = dir_.string();
     const std::string proxy =
         std::string(SHOAL_TEST_SOURCE_DIR) + "/s3_proxy.js";
-    const char* argv[] = {"node",       proxy.c_str(),    port_text.c_str(),
-                          S3rverPath(), dir_text.c_str(), "shoal-test",
-                          "S3RVER",     "S3RVER",         nullptr};
+    const char* argv[] = {"node",
+                          proxy.c_str(),
+                          port_text.c_str(),
+                          S3rverPath(),
+                          dir_text.c_str(),
+                          "shoal-test",
+                          "S3RVER",
+                          "S3RVER",
+                          fault_port.c_str(),
+                          "503=0.1,reset=0.05,latency=2",
+                          nullptr};
     int fds[2];
     ASSERT_EQ(pipe(fds), 0);
     posix_spawn_file_actions_t actions;
@@ -104,6 +119,7 @@ class S3Server : public ::testing::Environment {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     endpoint = "http://127.0.0.1:" + port_text;
+    fault_endpoint = "http://127.0.0.1:" + fault_port;
     // s3rver's built-in account.
     setenv("AWS_ACCESS_KEY_ID", "S3RVER", 1);
     setenv("AWS_SECRET_ACCESS_KEY", "S3RVER", 1);
@@ -129,10 +145,10 @@ class S3Server : public ::testing::Environment {
 const ::testing::Environment* const kServer =
     ::testing::AddGlobalTestEnvironment(new S3Server);
 
-std::string FreshUrl() {
+std::string FreshUrl(const std::string& endpoint = S3Server::endpoint) {
   static std::atomic<int> n{0};
   return "s3://shoal-test/t" + std::to_string(getpid()) + "-" +
-         std::to_string(n++) + "?endpoint=" + S3Server::endpoint;
+         std::to_string(n++) + "?endpoint=" + endpoint;
 }
 
 StoreConformanceParam S3Param() {
@@ -170,6 +186,91 @@ TEST(S3StoreTest, ErrorsNameBucketKeyAndStatus) {
   EXPECT_NE(s.message().find("SignatureDoesNotMatch"), std::string_view::npos)
       << s;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
+// Counts of faults the proxy injected so far: {"slowdown": N, "reset": M}.
+std::pair<int, int> InjectedFaults() {
+  internal::HttpClient http;
+  auto r = http.Send({.url = S3Server::fault_endpoint + "/__shoal_faults"});
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!r.ok()) return {0, 0};
+  int slowdown = 0, reset = 0;
+  std::sscanf(std::string(r->body.view()).c_str(),
+              "{\"slowdown\":%d,\"reset\":%d}", &slowdown, &reset);
+  return {slowdown, reset};
+}
+
+// Through 10 % 503s and 5 % reset connections every write and read
+// finishes, with every byte right: the retries are real, and counted.
+TEST(S3StoreTest, ReadsAndWritesGetThroughInjectedFaults) {
+  auto store = OpenStore(FreshUrl(S3Server::fault_endpoint));
+  ASSERT_TRUE(store.ok()) << store.status();
+  const auto [slowdown_before, reset_before] = InjectedFaults();
+  std::vector<std::string> objects;
+  for (int i = 0; i < 60; ++i) {
+    std::string data(static_cast<size_t>(i * 997 % 40000), '\0');
+    for (size_t k = 0; k < data.size(); ++k) {
+      data[k] = static_cast<char>((k * 131 + i * 7) & 0xff);
+    }
+    objects.push_back(data);
+    ASSERT_TRUE((*store)->Write("o/" + std::to_string(i), AsBytes(data)).ok());
+  }
+  for (int i = 0; i < 60; ++i) {
+    const std::string key = "o/" + std::to_string(i);
+    auto whole = (*store)->Read(key);
+    ASSERT_TRUE(whole.ok()) << whole.status();
+    EXPECT_EQ(whole->view(), objects[i]) << key;
+    if (objects[i].size() > 100) {
+      auto part = (*store)->ReadRange(key, 50, 40);
+      ASSERT_TRUE(part.ok()) << part.status();
+      EXPECT_EQ(part->view(), std::string_view(objects[i]).substr(50, 40));
+    }
+  }
+  auto keys = (*store)->List("o/");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->size(), 60u);
+  const auto [slowdown, reset] = InjectedFaults();
+  EXPECT_GE(slowdown - slowdown_before, 5);
+  EXPECT_GE(reset - reset_before, 2);
+}
+
+// A missing key fails at once (404 is not retried), naming the key, also
+// behind the faults.
+TEST(S3StoreTest, NotFoundIsNotRetried) {
+  auto store = OpenStore(FreshUrl(S3Server::fault_endpoint));
+  ASSERT_TRUE(store.ok()) << store.status();
+  for (int i = 0; i < 10; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    auto missing = (*store)->Read("nothing/here");
+    ASSERT_FALSE(missing.ok());
+    EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+    EXPECT_NE(missing.status().message().find("nothing/here: HTTP 404"),
+              std::string_view::npos)
+        << missing.status();
+    // An injected fault before it is retried (backoff up to 2 s); a 404
+    // itself never is.
+    EXPECT_LT(std::chrono::steady_clock::now() - start,
+              std::chrono::seconds(3));
+  }
+}
+
+TEST(S3StoreTest, SettingsComeFromTheEnvironment) {
+  setenv("AWS_ENDPOINT_URL_S3", S3Server::endpoint.c_str(), 1);
+  setenv("AWS_REGION", "eu-west-3", 1);
+  auto store = OpenStore("s3://shoal-test/env-" + std::to_string(getpid()));
+  unsetenv("AWS_ENDPOINT_URL_S3");
+  unsetenv("AWS_REGION");
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Write("x", AsBytes("env")).ok());
+  auto back = (*store)->Read("x");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->view(), "env");
+  unsetenv("AWS_ACCESS_KEY_ID");
+  auto none = OpenStore("s3://shoal-test/x?endpoint=" + S3Server::endpoint);
+  setenv("AWS_ACCESS_KEY_ID", "S3RVER", 1);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("no credentials"),
+            std::string_view::npos);
 }
 
 TEST(S3StoreTest, UrlOptionsAreChecked) {
