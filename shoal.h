@@ -15,6 +15,7 @@
 #include "codecs/byte_codec.h"
 #include "codecs/image_codec.h"
 #include "format/chunk.h"
+#include "format/copy.h"
 #include "format/dataset.h"
 #include "format/lock.h"
 #include "format/schema.h"

@@ -44,6 +44,7 @@ void AddGetCommand(CLI::App& app, CommandRun* run);
 void AddVerifyCommand(CLI::App& app, CommandRun* run);
 void AddBenchCommand(CLI::App& app, CommandRun* run);
 void AddConfigCommand(CLI::App& app, CommandRun* run);
+void AddCopyCommand(CLI::App& app, CommandRun* run);
 
 // ---- Helpers shared by the commands (tools/cli_util.cc) ----
 

@@ -65,6 +65,7 @@ int Main(int argc, char** argv) {
   shoal::tools::AddVerifyCommand(app, &run);
   shoal::tools::AddBenchCommand(app, &run);
   shoal::tools::AddConfigCommand(app, &run);
+  shoal::tools::AddCopyCommand(app, &run);
 
   try {
     app.parse(argc, argv);

@@ -189,6 +189,14 @@ run 1 "$SHOAL" bench loader ds --transform train && contains err "needs an image
 
 # ---- verify, then corrupt one chunk ----
 run 0 "$SHOAL" verify ds && contains out ": OK"
+# shoal copy: to another place; the copy
+# verifies and reads back the same samples; a second run keeps everything.
+run 0 "$SHOAL" copy ds ds_copy --threads 3 && contains out "copied" &&
+  run 0 "$SHOAL" verify ds_copy && contains out ": OK"
+run 0 "$SHOAL" get ds images 17 -o a17.npy && run 0 "$SHOAL" get ds_copy images 17 -o b17.npy &&
+  { cmp -s a17.npy b17.npy || fail "copy: sample 17 differs"; }
+run 0 "$SHOAL" copy ds ds_copy && contains out "0 copied"
+run 1 "$SHOAL" copy no_such_ds elsewhere && contains err "no_such_ds"
 
 # Plain images, gzip labels, zstd with a level; overwrite rules.
 run 0 "$SHOAL" ingest idx images.idx3-ubyte labels.idx1-ubyte.gz ds2 \
