@@ -299,7 +299,7 @@ TEST(S3StoreTest, CopyDatasetToS3AndBack) {
   EXPECT_GT(up->objects, 10u);
   auto down = CopyDataset(s3, "mem://s3-copy-back");
   ASSERT_TRUE(down.ok()) << down.status();
-  for (const std::string url : {s3, std::string("mem://s3-copy-back")}) {
+  for (const std::string& url : {s3, std::string("mem://s3-copy-back")}) {
     auto a = Dataset::Open("mem://s3-copy-src", {.read_only = true});
     auto b = Dataset::Open(url, {.read_only = true});
     ASSERT_TRUE(a.ok() && b.ok()) << url;
