@@ -8,6 +8,7 @@
 //                     the same.
 //   s3://BUCKET/PREFIX  objects of an S3 bucket or S3-compatible server
 //                     (format/internal/s3_store.cc; settings in README).
+//   gs://BUCKET/PREFIX  the same through Google Cloud Storage's XML API.
 //
 // Keys are '/'-separated relative paths of printable ASCII (UTF-8 is not
 // accepted, deliberately: keys are shoal's own names), at most 1024 bytes:

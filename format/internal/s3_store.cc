@@ -1,6 +1,9 @@
 // The s3:// store (format/store.h): objects of an S3 bucket under a prefix,
 // over HTTP (format/internal/http_client.h) with SigV4 signatures
-// (format/internal/sigv4.h). Registered as "s3".
+// (format/internal/sigv4.h). Registered as "s3", and as "gs" for Google
+// Cloud Storage's S3-compatible XML API (HMAC keys in AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY; endpoint https://storage.googleapis.com and region
+// "auto" unless the URL says otherwise).
 //
 //   s3://BUCKET/PREFIX[?endpoint=URL&region=R&path_style=true|false]
 //
@@ -85,10 +88,11 @@ struct XmlDoc {
 
 class S3Store final : public Store {
  public:
-  S3Store(std::string url, std::string bucket, std::string prefix,
-          std::string endpoint, std::string region, bool path_style,
-          AwsCredentials credentials)
-      : url_(std::move(url)),
+  S3Store(std::string scheme, std::string url, std::string bucket,
+          std::string prefix, std::string endpoint, std::string region,
+          bool path_style, AwsCredentials credentials)
+      : name_(std::move(scheme) + "://"),
+        url_(std::move(url)),
         bucket_(std::move(bucket)),
         prefix_(std::move(prefix)),
         region_(std::move(region)),
@@ -207,7 +211,7 @@ class S3Store final : public Store {
       XmlDoc xml(r.body);
       xmlNode* root = xml.root();
       if (root == nullptr) {
-        return Corruption("s3://" + bucket_ + ": LIST prefix '" + full +
+        return Corruption(name_ + bucket_ + ": LIST prefix '" + full +
                           "': the response is not XML");
       }
       for (xmlNode* n = root->children; n != nullptr; n = n->next) {
@@ -226,7 +230,7 @@ class S3Store final : public Store {
       if (XmlText(root->children, "IsTruncated") != "true") break;
       token = XmlText(root->children, "NextContinuationToken");
       if (token.empty()) {
-        return Corruption("s3://" + bucket_ +
+        return Corruption(name_ + bucket_ +
                           ": LIST truncated without a continuation token");
       }
     }
@@ -246,7 +250,7 @@ class S3Store final : public Store {
 
  private:
   std::string Where(std::string_view key) const {
-    return "s3://" + bucket_ + "/" + ObjectKey(key);
+    return name_ + bucket_ + "/" + ObjectKey(key);
   }
   std::string ObjectKey(std::string_view key) const {
     return prefix_.empty() ? std::string(key)
@@ -347,7 +351,7 @@ class S3Store final : public Store {
       if (!again || attempt == kAttempts ||
           std::chrono::steady_clock::now() + backoff > give_up) {
         if (!r.ok()) {
-          return r.status().WithContext("s3://" + bucket_ + " after " +
+          return r.status().WithContext(name_ + bucket_ + " after " +
                                         std::to_string(attempt) +
                                         " attempt(s)");
         }
@@ -361,6 +365,7 @@ class S3Store final : public Store {
     }
   }
 
+  std::string name_;  // "s3://" or "gs://", for messages
   std::string url_;
   std::string bucket_;
   std::string prefix_;
@@ -374,9 +379,14 @@ class S3Store final : public Store {
 
 // "BUCKET/PREFIX?name=value&...": the bucket, the prefix (no trailing '/')
 // and the query's options.
-Result<std::shared_ptr<Store>> OpenS3(std::string_view location,
-                                      const StoreOptions& options) {
+// `scheme` is "s3" or "gs" (Google Cloud Storage's S3-compatible XML API:
+// the same requests, another default endpoint and region).
+Result<std::shared_ptr<Store>> OpenBucket(std::string_view scheme,
+                                          std::string_view location,
+                                          const StoreOptions& options) {
   (void)options;  // a bucket is not created by opening it
+  const std::string name = std::string(scheme) + "://";
+  const bool gcs = scheme == "gs";
   std::string rest(location);
   std::map<std::string, std::string> query;
   if (const size_t q = rest.find('?'); q != std::string::npos) {
@@ -395,7 +405,7 @@ Result<std::shared_ptr<Store>> OpenS3(std::string_view location,
   }
   for (const auto& [name, value] : query) {
     if (name != "endpoint" && name != "region" && name != "path_style") {
-      return InvalidArgument("s3://" + std::string(location) +
+      return InvalidArgument(name + std::string(location) +
                              ": unknown option '" + name +
                              "' (endpoint, region, path_style)");
     }
@@ -405,14 +415,16 @@ Result<std::shared_ptr<Store>> OpenS3(std::string_view location,
   std::string prefix = slash == std::string::npos ? "" : rest.substr(slash + 1);
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
   if (bucket.empty()) {
-    return InvalidArgument("s3:// URL without a bucket: s3://" +
+    return InvalidArgument(name + " URL without a bucket: " + name +
                            std::string(location));
   }
   std::string endpoint = query.count("endpoint") ? query["endpoint"]
+                         : gcs ? "https://storage.googleapis.com"
                          : !Env("AWS_ENDPOINT_URL_S3").empty()
                              ? Env("AWS_ENDPOINT_URL_S3")
                              : Env("AWS_ENDPOINT_URL");
   std::string region = query.count("region")        ? query["region"]
+                       : gcs                        ? "auto"
                        : !Env("AWS_REGION").empty() ? Env("AWS_REGION")
                        : !Env("AWS_DEFAULT_REGION").empty()
                            ? Env("AWS_DEFAULT_REGION")
@@ -426,15 +438,22 @@ Result<std::shared_ptr<Store>> OpenS3(std::string_view location,
   if (credentials.access_key_id.empty() ||
       credentials.secret_access_key.empty()) {
     return FailedPrecondition(
-        "s3://" + bucket +
+        name + bucket +
         ": no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
   }
   return std::shared_ptr<Store>(std::make_shared<S3Store>(
-      "s3://" + std::string(location), bucket, prefix, endpoint, region,
-      path_style, std::move(credentials)));
+      std::string(scheme), name + std::string(location), bucket, prefix,
+      endpoint, region, path_style, std::move(credentials)));
 }
 
-[[maybe_unused]] const bool kRegistered = StoreRegistry::Register("s3", OpenS3);
+[[maybe_unused]] const bool kRegisteredS3 = StoreRegistry::Register(
+    "s3", [](std::string_view location, const StoreOptions& options) {
+      return OpenBucket("s3", location, options);
+    });
+[[maybe_unused]] const bool kRegisteredGs = StoreRegistry::Register(
+    "gs", [](std::string_view location, const StoreOptions& options) {
+      return OpenBucket("gs", location, options);
+    });
 
 }  // namespace
 }  // namespace shoal

@@ -316,6 +316,25 @@ TEST(S3StoreTest, CopyDatasetToS3AndBack) {
   }
 }
 
+// gs:// is the same store with Google Cloud Storage's defaults; against
+// the local server (endpoint given) it works like s3://, and names itself
+// gs:// in its messages.
+TEST(S3StoreTest, GsIsTheSameStoreUnderItsOwnName) {
+  auto store = OpenStore("gs://shoal-test/gs-" + std::to_string(getpid()) +
+                         "?endpoint=" + S3Server::endpoint);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*store)->url().starts_with("gs://shoal-test/"));
+  ASSERT_TRUE((*store)->Write("k", AsBytes("gcs")).ok());
+  auto back = (*store)->Read("k");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->view(), "gcs");
+  auto missing = (*store)->Read("none");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("gs://shoal-test/"),
+            std::string_view::npos)
+      << missing.status();
+}
+
 TEST(S3StoreTest, UrlOptionsAreChecked) {
   auto bad = OpenStore("s3://shoal-test/x?endpont=http://127.0.0.1:1");
   ASSERT_FALSE(bad.ok());
