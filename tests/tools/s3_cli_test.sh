@@ -1,0 +1,65 @@
+#!/bin/bash
+# The CLI over s3://, against s3rver behind tests/format/s3_proxy.js (which
+# checks every request's SigV4 signature): a folder of images is ingested
+# into s3:// and into a directory; the loader's batches from both are the
+# same bytes (digests); info and verify work on s3://; copy brings it back
+# whole. The proxy reads a fifo this script holds open, so it (and s3rver)
+# stop when the script ends, however it ends.
+#
+# Usage: s3_cli_test.sh PATH/TO/shoal SOURCE_DIR
+set -u
+
+SHOAL=${1:?usage: s3_cli_test.sh PATH/TO/shoal SOURCE_DIR}
+SRC=${2:?usage: s3_cli_test.sh PATH/TO/shoal SOURCE_DIR}
+# shellcheck source=cli_lib.sh
+source "$(dirname "$0")/cli_lib.sh"
+
+S3RVER=${SHOAL_S3RVER:-/opt/shoal-s3rver/node_modules/.bin/s3rver}
+[ -x "$S3RVER" ] || { echo "FAIL: $S3RVER is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
+command -v node >/dev/null || { echo "FAIL: node is missing (scripts/install-deps.sh)" >&2; exit 1; }
+
+port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p s3data
+mkfifo keep
+node "$SRC/tests/format/s3_proxy.js" "$port" "$S3RVER" "$work/s3data" shoal-test S3RVER S3RVER <keep 2>proxy.err &
+exec 9>keep
+for _ in $(seq 600); do
+  "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
+  sleep 0.05
+done
+"$PY" -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null ||
+  { echo "FAIL: the s3rver proxy did not listen on $port: $(cat proxy.err)" >&2; exit 1; }
+export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_ENDPOINT_URL_S3="http://127.0.0.1:$port"
+unset AWS_SESSION_TOKEN AWS_ENDPOINT_URL
+
+"$PY" - <<'EOF' || { echo "FAIL: cannot make the images" >&2; exit 1; }
+import os
+import numpy as np
+from PIL import Image
+rng = np.random.default_rng(5)
+for c in ("a", "b"):
+    os.makedirs(f"imgs/{c}", exist_ok=True)
+    for i in range(12):
+        px = rng.integers(0, 256, size=(40 + i, 60 + 2 * i, 3), dtype=np.uint8)
+        Image.fromarray(px).save(f"imgs/{c}/{i:02d}.jpg", quality=85)
+EOF
+
+run 0 "$SHOAL" ingest images imgs s3://shoal-test/ds --chunk-bytes 64k &&
+  contains "$work/out" "24 samples into s3://shoal-test/ds"
+run 0 "$SHOAL" ingest images imgs local_ds --chunk-bytes 64k
+run 0 "$SHOAL" info s3://shoal-test/ds && contains "$work/out" "len:     24"
+run 0 "$SHOAL" verify s3://shoal-test/ds && contains "$work/out" ": OK"
+run 0 "$SHOAL" bench loader s3://shoal-test/ds --shuffle chunk --seed 3 --transform train \
+  --size 32 --epochs 2 --batch 5 --digests s3.txt
+run 0 "$SHOAL" bench loader local_ds --shuffle chunk --seed 3 --transform train \
+  --size 32 --epochs 2 --batch 5 --digests local.txt
+[ -s s3.txt ] && cmp -s s3.txt local.txt || fail "batches from s3:// differ from file://"
+run 0 "$SHOAL" copy s3://shoal-test/ds copied && run 0 "$SHOAL" verify copied &&
+  contains "$work/out" ": OK"
+# A second writer is refused by the lock (a conditional PUT on S3).
+run 1 "$SHOAL" ingest images imgs s3://shoal-test/ds && contains "$work/err" "already"
+# Wrong credentials: refused by the server's signature check, named.
+AWS_SECRET_ACCESS_KEY=wrong run 1 "$SHOAL" info s3://shoal-test/ds &&
+  contains "$work/err" "SignatureDoesNotMatch"
+
+finish s3_cli_test
