@@ -5,7 +5,8 @@
 // AWS_SECRET_ACCESS_KEY; endpoint https://storage.googleapis.com and region
 // "auto" unless the URL says otherwise).
 //
-//   s3://BUCKET/PREFIX[?endpoint=URL&region=R&path_style=true|false]
+//   s3://BUCKET/PREFIX[?endpoint=URL&region=R&path_style=true|false
+//                       &multipart_threshold=BYTES&part_size=BYTES]
 //
 // Settings are read as the AWS tools read them: AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION or AWS_DEFAULT_REGION
@@ -175,6 +176,7 @@ class S3Store final : public Store {
 
   Status Write(std::string_view key, ByteSpan data) override {
     SHOAL_RETURN_IF_ERROR(ValidateStoreKey(key));
+    if (data.size() > multipart_threshold_) return PutMultipart(key, data);
     SHOAL_ASSIGN_OR_RETURN(HttpResponse r, Call("PUT", key, {}, {}, data));
     if (r.status != 200) return Error("PUT", key, r);
     return Status::OK();
@@ -249,6 +251,69 @@ class S3Store final : public Store {
   }
 
  private:
+  // An object larger than the threshold goes up in parts (S3 takes at most
+  // 5 GB in one PUT, and a failed part is retried alone): initiate, the
+  // parts in order, complete; a failure aborts the upload, so no parts are
+  // left behind to be billed. The object appears only at the completion.
+  Status PutMultipart(std::string_view key, ByteSpan data) {
+    SHOAL_ASSIGN_OR_RETURN(HttpResponse init,
+                           Call("POST", key, {{"uploads", ""}}, {}, {}));
+    if (init.status != 200) return Error("POST ?uploads", key, init);
+    XmlDoc init_xml(init.body);
+    const std::string upload_id =
+        init_xml.root() ? XmlText(init_xml.root(), "UploadId") : "";
+    if (upload_id.empty()) {
+      return Corruption(Where(key) +
+                        ": no UploadId in the answer to POST ?uploads");
+    }
+    std::string complete = "<CompleteMultipartUpload>";
+    Status failure;
+    uint64_t part = 1;
+    for (uint64_t offset = 0; offset < data.size(); ++part) {
+      const uint64_t n = std::min<uint64_t>(part_size_, data.size() - offset);
+      auto r =
+          Call("PUT", key,
+               {{"partNumber", std::to_string(part)}, {"uploadId", upload_id}},
+               {}, data.subspan(offset, n));
+      if (!r.ok()) {
+        failure = r.status();
+        break;
+      }
+      if (r->status != 200) {
+        failure = Error("PUT part " + std::to_string(part), key, *r);
+        break;
+      }
+      complete += "<Part><PartNumber>" + std::to_string(part) +
+                  "</PartNumber><ETag>" + r->headers["etag"] + "</ETag></Part>";
+      offset += n;
+    }
+    if (failure.ok()) {
+      complete += "</CompleteMultipartUpload>";
+      auto done =
+          Call("POST", key, {{"uploadId", upload_id}},
+               {{"content-type", "application/xml"}}, AsBytes(complete));
+      if (!done.ok()) {
+        failure = done.status();
+      } else if (done->status != 200) {
+        failure = Error("POST ?uploadId", key, *done);
+      } else {
+        // S3 may answer 200 and still fail, with an Error document.
+        XmlDoc xml(done->body);
+        if (xml.root() != nullptr &&
+            std::string_view(reinterpret_cast<const char*>(xml.root()->name)) ==
+                "Error") {
+          failure = IOError(Where(key) + ": completing the upload failed: " +
+                            XmlText(xml.root(), "Code") + " (" +
+                            XmlText(xml.root(), "Message") + ")");
+        } else {
+          return Status::OK();
+        }
+      }
+    }
+    (void)Call("DELETE", key, {{"uploadId", upload_id}}, {}, {});
+    return failure;
+  }
+
   std::string Where(std::string_view key) const {
     return name_ + bucket_ + "/" + ObjectKey(key);
   }
@@ -374,7 +439,17 @@ class S3Store final : public Store {
   std::string scheme_;
   std::string host_;
   bool path_style_ = false;
+  uint64_t multipart_threshold_ = uint64_t{64} << 20;
+  uint64_t part_size_ = uint64_t{16} << 20;
   HttpClient http_;
+
+ public:
+  /// Objects above `threshold` bytes are uploaded in parts of `part_size`
+  /// (S3's smallest part, but for the last, is 5 MiB).
+  void SetMultipart(uint64_t threshold, uint64_t part_size) {
+    multipart_threshold_ = threshold;
+    part_size_ = part_size;
+  }
 };
 
 // "BUCKET/PREFIX?name=value&...": the bucket, the prefix (no trailing '/')
@@ -404,10 +479,11 @@ Result<std::shared_ptr<Store>> OpenBucket(std::string_view scheme,
     }
   }
   for (const auto& [name, value] : query) {
-    if (name != "endpoint" && name != "region" && name != "path_style") {
-      return InvalidArgument(name + std::string(location) +
-                             ": unknown option '" + name +
-                             "' (endpoint, region, path_style)");
+    if (name != "endpoint" && name != "region" && name != "path_style" &&
+        name != "multipart_threshold" && name != "part_size") {
+      return InvalidArgument(
+          name + std::string(location) + ": unknown option '" + name +
+          "' (endpoint, region, path_style, multipart_threshold, part_size)");
     }
   }
   const size_t slash = rest.find('/');
@@ -441,9 +517,25 @@ Result<std::shared_ptr<Store>> OpenBucket(std::string_view scheme,
         name + bucket +
         ": no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
   }
-  return std::shared_ptr<Store>(std::make_shared<S3Store>(
+  auto store = std::make_shared<S3Store>(
       std::string(scheme), name + std::string(location), bucket, prefix,
-      endpoint, region, path_style, std::move(credentials)));
+      endpoint, region, path_style, std::move(credentials));
+  if (query.count("multipart_threshold") || query.count("part_size")) {
+    const uint64_t threshold =
+        query.count("multipart_threshold")
+            ? std::strtoull(query["multipart_threshold"].c_str(), nullptr, 10)
+            : uint64_t{64} << 20;
+    const uint64_t part =
+        query.count("part_size")
+            ? std::strtoull(query["part_size"].c_str(), nullptr, 10)
+            : uint64_t{16} << 20;
+    if (part == 0) {
+      return InvalidArgument(name + std::string(location) +
+                             ": part_size must be a positive byte count");
+    }
+    store->SetMultipart(threshold, part);
+  }
+  return std::shared_ptr<Store>(std::move(store));
 }
 
 [[maybe_unused]] const bool kRegisteredS3 = StoreRegistry::Register(

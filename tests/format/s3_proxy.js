@@ -13,7 +13,8 @@
 // tests: with probability `503` an S3 503 SlowDown, with probability
 // `reset` a connection closed without an answer, and `latency` ms added to
 // every request. GET /__shoal_faults (unsigned) on either port tells how many
-// of each it injected, so a test knows its faults happened.
+// of each it injected, so a test knows its faults happened (and how many
+// multipart parts it saw, so a test knows an upload went in parts).
 // Usage: node s3_proxy.js LISTEN_PORT S3RVER DATA_DIR BUCKET ACCESS_KEY SECRET
 //                         [FAULT_PORT 503=P,reset=P,latency=MS]
 // It starts s3rver (on a free port of its own) and listens on LISTEN_PORT
@@ -29,7 +30,7 @@ const [listenPort, s3rver, dataDir, bucket, accessKey, secret, faultPort, faultS
   process.argv.slice(2);
 const faults = Object.fromEntries((faultSpec || '').split(',').filter(Boolean)
   .map((kv) => { const [k, v] = kv.split('='); return [k, Number(v)]; }));
-const injected = { slowdown: 0, reset: 0 };
+const injected = { slowdown: 0, reset: 0, parts: 0 };
 let upstreamPort = 0;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 let requestCounter = 0;
@@ -145,6 +146,7 @@ function serve(req, res, withFaults) {
     }
     const key = req.url.split('?')[0];
     const object = key.split('/').length > 2;  // /bucket/key, not /bucket
+    if (req.method === 'PUT' && /[?&]partNumber=/.test(req.url)) ++injected.parts;
     if (req.method === 'PUT' && req.headers['if-none-match'] === '*') {
       await withKeyLock(key, async () => {
         const status = await forward(req, body, null, 'HEAD');

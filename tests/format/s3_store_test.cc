@@ -190,16 +190,26 @@ TEST(S3StoreTest, ErrorsNameBucketKeyAndStatus) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
 }
 
-// Counts of faults the proxy injected so far: {"slowdown": N, "reset": M}.
-std::pair<int, int> InjectedFaults() {
+// What the proxy counted so far: {"slowdown": N, "reset": M, "parts": P}.
+struct ProxyCounts {
+  int slowdown = 0;
+  int reset = 0;
+  int parts = 0;
+};
+ProxyCounts Counts() {
   internal::HttpClient http;
   auto r = http.Send({.url = S3Server::fault_endpoint + "/__shoal_faults"});
   EXPECT_TRUE(r.ok()) << r.status();
-  if (!r.ok()) return {0, 0};
-  int slowdown = 0, reset = 0;
+  ProxyCounts c;
+  if (!r.ok()) return c;
   std::sscanf(std::string(r->body.view()).c_str(),
-              "{\"slowdown\":%d,\"reset\":%d}", &slowdown, &reset);
-  return {slowdown, reset};
+              "{\"slowdown\":%d,\"reset\":%d,\"parts\":%d}", &c.slowdown,
+              &c.reset, &c.parts);
+  return c;
+}
+std::pair<int, int> InjectedFaults() {
+  const ProxyCounts c = Counts();
+  return {c.slowdown, c.reset};
 }
 
 // Through 10 % 503s and 5 % reset connections every write and read
@@ -333,6 +343,37 @@ TEST(S3StoreTest, GsIsTheSameStoreUnderItsOwnName) {
   EXPECT_NE(missing.status().message().find("gs://shoal-test/"),
             std::string_view::npos)
       << missing.status();
+}
+
+// Objects above the threshold go up in parts: one object appears, whole,
+// also through the injected faults (a failed part is retried alone).
+TEST(S3StoreTest, LargeObjectsGoUpInParts) {
+  for (const std::string& endpoint :
+       {S3Server::endpoint, S3Server::fault_endpoint}) {
+    auto store = OpenStore(FreshUrl(endpoint) +
+                           "&multipart_threshold=100000&part_size=40000");
+    ASSERT_TRUE(store.ok()) << store.status();
+    const int parts_before = Counts().parts;
+    std::string data(250001, '\0');
+    for (size_t k = 0; k < data.size(); ++k) {
+      data[k] = static_cast<char>(k * 2654435761u >> 13);
+    }
+    ASSERT_TRUE((*store)->Write("big/object", AsBytes(data)).ok());
+    // 250001 bytes in parts of 40000: 7 parts (more when one was retried).
+    EXPECT_GE(Counts().parts - parts_before, 7) << endpoint;
+    auto back = (*store)->Read("big/object");
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_TRUE(back->view() == data) << endpoint;
+    auto size = (*store)->Size("big/object");
+    ASSERT_TRUE(size.ok());
+    EXPECT_EQ(*size, data.size());
+    auto part = (*store)->ReadRange("big/object", 39990, 30);
+    ASSERT_TRUE(part.ok()) << part.status();
+    EXPECT_EQ(part->view(), std::string_view(data).substr(39990, 30));
+    auto keys = (*store)->List("");
+    ASSERT_TRUE(keys.ok());
+    EXPECT_EQ(*keys, std::vector<std::string>{"big/object"});
+  }
 }
 
 TEST(S3StoreTest, UrlOptionsAreChecked) {
