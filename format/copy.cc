@@ -106,6 +106,17 @@ Result<CopyReport> CopyDataset(const Store& src, Store& dst,
     for (size_t i = next++; i < items.size() && !failed; i = next++) {
       const Item& item = items[i];
       Status s = [&]() -> Status {
+        // A chunk already there with the size its index records was
+        // written whole by an earlier run (stores write objects whole, and
+        // chunk names are unique): kept without reading it again.
+        if (item.chunk && item.chunk->chunk_bytes != 0) {
+          auto there = dst.Size(item.key);
+          if (there.ok() && *there == item.chunk->chunk_bytes) {
+            std::lock_guard<std::mutex> lock(mu);
+            ++report.kept;
+            return Status::OK();
+          }
+        }
         SHOAL_ASSIGN_OR_RETURN(Buffer bytes, src.Read(item.key));
         if (item.chunk) {
           Status check = CheckChunk(item, bytes);

@@ -13,7 +13,8 @@
 // last: the copy opens only once it is whole. A copy that stopped (killed,
 // failed) is resumed by running it again: objects already at the
 // destination with the right size are kept (stores write objects whole, and
-// chunk names are unique), the rest is copied.
+// chunk names are unique; kept chunks are not read again), the rest is
+// copied.
 //
 // Thread-safety: CopyDataset may run in several threads at once on
 // different destinations; the source may be read by others meanwhile (a

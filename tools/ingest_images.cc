@@ -13,15 +13,9 @@ namespace shoal::tools {
 
 void AddIngestImagesCommand(CLI::App& ingest, CommandRun* run) {
   auto command = std::make_shared<IngestCommand>();
-  CLI::App* cmd = ingest.add_subcommand(
-      "images", "Ingest a folder of JPEG and PNG files (ImageFolder layout)");
-  cmd->formatter(
-      std::make_shared<UsageFormatter>("DIR DS  (or --config FILE [DIR DS])"));
-  cmd->add_option("inputs", command->positionals,
-                  "The folder to read [sets ingest.source.paths], then the "
-                  "dataset to create, a path or URL [sets ingest.dataset]")
-      ->expected(2)
-      ->option_text("DIR DS");
+  CLI::App* cmd = AddFolderIngestCommand(
+      ingest, "images",
+      "Ingest a folder of JPEG and PNG files (ImageFolder layout)", *command);
   ConfigFlags& f = command->flags;
   f.Add(*cmd, "--compression", "ingest.source.compression");
   CLI::Option* quality = f.Add(*cmd, "--quality", "ingest.source.quality");

@@ -128,6 +128,20 @@ std::string& CommandLine() {
   return line;
 }
 
+CLI::App* AddFolderIngestCommand(CLI::App& ingest, const std::string& name,
+                                 const std::string& description,
+                                 IngestCommand& command) {
+  CLI::App* cmd = ingest.add_subcommand(name, description);
+  cmd->formatter(
+      std::make_shared<UsageFormatter>("DIR DS  (or --config FILE [DIR DS])"));
+  cmd->add_option("inputs", command.positionals,
+                  "The folder to read [sets ingest.source.paths], then the "
+                  "dataset to create, a path or URL [sets ingest.dataset]")
+      ->expected(2)
+      ->option_text("DIR DS");
+  return cmd;
+}
+
 void AddIngestFlags(CLI::App& cmd, IngestCommand& command) {
   ConfigFlags& f = command.flags;
   f.AddJobOptions(cmd);

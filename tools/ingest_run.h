@@ -47,6 +47,11 @@ struct IngestCommand {
 /// and the --resume hint.
 std::string& CommandLine();
 
+/// A folder source's subcommand of `ingest` ("images", "videos"): DIR and
+/// DS as positionals of `command` (optional with --config).
+CLI::App* AddFolderIngestCommand(CLI::App& ingest, const std::string& name,
+                                 const std::string& description,
+                                 IngestCommand& command);
 /// The flags every ingest command has: mode, --skip-bad, memory, workers,
 /// commits, --chunk-bytes, the lock, output and the job options.
 void AddIngestFlags(CLI::App& cmd, IngestCommand& command);

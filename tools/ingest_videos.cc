@@ -13,15 +13,9 @@ namespace shoal::tools {
 
 void AddIngestVideosCommand(CLI::App& ingest, CommandRun* run) {
   auto command = std::make_shared<IngestCommand>();
-  CLI::App* cmd = ingest.add_subcommand(
-      "videos", "Ingest a folder of video files (class subfolders = labels)");
-  cmd->formatter(
-      std::make_shared<UsageFormatter>("DIR DS  (or --config FILE [DIR DS])"));
-  cmd->add_option("inputs", command->positionals,
-                  "The folder to read [sets ingest.source.paths], then the "
-                  "dataset to create, a path or URL [sets ingest.dataset]")
-      ->expected(2)
-      ->option_text("DIR DS");
+  CLI::App* cmd = AddFolderIngestCommand(
+      ingest, "videos",
+      "Ingest a folder of video files (class subfolders = labels)", *command);
   AddIngestFlags(*cmd, *command);
   cmd->footer(
       "Every file under DIR with a video extension (.mp4 .m4v .mov .mkv "

@@ -361,24 +361,24 @@ class S3Store final : public Store {
   Result<HttpResponse> Call(
       std::string_view method, std::string_view key,
       std::vector<std::pair<std::string, std::string>> query,
-      std::vector<std::pair<std::string, std::string>> headers, ByteSpan body,
-      uint64_t max_body = 0) const {
+      std::vector<std::pair<std::string, std::string>> headers,
+      ByteSpan body) const {
     SHOAL_RETURN_IF_ERROR(ValidateStoreKey(key));
     return Send(method, "/" + ObjectKey(key), std::move(query),
-                std::move(headers), body, max_body);
+                std::move(headers), body);
   }
   Result<HttpResponse> CallBucket(
       std::string_view method,
       std::vector<std::pair<std::string, std::string>> query) const {
-    return Send(method, "", std::move(query), {}, {}, 0);
+    return Send(method, "", std::move(query), {}, {});
   }
 
   // Signs and sends, retrying what may pass on a second try.
   Result<HttpResponse> Send(
       std::string_view method, const std::string& object_path,
       std::vector<std::pair<std::string, std::string>> query,
-      std::vector<std::pair<std::string, std::string>> headers, ByteSpan body,
-      uint64_t max_body) const {
+      std::vector<std::pair<std::string, std::string>> headers,
+      ByteSpan body) const {
     const std::string path = (path_style_ ? "/" + bucket_ : std::string()) +
                              (object_path.empty() ? "/" : object_path);
     std::string query_text;
@@ -408,7 +408,6 @@ class S3Store final : public Store {
                     query_text;
       request.headers = signature.headers;
       request.body = body;
-      if (max_body) request.max_body = max_body;
       Result<HttpResponse> r = http_.Send(request);
       const bool again =
           !r.ok() ? r.status().code() == StatusCode::kIOError
