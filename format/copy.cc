@@ -10,6 +10,7 @@
 
 #include "base/coding.h"
 #include "format/chunk.h"
+#include "format/internal/commit_log.h"
 #include "format/internal/metadata.h"
 
 namespace shoal {
@@ -49,51 +50,45 @@ Status CheckChunk(const Item& item, const Buffer& bytes) {
 Result<CopyReport> CopyDataset(const Store& src, Store& dst,
                                const CopyOptions& options) {
   CopyReport report;
-  Result<Buffer> head_read = src.Read(internal::kHeadKey);
-  if (!head_read.ok()) {
-    if (head_read.status().code() == StatusCode::kNotFound) {
-      return NotFound("no dataset at " + src.url() + " (no HEAD)");
-    }
-    return head_read.status();
-  }
-  const Buffer head_bytes = *std::move(head_read);
-  SHOAL_ASSIGN_OR_RETURN(internal::Head head,
-                         internal::DecodeHead(head_bytes.span()));
+  SHOAL_ASSIGN_OR_RETURN(internal::LatestCommit latest,
+                         internal::ReadLatest(src, "copy from " + src.url()));
+  const internal::Head& head = latest.head;
+  const std::string head_bytes = internal::EncodeHead(head);
   report.commit = head.commit;
   // A dataset at the destination: this very commit (a finished copy) is
   // fine, anything else is not overwritten.
-  SHOAL_ASSIGN_OR_RETURN(bool dst_has_head, dst.Exists(internal::kHeadKey));
-  if (dst_has_head) {
-    SHOAL_ASSIGN_OR_RETURN(Buffer there, dst.Read(internal::kHeadKey));
-    if (there.view() != head_bytes.view()) {
-      return AlreadyExists("a dataset is already at " + dst.url() +
-                           "; copy to an empty place");
-    }
+  auto there = internal::LatestHead(dst);
+  if (!there.ok() && there.status().code() != StatusCode::kNotFound) {
+    return there.status().WithContext(dst.url());
+  }
+  const bool dst_has_head = there.ok();
+  if (dst_has_head &&
+      (there->commit != head.commit || there->meta_key != head.meta_key)) {
+    return AlreadyExists("a dataset is already at " + dst.url() +
+                         "; copy to an empty place");
   }
   // The objects of the commit, found from the metadata and the indexes.
-  SHOAL_ASSIGN_OR_RETURN(Buffer meta_bytes, src.Read(head.meta_key));
-  auto meta = internal::DecodeDatasetMeta(meta_bytes.span());
-  if (!meta.ok())
-    return meta.status().WithContext(src.url() + " " + head.meta_key);
   std::vector<Item> items = {{head.meta_key, std::nullopt}};
-  for (const internal::TensorMeta& t : meta->tensors) {
-    if (t.index_key.empty()) continue;
-    items.push_back({t.index_key, std::nullopt});
-    SHOAL_ASSIGN_OR_RETURN(Buffer index_bytes, src.Read(t.index_key));
-    if (t.spec.rank < 0) {
-      return Corruption(src.url() + " " + t.index_key +
-                        ": a tensor with chunks but no rank");
+  for (const internal::TensorMeta& t : latest.meta.tensors) {
+    for (const internal::Segment& g : t.segments) {
+      if (g.index_key.empty()) continue;
+      items.push_back({g.index_key, std::nullopt});
+      SHOAL_ASSIGN_OR_RETURN(Buffer index_bytes, src.Read(g.index_key));
+      if (t.spec.rank < 0) {
+        return Corruption(src.url() + " " + g.index_key +
+                          ": a tensor with chunks but no rank");
+      }
+      auto index = internal::TensorIndex::Decode(
+          index_bytes.span(), static_cast<uint8_t>(t.spec.rank));
+      if (!index.ok()) {
+        return index.status().WithContext(src.url() + " " + g.index_key);
+      }
+      internal::TensorIndex refs = *std::move(index);
+      SHOAL_RETURN_IF_ERROR(refs.UpdateRefs([&](internal::ChunkRef& ref) {
+        items.push_back({internal::ChunkKey(t.id, ref.id), ref});
+        return Status::OK();
+      }));
     }
-    auto index = internal::TensorIndex::Decode(
-        index_bytes.span(), static_cast<uint8_t>(t.spec.rank));
-    if (!index.ok()) {
-      return index.status().WithContext(src.url() + " " + t.index_key);
-    }
-    internal::TensorIndex refs = *std::move(index);
-    SHOAL_RETURN_IF_ERROR(refs.UpdateRefs([&](internal::ChunkRef& ref) {
-      items.push_back({internal::ChunkKey(t.id, ref.id), ref});
-      return Status::OK();
-    }));
   }
   report.objects = items.size() + 1;  // and HEAD
 
@@ -155,8 +150,18 @@ Result<CopyReport> CopyDataset(const Store& src, Store& dst,
   // Everything durable, then HEAD: the copy opens only once it is whole.
   SHOAL_RETURN_IF_ERROR(dst.Sync());
   if (!dst_has_head) {
-    SHOAL_RETURN_IF_ERROR(
-        dst.WriteAtomic(internal::kHeadKey, head_bytes.span()));
+    Status s = internal::PublishCommit(dst, head);
+    if (s.code() == StatusCode::kAlreadyExists) {
+      // An earlier run published this commit and stopped before HEAD.
+      SHOAL_ASSIGN_OR_RETURN(Buffer commit_bytes,
+                             dst.Read(internal::CommitKey(head.commit)));
+      if (commit_bytes.view() != head_bytes) {
+        return AlreadyExists("a dataset is already at " + dst.url() +
+                             "; copy to an empty place");
+      }
+      s = dst.WriteAtomic(internal::kHeadKey, AsBytes(head_bytes));
+    }
+    SHOAL_RETURN_IF_ERROR(s);
     ++report.copied;
     report.bytes += head_bytes.size();
   } else {

@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "format/internal/commit_log.h"
 #include "format/internal/dataset_impl.h"
 
 namespace shoal {
@@ -17,9 +18,12 @@ namespace {
 // mixing in the commit a writer starts from keeps a reopened dataset (or
 // one that replaces another) from drawing ids its earlier commits hold.
 void SeedIds(internal::DatasetContext& context, uint64_t seed,
-             uint64_t start_commit = 0) {
-  if (seed != 0 && start_commit != 0) {
+             uint64_t start_commit = 0, uint32_t writer = 0) {
+  // And mixing in the writer keeps writers of one job that share a seed
+  // from naming the same chunks.
+  if (seed != 0 && (start_commit != 0 || writer != 0)) {
     seed ^= start_commit * SplitMix64::kGolden;
+    seed ^= static_cast<uint64_t>(writer) * 0xd1b54a32d192ed03ull;
     if (seed == 0) seed = 1;
   }
   if (seed == 0) {
@@ -96,7 +100,7 @@ DatasetMeta Dataset::Impl::Snapshot() const {
   DatasetMeta meta;
   meta.commit = commit;
   meta.next_tensor_id = next_tensor_id;
-  meta.writer = writer;
+  if (!writer.empty()) meta.writers[segment] = writer;
   for (const auto& t : tensors) meta.tensors.push_back(t->impl_->meta());
   return meta;
 }
@@ -108,31 +112,54 @@ Dataset::~Dataset() {
   if (impl_ && !impl_->closed) (void)Close();
 }
 
-// Deletes a dataset's objects, HEAD first so that a crash midway leaves no
-// dataset rather than a broken one.
+// Deletes a dataset's objects, commit 0 and HEAD first (a dataset opens from
+// either), so that a crash midway leaves no dataset rather than a broken
+// one.
 static Status DeleteDatasetObjects(Store& store) {
-  for (const char* prefix : {"HEAD", "meta/", "index/", "chunks/"}) {
+  Status s = store.Delete(internal::CommitKey(0));
+  if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
+  for (const char* prefix :
+       {"HEAD", "commits/", "meta/", "index/", "chunks/"}) {
     SHOAL_ASSIGN_OR_RETURN(auto keys, store.List(prefix));
     for (const auto& key : keys) SHOAL_RETURN_IF_ERROR(store.Delete(key));
   }
   return Status::OK();
 }
 
+// Whether the store holds a dataset, and its newest commit when it does.
+static Result<std::optional<internal::Head>> FindDataset(const Store& store) {
+  auto head = internal::LatestHead(store);
+  if (head.ok()) return std::optional<internal::Head>(*head);
+  if (head.status().code() == StatusCode::kNotFound) {
+    return std::optional<internal::Head>();
+  }
+  return head.status();
+}
+
 Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
                                                  const CreateOptions& options) {
+  if (options.join && options.overwrite) {
+    return InvalidArgument("dataset '" + std::string(url) +
+                           "': writers that join cannot also overwrite");
+  }
   SHOAL_ASSIGN_OR_RETURN(auto store, OpenStore(url));
   auto impl = std::make_unique<Impl>();
   impl->context.store = store;
   impl->context.url = store->url();
-  SeedIds(impl->context, options.id_seed);
-  SHOAL_ASSIGN_OR_RETURN(bool exists, store->Exists(internal::kHeadKey));
-  if (exists && !options.overwrite) {
+  impl->segment = options.writer;
+  SeedIds(impl->context, options.id_seed, 0, options.writer);
+  auto join = [&]() {
+    return Open(url, {.id_seed = options.id_seed, .writer = options.writer});
+  };
+  SHOAL_ASSIGN_OR_RETURN(auto existing, FindDataset(*store));
+  if (existing && options.join) return join();
+  if (existing && !options.overwrite) {
     return AlreadyExists(
         impl->Where() +
         ": a dataset already exists (--overwrite replaces it, --append adds "
         "to it)");
   }
-  if (!exists && !options.overwrite) {
+  if (!existing && !options.overwrite) {
     // Objects but no dataset: someone's other files. Writing among them
     // would mix the two.
     SHOAL_ASSIGN_OR_RETURN(auto keys, store->List(""));
@@ -151,16 +178,14 @@ Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
   }
   auto ds = std::unique_ptr<Dataset>(new Dataset(std::move(impl)));
   Impl& d = *ds->impl_;
-  if (exists) {
+  if (existing) {
     // The old dataset stays whole, and opens, until the new one's first
-    // commit switches HEAD past its commit; then its objects are garbage.
-    // (A crash before leaves the old dataset plus orphans; after, orphans.)
-    auto head = store->Read(internal::kHeadKey);
-    if (head.ok()) {
-      auto decoded = internal::DecodeHead(head->span());
-      if (decoded.ok()) d.commit = decoded->commit;
-    }
-    SeedIds(d.context, options.id_seed, d.commit.load() + 1);
+    // commit comes after its last; then its objects are garbage. (A crash
+    // before leaves the old dataset plus orphans; after, orphans.)
+    d.commit = existing->commit;
+    d.meta_key = existing->meta_key;
+    d.replacing = true;
+    SeedIds(d.context, options.id_seed, d.commit.load() + 1, options.writer);
     for (const char* prefix : {"meta/", "index/", "chunks/"}) {
       SHOAL_ASSIGN_OR_RETURN(auto keys, store->List(prefix));
       for (auto& key : keys) d.replaced.push_back(std::move(key));
@@ -175,11 +200,19 @@ Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
   // Commit 0 is the empty dataset, so that it opens at once.
   d.commit = 0;
   d.meta_key = internal::MetaKey(0, d.context.NewId());
-  const std::string meta_bytes = internal::EncodeDatasetMeta(d.Snapshot());
+  d.basis = d.Snapshot();
+  const std::string meta_bytes = internal::EncodeDatasetMeta(d.basis);
   SHOAL_RETURN_IF_ERROR(store->Write(d.meta_key, AsBytes(meta_bytes)));
   SHOAL_RETURN_IF_ERROR(store->Sync());
-  const std::string head = internal::EncodeHead({0, d.meta_key});
-  SHOAL_RETURN_IF_ERROR(store->WriteAtomic(internal::kHeadKey, AsBytes(head)));
+  Status s = internal::PublishCommit(*store, {0, d.meta_key});
+  if (s.code() == StatusCode::kAlreadyExists) {
+    // Another creator came first.
+    (void)store->Delete(d.meta_key);
+    d.closed = true;
+    if (options.join) return join();
+    return AlreadyExists(d.Where() + ": a dataset was created there meanwhile");
+  }
+  SHOAL_RETURN_IF_ERROR(s);
   return ds;
 }
 
@@ -189,10 +222,79 @@ Status Dataset::Remove(std::string_view url) {
     return store.status().WithContext("no dataset at '" + std::string(url) +
                                       "'");
   }
-  SHOAL_ASSIGN_OR_RETURN(bool exists, (*store)->Exists(internal::kHeadKey));
-  if (!exists) return NotFound("no dataset at '" + std::string(url) + "'");
+  SHOAL_ASSIGN_OR_RETURN(auto existing, FindDataset(**store));
+  if (!existing) return NotFound("no dataset at '" + std::string(url) + "'");
   SHOAL_RETURN_IF_ERROR(DeleteDatasetObjects(**store));
   return (*store)->Sync();
+}
+
+Status Dataset::Impl::Load(const internal::LatestCommit& latest, bool all) {
+  Impl& impl = *this;
+  const std::string where = impl.Where();
+  const Store& store = *impl.context.store;
+  const DatasetMeta& meta = latest.meta;
+  impl.commit = meta.commit;
+  impl.meta_key = latest.head.meta_key;
+  impl.next_tensor_id = meta.next_tensor_id;
+  auto state = meta.writers.find(impl.segment);
+  impl.opened_writer = impl.writer =
+      state != meta.writers.end() ? state->second : "";
+  std::set<uint32_t> writers, ids;
+  for (const auto& [writer, s] : meta.writers) writers.insert(writer);
+  for (const TensorMeta& full : meta.tensors) {
+    for (const auto& g : full.segments) writers.insert(g.writer);
+  }
+  impl.writers.assign(writers.begin(), writers.end());
+  for (const TensorMeta& full : meta.tensors) {
+    TensorMeta tm = all ? full : internal::SegmentView(full, impl.segment);
+    const std::string twhere = where + ": tensor '" + tm.spec.name + "'";
+    if (tm.id >= meta.next_tensor_id || !ids.insert(tm.id).second ||
+        impl.by_name.count(tm.spec.name)) {
+      return Corruption(twhere + ": duplicate name or id in '" + impl.meta_key +
+                        "'");
+    }
+    SHOAL_RETURN_IF_ERROR(
+        CheckStoredSpec(tm).WithContext(twhere + ": '" + impl.meta_key + "'"));
+    internal::TensorIndex index;
+    for (const internal::Segment& g : full.segments) {
+      if (!all && g.writer != impl.segment) continue;
+      internal::TensorIndex part;
+      if (!g.index_key.empty()) {
+        if (tm.spec.rank < 0) {
+          return Corruption(twhere + ": has chunks but no rank");
+        }
+        auto bytes = store.Read(g.index_key);
+        if (!bytes.ok()) {
+          return bytes.status().WithContext(twhere + ": index '" + g.index_key +
+                                            "'");
+        }
+        auto decoded = internal::TensorIndex::Decode(
+            bytes->span(), static_cast<uint8_t>(tm.spec.rank));
+        if (!decoded.ok()) {
+          return decoded.status().WithContext(twhere + ": index '" +
+                                              g.index_key + "'");
+        }
+        part = std::move(*decoded);
+      }
+      if (part.num_samples() != g.length) {
+        return Corruption(twhere + ": metadata says " +
+                          std::to_string(g.length) + " samples of writer " +
+                          std::to_string(g.writer) + ", the index holds " +
+                          std::to_string(part.num_samples()));
+      }
+      index.Append(part);
+    }
+    if (index.num_samples() != tm.length) {
+      return Corruption(
+          twhere + ": metadata says " + std::to_string(tm.length) +
+          " samples, the index holds " + std::to_string(index.num_samples()));
+    }
+    if (all) tm.index_key.clear();
+    impl.committed[tm.id] = {tm.index_key, tm.stored_bytes, tm.num_chunks};
+    SHOAL_RETURN_IF_ERROR(
+        impl.AddTensor(std::move(tm), std::move(index)).status());
+  }
+  return impl.LinkHidden();
 }
 
 Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
@@ -203,81 +305,50 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
                                          "'");
   }
   auto store = std::move(*store_or);
-  auto impl = std::make_unique<Impl>();
-  impl->context.store = store;
-  impl->context.url = store->url();
-  impl->context.read_only = options.read_only;
-  SeedIds(impl->context, options.id_seed);
-  const std::string where = impl->Where();
-
-  auto head_bytes = store->Read(internal::kHeadKey);
-  if (!head_bytes.ok()) {
-    if (head_bytes.status().code() == StatusCode::kNotFound) {
-      return NotFound(where + ": no dataset here (no HEAD object)");
+  uint64_t known = 0;
+  // A writer committing meanwhile may delete what the commit read first
+  // named; reading again from the newer commit gets past it.
+  for (int attempt = 1;; ++attempt) {
+    auto impl = std::make_unique<Impl>();
+    impl->context.store = store;
+    impl->context.url = store->url();
+    impl->context.read_only = options.read_only;
+    const std::string where = impl->Where();
+    SHOAL_ASSIGN_OR_RETURN(internal::LatestCommit latest,
+                           internal::ReadLatest(*store, where, known));
+    if (options.writer) {
+      impl->segment = *options.writer;
+    } else if (!options.read_only) {
+      for (const TensorMeta& t : latest.meta.tensors) {
+        for (const auto& g : t.segments) {
+          impl->segment = std::max(impl->segment, g.writer);
+        }
+      }
     }
-    return head_bytes.status().WithContext(where);
+    SeedIds(impl->context, options.id_seed, latest.meta.commit + 1,
+            impl->segment);
+    const bool all = options.read_only && !options.writer;
+    Status s = impl->Load(latest, all);
+    if (s.code() == StatusCode::kNotFound && attempt < 16) {
+      SHOAL_ASSIGN_OR_RETURN(bool newer,
+                             internal::Superseded(*store, latest.meta.commit));
+      if (newer) {
+        known = latest.meta.commit + 1;
+        continue;
+      }
+    }
+    SHOAL_RETURN_IF_ERROR(s);
+    impl->basis = std::move(latest.meta);
+    return std::unique_ptr<Dataset>(new Dataset(std::move(impl)));
   }
-  auto head = internal::DecodeHead(head_bytes->span());
-  if (!head.ok()) return head.status().WithContext(where);
-  auto meta_bytes = store->Read(head->meta_key);
-  if (!meta_bytes.ok())
-    return meta_bytes.status().WithContext(where + ": metadata '" +
-                                           head->meta_key + "'");
-  auto meta = internal::DecodeDatasetMeta(meta_bytes->span());
-  if (!meta.ok())
-    return meta.status().WithContext(where + ": '" + head->meta_key + "'");
-  if (meta->commit != head->commit) {
-    return Corruption(
-        where + ": HEAD names commit " + std::to_string(head->commit) +
-        " but its metadata is commit " + std::to_string(meta->commit));
-  }
-  impl->commit = meta->commit;
-  impl->meta_key = head->meta_key;
-  SeedIds(impl->context, options.id_seed, meta->commit + 1);
-  impl->next_tensor_id = meta->next_tensor_id;
-  impl->opened_writer = impl->writer = meta->writer;
-  std::set<uint32_t> ids;
-  for (auto& tm : meta->tensors) {
-    const std::string twhere = where + ": tensor '" + tm.spec.name + "'";
-    if (tm.id >= meta->next_tensor_id || !ids.insert(tm.id).second ||
-        impl->by_name.count(tm.spec.name)) {
-      return Corruption(twhere + ": duplicate name or id in '" +
-                        head->meta_key + "'");
-    }
-    SHOAL_RETURN_IF_ERROR(
-        CheckStoredSpec(tm).WithContext(twhere + ": '" + head->meta_key + "'"));
-    internal::TensorIndex index;
-    if (!tm.index_key.empty()) {
-      if (tm.spec.rank < 0)
-        return Corruption(twhere + ": has chunks but no rank");
-      auto bytes = store->Read(tm.index_key);
-      if (!bytes.ok())
-        return bytes.status().WithContext(twhere + ": index '" + tm.index_key +
-                                          "'");
-      auto decoded = internal::TensorIndex::Decode(
-          bytes->span(), static_cast<uint8_t>(tm.spec.rank));
-      if (!decoded.ok())
-        return decoded.status().WithContext(twhere + ": index '" +
-                                            tm.index_key + "'");
-      index = std::move(*decoded);
-    }
-    if (index.num_samples() != tm.length) {
-      return Corruption(
-          twhere + ": metadata says " + std::to_string(tm.length) +
-          " samples, the index holds " + std::to_string(index.num_samples()));
-    }
-    impl->committed[tm.id] = {tm.index_key, tm.stored_bytes, tm.num_chunks};
-    SHOAL_RETURN_IF_ERROR(
-        impl->AddTensor(std::move(tm), std::move(index)).status());
-  }
-  SHOAL_RETURN_IF_ERROR(impl->LinkHidden());
-  return std::unique_ptr<Dataset>(new Dataset(std::move(impl)));
 }
 
 const std::string& Dataset::url() const { return impl_->context.url; }
 const std::string& Dataset::writer_state() const {
   return impl_->opened_writer;
 }
+uint32_t Dataset::writer() const { return impl_->segment; }
+std::vector<uint32_t> Dataset::writers() const { return impl_->writers; }
 bool Dataset::read_only() const { return impl_->context.read_only; }
 uint64_t Dataset::commit() const { return impl_->commit.load(); }
 const std::shared_ptr<Store>& Dataset::store() const {

@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -243,11 +244,23 @@ struct CreateOptions {
   /// Seed of the generator that names chunks; 0 picks a random seed. Tests
   /// set it to get byte-identical datasets.
   uint64_t id_seed = 0;
+  /// The writer (rank) this dataset object writes as: its samples form the
+  /// writer's segment, placed after lower ranks' (format/FORMAT.md,
+  /// "Several writers").
+  uint32_t writer = 0;
+  /// When a dataset is there already, open it for writing as `writer`
+  /// instead of failing: the writers of one job create it together,
+  /// whoever comes first. Not with `overwrite`.
+  bool join = false;
 };
 
 struct OpenOptions {
   bool read_only = false;
   uint64_t id_seed = 0;
+  /// For writing: the writer (rank) whose segment this object reads and
+  /// appends to; by default the last segment, so that appends go at the
+  /// end. A reader (read_only) sees every segment, in rank order.
+  std::optional<uint32_t> writer;
 };
 
 class Dataset {
@@ -277,9 +290,14 @@ class Dataset {
   /// The number of the commit this dataset was opened at or last wrote
   /// (any thread).
   uint64_t commit() const;
-  /// The writer state the opened commit recorded (a JSON object, or "" when
-  /// none): where an ingestion was when it committed.
+  /// The writer state the opened commit recorded for this object's writer
+  /// (a JSON object, or "" when none): where an ingestion was when it
+  /// committed.
   const std::string& writer_state() const;
+  /// The writer (rank) this object writes as; 0 for a reader.
+  uint32_t writer() const;
+  /// Writers with a segment or a state in the opened commit, ascending.
+  std::vector<uint32_t> writers() const;
   const std::shared_ptr<Store>& store() const;
 
   /// Adds a tensor (and its hidden tensors). Allowed on a dataset with data;

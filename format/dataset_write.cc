@@ -1,5 +1,10 @@
 // Dataset writes: rows and columns, and the commit protocol
 // (format/FORMAT.md, "Commits"), direct or staged for a parallel writer.
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "format/internal/commit_log.h"
 #include "format/internal/dataset_impl.h"
 
 namespace shoal {
@@ -22,6 +27,21 @@ class CommitPoint {
 };
 
 void CommitPointDeleter::operator()(CommitPoint* point) const { delete point; }
+
+namespace {
+
+constexpr int kCommitAttempts = 64;
+
+// A short random pause, growing with the losses, so that writers that keep
+// colliding spread out.
+void BackOffAfterConflict(int attempt) {
+  thread_local std::minstd_rand rng(std::random_device{}());
+  const int cap_ms = std::min(200, 2 << std::min(attempt, 7));
+  std::this_thread::sleep_for(std::chrono::milliseconds(
+      std::uniform_int_distribution<int>(0, cap_ms)(rng)));
+}
+
+}  // namespace
 
 Result<CommitPointPtr> Dataset::Impl::PrepareCommit(bool keep_open,
                                                     std::string writer_state) {
@@ -76,8 +96,11 @@ Status Dataset::Impl::FillChunkSizes(internal::TensorIndex& index,
 }
 
 // The commit protocol: (1) the chunks are written (by whoever cut them),
-// (2) new index objects for tensors that changed, (3) a new metadata object,
-// (4) make all of it durable, (5) switch HEAD atomically. A crash before (5)
+// (2) new index objects for this writer's tensors that changed, (3) a new
+// metadata object: the newest commit's, with this writer's segments and
+// state in place of its old ones, (4) all of it durable, (5) the commit
+// object, created only if no other writer took its number first (then
+// (3)-(5) again on top of theirs), and HEAD after it. A crash before (5)
 // leaves the previous commit in force and the new objects as orphans; after
 // (5), only garbage (replaced objects) is left to delete.
 Status Dataset::Impl::Apply(CommitPoint& point) {
@@ -107,31 +130,67 @@ Status Dataset::Impl::Apply(CommitPoint& point) {
     tm.num_chunks = c.num_chunks;
     updated[tm.id] = c;
   }
-  point.meta.commit = next_commit;
-  const std::string new_meta_key =
-      internal::MetaKey(next_commit, context.NewId());
-  const std::string meta_bytes = internal::EncodeDatasetMeta(point.meta);
-  Status s = context.store->Write(new_meta_key, AsBytes(meta_bytes));
-  if (!s.ok()) return s.WithContext(Where() + ": writing " + new_meta_key);
-  s = context.store->Sync();
-  if (!s.ok()) return s.WithContext(Where() + ": sync");
-  const std::string head = internal::EncodeHead({next_commit, new_meta_key});
-  s = context.store->WriteAtomic(internal::kHeadKey, AsBytes(head));
-  if (!s.ok()) return s.WithContext(Where() + ": switching HEAD");
+  // The indexes become durable with the metadata (one sync for both).
+  Status s;
+  internal::LatestCommit latest{{commit.load(), meta_key}, std::move(basis)};
+  basis = {};
+  std::string new_meta_key;
+  for (int attempt = 1;; ++attempt) {
+    SHOAL_ASSIGN_OR_RETURN(
+        internal::DatasetMeta merged,
+        internal::MergeWriter(
+            replacing ? internal::DatasetMeta() : std::move(latest.meta),
+            point.meta, segment));
+    merged.commit = latest.head.commit + 1;
+    new_meta_key = internal::MetaKey(merged.commit, context.NewId());
+    const std::string meta_bytes = internal::EncodeDatasetMeta(merged);
+    s = context.store->Write(new_meta_key, AsBytes(meta_bytes));
+    if (!s.ok()) return s.WithContext(Where() + ": writing " + new_meta_key);
+    s = context.store->Sync();
+    if (!s.ok()) return s.WithContext(Where() + ": sync");
+    s = internal::PublishCommit(*context.store, {merged.commit, new_meta_key});
+    if (s.ok()) {
+      basis = std::move(merged);
+      break;
+    }
+    (void)context.store->Delete(new_meta_key);
+    if (s.code() != StatusCode::kAlreadyExists) {
+      return s.WithContext(Where() + ": writing " +
+                           internal::CommitKey(latest.head.commit + 1));
+    }
+    // Another writer took the number: merge into theirs. Each lost race
+    // is someone else's commit, so writers as a whole always progress; the
+    // bound only stops one starved writer for good.
+    if (attempt == kCommitAttempts) {
+      return FailedPrecondition(Where() + ": lost the race for a commit " +
+                                std::to_string(attempt) +
+                                " times to other writers; try again");
+    }
+    if (replacing) {
+      return FailedPrecondition(Where() +
+                                ": another writer committed while this one "
+                                "was replacing the dataset");
+    }
+    BackOffAfterConflict(attempt);
+    SHOAL_ASSIGN_OR_RETURN(
+        latest,
+        internal::ReadLatest(*context.store, Where(), latest.head.commit + 1));
+  }
 
   // Committed. What the new commit no longer references goes away; a failure
   // here only leaves orphans that `shoal verify --repair` removes.
-  if (!meta_key.empty()) garbage.push_back(meta_key);
+  if (!latest.head.meta_key.empty()) garbage.push_back(latest.head.meta_key);
   for (auto& g : point.garbage) garbage.push_back(std::move(g));
   for (auto& g : replaced) garbage.push_back(std::move(g));
   replaced.clear();
+  replacing = false;
   for (const auto& key : garbage) (void)context.store->Delete(key);
   for (const auto& name : replaced_leftovers) {
     (void)context.store->DeleteLeftover(name);
   }
   replaced_leftovers.clear();
   committed = std::move(updated);
-  commit.store(next_commit);
+  commit.store(basis.commit);
   meta_key = new_meta_key;
   return Status::OK();
 }

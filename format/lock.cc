@@ -363,8 +363,9 @@ Status HeldError(const Store& store, const ParsedLock& lock,
 
 // The LOCK object, or nullopt when there is none (or it changed under the
 // read: the caller looks again either way).
-Result<std::optional<SeenLock>> ReadLock(const Store& store) {
-  const Result<uint64_t> size = store.Size(kDatasetLockKey);
+Result<std::optional<SeenLock>> ReadLock(const Store& store,
+                                         const std::string& key) {
+  const Result<uint64_t> size = store.Size(key);
   if (!size.ok()) {
     if (size.status().code() == StatusCode::kNotFound) {
       return std::optional<SeenLock>();
@@ -372,7 +373,7 @@ Result<std::optional<SeenLock>> ReadLock(const Store& store) {
     return size.status();
   }
   const Result<Buffer> bytes =
-      store.ReadRange(kDatasetLockKey, 0, std::min(*size, kMaxLockBytes));
+      store.ReadRange(key, 0, std::min(*size, kMaxLockBytes));
   if (!bytes.ok()) {
     const StatusCode code = bytes.status().code();
     if (code == StatusCode::kNotFound || code == StatusCode::kOutOfRange) {
@@ -400,9 +401,9 @@ Status TakeoverInProgress(const Store& store, const std::string& claim,
 // Deletes the LOCK object `seen` through a takeover claim (see the file
 // comment). True when it deleted it, false when LOCK had changed already.
 // `force` (break_lock) also clears a claim someone else left.
-Result<bool> RemoveLock(Store& store, const SeenLock& seen,
-                        const ParsedLock& parsed, const std::string& claimant,
-                        bool force) {
+Result<bool> RemoveLock(Store& store, const std::string& key,
+                        const SeenLock& seen, const ParsedLock& parsed,
+                        const std::string& claimant, bool force) {
   const std::string claim = std::string(kTakeoverPrefix) +
                             Hex64(Checksum64(AsBytes(seen.bytes)) ^ seen.size);
   Status claimed = store.WriteIfAbsent(claim, AsBytes(claimant));
@@ -419,10 +420,10 @@ Result<bool> RemoveLock(Store& store, const SeenLock& seen,
   SHOAL_RETURN_IF_ERROR(claimed);
 
   bool removed = false;
-  Result<std::optional<SeenLock>> now = ReadLock(store);
+  Result<std::optional<SeenLock>> now = ReadLock(store, key);
   Status status = now.status();
   if (status.ok() && *now && **now == seen) {
-    status = store.Delete(kDatasetLockKey);
+    status = store.Delete(key);
     removed = status.ok();
     if (status.code() == StatusCode::kNotFound) status = Status::OK();
   }
@@ -443,11 +444,17 @@ std::string LockHolder::ToString() const {
   return out;
 }
 
-DatasetLock::DatasetLock(std::shared_ptr<Store> store, LockHolder holder,
-                         std::string object)
+DatasetLock::DatasetLock(std::shared_ptr<Store> store, std::string key,
+                         LockHolder holder, std::string object)
     : store_(std::move(store)),
+      key_(std::move(key)),
       holder_(std::move(holder)),
       object_(std::move(object)) {}
+
+std::string WriterLockKey(uint32_t rank, uint32_t world) {
+  if (world <= 1) return std::string(kDatasetLockKey);
+  return std::string(kDatasetLockKey) + ".w" + std::to_string(rank);
+}
 
 DatasetLock::~DatasetLock() { static_cast<void>(Release()); }
 
@@ -456,31 +463,34 @@ Result<std::unique_ptr<DatasetLock>> DatasetLock::Acquire(
     std::string* message) {
   if (message != nullptr) message->clear();
   if (store == nullptr) return InvalidArgument("DatasetLock: no store");
+  const std::string& key = options.key;
+  if (!key.starts_with(kDatasetLockKey)) {
+    return InvalidArgument("DatasetLock: '" + key + "' is not a lock key");
+  }
   const LockRecord me = ThisProcess(options.command);
   const std::string object = EncodeLock(me);
   std::string taken_over;  // For `message`, once the lock is ours.
   // break_lock breaks the lock it finds, never a racer's newer one.
   bool may_break = options.break_lock;
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    const Status created =
-        store->WriteIfAbsent(kDatasetLockKey, AsBytes(object));
+    const Status created = store->WriteIfAbsent(key, AsBytes(object));
     if (created.ok()) {
       if (message != nullptr) *message = std::move(taken_over);
       return std::unique_ptr<DatasetLock>(
-          new DatasetLock(std::move(store), me.holder, object));
+          new DatasetLock(std::move(store), key, me.holder, object));
     }
     if (created.code() != StatusCode::kAlreadyExists) {
       return created.WithContext("cannot lock dataset " + store->url());
     }
-    SHOAL_ASSIGN_OR_RETURN(std::optional<SeenLock> seen, ReadLock(*store));
+    SHOAL_ASSIGN_OR_RETURN(std::optional<SeenLock> seen, ReadLock(*store, key));
     if (!seen) continue;  // Released meanwhile.
     const ParsedLock parsed = ParseLock(*seen);
     const bool force = std::exchange(may_break, false);
     const std::string gone =
         force || !parsed.record ? "" : GoneReason(*parsed.record, me);
     if (!force && gone.empty()) return HeldError(*store, parsed, me);
-    SHOAL_ASSIGN_OR_RETURN(bool removed,
-                           RemoveLock(*store, *seen, parsed, object, force));
+    SHOAL_ASSIGN_OR_RETURN(
+        bool removed, RemoveLock(*store, key, *seen, parsed, object, force));
     if (removed) {
       taken_over = force ? "broke the write lock of " + Describe(parsed) +
                                " (--break-lock)"
@@ -496,7 +506,7 @@ Result<std::unique_ptr<DatasetLock>> DatasetLock::Acquire(
 
 Status DatasetLock::Release() {
   if (released_) return Status::OK();
-  SHOAL_ASSIGN_OR_RETURN(std::optional<SeenLock> seen, ReadLock(*store_));
+  SHOAL_ASSIGN_OR_RETURN(std::optional<SeenLock> seen, ReadLock(*store_, key_));
   const std::string lost = "the write lock of dataset " + store_->url() +
                            " was broken while " + holder_.ToString() +
                            " held it; the dataset may have had two writers";
@@ -508,7 +518,7 @@ Status DatasetLock::Release() {
   }
   // Between the read and the delete only a break_lock could replace the
   // object: nothing else removes a live writer's lock.
-  const Status deleted = store_->Delete(kDatasetLockKey);
+  const Status deleted = store_->Delete(key_);
   if (deleted.code() == StatusCode::kNotFound) {
     released_ = true;
     return FailedPrecondition(lost);
@@ -518,8 +528,10 @@ Status DatasetLock::Release() {
   return Status::OK();
 }
 
-Result<std::optional<LockHolder>> ReadDatasetLock(const Store& store) {
-  SHOAL_ASSIGN_OR_RETURN(std::optional<SeenLock> seen, ReadLock(store));
+Result<std::optional<LockHolder>> ReadDatasetLock(const Store& store,
+                                                  std::string_view key) {
+  SHOAL_ASSIGN_OR_RETURN(std::optional<SeenLock> seen,
+                         ReadLock(store, std::string(key)));
   if (!seen) return std::optional<LockHolder>();
   ParsedLock parsed = ParseLock(*seen);
   if (!parsed.record) {

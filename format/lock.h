@@ -63,7 +63,15 @@ struct LockOptions {
   /// What this writer is doing, shown to anyone refused the lock. Stored
   /// up to 4096 bytes.
   std::string command;
+  /// The lock object: "LOCK", or one writer's of several
+  /// (WriterLockKey()).
+  std::string key = std::string(kDatasetLockKey);
 };
+
+/// The lock of writer `rank` of `world` writers: "LOCK" for a lone writer,
+/// "LOCK.w<rank>" for each of several, which write apart (their own
+/// segments, format/FORMAT.md "Several writers") and so lock apart.
+std::string WriterLockKey(uint32_t rank, uint32_t world);
 
 class DatasetLock {
  public:
@@ -93,10 +101,11 @@ class DatasetLock {
   Status Release();
 
  private:
-  DatasetLock(std::shared_ptr<Store> store, LockHolder holder,
+  DatasetLock(std::shared_ptr<Store> store, std::string key, LockHolder holder,
               std::string object);
 
   std::shared_ptr<Store> store_;
+  std::string key_;
   LockHolder holder_;
   // The LOCK object exactly as written: Release() deletes only this.
   std::string object_;
@@ -106,7 +115,8 @@ class DatasetLock {
 /// The holder of the dataset's write lock, or nullopt when it is not locked.
 /// Corruption when a LOCK object is there but is not a valid lock. For
 /// tools that report the lock, or refuse work (verify --repair) under it.
-Result<std::optional<LockHolder>> ReadDatasetLock(const Store& store);
+Result<std::optional<LockHolder>> ReadDatasetLock(
+    const Store& store, std::string_view key = kDatasetLockKey);
 
 }  // namespace shoal
 

@@ -16,17 +16,6 @@ using internal::TiledSample;
 
 namespace {
 
-void ElementwiseMinMax(const Shape& s, Shape& lo, Shape& hi, bool first) {
-  if (first) {
-    lo = hi = s;
-    return;
-  }
-  for (size_t d = 0; d < s.rank(); ++d) {
-    lo[d] = std::min(lo[d], s[d]);
-    hi[d] = std::max(hi[d], s[d]);
-  }
-}
-
 // The tile shape for a sample: halve the largest splittable dimension until a
 // tile's raw bytes fit the threshold. Splittable are the leading (spatial)
 // dimensions: all but the last for rank >= 3 (channels stay whole), all
@@ -304,7 +293,7 @@ Status Tensor::Impl::AppendStored(const Shape& shape, ByteSpan stored,
 
 void Tensor::Impl::UpdateShapeStats(const Shape& shape) {
   const bool first = meta_.min_shape.rank() != shape.rank();
-  ElementwiseMinMax(shape, meta_.min_shape, meta_.max_shape, first);
+  internal::ElementwiseMinMax(shape, meta_.min_shape, meta_.max_shape, first);
 }
 
 Status Tensor::Impl::AppendHidden(const Shape& shape, uint64_t count,

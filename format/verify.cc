@@ -8,6 +8,7 @@
 #include "base/coding.h"
 #include "codecs/byte_codec.h"
 #include "format/chunk.h"
+#include "format/internal/commit_log.h"
 #include "format/internal/metadata.h"
 #include "format/internal/sample_codec.h"
 #include "format/lock.h"
@@ -101,11 +102,14 @@ Result<Buffer> Verifier::ReadObject(const std::string& key) {
 }
 
 VerifyReport Verifier::Run() {
-  auto head_bytes = ReadObject(std::string(internal::kHeadKey));
-  if (!head_bytes.ok()) return std::move(report_);
-  auto head = internal::DecodeHead(head_bytes->span());
+  referenced_.insert(std::string(internal::kHeadKey));
+  auto head = internal::LatestHead(*store_);
   if (!head.ok()) {
-    Problem(Kind::kCorrupt, "HEAD", head.status().ToString());
+    if (head.status().code() == StatusCode::kNotFound) {
+      Problem(Kind::kMissing, "HEAD", "no HEAD and no commit 0");
+    } else {
+      Problem(Kind::kCorrupt, "HEAD", head.status().ToString());
+    }
     return std::move(report_);
   }
   auto meta_bytes = ReadObject(head->meta_key);
@@ -118,7 +122,7 @@ VerifyReport Verifier::Run() {
   report_.commit = meta->commit;
   if (meta->commit != head->commit) {
     Problem(Kind::kInconsistent, head->meta_key,
-            "is commit " + std::to_string(meta->commit) + ", HEAD says " +
+            "is commit " + std::to_string(meta->commit) + ", the commit says " +
                 std::to_string(head->commit));
   }
   for (const auto& t : meta->tensors) {
@@ -148,44 +152,62 @@ VerifyReport Verifier::Run() {
 
 void Verifier::LoadIndex(const TensorMeta& meta) {
   const std::string where = "tensor '" + meta.spec.name + "'";
-  if (meta.index_key.empty()) {
+  internal::TensorIndex whole;
+  bool any = false;
+  for (const internal::Segment& g : meta.segments) {
+    if (g.index_key.empty()) {
+      if (g.length != 0) {
+        Problem(Kind::kInconsistent, where,
+                std::to_string(g.length) + " samples of writer " +
+                    std::to_string(g.writer) + " but no index");
+      }
+      continue;
+    }
+    any = true;
+    if (meta.spec.rank < 0 || !meta.spec.dtype) {
+      Problem(Kind::kCorrupt, where, "has chunks but no rank");
+      unindexed_.insert(meta.id);
+      return;
+    }
+    auto bytes = ReadObject(g.index_key);
+    if (!bytes.ok()) {
+      unindexed_.insert(meta.id);
+      return;
+    }
+    auto index = internal::TensorIndex::Decode(
+        bytes->span(), static_cast<uint8_t>(meta.spec.rank));
+    if (!index.ok()) {
+      unindexed_.insert(meta.id);
+      Problem(Kind::kCorrupt, g.index_key,
+              where + ": " + index.status().ToString());
+      return;
+    }
+    if (index->num_samples() != g.length) {
+      Problem(Kind::kInconsistent, g.index_key,
+              where + ": holds " + std::to_string(index->num_samples()) +
+                  " samples, the metadata says " + std::to_string(g.length));
+    }
+    whole.Append(*index);
+  }
+  if (!any) {
     if (meta.length != 0) {
       Problem(Kind::kInconsistent, where,
               std::to_string(meta.length) + " samples but no index");
     }
     return;
   }
-  if (meta.spec.rank < 0 || !meta.spec.dtype) {
-    Problem(Kind::kCorrupt, where, "has chunks but no rank");
-    unindexed_.insert(meta.id);
-    return;
-  }
-  auto bytes = ReadObject(meta.index_key);
-  if (!bytes.ok()) {
-    unindexed_.insert(meta.id);
-    return;
-  }
-  auto index = internal::TensorIndex::Decode(
-      bytes->span(), static_cast<uint8_t>(meta.spec.rank));
-  if (!index.ok()) {
-    unindexed_.insert(meta.id);
-    Problem(Kind::kCorrupt, meta.index_key,
-            where + ": " + index.status().ToString());
-    return;
-  }
-  if (index->num_samples() != meta.length) {
-    Problem(Kind::kInconsistent, meta.index_key,
-            where + ": holds " + std::to_string(index->num_samples()) +
-                " samples, the metadata says " + std::to_string(meta.length));
-  }
-  for (const auto& e : index->entries())
+  for (const auto& e : whole.entries())
     total_chunks_ += e.tiled ? e.tiled->tiles.size() : 1;
-  indexes_.emplace(meta.id, std::move(*index));
+  indexes_.emplace(meta.id, std::move(whole));
 }
 
 void Verifier::VerifyTensor(const TensorMeta& meta) {
   const std::string where = "tensor '" + meta.spec.name + "'";
-  tensor_ok_[meta.id] = meta.index_key.empty() && meta.length == 0;
+  tensor_ok_[meta.id] = meta.length == 0 &&
+                        std::all_of(meta.segments.begin(), meta.segments.end(),
+                                    [](const internal::Segment& g) {
+                                      return g.index_key.empty();
+                                    });
   auto found = indexes_.find(meta.id);
   if (found == indexes_.end()) return;
   const internal::TensorIndex* index = &found->second;
@@ -550,6 +572,18 @@ Result<VerifyReport> VerifyDataset(std::string_view url,
     SHOAL_ASSIGN_OR_RETURN(
         lock, DatasetLock::Acquire(store, {.command = "shoal verify --repair"},
                                    &lock_message));
+    // Writers of a job of several hold locks of their own.
+    SHOAL_ASSIGN_OR_RETURN(auto locks,
+                           store->List(std::string(kDatasetLockKey) + ".w"));
+    for (const std::string& key : locks) {
+      auto holder = ReadDatasetLock(*store, key);
+      if (holder.ok() && !*holder) continue;  // released meanwhile
+      return FailedPrecondition(
+          "dataset " + store->url() + " is being written by " +
+          (holder.ok() ? (*holder)->ToString()
+                       : "a writer whose lock cannot be read") +
+          " (" + key + "); repair once it is done");
+    }
   }
   VerifyReport report = Verifier(std::move(store), options).Run();
   report.lock_message = std::move(lock_message);

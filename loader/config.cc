@@ -159,18 +159,13 @@ bool IsImageCompression(std::string_view c) {
          c.starts_with("raw:");
 }
 
-Result<uint64_t> EnvNumber(const char* name) {
-  const char* text = std::getenv(name);
-  if (text == nullptr || *text == '\0') {
-    return InvalidArgument(std::string("loader.rank_from_env: ") + name +
-                           " is not set");
-  }
+Result<uint64_t> EnvNumber(const char* name, const char* text) {
   uint64_t value = 0;
   const char* end = text + std::strlen(text);
   auto [ptr, ec] = std::from_chars(text, end, value);
   if (ec != std::errc() || ptr != end || value > 65536) {
-    return InvalidArgument(std::string("loader.rank_from_env: ") + name + "='" +
-                           text + "' is not a rank");
+    return InvalidArgument(std::string(name) + "='" + text +
+                           "' is not a rank or size");
   }
   return value;
 }
@@ -340,19 +335,46 @@ std::string JobConfigToYaml(const JobConfig& config) {
   return std::string(out.c_str()) + "\n";
 }
 
+Result<std::optional<LaunchRank>> LauncherRank() {
+  static constexpr std::pair<const char*, const char*> kPairs[] = {
+      {"RANK", "WORLD_SIZE"},
+      {"SLURM_PROCID", "SLURM_NTASKS"},
+      {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"}};
+  for (const auto& [rank_name, size_name] : kPairs) {
+    const char* rank_text = std::getenv(rank_name);
+    const char* size_text = std::getenv(size_name);
+    if (rank_text == nullptr || size_text == nullptr) continue;
+    SHOAL_ASSIGN_OR_RETURN(uint64_t rank, EnvNumber(rank_name, rank_text));
+    SHOAL_ASSIGN_OR_RETURN(uint64_t size, EnvNumber(size_name, size_text));
+    if (size == 0 || rank >= size) {
+      return InvalidArgument(std::string(rank_name) + "=" +
+                             std::to_string(rank) + " is not below " +
+                             size_name + "=" + std::to_string(size));
+    }
+    return std::optional<LaunchRank>(
+        LaunchRank{static_cast<uint32_t>(rank), static_cast<uint32_t>(size),
+                   std::string(rank_name) + "/" + size_name});
+  }
+  return std::optional<LaunchRank>();
+}
+
 Result<LoaderOptions> ResolveLoaderOptions(const LoaderConfig& config,
                                            const Dataset& dataset) {
   LoaderOptions options = config.options;
-  if (config.rank_from_env) {
-    SHOAL_ASSIGN_OR_RETURN(uint64_t rank, EnvNumber("RANK"));
-    SHOAL_ASSIGN_OR_RETURN(uint64_t world, EnvNumber("WORLD_SIZE"));
-    if (world == 0 || rank >= world) {
-      return InvalidArgument(
-          "loader.rank_from_env: RANK=" + std::to_string(rank) +
-          " is not below WORLD_SIZE=" + std::to_string(world));
+  if (config.rank_from_env || options.world_size == 1) {
+    auto launched = LauncherRank();
+    if (!launched.ok()) {
+      return launched.status().WithContext("loader rank from the environment");
     }
-    options.rank = static_cast<uint32_t>(rank);
-    options.world_size = static_cast<uint32_t>(world);
+    if (*launched) {
+      options.rank = (*launched)->rank;
+      options.world_size = (*launched)->world_size;
+    } else if (config.rank_from_env) {
+      return InvalidArgument(
+          "loader.rank_from_env: no launcher's rank in the environment "
+          "(RANK/WORLD_SIZE, SLURM_PROCID/SLURM_NTASKS or "
+          "OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE)");
+    }
   }
   for (const Tensor* t : dataset.tensors()) {
     const bool chosen =
@@ -456,6 +478,24 @@ Result<IngestOptions> ToIngestOptions(const IngestConfig& c) {
   }
   o.commit_every_rows = c.commit_every_rows;
   o.commit_every_seconds = c.commit_every_seconds;
+  o.rank = c.rank;
+  o.world_size = c.world_size;
+  if (c.world_size == 0) {
+    auto launched = LauncherRank();
+    if (!launched.ok()) {
+      return launched.status().WithContext("ingest rank from the environment");
+    }
+    o.rank = *launched ? (*launched)->rank : 0;
+    o.world_size = *launched ? (*launched)->world_size : 1;
+    if (!*launched && c.rank != 0) {
+      return InvalidArgument("ingest.rank " + std::to_string(c.rank) +
+                             " needs ingest.world_size (--world-size)");
+    }
+  } else if (c.rank >= c.world_size) {
+    return InvalidArgument("ingest.rank: " + std::to_string(c.rank) +
+                           " is not below ingest.world_size (" +
+                           std::to_string(c.world_size) + ")");
+  }
   return o;
 }
 

@@ -84,6 +84,10 @@ struct IngestConfig {
   std::string workers = "adaptive";
   uint64_t commit_every_rows = 0;
   double commit_every_seconds = 10;
+  /// Several writers (IngestOptions::rank, world_size); world_size 0 takes
+  /// them from a launcher's environment (LauncherRank), or 1.
+  uint32_t rank = 0;
+  uint32_t world_size = 0;
 };
 
 /// The `bench:` section (shoal bench loader).
@@ -123,9 +127,22 @@ Status CheckJobConfig(const JobConfig& config);
 /// that ParseJobConfig reads back to the same options.
 std::string JobConfigToYaml(const JobConfig& config);
 
+/// Rank and world size as a cluster launcher set them in the environment:
+/// RANK/WORLD_SIZE (torchrun), SLURM_PROCID/SLURM_NTASKS (srun),
+/// OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE (mpirun), the first pair
+/// set; nullopt when none is. InvalidArgument for a malformed value or a
+/// rank not below the size.
+struct LaunchRank {
+  uint32_t rank = 0;
+  uint32_t world_size = 1;
+  std::string source;  // "RANK/WORLD_SIZE", for messages
+};
+Result<std::optional<LaunchRank>> LauncherRank();
+
 /// The loader's options for `dataset`: `transform` for every image tensor
 /// loaded that is stored as JPEG or PNG, `clip` for every video tensor, rank
-/// and world size from the environment when asked.
+/// and world size from a launcher's environment (LauncherRank) when asked,
+/// or when world_size is 1 and one is set.
 Result<LoaderOptions> ResolveLoaderOptions(const LoaderConfig& config,
                                            const Dataset& dataset);
 /// The ingestion's source and options (callbacks, stop flag and command are

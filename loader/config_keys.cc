@@ -66,12 +66,15 @@ std::vector<ConfigEntry> MakeEntries() {
       "loader.rank", 0, 65535, "This rank (below world_size)",
       [](JobConfig & c) -> auto& { return c.loader.options.rank; }));
   t.push_back(Whole<uint32_t>(
-      "loader.world_size", 1, 65536, "Number of ranks",
+      "loader.world_size", 1, 65536,
+      "Number of ranks (1, the default, takes a launcher's: RANK/WORLD_SIZE, "
+      "SLURM_PROCID/SLURM_NTASKS or OMPI_COMM_WORLD_RANK/SIZE when set)",
       [](JobConfig & c) -> auto& { return c.loader.options.world_size; }));
   t.push_back(Flag(
       "loader.rank_from_env",
-      "Take rank and world size from RANK and WORLD_SIZE (as torchrun sets "
-      "them)",
+      "Take rank and world size from the launcher's environment and fail "
+      "without one (RANK/WORLD_SIZE as torchrun sets them, SLURM_PROCID/"
+      "SLURM_NTASKS, OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE)",
       [](JobConfig & c) -> auto& { return c.loader.rank_from_env; }));
   t.push_back(Whole<int>(
       "loader.threads", 0, kMaxPipelineThreads, "Decode threads (0: all cores)",
@@ -251,6 +254,16 @@ std::vector<ConfigEntry> MakeEntries() {
       "ingest.commit_every", 0, uint64_t{1} << 48,
       "Commit every N samples (0: by time only)",
       [](JobConfig & c) -> auto& { return c.ingest.commit_every_rows; }));
+  t.push_back(Whole<uint32_t>(
+      "ingest.rank", 0, 65535,
+      "This writer's rank among world_size writers of one ingestion",
+      [](JobConfig & c) -> auto& { return c.ingest.rank; }));
+  t.push_back(Whole<uint32_t>(
+      "ingest.world_size", 0, 65536,
+      "Writers ingesting one source into one dataset together, each its "
+      "share (0: a launcher's RANK/WORLD_SIZE, SLURM_PROCID/SLURM_NTASKS or "
+      "OMPI_COMM_WORLD_RANK/SIZE when set, else 1)",
+      [](JobConfig & c) -> auto& { return c.ingest.world_size; }));
   t.push_back(Number(
       "ingest.commit_seconds", 0, 1e6,
       "Commit every so many seconds (0: by count only)",

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "loader/internal/ingestion.h"
+#include "loader/internal/share_source.h"
 
 namespace shoal {
 namespace ingest_internal {
@@ -53,10 +54,12 @@ Status CheckSchema(const Dataset& ds, const std::vector<TensorSpec>& specs) {
 
 Status Ingestion::OpenDataset(const SourceScan& scan) {
   using Mode = IngestOptions::Mode;
+  const bool several = options_.world_size > 1;
   const bool existing =
       options_.mode == Mode::kAppend || options_.mode == Mode::kResume;
-  // One writer at a time: the lock comes before anything is looked at, so
-  // that two ingestions into one new path cannot both see it free.
+  // One writer at a time (per segment): the lock comes before anything is
+  // looked at, so that two ingestions into one new path cannot both see it
+  // free.
   auto store = OpenStore(url_, {.create = !existing});
   if (!store.ok()) {
     return store.status().WithContext(
@@ -64,29 +67,45 @@ Status Ingestion::OpenDataset(const SourceScan& scan) {
         "'");
   }
   SHOAL_ASSIGN_OR_RETURN(
-      lock_, DatasetLock::Acquire(*store,
-                                  {.break_lock = options_.break_lock,
-                                   .command = options_.command},
-                                  &report_.lock_message));
-  // Resuming a dataset that holds nothing yet (a new ingestion stopped
-  // before its first commit left only the empty commit 0) starts afresh.
-  bool empty_resume = false;
+      lock_, DatasetLock::Acquire(
+                 *store,
+                 {.break_lock = options_.break_lock,
+                  .command = options_.command,
+                  .key = WriterLockKey(options_.rank, options_.world_size)},
+                 &report_.lock_message));
+  const std::optional<uint32_t> writer =
+      several ? std::optional<uint32_t>(options_.rank) : std::nullopt;
   if (existing) {
-    SHOAL_ASSIGN_OR_RETURN(ds_,
-                           Dataset::Open(url_, {.id_seed = options_.id_seed}));
-    empty_resume = options_.mode == Mode::kResume &&
-                   ds_->tensors(/*include_hidden=*/true).empty() &&
-                   ds_->writer_state().empty();
-    if (!empty_resume) SHOAL_RETURN_IF_ERROR(CheckSchema(*ds_, scan.tensors));
+    SHOAL_ASSIGN_OR_RETURN(
+        ds_,
+        Dataset::Open(url_, {.id_seed = options_.id_seed, .writer = writer}));
   } else {
     SHOAL_ASSIGN_OR_RETURN(
         ds_,
         Dataset::Create(url_, {.overwrite = options_.mode == Mode::kOverwrite,
-                               .id_seed = options_.id_seed}));
-    created_ = options_.mode == Mode::kCreate;
+                               .id_seed = options_.id_seed,
+                               .writer = options_.rank,
+                               .join = several}));
+    // A writer of several may have joined what another created: that one
+    // is not this run's to remove on failure.
+    created_ = options_.mode == Mode::kCreate && !several;
+    if (several && (ds_->len() > 0 || !ds_->writer_state().empty())) {
+      return FailedPrecondition(
+          "dataset '" + ds_->url() + "' already has rows of writer " +
+          std::to_string(options_.rank) +
+          " (an earlier run of this job); --resume continues it");
+    }
+  }
+  // Nothing to go on from yet: a new dataset, one another writer of the
+  // job created, or a resumed ingestion that had not committed a row (it
+  // left only the empty commit 0, or its writer's segment is empty).
+  const bool fresh = ds_->len() == 0 && ds_->writer_state().empty();
+  const bool has_tensors = !ds_->tensors(/*include_hidden=*/true).empty();
+  if (has_tensors && (options_.mode != Mode::kOverwrite)) {
+    SHOAL_RETURN_IF_ERROR(CheckSchema(*ds_, scan.tensors));
   }
   SHOAL_RETURN_IF_ERROR(ds_->DeferChunkWrites());
-  if (!existing || empty_resume) {
+  if (!has_tensors || options_.mode == Mode::kOverwrite) {
     for (const TensorSpec& spec : scan.tensors) {
       SHOAL_RETURN_IF_ERROR(ds_->CreateTensor(spec).status());
     }
@@ -96,7 +115,7 @@ Status Ingestion::OpenDataset(const SourceScan& scan) {
     tensors_.push_back(t);
   }
   rows_before_ = ds_->len();
-  if (options_.mode == Mode::kResume && !empty_resume) {
+  if (options_.mode == Mode::kResume && !fresh) {
     SHOAL_RETURN_IF_ERROR(Resume());
   }
   report_.url = ds_->url();
@@ -358,7 +377,29 @@ Status Ingestion::Fail(Status s) {
 
 Result<IngestReport> Ingest(Source& source, const std::string& url,
                             const IngestOptions& options) {
-  ingest_internal::Ingestion ingestion(source, url, options);
+  if (options.world_size == 0 || options.rank >= options.world_size) {
+    return InvalidArgument("writer rank " + std::to_string(options.rank) +
+                           " is not below the number of writers (" +
+                           std::to_string(options.world_size) + ")");
+  }
+  using Mode = IngestOptions::Mode;
+  if (options.world_size > 1 &&
+      (options.mode == Mode::kOverwrite || options.mode == Mode::kAppend)) {
+    return InvalidArgument(
+        std::string("several writers (world size ") +
+        std::to_string(options.world_size) + ") cannot " +
+        (options.mode == Mode::kOverwrite
+             ? "overwrite a dataset: one would delete what the others wrote; "
+               "remove it first"
+             : "append to a dataset: they create one together, or resume "
+               "their own segments"));
+  }
+  if (options.world_size == 1) {
+    ingest_internal::Ingestion ingestion(source, url, options);
+    return ingestion.Run();
+  }
+  ingest_internal::ShareSource share(source, options.rank, options.world_size);
+  ingest_internal::Ingestion ingestion(share, url, options);
   return ingestion.Run();
 }
 

@@ -22,7 +22,8 @@
 //   (loader/controller.h) samples the pipeline every ~250 ms and grows the
 //   bottleneck stage or backs off, and says why.
 // - One writer at a time: the dataset's write lock (format/lock.h) is held
-//   for the whole ingestion.
+//   for the whole ingestion; several writers of one job (rank, world_size)
+//   each hold their own and write their own segments.
 // - Stopping: `stop` (e.g. set by a SIGINT handler) ends the job at the next
 //   item boundary with a final commit of everything appended; the result is
 //   Cancelled, and the report says how many rows are in.
@@ -77,6 +78,15 @@ struct IngestOptions {
   /// last commit comes at the end.
   uint64_t commit_every_rows = 0;
   double commit_every_seconds = 10;
+  /// Several writers of one job (processes started together, e.g. by
+  /// srun, mpirun or torchrun): writer `rank` of `world_size` ingests its
+  /// share of the source, records [N*rank/W, N*(rank+1)/W), into its own
+  /// segment of the dataset, which it creates or joins (kCreate) or
+  /// continues (kResume); rank by rank the segments hold the source in
+  /// order. Not with kOverwrite or kAppend. Each writer commits on its own
+  /// (format/FORMAT.md, "Several writers"); no coordinator is needed.
+  uint32_t rank = 0;
+  uint32_t world_size = 1;
   /// Take over a write lock held by another process.
   bool break_lock = false;
   /// What the lock says the holder is doing ("shoal ingest images ...").

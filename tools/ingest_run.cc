@@ -167,6 +167,8 @@ void AddIngestFlags(CLI::App& cmd, IngestCommand& command) {
   f.Add(cmd, "--workers", "ingest.workers");
   f.Add(cmd, "--commit-every", "ingest.commit_every");
   f.Add(cmd, "--commit-seconds", "ingest.commit_seconds");
+  f.Add(cmd, "--rank", "ingest.rank");
+  f.Add(cmd, "--world-size", "ingest.world_size");
   cmd.add_flag("--break-lock", command.break_lock,
                "Take the dataset's write lock even if another writer holds "
                "it (only when you know it is not running)");
@@ -197,6 +199,11 @@ void SetIngestRun(const std::shared_ptr<IngestCommand>& command,
     throw CLI::ValidationError(
         "give the input and the dataset (DS), or ingest.source.paths and "
         "ingest.dataset in the --config file");
+  }
+  if (job.ingest.world_size > 0 && job.ingest.rank >= job.ingest.world_size) {
+    throw CLI::ValidationError("--rank " + std::to_string(job.ingest.rank) +
+                               " is not below --world-size " +
+                               std::to_string(job.ingest.world_size));
   }
   if (check) check(job);
   if (command->flags.print_config()) {
@@ -292,10 +299,16 @@ Result<int> RunIngestJob(const JobConfig& job, const IngestCommand& command) {
       if (!compression.empty()) compression += ", ";
       compression += name + " " + c;
     }
+    const std::string writer =
+        options.world_size > 1
+            ? " (writer " + std::to_string(options.rank) + " of " +
+                  std::to_string(options.world_size) + ")"
+            : "";
     std::printf(
-        "ingest: %s into %s in %.2f s (%.0f samples/s, %s of input); %s; "
+        "ingest%s: %s into %s in %.2f s (%.0f samples/s, %s of input); %s; "
         "%s of samples stored in %s (ratio %s), commit %llu\n",
-        Count(r.rows_added, "sample").c_str(), r.url.c_str(), r.seconds, rate,
+        writer.c_str(), Count(r.rows_added, "sample").c_str(), r.url.c_str(),
+        r.seconds, rate,
         FormatRate(static_cast<double>(r.input_bytes), r.seconds).c_str(),
         compression.c_str(), FormatBytes(r.raw_bytes).c_str(),
         FormatBytes(r.stored_bytes).c_str(),

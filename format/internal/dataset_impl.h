@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "format/dataset.h"
+#include "format/internal/commit_log.h"
 #include "format/internal/metadata.h"
 #include "format/internal/tensor_impl.h"
 #include "format/lock.h"
@@ -27,9 +28,21 @@ class Dataset::Impl {
   std::string opened_writer;
   std::string writer;
 
+  // The writer (rank) this object writes as: its tensors hold that
+  // writer's segment (all segments, for a reader).
+  uint32_t segment = 0;
+  std::vector<uint32_t> writers;  // of the opened commit
+
   // Commit-side state: touched only by whoever commits (Flush/Close, or the
   // commit thread of a deferred writer), never by appends.
   std::string meta_key;
+  // The whole metadata of the last commit seen (meta_key's): the basis the
+  // next commit merges this writer's segment into, unless another writer
+  // committed meanwhile.
+  internal::DatasetMeta basis;
+  // Replacing a dataset (Create with overwrite): the first commit starts
+  // from nothing instead of merging into the old dataset.
+  bool replacing = false;
   struct Committed {
     std::string index_key;
     uint64_t stored_bytes = 0;
@@ -74,6 +87,10 @@ class Dataset::Impl {
   Result<CommitPointPtr> PrepareCommit(bool keep_open,
                                        std::string writer_state);
   Status Apply(CommitPoint& point);
+  /// Makes this the commit `latest`: every tensor with the segments this
+  /// object sees (its writer's, or with `all` every one in rank order).
+  /// NotFound when an index is gone (a newer commit may have replaced it).
+  Status Load(const internal::LatestCommit& latest, bool all);
   /// Completes refs of chunks cut in deferred mode from `written`.
   Status FillChunkSizes(internal::TensorIndex& index, uint32_t tensor) const;
   internal::DatasetMeta Snapshot() const;

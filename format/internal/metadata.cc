@@ -1,6 +1,7 @@
 #include "format/internal/metadata.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -166,6 +167,16 @@ void TensorIndex::AddTiled(std::shared_ptr<const TiledSample> tiled) {
   num_samples_ += 1;
 }
 
+void TensorIndex::Append(const TensorIndex& other) {
+  for (const IndexEntry& e : other.entries_) {
+    if (e.tiled) {
+      AddTiled(e.tiled);
+    } else {
+      AddChunk(e.chunk);
+    }
+  }
+}
+
 void TensorIndex::PopBack() {
   num_samples_ -= entries_.back().num_samples();
   entries_.pop_back();
@@ -315,10 +326,73 @@ Result<TensorIndex> TensorIndex::Decode(ByteSpan bytes, uint8_t rank) {
   return index;
 }
 
+namespace {
+
+json SegmentToJson(const Segment& g) {
+  return {{"writer", g.writer},
+          {"index", g.index_key},
+          {"length", g.length},
+          {"raw_bytes", g.raw_bytes},
+          {"stored_bytes", g.stored_bytes},
+          {"num_chunks", g.num_chunks},
+          {"min_shape", ShapeToJson(g.min_shape)},
+          {"max_shape", ShapeToJson(g.max_shape)}};
+}
+
+Segment SegmentFromJson(const json& j) {
+  Segment g;
+  g.writer = Get<uint32_t>(j, "writer");
+  g.index_key = Get<std::string>(j, "index");
+  g.length = Get<uint64_t>(j, "length");
+  g.raw_bytes = Get<uint64_t>(j, "raw_bytes");
+  g.stored_bytes = Get<uint64_t>(j, "stored_bytes");
+  g.num_chunks = Get<uint64_t>(j, "num_chunks");
+  g.min_shape = ShapeFromJson(j.at("min_shape"));
+  g.max_shape = ShapeFromJson(j.at("max_shape"));
+  return g;
+}
+
+// The segments of `t`; a tensor made without them (by hand) is one segment
+// of writer 0 described by its totals.
+std::vector<Segment> SegmentsOf(const TensorMeta& t) {
+  if (!t.segments.empty() || (t.length == 0 && t.index_key.empty())) {
+    return t.segments;
+  }
+  return {Segment{.writer = 0,
+                  .index_key = t.index_key,
+                  .length = t.length,
+                  .raw_bytes = t.raw_bytes,
+                  .stored_bytes = t.stored_bytes,
+                  .num_chunks = t.num_chunks,
+                  .min_shape = t.min_shape,
+                  .max_shape = t.max_shape}};
+}
+
+// One writer, rank 0: the metadata keeps version 1's layout (and bytes).
+bool SingleWriter(const DatasetMeta& meta) {
+  for (const auto& [writer, state] : meta.writers) {
+    if (writer != 0) return false;
+  }
+  for (const TensorMeta& t : meta.tensors) {
+    const std::vector<Segment> segments = SegmentsOf(t);
+    if (segments.size() > 1 ||
+        (segments.size() == 1 && segments[0].writer != 0)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string EncodeDatasetMeta(const DatasetMeta& meta) {
+  const bool single = SingleWriter(meta);
   json tensors = json::array();
   for (const auto& t : meta.tensors) {
     const TensorSpec& s = t.spec;
+    const std::vector<Segment> segments = SegmentsOf(t);
+    const std::string index =
+        single && !segments.empty() ? segments[0].index_key : "";
     json j = {
         {"id", t.id},
         {"name", s.name},
@@ -336,7 +410,7 @@ std::string EncodeDatasetMeta(const DatasetMeta& meta) {
         {"info_tensor", t.info_tensor},
         {"parent", t.parent},
         {"length", t.length},
-        {"index", t.index_key},
+        {"index", index},
         {"raw_bytes", t.raw_bytes},
         {"stored_bytes", t.stored_bytes},
         {"num_chunks", t.num_chunks},
@@ -346,6 +420,11 @@ std::string EncodeDatasetMeta(const DatasetMeta& meta) {
     // Optional keys are written only when set, so datasets without them
     // keep their bytes.
     if (!s.info.empty()) j["info"] = json::parse(s.info);
+    if (!single) {
+      json list = json::array();
+      for (const Segment& g : segments) list.push_back(SegmentToJson(g));
+      j["segments"] = std::move(list);
+    }
     tensors.push_back(std::move(j));
   }
   json root = {
@@ -354,13 +433,25 @@ std::string EncodeDatasetMeta(const DatasetMeta& meta) {
       {"next_tensor_id", meta.next_tensor_id},
       {"tensors", std::move(tensors)},
   };
-  if (!meta.writer.empty()) root["writer"] = json::parse(meta.writer);
-  return EncodeObject(kMetaMagic, root.dump(1));
+  if (single) {
+    auto state = meta.writers.find(0);
+    if (state != meta.writers.end())
+      root["writer"] = json::parse(state->second);
+    return EncodeObject(kMetaMagic, root.dump(1));
+  }
+  json writers = json::object();
+  for (const auto& [writer, state] : meta.writers) {
+    writers[std::to_string(writer)] = json::parse(state);
+  }
+  root["writers"] = std::move(writers);
+  return EncodeObject(kMetaMagic, root.dump(1), kSegmentedMetaVersion);
 }
 
 Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes) {
+  uint16_t version = 0;
   SHOAL_ASSIGN_OR_RETURN(ByteSpan payload,
-                         DecodeObject(bytes, kMetaMagic, "dataset metadata"));
+                         DecodeObject(bytes, kMetaMagic, "dataset metadata",
+                                      kSegmentedMetaVersion, &version));
   // nlohmann::json reports type errors by throwing; they stop here.
   try {
     const json root = json::parse(AsStringView(payload));
@@ -408,19 +499,70 @@ Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes) {
       t.info_tensor = Get<int64_t>(j, "info_tensor");
       t.parent = Get<int64_t>(j, "parent");
       t.length = Get<uint64_t>(j, "length");
-      t.index_key = Get<std::string>(j, "index");
       t.raw_bytes = Get<uint64_t>(j, "raw_bytes");
       t.stored_bytes = Get<uint64_t>(j, "stored_bytes");
       t.num_chunks = Get<uint64_t>(j, "num_chunks");
       t.min_shape = ShapeFromJson(j.at("min_shape"));
       t.max_shape = ShapeFromJson(j.at("max_shape"));
+      if (version < kSegmentedMetaVersion) {
+        // One writer: one segment, writer 0, holding the whole tensor.
+        const std::string index = Get<std::string>(j, "index");
+        t.index_key = index;
+        if (t.length > 0 || !index.empty()) {
+          t.segments.push_back({.writer = 0,
+                                .index_key = index,
+                                .length = t.length,
+                                .raw_bytes = t.raw_bytes,
+                                .stored_bytes = t.stored_bytes,
+                                .num_chunks = t.num_chunks,
+                                .min_shape = t.min_shape,
+                                .max_shape = t.max_shape});
+        }
+      } else {
+        const json& segments = j.at("segments");
+        if (!segments.is_array()) throw std::runtime_error("segments");
+        for (const json& g : segments) {
+          t.segments.push_back(SegmentFromJson(g));
+          if (t.segments.size() > 1 &&
+              t.segments.back().writer <= t.segments.end()[-2].writer) {
+            return Corruption("dataset metadata: tensor '" + s.name +
+                              "': segments out of writer order");
+          }
+        }
+        const TensorMeta stated = t;
+        t.SumSegments();
+        if (t.length != stated.length || t.raw_bytes != stated.raw_bytes ||
+            t.stored_bytes != stated.stored_bytes ||
+            t.num_chunks != stated.num_chunks) {
+          return Corruption("dataset metadata: tensor '" + s.name +
+                            "': its totals are not the sums of its segments");
+        }
+      }
       meta.tensors.push_back(std::move(t));
     }
-    if (root.contains("writer")) {
-      if (!root.at("writer").is_object()) {
-        return Corruption("dataset metadata: writer is not a JSON object");
+    auto writer_state = [&](const json& state, uint32_t writer) -> Status {
+      if (!state.is_object()) {
+        return Corruption("dataset metadata: the state of writer " +
+                          std::to_string(writer) + " is not a JSON object");
       }
-      meta.writer = root.at("writer").dump();
+      meta.writers[writer] = state.dump();
+      return Status::OK();
+    };
+    if (version < kSegmentedMetaVersion) {
+      if (root.contains("writer")) {
+        SHOAL_RETURN_IF_ERROR(writer_state(root.at("writer"), 0));
+      }
+    } else {
+      for (const auto& [rank, state] : root.at("writers").items()) {
+        uint32_t writer = 0;
+        const auto [end, ec] =
+            std::from_chars(rank.data(), rank.data() + rank.size(), writer);
+        if (ec != std::errc() || end != rank.data() + rank.size()) {
+          return Corruption("dataset metadata: writer '" + rank +
+                            "' is not a rank");
+        }
+        SHOAL_RETURN_IF_ERROR(writer_state(state, writer));
+      }
     }
     return meta;
   } catch (const std::exception& e) {
@@ -447,6 +589,11 @@ std::string IndexKey(uint32_t tensor_id, uint64_t commit, uint64_t nonce) {
 
 std::string MetaKey(uint64_t commit, uint64_t nonce) {
   return "meta/" + std::to_string(commit) + "-" + Hex64(nonce);
+}
+
+std::string CommitKey(uint64_t commit) {
+  std::string digits = std::to_string(commit);
+  return "commits/" + std::string(20 - digits.size(), '0') + digits;
 }
 
 }  // namespace shoal::internal

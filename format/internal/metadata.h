@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -21,9 +22,12 @@
 
 namespace shoal::internal {
 
-/// Envelope versions: HEAD and metadata are at 1; chunk indexes at 2, which
-/// adds each chunk's header checksum (version 1 indexes still read).
+/// Envelope versions: HEAD and commit objects are at 1; metadata at 1, or 2
+/// when it has writer segments (a dataset written by several writers);
+/// chunk indexes at 2, which adds each chunk's header checksum (version 1
+/// indexes still read).
 inline constexpr uint16_t kObjectVersion = 1;
+inline constexpr uint16_t kSegmentedMetaVersion = 2;
 inline constexpr uint16_t kIndexVersion = 2;
 inline constexpr std::string_view kHeadMagic = "SHHD";
 inline constexpr std::string_view kMetaMagic = "SHMD";
@@ -41,6 +45,7 @@ Result<ByteSpan> DecodeObject(ByteSpan bytes, std::string_view magic,
                               uint16_t max_version = kObjectVersion,
                               uint16_t* version = nullptr);
 
+/// The payload of HEAD and of the commit objects (commits/<n>).
 struct Head {
   uint64_t commit = 0;
   std::string meta_key;
@@ -93,6 +98,8 @@ class TensorIndex {
 
   void AddChunk(const ChunkRef& chunk);
   void AddTiled(std::shared_ptr<const TiledSample> tiled);
+  /// Adds `other`'s entries after these (the next writer's segment).
+  void Append(const TensorIndex& other);
   /// Removes the last entry (a partly filled chunk about to be rewritten).
   void PopBack();
   /// Calls `update` on every chunk ref (tiles too), in order; stops at the
@@ -113,6 +120,19 @@ class TensorIndex {
   uint64_t num_samples_ = 0;
 };
 
+/// The samples of one tensor that one writer added: a dataset's tensor is
+/// the concatenation of its segments in the order of their writers' ranks.
+/// A dataset with one writer has one segment, writer 0.
+struct Segment {
+  uint32_t writer = 0;
+  std::string index_key;  // "" while it has no chunks
+  uint64_t length = 0;
+  uint64_t raw_bytes = 0;
+  uint64_t stored_bytes = 0;
+  uint64_t num_chunks = 0;
+  Shape min_shape, max_shape;
+};
+
 /// A tensor as the metadata records it.
 struct TensorMeta {
   uint32_t id = 0;
@@ -123,23 +143,47 @@ struct TensorMeta {
   int64_t shape_tensor = -1;
   int64_t info_tensor = -1;
   int64_t parent = -1;
+  // Length and statistics (for `shoal info`): of the whole tensor as
+  // decoded, of one segment in a writer's view (see SegmentView).
   uint64_t length = 0;
-  std::string index_key;  // "" while the tensor has no chunks
-  // Statistics kept up to date by the writer (for `shoal info`).
+  std::string index_key;      // a writer's view: its segment's index
   uint64_t raw_bytes = 0;     // bytes of the decoded samples
   uint64_t stored_bytes = 0;  // bytes of the chunk objects
   uint64_t num_chunks = 0;
   Shape min_shape, max_shape;  // elementwise over all samples
+  /// As stored: by writer rank, ascending; the totals above are over them.
+  std::vector<Segment> segments;
+
+  /// The segment of `writer`, or nullptr.
+  const Segment* FindSegment(uint32_t writer) const;
+  /// Recomputes the totals (length, statistics) from `segments`.
+  void SumSegments();
 };
+
+/// Widens [lo, hi] elementwise to hold `s`; `first` starts them at `s`.
+void ElementwiseMinMax(const Shape& s, Shape& lo, Shape& hi, bool first);
+
+/// `meta` as one writer sees it: length, statistics and index_key of its
+/// own segment (zero and "" when it has none).
+TensorMeta SegmentView(const TensorMeta& meta, uint32_t writer);
 
 struct DatasetMeta {
   uint64_t commit = 0;
   uint32_t next_tensor_id = 0;
   std::vector<TensorMeta> tensors;
-  /// The writer's own state at this commit (a JSON object, "" for none):
-  /// an ingestion's position, so that it can resume.
-  std::string writer;
+  /// Each writer's own state at this commit (a JSON object; writers
+  /// without one are absent): an ingestion's position, so that it can
+  /// resume.
+  std::map<uint32_t, std::string> writers;
 };
+
+/// Folds one writer's view of a commit into the latest commit's metadata:
+/// the writer's segment of every tensor in `mine` replaces its segment in
+/// `latest` (tensors `latest` lacks are added), and its writer state
+/// replaces its state. Tensors must agree in id, name and type; a conflict
+/// is FailedPrecondition naming the tensor.
+Result<DatasetMeta> MergeWriter(DatasetMeta latest, const DatasetMeta& mine,
+                                uint32_t writer);
 
 std::string EncodeDatasetMeta(const DatasetMeta& meta);
 Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes);
@@ -155,6 +199,8 @@ uint64_t MaxDecodedSampleBytes(const TensorSpec& spec);
 std::string ChunkKey(uint32_t tensor_id, uint64_t chunk_id);
 std::string IndexKey(uint32_t tensor_id, uint64_t commit, uint64_t nonce);
 std::string MetaKey(uint64_t commit, uint64_t nonce);
+/// "commits/" + the commit number in 20 digits, so that keys sort by number.
+std::string CommitKey(uint64_t commit);
 
 }  // namespace shoal::internal
 

@@ -384,7 +384,16 @@ TEST_F(CorruptionTest, GarbledHead) {
 }
 
 TEST_F(CorruptionTest, MissingHead) {
+  // HEAD is a hint: without it the dataset opens from its commit objects,
+  // at the same commit.
+  const uint64_t commit = Head().commit;
   ASSERT_TRUE(fs::remove(Path("HEAD")));
+  auto ds = Dataset::Open(url_, {.read_only = true});
+  ASSERT_TRUE(Ok(ds));
+  EXPECT_EQ((*ds)->commit(), commit);
+  EXPECT_TRUE(Verify().ok());
+  // Without commit 0 either, there is no dataset.
+  ASSERT_TRUE(fs::remove(Path(internal::CommitKey(0))));
   ExpectOpenFails("HEAD", StatusCode::kNotFound);
   const VerifyReport report = Verify();
   ASSERT_FALSE(report.ok());

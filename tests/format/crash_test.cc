@@ -202,12 +202,32 @@ struct TrialResult {
   uint64_t orphans = 0;
 };
 
+// How long creating a dataset and its first commit take here, in ms: kills
+// start after twice that (the child also starts a process), so that they land
+// while rows are being written however slow this machine's fsync is today.
+int64_t FirstCommitMs() {
+  static const int64_t ms = [] {
+    TempDir dir;
+    const auto start = std::chrono::steady_clock::now();
+    auto ds = Dataset::Create(dir.url());
+    if (ds.ok()) {
+      (void)(*ds)->CreateTensor({.name = "t", .dtype = DType::kUInt8});
+      (void)(*ds)->Flush();
+    }
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now() - start)
+        .count();
+  }();
+  return ms;
+}
+
 // One trial of the writer killed mid-stream.
 TrialResult RunWriteTrial(uint64_t seed) {
   TrialResult result;
   SplitMix64 rng(seed);
   const uint64_t k = 1 + rng.Bounded(20);
-  const auto delay = std::chrono::milliseconds(5 + rng.Bounded(296));
+  const auto delay =
+      std::chrono::milliseconds(2 * FirstCommitMs() + 5 + rng.Bounded(296));
   SCOPED_TRACE("seed " + std::to_string(seed) + ": commit every " +
                std::to_string(k) + " rows, kill after " +
                std::to_string(delay.count()) + " ms");

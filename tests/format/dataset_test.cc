@@ -1271,7 +1271,7 @@ TEST(SchemaTest, ReadOnlyRefusesWrites) {
   EXPECT_TRUE(Ok((*ds)->Close()));
   auto keys = (*ds)->store()->List("");
   ASSERT_TRUE(Ok(keys));
-  EXPECT_EQ(keys->size(), 2u) << "HEAD and one metadata object";
+  EXPECT_EQ(keys->size(), 4u) << "HEAD, commits 0 and 1, one metadata object";
 }
 
 TEST(SchemaTest, ClosedDatasetRefusesWrites) {

@@ -229,9 +229,35 @@ TEST(ConfigTest, ResolvesTransformsForImageTensorsAndRanksFromTheEnvironment) {
   unsetenv("RANK");
   auto missing = ResolveLoaderOptions(job->loader, **ds);
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().message().find("RANK is not set"),
-            std::string_view::npos);
+  EXPECT_NE(missing.status().message().find("no launcher's rank"),
+            std::string_view::npos)
+      << missing.status();
   unsetenv("WORLD_SIZE");
+  // srun's and mpirun's variables do the same.
+  setenv("SLURM_PROCID", "2", 1);
+  setenv("SLURM_NTASKS", "3", 1);
+  options = ResolveLoaderOptions(job->loader, **ds);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->rank, 2u);
+  EXPECT_EQ(options->world_size, 3u);
+  unsetenv("SLURM_PROCID");
+  unsetenv("SLURM_NTASKS");
+  setenv("OMPI_COMM_WORLD_RANK", "0", 1);
+  setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+  // Without rank_from_env too, when no world size was given.
+  job->loader.rank_from_env = false;
+  options = ResolveLoaderOptions(job->loader, **ds);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->world_size, 2u);
+  // A world size given explicitly wins over the launcher's.
+  job->loader.options.world_size = 4;
+  job->loader.options.rank = 3;
+  options = ResolveLoaderOptions(job->loader, **ds);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->rank, 3u);
+  EXPECT_EQ(options->world_size, 4u);
+  unsetenv("OMPI_COMM_WORLD_RANK");
+  unsetenv("OMPI_COMM_WORLD_SIZE");
 }
 
 TEST(ConfigTest, EveryFileInConfigsLoads) {

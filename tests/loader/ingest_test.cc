@@ -608,6 +608,7 @@ namespace fault {
 std::atomic<int> fail_at{0};
 std::atomic<int> latency_ms{0};
 std::atomic<int> writes{0};
+std::atomic<bool> failed_head{false};  // the failed write was of HEAD
 
 class FaultyStore final : public ForwardingStore {
  public:
@@ -635,6 +636,7 @@ class FaultyStore final : public ForwardingStore {
     }
     const int n = ++writes;
     if (fail_at > 0 && n == fail_at) {
+      failed_head = key == "HEAD";
       return ErrnoStatus("write " + std::string(key), ENOSPC);
     }
     return Status::OK();
@@ -681,8 +683,16 @@ TEST(IngestFaultTest, AFailedWriteLeavesTheLastCommitWhole) {
     const std::string url = "faulty://" + format_test::FreshMemName("k");
     fault::writes = 0;
     fault::fail_at = k;
+    fault::failed_head = false;
     auto report = Ingest(*Rows(rows), url, options());
     fault::fail_at = 0;
+    if (fault::failed_head) {
+      // HEAD is only a hint to the newest commit (the commit objects
+      // decide): the ingestion goes on and the dataset is whole.
+      ASSERT_TRUE(Ok(report)) << "write " << k << " of " << total;
+      EXPECT_EQ(Chunks(url), expected) << "write " << k;
+      continue;
+    }
     ASSERT_FALSE(report.ok()) << "write " << k << " of " << total;
     EXPECT_NE(report.status().message().find("No space left"),
               std::string::npos)

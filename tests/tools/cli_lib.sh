@@ -123,3 +123,38 @@ dataset_digest() {
     "$SHOAL" info "$1" --json | grep -v -e '^  "url": ' -e '^  "commit": '
   } | sha256sum | cut -d' ' -f1
 }
+
+# start_s3 SOURCE_DIR [FAULT_PORT_SPEC]: starts s3rver behind
+# tests/format/s3_proxy.js on a free loopback port, bucket shoal-test, and
+# points the AWS_* variables at it. The proxy reads a fifo this shell holds
+# open (fd 9), so it (and s3rver) stop when the script ends, however it
+# ends. With a fault spec ("latency=20", "503=0.1,reset=0.1") the proxy's
+# second port, $s3_fault_port, adds those faults.
+start_s3() {
+  local src=$1 spec=${2:-}
+  local s3rver=${SHOAL_S3RVER:-/opt/shoal-s3rver/node_modules/.bin/s3rver}
+  [ -x "$s3rver" ] || { echo "FAIL: $s3rver is missing (scripts/install-deps.sh installs it)" >&2; return 1; }
+  command -v node >/dev/null || { echo "FAIL: node is missing (scripts/install-deps.sh)" >&2; return 1; }
+  local free='import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  s3_port=$("$PY" -c "$free")
+  s3_fault_port=
+  local fault_args=()
+  if [ -n "$spec" ]; then
+    s3_fault_port=$("$PY" -c "$free")
+    fault_args=("$s3_fault_port" "$spec")
+  fi
+  mkdir -p "$work/s3data"
+  mkfifo "$work/s3keep"
+  node "$src/tests/format/s3_proxy.js" "$s3_port" "$s3rver" "$work/s3data" shoal-test S3RVER S3RVER \
+    "${fault_args[@]}" <"$work/s3keep" 2>"$work/proxy.err" &
+  exec 9>"$work/s3keep"
+  local _
+  for _ in $(seq 600); do
+    "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $s3_port), 1)" 2>/dev/null && break
+    sleep 0.05
+  done
+  "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $s3_port), 1)" 2>/dev/null ||
+    { echo "FAIL: the s3rver proxy did not listen on $s3_port: $(cat "$work/proxy.err")" >&2; return 1; }
+  export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_ENDPOINT_URL_S3="http://127.0.0.1:$s3_port"
+  unset AWS_SESSION_TOKEN AWS_ENDPOINT_URL
+}

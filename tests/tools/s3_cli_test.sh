@@ -3,8 +3,7 @@
 # checks every request's SigV4 signature): a folder of images is ingested
 # into s3:// and into a directory; the loader's batches from both are the
 # same bytes (digests); info and verify work on s3://; copy brings it back
-# whole. The proxy reads a fifo this script holds open, so it (and s3rver)
-# stop when the script ends, however it ends.
+# whole. (The server: start_s3 in cli_lib.sh.)
 #
 # Usage: s3_cli_test.sh PATH/TO/shoal SOURCE_DIR
 set -u
@@ -14,23 +13,7 @@ SRC=${2:?usage: s3_cli_test.sh PATH/TO/shoal SOURCE_DIR}
 # shellcheck source=cli_lib.sh
 source "$(dirname "$0")/cli_lib.sh"
 
-S3RVER=${SHOAL_S3RVER:-/opt/shoal-s3rver/node_modules/.bin/s3rver}
-[ -x "$S3RVER" ] || { echo "FAIL: $S3RVER is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
-command -v node >/dev/null || { echo "FAIL: node is missing (scripts/install-deps.sh)" >&2; exit 1; }
-
-port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p s3data
-mkfifo keep
-node "$SRC/tests/format/s3_proxy.js" "$port" "$S3RVER" "$work/s3data" shoal-test S3RVER S3RVER <keep 2>proxy.err &
-exec 9>keep
-for _ in $(seq 600); do
-  "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
-  sleep 0.05
-done
-"$PY" -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null ||
-  { echo "FAIL: the s3rver proxy did not listen on $port: $(cat proxy.err)" >&2; exit 1; }
-export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_ENDPOINT_URL_S3="http://127.0.0.1:$port"
-unset AWS_SESSION_TOKEN AWS_ENDPOINT_URL
+start_s3 "$SRC" || exit 1
 
 "$PY" - <<'EOF' || { echo "FAIL: cannot make the images" >&2; exit 1; }
 import os
