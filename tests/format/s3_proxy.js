@@ -14,7 +14,8 @@
 // `reset` a connection closed without an answer, and `latency` ms added to
 // every request. GET /__shoal_faults (unsigned) on either port tells how many
 // of each it injected, so a test knows its faults happened (and how many
-// multipart parts it saw, so a test knows an upload went in parts).
+// multipart parts it saw, so a test knows an upload went in parts, and how
+// many conditional PUTs it refused, so a test knows writers raced).
 // Usage: node s3_proxy.js LISTEN_PORT S3RVER DATA_DIR BUCKET ACCESS_KEY SECRET
 //                         [FAULT_PORT 503=P,reset=P,latency=MS]
 // It starts s3rver (on a free port of its own) and listens on LISTEN_PORT
@@ -30,7 +31,7 @@ const [listenPort, s3rver, dataDir, bucket, accessKey, secret, faultPort, faultS
   process.argv.slice(2);
 const faults = Object.fromEntries((faultSpec || '').split(',').filter(Boolean)
   .map((kv) => { const [k, v] = kv.split('='); return [k, Number(v)]; }));
-const injected = { slowdown: 0, reset: 0, parts: 0 };
+const injected = { slowdown: 0, reset: 0, parts: 0, conflicts: 0 };
 let upstreamPort = 0;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 let requestCounter = 0;
@@ -151,6 +152,7 @@ function serve(req, res, withFaults) {
       await withKeyLock(key, async () => {
         const status = await forward(req, body, null, 'HEAD');
         if (status === 200) {
+          ++injected.conflicts;
           fail(res, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
         } else {
           await forward(req, body, res);

@@ -65,6 +65,11 @@ for ds in local s3://shoal-test/four; do
   run 0 "$SHOAL" verify "$ds" && contains out ": OK"
   run 0 "$SHOAL" info "$ds" && contains out "len:     135"
 done
+# The writers did race on S3: conditional PUTs of commit numbers (and
+# nothing else races here) were refused, and no commit was lost.
+conflicts=$("$PY" -c "import json, urllib.request; print(json.load(urllib.request.urlopen('http://127.0.0.1:$s3_port/__shoal_faults'))['conflicts'])")
+[ "${conflicts:-0}" -gt 0 ] || fail "no writer lost a race for a commit on S3 (conflicts: ${conflicts:-none})"
+echo "S3: $conflicts conditional PUTs refused while 4 writers raced"
 
 # A writer killed mid-way: the others' commits stay, its --resume finishes.
 for ds in killed s3://shoal-test/killed; do
