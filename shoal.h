@@ -24,6 +24,7 @@
 #include "format/verify.h"
 #include "loader/config.h"
 #include "loader/controller.h"
+#include "loader/copy.h"
 #include "loader/image_transform.h"
 #include "loader/ingestor.h"
 #include "loader/loader.h"

@@ -1,11 +1,8 @@
-// Copying a dataset between stores (format/copy.h).
+// Copying a dataset between stores: what, how checked, how published
+// (format/copy.h).
 #include "format/copy.h"
 
-#include <algorithm>
-#include <atomic>
-#include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #include "base/coding.h"
@@ -47,28 +44,34 @@ Status CheckChunk(const Item& item, const Buffer& bytes) {
 
 }  // namespace
 
-Result<CopyReport> CopyDataset(const Store& src, Store& dst,
-                               const CopyOptions& options) {
-  CopyReport report;
+struct CopyPlan::State {
+  internal::Head head;
+  std::string head_bytes;
+  bool dst_has_commit = false;
+  std::vector<Item> items;
+};
+
+Result<CopyPlan> CopyPlan::Make(const Store& src, const Store& dst) {
+  auto state = std::make_shared<State>();
   SHOAL_ASSIGN_OR_RETURN(internal::LatestCommit latest,
                          internal::ReadLatest(src, "copy from " + src.url()));
-  const internal::Head& head = latest.head;
-  const std::string head_bytes = internal::EncodeHead(head);
-  report.commit = head.commit;
+  state->head = latest.head;
+  state->head_bytes = internal::EncodeHead(latest.head);
   // A dataset at the destination: this very commit (a finished copy) is
   // fine, anything else is not overwritten.
   auto there = internal::LatestHead(dst);
   if (!there.ok() && there.status().code() != StatusCode::kNotFound) {
     return there.status().WithContext(dst.url());
   }
-  const bool dst_has_head = there.ok();
-  if (dst_has_head &&
-      (there->commit != head.commit || there->meta_key != head.meta_key)) {
+  state->dst_has_commit = there.ok();
+  if (there.ok() && (there->commit != latest.head.commit ||
+                     there->meta_key != latest.head.meta_key)) {
     return AlreadyExists("a dataset is already at " + dst.url() +
                          "; copy to an empty place");
   }
   // The objects of the commit, found from the metadata and the indexes.
-  std::vector<Item> items = {{head.meta_key, std::nullopt}};
+  std::vector<Item>& items = state->items;
+  items.push_back({latest.head.meta_key, std::nullopt});
   for (const internal::TensorMeta& t : latest.meta.tensors) {
     for (const internal::Segment& g : t.segments) {
       if (g.index_key.empty()) continue;
@@ -90,91 +93,58 @@ Result<CopyReport> CopyDataset(const Store& src, Store& dst,
       }));
     }
   }
-  report.objects = items.size() + 1;  // and HEAD
-
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::mutex mu;  // the first error, the counters, progress
-  Status first_error;
-  CopyProgress progress{0, report.objects, 0};
-  auto work = [&] {
-    for (size_t i = next++; i < items.size() && !failed; i = next++) {
-      const Item& item = items[i];
-      Status s = [&]() -> Status {
-        // A chunk already there with the size its index records was
-        // written whole by an earlier run (stores write objects whole, and
-        // chunk names are unique): kept without reading it again.
-        if (item.chunk && item.chunk->chunk_bytes != 0) {
-          auto there = dst.Size(item.key);
-          if (there.ok() && *there == item.chunk->chunk_bytes) {
-            std::lock_guard<std::mutex> lock(mu);
-            ++report.kept;
-            return Status::OK();
-          }
-        }
-        SHOAL_ASSIGN_OR_RETURN(Buffer bytes, src.Read(item.key));
-        if (item.chunk) {
-          Status check = CheckChunk(item, bytes);
-          if (!check.ok()) return check.WithContext(src.url() + " " + item.key);
-        }
-        // Already there, whole (stores write objects whole): kept.
-        auto there = dst.Size(item.key);
-        if (there.ok() && *there == bytes.size()) {
-          std::lock_guard<std::mutex> lock(mu);
-          ++report.kept;
-          return Status::OK();
-        }
-        SHOAL_RETURN_IF_ERROR(dst.Write(item.key, bytes.span()));
-        std::lock_guard<std::mutex> lock(mu);
-        ++report.copied;
-        report.bytes += bytes.size();
-        progress.bytes_copied = report.bytes;
-        return Status::OK();
-      }();
-      std::lock_guard<std::mutex> lock(mu);
-      if (!s.ok()) {
-        if (first_error.ok()) first_error = s;
-        failed = true;
-        return;
-      }
-      ++progress.objects_done;
-      if (options.progress) options.progress(progress);
-    }
-  };
-  std::vector<std::thread> threads;
-  const int n = std::clamp(options.threads, 1, 256);
-  for (int t = 1; t < n; ++t) threads.emplace_back(work);
-  work();
-  for (std::thread& t : threads) t.join();
-  if (!first_error.ok()) return first_error;
-  // Everything durable, then HEAD: the copy opens only once it is whole.
-  SHOAL_RETURN_IF_ERROR(dst.Sync());
-  if (!dst_has_head) {
-    Status s = internal::PublishCommit(dst, head);
-    if (s.code() == StatusCode::kAlreadyExists) {
-      // An earlier run published this commit and stopped before HEAD.
-      SHOAL_ASSIGN_OR_RETURN(Buffer commit_bytes,
-                             dst.Read(internal::CommitKey(head.commit)));
-      if (commit_bytes.view() != head_bytes) {
-        return AlreadyExists("a dataset is already at " + dst.url() +
-                             "; copy to an empty place");
-      }
-      s = dst.WriteAtomic(internal::kHeadKey, AsBytes(head_bytes));
-    }
-    SHOAL_RETURN_IF_ERROR(s);
-    ++report.copied;
-    report.bytes += head_bytes.size();
-  } else {
-    ++report.kept;
-  }
-  return report;
+  CopyPlan plan;
+  plan.state_ = std::move(state);
+  return plan;
 }
 
-Result<CopyReport> CopyDataset(std::string_view src, std::string_view dst,
-                               const CopyOptions& options) {
-  SHOAL_ASSIGN_OR_RETURN(auto from, OpenStore(src, {.create = false}));
-  SHOAL_ASSIGN_OR_RETURN(auto to, OpenStore(dst, {.create = true}));
-  return CopyDataset(*from, *to, options);
+uint64_t CopyPlan::commit() const { return state_->head.commit; }
+size_t CopyPlan::size() const { return state_->items.size(); }
+const std::string& CopyPlan::key(size_t i) const {
+  return state_->items[i].key;
+}
+uint64_t CopyPlan::known_bytes(size_t i) const {
+  const Item& item = state_->items[i];
+  return item.chunk ? item.chunk->chunk_bytes : 0;
+}
+
+Status CopyPlan::Check(size_t i, const Buffer& bytes) const {
+  const Item& item = state_->items[i];
+  Status s;
+  if (item.chunk) {
+    s = CheckChunk(item, bytes);
+  } else if (i == 0) {
+    s = internal::DecodeDatasetMeta(bytes.span()).status();
+  } else {
+    s = internal::DecodeObject(bytes.span(), internal::kIndexMagic,
+                               "chunk index", internal::kIndexVersion)
+            .status();
+  }
+  return s.WithContext(item.key);
+}
+
+Status CopyPlan::Finish(Store& dst, CopyReport* report) const {
+  // Everything durable, then the commit: the copy opens only once whole.
+  SHOAL_RETURN_IF_ERROR(dst.Sync());
+  if (state_->dst_has_commit) {
+    ++report->kept;
+    return Status::OK();
+  }
+  Status s = internal::PublishCommit(dst, state_->head);
+  if (s.code() == StatusCode::kAlreadyExists) {
+    // An earlier run published this commit and stopped before HEAD.
+    SHOAL_ASSIGN_OR_RETURN(Buffer commit_bytes,
+                           dst.Read(internal::CommitKey(state_->head.commit)));
+    if (commit_bytes.view() != state_->head_bytes) {
+      return AlreadyExists("a dataset is already at " + dst.url() +
+                           "; copy to an empty place");
+    }
+    s = dst.WriteAtomic(internal::kHeadKey, AsBytes(state_->head_bytes));
+  }
+  SHOAL_RETURN_IF_ERROR(s);
+  ++report->copied;
+  report->bytes += state_->head_bytes.size();
+  return Status::OK();
 }
 
 }  // namespace shoal

@@ -1,31 +1,30 @@
 // Copying a dataset between stores (mem://, file://, s3://, in any
-// direction), object by object, without decoding a sample.
+// direction), object by object, without decoding a sample: the format's
+// part. CopyDataset() (loader/copy.h) runs it on the pipeline core's
+// parallel, bounded I/O stages; here is what is copied, how each object is
+// checked and how the copy is published.
 //
-//   SHOAL_ASSIGN_OR_RETURN(CopyReport r, CopyDataset("mem://scratch",
-//   "s3://data/run7"));
+// What is copied is the source's newest commit: its metadata, every
+// tensor's chunk indexes and every chunk they reference (orphans and the
+// write locks stay behind). Each object is checked as it passes — the
+// envelope checksums of metadata and indexes; a chunk's header, every block
+// against its checksum, and the header against the checksum the index
+// recorded for it — so a damaged source fails the copy naming the object.
+// The commit object and HEAD are written last (FinishCopy): the copy opens
+// only once it is whole. A copy that stopped (killed, failed) is resumed by
+// running it again: objects already at the destination with the right size
+// are kept (stores write objects whole, and chunk names are unique; kept
+// chunks are not read again), the rest is copied.
 //
-// What is copied is the source's last commit: its metadata, every tensor's
-// chunk index and every chunk they reference (orphans and the write lock
-// stay behind). Each object is checked as it passes — the envelope
-// checksums of metadata and indexes; a chunk's header, every block against
-// its checksum, and the header against the checksum the index recorded for
-// it — so a damaged source fails the copy naming the object. HEAD is written
-// last: the copy opens only once it is whole. A copy that stopped (killed,
-// failed) is resumed by running it again: objects already at the
-// destination with the right size are kept (stores write objects whole, and
-// chunk names are unique; kept chunks are not read again), the rest is
-// copied.
-//
-// Thread-safety: CopyDataset may run in several threads at once on
-// different destinations; the source may be read by others meanwhile (a
-// writer committing to it during the copy is not supported: the copy would
-// name objects the writer deletes).
+// Thread-safety: a CopyPlan is immutable once made; its methods may be
+// called from any number of threads.
 #ifndef SHOAL_FORMAT_COPY_H_
 #define SHOAL_FORMAT_COPY_H_
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "base/result.h"
@@ -33,34 +32,39 @@
 
 namespace shoal {
 
-struct CopyProgress {
-  uint64_t objects_done = 0;
-  uint64_t objects_total = 0;
-  uint64_t bytes_copied = 0;
-};
-
-struct CopyOptions {
-  /// Objects read and written at once (each holds one object in memory).
-  int threads = 8;
-  /// Called after each object, from the copying threads (one at a time).
-  std::function<void(const CopyProgress&)> progress;
-};
-
 struct CopyReport {
   uint64_t commit = 0;
-  uint64_t objects = 0;  // HEAD, metadata, indexes and chunks
+  uint64_t objects = 0;  // the commit object, metadata, indexes and chunks
   uint64_t copied = 0;   // written now
   uint64_t kept = 0;     // already at the destination (a resumed copy)
   uint64_t bytes = 0;    // bytes written now
 };
 
-/// Copies the dataset at `src` to `dst`. AlreadyExists when `dst` holds a
-/// dataset (a HEAD) other than this very commit of it.
-Result<CopyReport> CopyDataset(std::string_view src, std::string_view dst,
-                               const CopyOptions& options = {});
-/// The same between stores already open.
-Result<CopyReport> CopyDataset(const Store& src, Store& dst,
-                               const CopyOptions& options = {});
+/// The objects of one commit to copy, in copy order.
+class CopyPlan {
+ public:
+  /// The plan for copying the newest commit of `src` to `dst`.
+  /// AlreadyExists when `dst` holds a dataset other than this very commit
+  /// of it (a finished copy, which is then kept whole).
+  static Result<CopyPlan> Make(const Store& src, const Store& dst);
+
+  uint64_t commit() const;
+  size_t size() const;
+  const std::string& key(size_t i) const;
+  /// The object's size when the plan knows it (chunks), else 0.
+  uint64_t known_bytes(size_t i) const;
+  /// Corruption, naming the object, unless `bytes` are object `i` whole and
+  /// intact (see the file comment).
+  Status Check(size_t i, const Buffer& bytes) const;
+  /// After every object is at `dst`: makes them durable, then publishes the
+  /// commit (the commit object, then HEAD). Counts what it wrote in
+  /// `report`.
+  Status Finish(Store& dst, CopyReport* report) const;
+
+ private:
+  struct State;
+  std::shared_ptr<const State> state_;
+};
 
 }  // namespace shoal
 

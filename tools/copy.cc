@@ -1,7 +1,7 @@
 // `shoal copy SRC DST`: a dataset from one store to another (mem://,
 // file://, s3://), object by object, checked on the way, resumable; the
-// work is the library's (format/copy.h).
-#include "format/copy.h"
+// work is the library's (loader/copy.h).
+#include "loader/copy.h"
 
 #include <cstdio>
 #include <memory>

@@ -1,9 +1,9 @@
-// CopyDataset (format/copy.h): mem:// -> file:// -> mem:// gives the same
+// CopyDataset (loader/copy.h, format/copy.h): mem:// -> file:// -> mem:// gives the same
 // samples and a dataset that verifies; a copy that failed part-way opens
 // nowhere and a second run completes it, keeping what was there; a damaged
 // chunk fails the copy naming it; a different dataset at the destination is
 // not overwritten.
-#include "format/copy.h"
+#include "loader/copy.h"
 
 #include <gtest/gtest.h>
 

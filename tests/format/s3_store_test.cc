@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "format/copy.h"
+#include "loader/copy.h"
 #include "format/dataset.h"
 #include "format/internal/http_client.h"
 #include "format/store.h"

@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "format/copy.h"
+#include "loader/copy.h"
 #include "format/dataset.h"
 #include "format/internal/commit_log.h"
 #include "format/internal/metadata.h"
