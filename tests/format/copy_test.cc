@@ -1,8 +1,8 @@
-// CopyDataset (loader/copy.h, format/copy.h): mem:// -> file:// -> mem:// gives the same
-// samples and a dataset that verifies; a copy that failed part-way opens
-// nowhere and a second run completes it, keeping what was there; a damaged
-// chunk fails the copy naming it; a different dataset at the destination is
-// not overwritten.
+// CopyDataset (loader/copy.h, format/copy.h): mem:// -> file:// -> mem:// gives
+// the same samples and a dataset that verifies; a copy that failed part-way
+// opens nowhere and a second run completes it, keeping what was there; a
+// damaged chunk fails the copy naming it; a different dataset at the
+// destination is not overwritten.
 #include "loader/copy.h"
 
 #include <gtest/gtest.h>
@@ -84,6 +84,23 @@ TEST(CopyTest, MemToFileToMemKeepsEverySample) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->copied, 0u);
   EXPECT_EQ(again->kept, again->objects);
+}
+
+// A byte budget smaller than any chunk: objects go one at a time, the copy
+// is still whole, and progress reports every object once, in order.
+TEST(CopyTest, ATinyBudgetStillCopiesEverything) {
+  MakeSource("mem://copy-tiny-src");
+  std::vector<uint64_t> done;
+  CopyOptions options{.threads = 3, .memory_budget = 1};
+  options.progress = [&](const CopyProgress& p) {
+    done.push_back(p.objects_done);
+  };
+  auto copied =
+      CopyDataset("mem://copy-tiny-src", "mem://copy-tiny-dst", options);
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  ExpectSameSamples("mem://copy-tiny-src", "mem://copy-tiny-dst");
+  ASSERT_EQ(done.size(), copied->objects);
+  for (size_t i = 0; i < done.size(); ++i) EXPECT_EQ(done[i], i + 1);
 }
 
 // A destination whose writes fail after the first `budget`.
