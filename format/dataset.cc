@@ -164,10 +164,13 @@ Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
     // would mix the two.
     SHOAL_ASSIGN_OR_RETURN(auto keys, store->List(""));
     for (const std::string& key : keys) {
-      // The lock, and what a killed Create or writer left (objects named
-      // as shoal names them, orphans without a HEAD), are no one else's.
+      // The lock, what a killed Create or writer left (objects named as
+      // shoal names them, orphans without a HEAD), and a dataset another
+      // creator made since the look above (the commit below then fails or
+      // joins it) are no one else's.
       if (key.starts_with(kDatasetLockKey) || key.starts_with("meta/") ||
-          key.starts_with("index/") || key.starts_with("chunks/")) {
+          key.starts_with("index/") || key.starts_with("chunks/") ||
+          key.starts_with("commits/") || key == internal::kHeadKey) {
         continue;
       }
       return FailedPrecondition(impl->Where() + " is not empty (e.g. '" + key +
