@@ -291,7 +291,9 @@ std::vector<Decision> ConcurrencyController::Undo(double t,
 
 Decision ConcurrencyController::Begin(const Step& step, std::string why) {
   if (!trial_) {
-    trial_.emplace();
+    // Trial() spelled out: clang cannot use the nested struct's default
+    // member initializers for emplace() within the enclosing class.
+    trial_.emplace(Trial());
     trial_->baseline = ewma_;
   }
   Trial& trial = *trial_;

@@ -253,7 +253,10 @@ Result<IngestReport> Ingestion::Run() {
   if (scan.tensors.empty()) {
     return InvalidArgument(source_.name() + " makes no tensors");
   }
-  for (const auto& [name, codec] : options_.chunk_compression) {
+  for (const auto& entry : options_.chunk_compression) {
+    // (Structured bindings are not captured: clang before 16 refuses it.)
+    const std::string& name = entry.first;
+    const std::string& codec = entry.second;
     auto spec =
         std::find_if(scan.tensors.begin(), scan.tensors.end(),
                      [&](const TensorSpec& t) { return t.name == name; });

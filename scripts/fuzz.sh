@@ -24,6 +24,29 @@ i=0
 for f in "$root"/tests/data/video/*.mp4 "$root"/tests/data/video/*.mov "$root"/tests/data/video/*.webm; do
   cp "$f" "$corpus/video/seed$i"; i=$((i+1))
 done
+# Ingestion inputs: the first byte picks the parser (0 .npy, 1 IDX, 2 YAML
+# job, 3 --workers spec), the rest is a real input of that kind.
+mkdir -p "$corpus/ingest"
+/usr/bin/python3 - "$corpus/ingest" <<'PY'
+import gzip, io, struct, sys
+import numpy as np
+out = sys.argv[1]
+def put(name, kind, data):
+    open(f"{out}/{name}", "wb").write(bytes([kind]) + data)
+for i, a in enumerate([np.arange(12, dtype=np.uint8).reshape(3, 4),
+                       np.zeros((2, 3, 4), dtype=np.float32),
+                       np.arange(5, dtype=">i4"), np.ones((2, 2), order="F")]):
+    b = io.BytesIO(); np.save(b, a); put(f"npy{i}", 0, b.getvalue())
+idx = struct.pack(">HBB", 0, 8, 3) + struct.pack(">III", 2, 3, 4) + bytes(24)
+put("idx0", 1, idx)
+put("idx1", 1, gzip.compress(idx))
+put("idx2", 1, struct.pack(">HBB", 0, 8, 1) + struct.pack(">I", 5) + bytes(range(5)))
+put("workers0", 3, b"read=2,prepare=3")
+PY
+i=0
+for f in "$root"/configs/*.yaml; do
+  { printf '\x02'; cat "$f"; } >"$corpus/ingest/yaml$i"; i=$((i+1))
+done
 for fuzzer in "$build"/tests/fuzz/shoal_*_fuzz; do
   name=$(basename "$fuzzer" _fuzz); name=${name#shoal_}
   echo "== $(basename "$fuzzer") for ${seconds}s"

@@ -1,5 +1,6 @@
 // libFuzzer target for the format's decoders of stored bytes: chunk headers
-// and blocks, chunk indexes, dataset metadata and HEAD. Each must answer any
+// and blocks, chunk indexes, dataset metadata (and merging writers' segments
+// into it) and HEAD / commit objects. Each must answer any
 // input with a Status, never a crash, hang or huge allocation (run under
 // ASan/UBSan by `make fuzz`).
 #include <cstddef>
@@ -38,7 +39,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (uint8_t rank = 0; rank <= 3; ++rank) {
     (void)internal::TensorIndex::Decode(bytes, rank);
   }
-  (void)internal::DecodeDatasetMeta(bytes);
+  // Metadata (version 1, or 2 with writer segments): decoded, merged as a
+  // writer's commit would merge it, and encoded again.
+  if (auto meta = internal::DecodeDatasetMeta(bytes); meta.ok()) {
+    auto merged = internal::MergeWriter(*meta, *meta, 1);
+    if (merged.ok()) {
+      (void)internal::DecodeDatasetMeta(
+          AsBytes(internal::EncodeDatasetMeta(*merged)));
+    }
+  }
+  // HEAD and commit objects share a payload.
   (void)internal::DecodeHead(bytes);
   return 0;
 }
