@@ -329,11 +329,11 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
     return kExitOk;
   }
   std::printf(
-      "bench: loader, %llu samples in %llu batches on %d threads in %.3f s: "
-      "%.0f samples/s, %.1f MB/s\n",
+      "bench: loader, %llu samples in %llu batches on %d decode threads in "
+      "%.3f s: %.0f samples/s, %.1f MB/s\n",
       static_cast<unsigned long long>(m.samples),
-      static_cast<unsigned long long>(m.batches), m.pipeline.threads, seconds,
-      samples_per_s, mb_per_s);
+      static_cast<unsigned long long>(m.batches), ResolveThreads(lo.threads),
+      seconds, samples_per_s, mb_per_s);
   std::printf(
       "  consumer stalled %.1f%% of the time; memory: peak %s accounted "
       "(budget %s), peak RSS %s; read %s in %llu chunks\n",
