@@ -43,8 +43,7 @@ Result<ExtentData> Tensor::Impl::ReadExtent(
   return std::move(ReadExtents({&i, 1}, allocate).front());
 }
 
-Result<ExtentData> Tensor::Impl::ReadExtentAlone(
-    size_t i, const BufferAllocator& allocate) const {
+Result<ExtentData> Tensor::Impl::ReadExtentAlone(size_t i) const {
   const auto& entries = index_.entries();
   if (i > entries.size() ||
       (i == entries.size() && size() == index_.num_samples())) {
@@ -60,7 +59,6 @@ Result<ExtentData> Tensor::Impl::ReadExtentAlone(
   const internal::IndexEntry& entry = entries[i];
   const Shape& shape = entry.tiled->shape;
   const uint64_t zero[Shape::kMaxRank] = {};
-  (void)allocate;  // tiles are reassembled into a buffer of their own
   auto sample = ReadTiled(*entry.tiled, {zero, shape.rank()}, shape.dims());
   if (!sample.ok()) {
     return sample.status().WithContext("sample " +
@@ -111,7 +109,7 @@ std::vector<Result<ExtentData>> Tensor::Impl::ReadExtents(
   for (size_t k = 0; k < extents.size(); ++k) {
     const size_t i = extents[k];
     if (i >= entries.size() || entries[i].tiled) {
-      done[k] = ReadExtentAlone(i, allocate);
+      done[k] = ReadExtentAlone(i);
       continue;
     }
     const internal::IndexEntry& entry = entries[i];

@@ -27,13 +27,17 @@
 // the memory budget has room; fetch reads each chunk the first time a batch
 // needs it (one read and one decompression per chunk per epoch in `none`
 // and `chunk` shuffle, into recycled buffers; whichever of two batches
-// sharing a chunk gets there first loads it); `full` reads sample by
-// sample. Decode writes every sample straight into its slot of the batch
-// buffer (JPEG with DCT-domain scaling and region decode when a transform
-// shrinks the image). Batches
-// come out in plan order whatever the thread count, so a seed gives the same
-// batches bit for bit on 1 or 64 threads; random transforms draw from a
-// per-sample seed (seed, epoch, sample index).
+// sharing a chunk claims it first loads it, and a batch's chunks are read
+// together, one round trip over a network); `full` reads sample by sample
+// when its chunks do not fit the budget (a batch's samples together, the
+// neighbours in a chunk in one ranged read). Fetch workers mostly wait on
+// the store, so they have threads of their own and their number adapts to
+// it (LoaderOptions::fetch_workers). Decode writes every sample straight into
+// its slot of the batch buffer (JPEG with DCT-domain scaling and region decode
+// when a transform shrinks the image). Batches come out in plan order whatever
+// the thread count, so a seed gives the same batches bit for bit on 1 or 64
+// threads; random transforms draw from a per-sample seed (seed, epoch, sample
+// index).
 //
 // Memory. Accounted memory — batch buffers (kept from batch to batch and
 // charged for as long as they exist, in flight, with the caller or free in

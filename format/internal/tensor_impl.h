@@ -202,12 +202,12 @@ class Tensor::Impl {
   /// ref.header_bytes) and caches it.
   Result<std::shared_ptr<const ChunkHeader>> ParseHeader(
       const internal::ChunkRef& ref, ByteSpan bytes) const;
-  /// ReadExtent() of a tiled extent or of the open chunk.
   /// Calls `fn` on every extent holding samples below `n`, in order.
   Status ForEachExtent(
       uint64_t n, const std::function<Status(const ExtentData&)>& fn) const;
-  Result<ExtentData> ReadExtentAlone(size_t i,
-                                     const BufferAllocator& allocate) const;
+  /// ReadExtent() of a tiled extent (reassembled into a buffer of its own)
+  /// or of the open chunk (a copy).
+  Result<ExtentData> ReadExtentAlone(size_t i) const;
   /// The samples of a chunk from its header and its blocks' stored bytes.
   Result<ExtentData> ExtentFromBlocks(const internal::IndexEntry& entry,
                                       const ChunkHeader& header,
