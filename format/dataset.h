@@ -117,6 +117,16 @@ class ExtentData {
   bool encoded_ = false;
 };
 
+/// What Tensor::ReadStoredSamples read; reused from call to call.
+struct StoredSamples {
+  /// One per index: the sample's stored bytes (a slice of what its read
+  /// brought, shared with its neighbours), or its error.
+  std::vector<Result<Buffer>> samples;
+  /// Ranged reads sent (chunk headers included) and the bytes they brought.
+  uint64_t reads = 0;
+  uint64_t bytes_read = 0;
+};
+
 struct ReadOptions {
   /// Past the tensor's end, return an empty sample (all-zero shape of the
   /// tensor's rank, no data) instead of OutOfRange.
@@ -207,6 +217,21 @@ class Tensor {
   /// when given). Errors name the chunk.
   Result<ExtentData> ReadExtent(size_t i,
                                 const BufferAllocator& allocate = {}) const;
+  /// ReadExtent() of each of `extents`, their chunk objects read together
+  /// (Store::ReadRanges: over a network, one round trip for all), each in
+  /// one read with its header unless that is cached. One result per entry.
+  std::vector<Result<ExtentData>> ReadExtents(
+      std::span<const size_t> extents,
+      const BufferAllocator& allocate = {}) const;
+  /// ReadStored() of each of `indices`, into `out`, with few requests: the
+  /// headers of the chunks not cached are read together, then per chunk the
+  /// blocks its samples need, where two samples' blocks less than
+  /// `coalesce_gap` stored bytes apart come in one ranged read (the bytes
+  /// between are read and checked too), all reads sent together. Every
+  /// block read is verified, as ReadStored() verifies. A tiled sample is
+  /// InvalidArgument (Read it whole); errors name chunk and sample.
+  void ReadStoredSamples(std::span<const uint64_t> indices,
+                         uint64_t coalesce_gap, StoredSamples* out) const;
   /// Whether sample `index` is tiled (stored as tiles in chunks of their
   /// own, so ReadStored has no single form for it: Read it whole).
   Result<bool> IsTiled(uint64_t index) const;

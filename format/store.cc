@@ -103,6 +103,17 @@ Status ValidateStoreKey(std::string_view key) {
   return Status::OK();
 }
 
+std::vector<Result<Buffer>> Store::ReadRanges(
+    std::span<const RangeRead> ranges, const BufferAllocator& allocate) const {
+  (void)allocate;  // ReadRange() of file:// maps, of mem:// shares
+  std::vector<Result<Buffer>> out;
+  out.reserve(ranges.size());
+  for (const RangeRead& r : ranges) {
+    out.push_back(ReadRange(r.key, r.offset, r.length));
+  }
+  return out;
+}
+
 Status Store::DeleteLeftover(std::string_view name) {
   // Appended rather than "'" + std::string(...): GCC 12 at -O3 warns
   // falsely (-Wrestrict, GCC bug 105329) on a literal plus a temporary.

@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,13 @@
 #include "base/result.h"
 
 namespace shoal {
+
+/// One range of one object, for Store::ReadRanges().
+struct RangeRead {
+  std::string_view key;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
 
 class Store {
  public:
@@ -63,6 +71,15 @@ class Store {
   /// the end of the object (a short read is never returned).
   virtual Result<Buffer> ReadRange(std::string_view key, uint64_t offset,
                                    uint64_t length) const = 0;
+  /// Every range as ReadRange() reads it, one result per range, in order.
+  /// A store whose requests wait on a network (s3://) has them in flight
+  /// together, so a set of reads costs about one round trip instead of one
+  /// each; the default reads them in turn.
+  /// The bytes go into buffers from `allocate` where the store copies them
+  /// (a network's), else they may be mapped or shared (file://, mem://).
+  virtual std::vector<Result<Buffer>> ReadRanges(
+      std::span<const RangeRead> ranges,
+      const BufferAllocator& allocate = {}) const;
   /// The object's size in bytes; NotFound when missing.
   virtual Result<uint64_t> Size(std::string_view key) const = 0;
   virtual Result<bool> Exists(std::string_view key) const = 0;
@@ -115,6 +132,11 @@ class ForwardingStore : public Store {
   Result<Buffer> ReadRange(std::string_view key, uint64_t offset,
                            uint64_t length) const override {
     return inner_->ReadRange(key, offset, length);
+  }
+  std::vector<Result<Buffer>> ReadRanges(
+      std::span<const RangeRead> ranges,
+      const BufferAllocator& allocate = {}) const override {
+    return inner_->ReadRanges(ranges, allocate);
   }
   Result<uint64_t> Size(std::string_view key) const override {
     return inner_->Size(key);

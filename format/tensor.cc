@@ -50,16 +50,25 @@ std::string Tensor::Impl::ChunkWhere(const ChunkRef& ref) const {
 
 // ----------------------------------------------------------------- reads --
 
+std::shared_ptr<const ChunkHeader> Tensor::Impl::CachedHeader(
+    const ChunkRef& ref) const {
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  auto* hit = headers_.Find(ref.id);
+  return hit ? *hit : nullptr;
+}
+
 Result<std::shared_ptr<const ChunkHeader>> Tensor::Impl::Header(
     const ChunkRef& ref) const {
-  {
-    std::lock_guard<std::mutex> lock(cache_mu_);
-    if (auto* hit = headers_.Find(ref.id)) return *hit;
-  }
+  if (auto hit = CachedHeader(ref)) return hit;
   const std::string key = internal::ChunkKey(meta_.id, ref.id);
   SHOAL_ASSIGN_OR_RETURN(Buffer bytes, ChunkRange(key, 0, ref.header_bytes));
+  return ParseHeader(ref, bytes.span());
+}
+
+Result<std::shared_ptr<const ChunkHeader>> Tensor::Impl::ParseHeader(
+    const ChunkRef& ref, ByteSpan bytes) const {
   SHOAL_ASSIGN_OR_RETURN(auto header,
-                         ChunkHeader::Decode(bytes.span(), ref.chunk_bytes));
+                         ChunkHeader::Decode(bytes, ref.chunk_bytes));
   const ChunkHeader& h = *header;
   SHOAL_RETURN_IF_ERROR(internal::CheckChunkBinding(ref, h.checksum()));
   const ChunkFormat& f = h.format();
@@ -78,7 +87,10 @@ Result<std::shared_ptr<const ChunkHeader>> Tensor::Impl::Header(
 
 Result<Buffer> Tensor::Impl::ChunkRange(const std::string& key, uint64_t offset,
                                         uint64_t length) const {
-  auto bytes = context_->store->ReadRange(key, offset, length);
+  return ChunkReadResult(context_->store->ReadRange(key, offset, length));
+}
+
+Result<Buffer> Tensor::Impl::ChunkReadResult(Result<Buffer> bytes) {
   // The index says how long the chunk is: a shorter object is damaged, not
   // a read past some end.
   if (!bytes.ok() && bytes.status().code() == StatusCode::kOutOfRange) {

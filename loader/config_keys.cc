@@ -87,6 +87,10 @@ std::vector<ConfigEntry> MakeEntries() {
       "loader.prefetch_batches", 0, 4096,
       "Batches prepared ahead of the consumer (0: 2 x threads + 2)", [
       ](JobConfig & c) -> auto& { return c.loader.options.prefetch_batches; }));
+  t.push_back(Whole<int>(
+      "loader.fetch_workers", 0, kMaxFetchWorkers,
+      "Chunk reads in flight (0: adapted to the store's latency)",
+      [](JobConfig & c) -> auto& { return c.loader.options.fetch_workers; }));
   t.push_back(Choice<ErrorPolicy>(
       "loader.on_error",
       {{"fail", ErrorPolicy::kFail}, {"skip", ErrorPolicy::kSkip}},

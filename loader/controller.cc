@@ -104,7 +104,9 @@ std::vector<Decision> ConcurrencyController::Update(
   last_ = metrics;
   last_t_ = t;
   latency_ewma_.resize(metrics.stages.size(), 0.0);
-  return Decide(t);
+  std::vector<Decision> decisions = Decide(t);
+  for (Decision& d : decisions) d.t = t;
+  return decisions;
 }
 
 std::vector<Decision> ConcurrencyController::Decide(double t) {

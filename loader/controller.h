@@ -139,6 +139,8 @@ struct Decision {
   /// E.g. "decode 2->3: busy 97%, input queue 3.2 items, after +18%
   /// samples/s".
   std::string reason;
+  /// When: the `t` of the Update() that took it.
+  double t = 0;
 };
 
 /// What one stage did during an interval. Fractions are of worker time

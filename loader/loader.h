@@ -27,13 +27,17 @@
 // the memory budget has room; fetch reads each chunk the first time a batch
 // needs it (one read and one decompression per chunk per epoch in `none`
 // and `chunk` shuffle, into recycled buffers; whichever of two batches
-// sharing a chunk gets there first loads it); `full` reads sample by
-// sample. Decode writes every sample straight into its slot of the batch
-// buffer (JPEG with DCT-domain scaling and region decode when a transform
-// shrinks the image). Batches
-// come out in plan order whatever the thread count, so a seed gives the same
-// batches bit for bit on 1 or 64 threads; random transforms draw from a
-// per-sample seed (seed, epoch, sample index).
+// sharing a chunk claims it first loads it, and a batch's chunks are read
+// together, one round trip over a network); `full` reads sample by sample
+// when its chunks do not fit the budget (a batch's samples together, the
+// neighbours in a chunk in one ranged read). Fetch workers mostly wait on
+// the store, so they have threads of their own and their number adapts to
+// it (LoaderOptions::fetch_workers). Decode writes every sample straight into
+// its slot of the batch buffer (JPEG with DCT-domain scaling and region decode
+// when a transform shrinks the image). Batches come out in plan order whatever
+// the thread count, so a seed gives the same batches bit for bit on 1 or 64
+// threads; random transforms draw from a per-sample seed (seed, epoch, sample
+// index).
 //
 // Memory. Accounted memory — batch buffers (kept from batch to batch and
 // charged for as long as they exist, in flight, with the caller or free in
@@ -78,6 +82,7 @@
 #include "base/buffer.h"
 #include "base/result.h"
 #include "format/dataset.h"
+#include "loader/controller.h"
 #include "loader/image_transform.h"
 #include "loader/pipeline.h"
 #include "loader/sampler.h"
@@ -129,6 +134,12 @@ struct LoaderOptions {
   uint64_t memory_budget = 1ull << 30;
   /// Batches prepared ahead of the consumer; 0 = 2 * threads + 2.
   int prefetch_batches = 0;
+  /// Chunk reads in flight (fetch workers, which mostly wait on the store
+  /// and have threads of their own besides `threads`), 1 ..
+  /// kMaxFetchWorkers; 0 = adapted to the store while the loader runs: more
+  /// while throughput rises, fewer when the store pushes back (see
+  /// LoaderMetrics::decisions).
+  int fetch_workers = 0;
   /// Per image tensor: how to decode (default: as stored, ragged).
   std::map<std::string, ImageTransform, std::less<>> transforms;
   /// Per video tensor: its clips (a video tensor without an entry gets
@@ -221,6 +232,10 @@ struct LoaderMetrics {
   uint64_t skipped_samples = 0;
   uint64_t chunks_read = 0;
   uint64_t bytes_read = 0;  // stored bytes fetched
+  /// Ranged reads of samples under per_sample_reads(): the requests, chunk
+  /// headers included; the samples of a batch that are neighbours in a
+  /// chunk share one.
+  uint64_t sample_reads = 0;
   /// Accounted memory (chunks, free chunk buffers, batch buffers) now and
   /// at most.
   uint64_t memory_budget = 0;
@@ -229,7 +244,16 @@ struct LoaderMetrics {
   /// Of memory_in_use: the batch buffers, which the loader keeps (charged)
   /// from batch to batch, in flight or idle, until it is destroyed.
   uint64_t batch_buffer_bytes = 0;
+  /// Every change the controller made to the fetch workers (stage 0 of
+  /// `pipeline`), in order, with when (Decision::t, seconds since the run
+  /// started) and why.
+  std::vector<Decision> decisions;
 };
+
+/// The most fetch workers (chunk reads in flight) a loader runs: enough to
+/// cover a store's latency at a decode rate far above one machine's (64
+/// reads of 100 ms in flight is 640 chunks a second).
+inline constexpr int kMaxFetchWorkers = 64;
 
 class Loader {
  public:

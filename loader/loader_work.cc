@@ -1,5 +1,6 @@
 // The work of one batch: the feeder lays it out (Fill), the fetch stage
-// loads the chunks it is the first to need (Fetch), the decode stage writes
+// loads the chunks it needs that no other batch loads (Fetch), or under
+// per_sample_reads its samples' stored bytes; the decode stage writes
 // every sample into its slot of the batch buffer (Decode).
 #include <algorithm>
 #include <cstdlib>
@@ -70,9 +71,10 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
     item.indices[k] = samples[k] % n;
     item.clips[k] = static_cast<uint32_t>(samples[k] / n);
   }
-  // A run stopped between this item's admission and its fetch left its
-  // reservation behind.
+  // A run stopped between this item's admission and its fetch (or decode)
+  // left its reservation (or samples) behind.
   item.Unreserve();
+  item.ReleaseStored();
   uint64_t grow = 0;
   for (size_t t = 0; t < tensors.size(); ++t) {
     const LoadedTensor& lt = tensors[t];
@@ -126,9 +128,7 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
     }
 
     auto& reads = item.reads[t];
-    auto& loads = item.loads[t];
     reads.clear();
-    loads.clear();
     if (per_sample_reads) continue;
     auto& extents = feed.scratch;
     extents.clear();
@@ -149,7 +149,6 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
             static_cast<double>(lt.extents[e].stored_bytes) * lt.expansion);
         // Admitted with this batch, held until the extent's last reader.
         feed.pipeline->AdmitWithItem(slot->charged);
-        loads.push_back(slot.get());
         if (feed.last_use[t][e] != j) resident.emplace(e, slot);
       }
       if (feed.last_use[t][e] == j && it != resident.end()) resident.erase(it);
@@ -216,8 +215,9 @@ Status Loader::Impl::GrowBatchBuffer(LoaderBatchWork& item, size_t t) {
   return Status::OK();
 }
 
-// Loads the chunks this batch is the first to read (unless a later batch
-// already did; see ExtentSlot).
+// Loads the chunks this batch reads that no other fetch has claimed, all
+// at once, then waits for those that other fetches are loading: the waits
+// for the store happen here, on the fetch workers, never in a decoder.
 Status Loader::Impl::Fetch(LoaderBatchWork& item) {
   for (size_t t = 0; t < tensors.size(); ++t) {
     TensorBatch& out = item.tensors[t];
@@ -226,29 +226,60 @@ Status Loader::Impl::Fetch(LoaderBatchWork& item) {
     }
   }
   item.Unreserve();
-  for (size_t t = 0; t < tensors.size(); ++t) {
-    for (ExtentSlot* slot : item.loads[t]) Load(t, *slot);
+  if (per_sample_reads) return ReadSamples(item);
+  for (size_t t = 0; t < tensors.size(); ++t) Load(item, t);
+  for (const auto& reads : item.reads) {
+    for (const auto& slot : reads) slot->Wait();
   }
   return Status::OK();
 }
 
-void Loader::Impl::Load(size_t t, ExtentSlot& slot) {
-  std::call_once(slot.once, [&] {
-    auto data = tensors[t].tensor->ReadExtent(
-        slot.extent, [this](size_t bytes) { return pool->Allocate(bytes); });
-    if (!data.ok()) {
-      slot.status = data.status();
-      return;
+void Loader::Impl::Load(LoaderBatchWork& item, size_t t) {
+  item.claimed.clear();
+  item.extents.clear();
+  for (const auto& slot : item.reads[t]) {
+    if (!slot->Claim()) continue;
+    item.claimed.push_back(slot.get());
+    item.extents.push_back(slot->extent);
+  }
+  if (item.claimed.empty()) return;
+  std::vector<Result<ExtentData>> data = tensors[t].tensor->ReadExtents(
+      item.extents, [this](size_t bytes) { return pool->Allocate(bytes); });
+  for (size_t k = 0; k < item.claimed.size(); ++k) {
+    ExtentSlot& slot = *item.claimed[k];
+    if (data[k].ok()) {
+      slot.data = std::move(*data[k]);
+      chunks_read.fetch_add(1, std::memory_order_relaxed);
+      bytes_read.fetch_add(tensors[t].extents[slot.extent].stored_bytes,
+                           std::memory_order_relaxed);
+      const uint64_t actual = slot.data.memory_bytes();
+      slot.budget->Charge(static_cast<int64_t>(actual) -
+                          static_cast<int64_t>(slot.charged));
+      slot.charged = actual;
+    } else {
+      slot.status = data[k].status();
     }
-    slot.data = std::move(*data);
-    chunks_read.fetch_add(1, std::memory_order_relaxed);
-    bytes_read.fetch_add(tensors[t].extents[slot.extent].stored_bytes,
-                         std::memory_order_relaxed);
-    const uint64_t actual = slot.data.memory_bytes();
-    slot.budget->Charge(static_cast<int64_t>(actual) -
-                        static_cast<int64_t>(slot.charged));
-    slot.charged = actual;
-  });
+    slot.Publish();
+  }
+}
+
+// Samples a shuffle spreads over chunks that do not fit the budget are
+// read one by one, but a batch's are read together: per chunk the runs of
+// neighbouring samples' blocks, every read in flight at once.
+Status Loader::Impl::ReadSamples(LoaderBatchWork& item) {
+  // Reading the bytes between two samples costs less than another request
+  // while they are within a block (128 KiB by default) of each other; the
+  // request's round trip is paid once per batch either way.
+  constexpr uint64_t kCoalesceGap = 128 << 10;
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    StoredSamples& stored = item.stored[t];
+    tensors[t].tensor->ReadStoredSamples(item.indices, kCoalesceGap, &stored);
+    sample_reads.fetch_add(stored.reads, std::memory_order_relaxed);
+    bytes_read.fetch_add(stored.bytes_read, std::memory_order_relaxed);
+    budget->Charge(static_cast<int64_t>(stored.bytes_read));
+    item.stored_charged += stored.bytes_read;
+  }
+  return Status::OK();
 }
 
 Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
@@ -272,7 +303,9 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
       bytes = owned.span();
       shape = whole.shape;
     } else {
-      SHOAL_ASSIGN_OR_RETURN(owned, lt.tensor->ReadStored(sample));
+      Result<Buffer>& stored = item.stored[t].samples[k];
+      if (!stored.ok()) return stored.status();
+      owned = *stored;
       bytes = owned.span();
       shape = lt.StoredShape(sample);
       encoded = !lt.tensor->spec().sample_compression.empty();
@@ -340,9 +373,9 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
   return s.WithContext(context + ": sample " + std::to_string(sample));
 }
 
-// The extent of tensor t holding `sample` among those the batch reads,
-// loaded (waiting for a load another batch started), or null when the batch
-// does not read it.
+// The extent of tensor t holding `sample` among those the batch reads
+// (loaded: the batch's fetch waited for them), or null when the batch does
+// not read it.
 ExtentSlot* Loader::Impl::HeldSlot(LoaderBatchWork& item, size_t t,
                                    uint64_t sample) {
   const size_t e = tensors[t].ExtentOf(sample);
@@ -351,7 +384,6 @@ ExtentSlot* Loader::Impl::HeldSlot(LoaderBatchWork& item, size_t t,
                              [](const std::shared_ptr<ExtentSlot>& s,
                                 size_t x) { return s->extent < x; });
   if (it == reads.end() || (*it)->extent != e) return nullptr;
-  Load(t, **it);
   return it->get();
 }
 
@@ -396,6 +428,7 @@ Status Loader::Impl::Decode(LoaderBatchWork& item) {
       if (s.ok()) continue;
       if (options.on_error == ErrorPolicy::kFail) {
         for (auto& reads : item.reads) reads.clear();
+        item.ReleaseStored();
         return s;
       }
       item.failed[k] = 1;
@@ -403,8 +436,9 @@ Status Loader::Impl::Decode(LoaderBatchWork& item) {
       break;
     }
   }
-  // The chunks go as soon as no batch needs them.
+  // The chunks (or samples) go as soon as no batch needs them.
   for (auto& reads : item.reads) reads.clear();
+  item.ReleaseStored();
   if (failures > 0) {
     // kSkip: the batch closes ranks over the samples that failed.
     skipped.fetch_add(failures, std::memory_order_relaxed);

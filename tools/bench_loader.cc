@@ -215,7 +215,12 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
     const double stall = (now.pipeline.consumer_wait_seconds -
                           last.pipeline.consumer_wait_seconds) /
                          dt;
-    profile->Add(interval, {}, ResidentSetBytes(), stall);
+    // The fetch workers' changes since the last interval.
+    const std::vector<Decision> decisions(
+        now.decisions.begin() +
+            static_cast<std::ptrdiff_t>(last.decisions.size()),
+        now.decisions.end());
+    profile->Add(interval, decisions, ResidentSetBytes(), stall);
     last = now;
     last_t = t;
   };
@@ -278,6 +283,13 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   const double stall = m.pipeline.consumer_wait_seconds / seconds;
   const double reference_rate =
       reference ? reference->samples / std::max(reference->seconds, 1e-9) : 0;
+  // "T s: fetch A->B: why", as ingestion reports its workers' changes.
+  std::vector<std::string> decisions;
+  for (const Decision& d : m.decisions) {
+    char when[32];
+    std::snprintf(when, sizeof(when), "%.2f s: ", d.t);
+    decisions.push_back(when + d.reason);
+  }
   if (options.json) {
     nlohmann::ordered_json stages = nlohmann::ordered_json::array();
     stages.push_back(StageJson(m.pipeline.feeder));
@@ -300,7 +312,9 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
         {"skipped_samples", m.skipped_samples},
         {"chunks_read", m.chunks_read},
         {"bytes_read", m.bytes_read},
+        {"sample_reads", m.sample_reads},
         {"stages", stages},
+        {"decisions", decisions},
         {"shuffle",
          {{"mode", std::string(ShuffleModeName(lo.shuffle))},
           {"mean_displacement", quality->mean_displacement},
@@ -315,11 +329,11 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
     return kExitOk;
   }
   std::printf(
-      "bench: loader, %llu samples in %llu batches on %d threads in %.3f s: "
-      "%.0f samples/s, %.1f MB/s\n",
+      "bench: loader, %llu samples in %llu batches on %d decode threads in "
+      "%.3f s: %.0f samples/s, %.1f MB/s\n",
       static_cast<unsigned long long>(m.samples),
-      static_cast<unsigned long long>(m.batches), m.pipeline.threads, seconds,
-      samples_per_s, mb_per_s);
+      static_cast<unsigned long long>(m.batches), ResolveThreads(lo.threads),
+      seconds, samples_per_s, mb_per_s);
   std::printf(
       "  consumer stalled %.1f%% of the time; memory: peak %s accounted "
       "(budget %s), peak RSS %s; read %s in %llu chunks\n",
@@ -327,6 +341,12 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
       FormatBytes(m.memory_budget).c_str(), FormatBytes(peak_rss).c_str(),
       FormatBytes(m.bytes_read).c_str(),
       static_cast<unsigned long long>(m.chunks_read));
+  if (m.sample_reads > 0) {
+    std::printf("  sample by sample: %llu ranged reads, %.3f per sample\n",
+                static_cast<unsigned long long>(m.sample_reads),
+                static_cast<double>(m.sample_reads) /
+                    static_cast<double>(std::max<uint64_t>(m.samples, 1)));
+  }
   std::printf("  %-8s %5s %8s %9s %10s %12s\n", "stage", "conc", "items",
               "busy s", "wait in s", "blocked out s");
   auto row = [](const StageMetrics& s) {
@@ -336,6 +356,8 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   };
   row(m.pipeline.feeder);
   for (const StageMetrics& s : m.pipeline.stages) row(s);
+  for (const std::string& d : decisions)
+    std::printf("  workers: %s\n", d.c_str());
   std::printf(
       "  shuffle %s: mean displacement %.3f (uniform: 0.333), rank "
       "correlation %.3f (uniform: 0)",

@@ -8,6 +8,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstring>
+#include <optional>
 
 namespace shoal::internal {
 namespace {
@@ -25,6 +26,7 @@ void GlobalInit() {
 struct Transfer {
   HttpResponse* response;
   uint64_t max_body;
+  const BufferAllocator* allocate = nullptr;
   MutableBuffer body;
   uint64_t size = 0;
   bool too_long = false;
@@ -75,7 +77,9 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
       }
     }
     want = std::min(want, t->max_body);
-    auto grown = MutableBuffer::Allocate(want);
+    auto grown = t->allocate != nullptr && *t->allocate
+                     ? (*t->allocate)(want)
+                     : MutableBuffer::Allocate(want);
     if (!grown.ok()) return 0;
     if (t->size) std::memcpy(grown->data(), t->body.data(), t->size);
     t->body = std::move(*grown);
@@ -103,11 +107,27 @@ struct HttpClient::Handle {
   }
 };
 
+// One request on its way: the handle it runs on and what it gathers. Not
+// moved once set up (curl holds pointers into it).
+struct HttpClient::Exchange {
+  std::unique_ptr<Handle> handle;
+  HttpResponse response;
+  Transfer transfer{&response, 0};
+  curl_slist* headers = nullptr;
+  size_t index = 0;  // in SendAll's requests
+  Exchange() = default;
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+  ~Exchange() { curl_slist_free_all(headers); }
+};
+
 HttpClient::HttpClient(HttpOptions options) : options_(options) {
   GlobalInit();
 }
 
-HttpClient::~HttpClient() = default;
+HttpClient::~HttpClient() {
+  for (void* multi : idle_multi_) curl_multi_cleanup(multi);
+}
 
 std::unique_ptr<HttpClient::Handle> HttpClient::Take() const {
   {
@@ -128,39 +148,54 @@ void HttpClient::Give(std::unique_ptr<Handle> handle) const {
   idle_.push_back(std::move(handle));
 }
 
-Result<HttpResponse> HttpClient::Send(const HttpRequest& request) const {
-  std::unique_ptr<Handle> handle = Take();
-  CURL* curl = handle->curl;
-  if (curl == nullptr) return ResourceExhausted("curl_easy_init failed");
+void* HttpClient::TakeMulti() const {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_multi_.empty()) {
+      void* multi = idle_multi_.back();
+      idle_multi_.pop_back();
+      return multi;
+    }
+  }
+  return curl_multi_init();
+}
+
+void HttpClient::GiveMulti(void* multi) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  idle_multi_.push_back(multi);
+}
+
+void HttpClient::Setup(Exchange& e, const HttpRequest& request) const {
+  CURL* curl = e.handle->curl;
   // Options are set afresh for every request; the connection cache stays.
   curl_easy_reset(curl);
-  HttpResponse response;
-  Transfer t{&response, request.max_body};
-  t.upload = request.body;
-  curl_slist* headers = nullptr;
+  e.transfer.max_body = request.max_body;
+  e.transfer.allocate = &request.allocate;
+  e.transfer.upload = request.body;
   for (const auto& [name, value] : request.headers) {
-    headers = curl_slist_append(headers, (name + ": " + value).c_str());
+    e.headers = curl_slist_append(e.headers, (name + ": " + value).c_str());
   }
   // curl would otherwise add "Expect: 100-continue" to larger uploads and
   // wait for the server's go-ahead, a round trip per PUT.
-  headers = curl_slist_append(headers, "Expect:");
+  e.headers = curl_slist_append(e.headers, "Expect:");
   curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, e.headers);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
                    options_.connect_timeout_ms);
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, options_.low_speed_seconds);
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, options_.low_speed_bytes);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, OnHeader);
-  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &e.transfer);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &e.transfer);
+  curl_easy_setopt(curl, CURLOPT_PRIVATE, &e);
   if (request.method == "HEAD") {
     curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
   } else if (request.method == "PUT" || request.method == "POST") {
     curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(curl, CURLOPT_READFUNCTION, OnUpload);
-    curl_easy_setopt(curl, CURLOPT_READDATA, &t);
+    curl_easy_setopt(curl, CURLOPT_READDATA, &e.transfer);
     curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE,
                      static_cast<curl_off_t>(request.body.size()));
     if (request.method == "POST") {
@@ -169,25 +204,95 @@ Result<HttpResponse> HttpClient::Send(const HttpRequest& request) const {
   } else if (request.method != "GET") {
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
   }
-  const CURLcode code = curl_easy_perform(curl);
-  curl_slist_free_all(headers);
+}
+
+Result<HttpResponse> HttpClient::Finish(Exchange& e, const HttpRequest& request,
+                                        int code) const {
   if (code != CURLE_OK) {
     // A handle whose transfer failed may hold a broken connection: dropped.
-    if (t.too_long) {
+    if (e.transfer.too_long) {
       return ResourceExhausted(request.method + " " + request.url +
                                ": the response is longer than the " +
                                std::to_string(request.max_body) +
                                " bytes expected");
     }
     return IOError(request.method + " " + request.url + ": " +
-                   curl_easy_strerror(code));
+                   curl_easy_strerror(static_cast<CURLcode>(code)));
   }
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
-  Give(std::move(handle));
-  response.body = t.size == t.body.size()
-                      ? std::move(t.body).Freeze()
-                      : std::move(t.body).Freeze().Slice(0, t.size);
-  return response;
+  curl_easy_getinfo(e.handle->curl, CURLINFO_RESPONSE_CODE, &e.response.status);
+  Give(std::move(e.handle));
+  Transfer& t = e.transfer;
+  e.response.body = t.size == t.body.size()
+                        ? std::move(t.body).Freeze()
+                        : std::move(t.body).Freeze().Slice(0, t.size);
+  return std::move(e.response);
+}
+
+Result<HttpResponse> HttpClient::Send(const HttpRequest& request) const {
+  Exchange e;
+  e.handle = Take();
+  if (e.handle->curl == nullptr) {
+    return ResourceExhausted("curl_easy_init failed");
+  }
+  Setup(e, request);
+  return Finish(e, request, curl_easy_perform(e.handle->curl));
+}
+
+std::vector<Result<HttpResponse>> HttpClient::SendAll(
+    std::span<const HttpRequest> requests, size_t max_in_flight) const {
+  std::vector<Result<HttpResponse>> out;
+  out.reserve(requests.size());
+  if (requests.size() <= 1 || max_in_flight <= 1) {
+    for (const HttpRequest& r : requests) out.push_back(Send(r));
+    return out;
+  }
+  std::vector<std::optional<Result<HttpResponse>>> results(requests.size());
+  CURLM* multi = TakeMulti();
+  if (multi == nullptr) {
+    for (size_t i = 0; i < requests.size(); ++i)
+      out.push_back(ResourceExhausted("curl_multi_init failed"));
+    return out;
+  }
+  size_t next = 0, running = 0;
+  auto start = [&] {
+    const size_t i = next++;
+    auto e = std::make_unique<Exchange>();
+    e->index = i;
+    e->handle = Take();
+    if (e->handle->curl == nullptr) {
+      results[i] = ResourceExhausted("curl_easy_init failed");
+      return;
+    }
+    Setup(*e, requests[i]);
+    if (curl_multi_add_handle(multi, e->handle->curl) != CURLM_OK) {
+      results[i] = ResourceExhausted("curl_multi_add_handle failed");
+      return;
+    }
+    e.release();  // owned through CURLOPT_PRIVATE until it is done
+    ++running;
+  };
+  while (next < requests.size() && running < max_in_flight) start();
+  while (running > 0) {
+    int still = 0;
+    curl_multi_perform(multi, &still);
+    int left = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      CURL* curl = msg->easy_handle;
+      const CURLcode code = msg->data.result;
+      char* owner = nullptr;
+      curl_easy_getinfo(curl, CURLINFO_PRIVATE, &owner);
+      std::unique_ptr<Exchange> e(reinterpret_cast<Exchange*>(owner));
+      curl_multi_remove_handle(multi, curl);
+      results[e->index] = Finish(*e, requests[e->index], code);
+      --running;
+      while (next < requests.size() && running < max_in_flight) start();
+    }
+    if (running > 0) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+  }
+  GiveMulti(multi);
+  for (auto& r : results) out.push_back(std::move(*r));
+  return out;
 }
 
 }  // namespace shoal::internal

@@ -1,7 +1,9 @@
 // A small HTTP/1.1 client over libcurl for the object stores: a pool of
 // easy handles, each keeping its connections open between requests, so
 // that many requests run at once (one per calling thread) and none pays for
-// a new connection; connect and stall timeouts; the response body written
+// a new connection; SendAll() keeps many requests in flight from one thread
+// (curl's multi interface, whose handles are pooled too, each with its
+// connections); connect and stall timeouts; the response body written
 // straight into one buffer.
 //
 // Transport failures (refused, reset, timed out) come back as IOError
@@ -16,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +36,9 @@ struct HttpRequest {
   /// The body is at most this long (a ranged GET knows its length); a
   /// longer one is an error rather than an allocation.
   uint64_t max_body = uint64_t{1} << 34;
+  /// Where the response body goes (e.g. recycled buffers: fresh memory for
+  /// every chunk costs the kernel's page work); default: fresh memory.
+  BufferAllocator allocate;
 };
 
 struct HttpResponse {
@@ -59,15 +65,27 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   Result<HttpResponse> Send(const HttpRequest& request) const;
+  /// Sends every request, at most `max_in_flight` at once, and returns
+  /// their results in the same order. The latency of a store is paid once
+  /// for a whole set of reads rather than once each.
+  std::vector<Result<HttpResponse>> SendAll(
+      std::span<const HttpRequest> requests, size_t max_in_flight) const;
 
  private:
   struct Handle;
+  struct Exchange;
   std::unique_ptr<Handle> Take() const;
   void Give(std::unique_ptr<Handle> handle) const;
+  void Setup(Exchange& e, const HttpRequest& request) const;
+  Result<HttpResponse> Finish(Exchange& e, const HttpRequest& request,
+                              int code) const;
+  void* TakeMulti() const;
+  void GiveMulti(void* multi) const;
 
   HttpOptions options_;
   mutable std::mutex mu_;
   mutable std::vector<std::unique_ptr<Handle>> idle_;
+  mutable std::vector<void*> idle_multi_;  // CURLM*
 };
 
 }  // namespace shoal::internal

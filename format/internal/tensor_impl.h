@@ -160,6 +160,10 @@ class Tensor::Impl {
       const std::function<Status(uint64_t, std::string_view)>& fn) const;
   Result<ExtentData> ReadExtent(size_t i,
                                 const BufferAllocator& allocate) const;
+  std::vector<Result<ExtentData>> ReadExtents(
+      std::span<const size_t> extents, const BufferAllocator& allocate) const;
+  void ReadStoredSamples(std::span<const uint64_t> indices,
+                         uint64_t coalesce_gap, StoredSamples* out) const;
   Status DecodeInto(ByteSpan stored, const Shape& shape,
                     MutableByteSpan out) const;
 
@@ -187,8 +191,28 @@ class Tensor::Impl {
   /// A range of a chunk object; a chunk shorter than the range is Corruption.
   Result<Buffer> ChunkRange(const std::string& key, uint64_t offset,
                             uint64_t length) const;
+  /// A range read of a chunk object as ChunkRange() returns it.
+  static Result<Buffer> ChunkReadResult(Result<Buffer> bytes);
   Result<std::shared_ptr<const ChunkHeader>> Header(
       const internal::ChunkRef& ref) const;
+  /// The header from the cache, or null.
+  std::shared_ptr<const ChunkHeader> CachedHeader(
+      const internal::ChunkRef& ref) const;
+  /// Decodes and checks the header of `ref` from its `bytes` (exactly
+  /// ref.header_bytes) and caches it.
+  Result<std::shared_ptr<const ChunkHeader>> ParseHeader(
+      const internal::ChunkRef& ref, ByteSpan bytes) const;
+  /// Calls `fn` on every extent holding samples below `n`, in order.
+  Status ForEachExtent(
+      uint64_t n, const std::function<Status(const ExtentData&)>& fn) const;
+  /// ReadExtent() of a tiled extent (reassembled into a buffer of its own)
+  /// or of the open chunk (a copy).
+  Result<ExtentData> ReadExtentAlone(size_t i) const;
+  /// The samples of a chunk from its header and its blocks' stored bytes.
+  Result<ExtentData> ExtentFromBlocks(const internal::IndexEntry& entry,
+                                      const ChunkHeader& header,
+                                      const Buffer& stored,
+                                      const BufferAllocator& allocate) const;
   /// Uncompressed bytes of blocks [first, last] of a chunk.
   Result<Buffer> Blocks(const internal::ChunkRef& ref,
                         const ChunkHeader& header, size_t first,

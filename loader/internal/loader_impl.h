@@ -17,6 +17,7 @@
 
 #include "base/memory.h"
 #include "codecs/image_codec.h"
+#include "loader/controller.h"
 #include "loader/loader.h"
 #include "loader/video_sample.h"
 #include "video/video.h"
@@ -209,12 +210,12 @@ class BatchBufferPool {
 //
 // Fetch runs in parallel, so the batch that first needs a chunk may find its
 // fetch not yet run (or running) when another batch gets to it: whichever
-// gets there first loads it (std::call_once) and the other waits for that
+// fetch claims it first loads it, together with the other chunks it
+// claimed (one round trip over a network), and the others wait for that
 // running load, which never waits on anything else.
 struct ExtentSlot {
   size_t extent = 0;
-  std::once_flag once;
-  ExtentData data;  // written once, under `once`
+  ExtentData data;  // written once, by the fetch that claimed the slot
   Status status;
   // Charged to the loader's budget from the batch that first reads the
   // extent until the last one is decoded (outside any one batch's cost).
@@ -223,6 +224,28 @@ struct ExtentSlot {
   ~ExtentSlot() {
     if (budget) budget->Charge(-static_cast<int64_t>(charged));
   }
+  // True for the one caller that is to load the extent.
+  bool Claim() {
+    int empty = kEmpty;
+    return state_.compare_exchange_strong(empty, kLoading,
+                                          std::memory_order_acq_rel);
+  }
+  // After `data` and `status` are written, by the claimer.
+  void Publish() {
+    state_.store(kReady, std::memory_order_release);
+    state_.notify_all();
+  }
+  // Until Publish(); `data` and `status` may be read after.
+  void Wait() const {
+    for (int s = state_.load(std::memory_order_acquire); s != kReady;
+         s = state_.load(std::memory_order_acquire)) {
+      state_.wait(s, std::memory_order_acquire);
+    }
+  }
+
+ private:
+  enum : int { kEmpty, kLoading, kReady };
+  std::atomic<int> state_{kEmpty};
 };
 
 // The shape a transform gives an image stored as `stored` ([H, W, C]),
@@ -300,10 +323,18 @@ struct LoaderBatchWork {
   std::vector<uint64_t> indices;  // dataset indices
   std::vector<uint32_t> clips;    // clip of each sample's video
   std::vector<TensorBatch> tensors;
-  // Per tensor: the extents the batch reads (sorted by extent), and those of
-  // them it is the first to read (the fetch stage loads these).
+  // Per tensor: the extents the batch reads (sorted by extent).
   std::vector<std::vector<std::shared_ptr<ExtentSlot>>> reads;
-  std::vector<std::vector<ExtentSlot*>> loads;
+  // Per tensor, per_sample_reads only: the samples' stored bytes, read by
+  // the fetch stage and charged to the budget until decoded.
+  std::vector<StoredSamples> stored;
+  uint64_t stored_charged = 0;
+  void ReleaseStored() {
+    for (StoredSamples& s : stored) s.samples.clear();
+    if (stored_charged == 0) return;
+    budget->Charge(-static_cast<int64_t>(stored_charged));
+    stored_charged = 0;
+  }
   // Budget bytes admitted with this batch for the buffers the fetch stage
   // is about to allocate (TensorBatch::want_capacity_). The buffers charge
   // the budget themselves for as long as they exist, so the reservation is
@@ -320,8 +351,13 @@ struct LoaderBatchWork {
   LoaderBatchWork() = default;
   LoaderBatchWork(const LoaderBatchWork&) = delete;
   LoaderBatchWork& operator=(const LoaderBatchWork&) = delete;
-  ~LoaderBatchWork() { Unreserve(); }
-  // Scratch of the decode stage.
+  ~LoaderBatchWork() {
+    Unreserve();
+    ReleaseStored();
+  }
+  // Scratch of the fetch and decode stages.
+  std::vector<ExtentSlot*> claimed;
+  std::vector<size_t> extents;
   std::vector<uint8_t> failed;
 };
 
@@ -379,7 +415,17 @@ struct Loader::Impl {
 
   // Counters.
   std::atomic<uint64_t> batches{0}, samples{0}, sample_bytes{0}, skipped{0},
-      chunks_read{0}, bytes_read{0};
+      chunks_read{0}, bytes_read{0}, sample_reads{0};
+
+  // The fetch workers: pinned (LoaderOptions::fetch_workers) or adapted by
+  // `control` from the consumer's thread (Adapt), between batches, so the
+  // controller needs no thread of its own. The count carries over to the
+  // next run (SetEpoch): the store is the same.
+  int fetch_workers = 0;
+  std::optional<ConcurrencyController> control;
+  std::chrono::steady_clock::time_point run_start;
+  double last_adapt = 0;
+  std::vector<Decision> decisions;  // under run_mu
 
   ~Impl() { StopRun(); }
 
@@ -395,10 +441,12 @@ struct Loader::Impl {
   }
 
   Status StartRun(SamplerPosition from);
+  void Adapt();
   Result<bool> Fill(LoaderBatchWork& item);
   Status Fetch(LoaderBatchWork& item);
   Status GrowBatchBuffer(LoaderBatchWork& item, size_t t);
-  void Load(size_t t, ExtentSlot& slot);
+  void Load(LoaderBatchWork& item, size_t t);
+  Status ReadSamples(LoaderBatchWork& item);
   Status Decode(LoaderBatchWork& item);
   void Prefetch(LoaderBatchWork& item, size_t k);
   ExtentSlot* HeldSlot(LoaderBatchWork& item, size_t t, uint64_t sample);

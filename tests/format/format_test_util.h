@@ -143,8 +143,9 @@ inline std::string FreshMemUrl(std::string_view tag = "") {
 }
 
 /// Forwards to a mem:// store of the same name and counts, per key, the
-/// Read and ReadRange calls and the bytes they return. Registered as
-/// "countmem://NAME" by RegisterCountingStore().
+/// Read and ReadRange calls (each range of a ReadRanges call counts as one)
+/// and the bytes they return, and the ReadRanges calls (round trips).
+/// Registered as "countmem://NAME" by RegisterCountingStore().
 class CountingStore final : public ForwardingStore {
  public:
   struct Reads {
@@ -168,6 +169,22 @@ class CountingStore final : public ForwardingStore {
     Count(key, false, r.ok() ? r->size() : 0);
     return r;
   }
+  std::vector<Result<Buffer>> ReadRanges(
+      std::span<const RangeRead> ranges,
+      const BufferAllocator& allocate = {}) const override {
+    auto out = ForwardingStore::ReadRanges(ranges, allocate);
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      Count(ranges[i].key, false, out[i].ok() ? out[i]->size() : 0);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    ++round_trips_;
+    return out;
+  }
+  /// ReadRanges() calls since construction or the last Reset().
+  uint64_t round_trips() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return round_trips_;
+  }
 
   /// Reads per key since construction or the last Reset(), keys starting
   /// with `prefix` only.
@@ -182,6 +199,7 @@ class CountingStore final : public ForwardingStore {
   void Reset() {
     std::lock_guard<std::mutex> lock(mu_);
     reads_.clear();
+    round_trips_ = 0;
   }
 
  private:
@@ -195,6 +213,7 @@ class CountingStore final : public ForwardingStore {
   std::string name_;
   mutable std::mutex mu_;
   mutable std::map<std::string, Reads> reads_;
+  mutable uint64_t round_trips_ = 0;
 };
 
 /// Registers the "countmem" scheme once per process.

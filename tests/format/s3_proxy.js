@@ -14,8 +14,11 @@
 // `reset` a connection closed without an answer, and `latency` ms added to
 // every request. GET /__shoal_faults (unsigned) on either port tells how many
 // of each it injected, so a test knows its faults happened (and how many
-// multipart parts it saw, so a test knows an upload went in parts, and how
-// many conditional PUTs it refused, so a test knows writers raced).
+// multipart parts it saw, so a test knows an upload went in parts), how
+// many conditional PUTs it refused (`conflicts`, so a test knows writers
+// raced), and how many S3 requests it answered (`requests`, `gets`) and
+// body bytes it sent back for GETs (`get_bytes`), so a benchmark can tell
+// requests and bytes per sample.
 // Usage: node s3_proxy.js LISTEN_PORT S3RVER DATA_DIR BUCKET ACCESS_KEY SECRET
 //                         [FAULT_PORT 503=P,reset=P,latency=MS]
 // It starts s3rver (on a free port of its own) and listens on LISTEN_PORT
@@ -31,7 +34,9 @@ const [listenPort, s3rver, dataDir, bucket, accessKey, secret, faultPort, faultS
   process.argv.slice(2);
 const faults = Object.fromEntries((faultSpec || '').split(',').filter(Boolean)
   .map((kv) => { const [k, v] = kv.split('='); return [k, Number(v)]; }));
-const injected = { slowdown: 0, reset: 0, parts: 0, conflicts: 0 };
+const injected = {
+  slowdown: 0, reset: 0, parts: 0, conflicts: 0, requests: 0, gets: 0, get_bytes: 0,
+};
 let upstreamPort = 0;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 let requestCounter = 0;
@@ -89,6 +94,7 @@ function forward(req, body, res, method = req.method) {
         return;
       }
       res.writeHead(upRes.statusCode, upRes.headers);
+      if (method === 'GET') upRes.on('data', (c) => { injected.get_bytes += c.length; });
       upRes.pipe(res);
       upRes.on('end', () => resolve(upRes.statusCode));
     });
@@ -120,6 +126,8 @@ function serve(req, res, withFaults) {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify(injected));
     }
+    ++injected.requests;
+    if (req.method === 'GET') ++injected.gets;
     if (withFaults) {
       if (faults.latency) await new Promise((r) => setTimeout(r, faults.latency));
       const roll = Math.random();

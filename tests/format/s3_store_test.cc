@@ -246,6 +246,60 @@ TEST(S3StoreTest, ReadsAndWritesGetThroughInjectedFaults) {
   EXPECT_GE(reset - reset_before, 2);
 }
 
+// Ranged reads sent together (one ReadRanges call) come back each as its
+// own ReadRange would, in order, through 10 % 503s and 5 % resets: retried
+// one by one, with a missing key and a range past the end failing alone.
+// The bodies go into the caller's buffers.
+TEST(S3StoreTest, ReadRangesGetThroughInjectedFaultsEachOnItsOwn) {
+  const std::string url = FreshUrl();
+  auto writer = OpenStore(url);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  std::vector<std::string> objects, keys;
+  for (int i = 0; i < 30; ++i) {
+    std::string data(static_cast<size_t>(1000 + i * 211), '\0');
+    for (size_t k = 0; k < data.size(); ++k) {
+      data[k] = static_cast<char>((k * 37 + i * 11) & 0xff);
+    }
+    objects.push_back(data);
+    keys.push_back("r/" + std::to_string(i));
+    ASSERT_TRUE((*writer)->Write(keys.back(), AsBytes(data)).ok());
+  }
+  // The same objects through the faulty port.
+  const std::string faulty =
+      url.substr(0, url.find('?')) + "?endpoint=" + S3Server::fault_endpoint;
+  auto store = OpenStore(faulty);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<RangeRead> ranges;
+  for (int i = 0; i < 30; ++i) {
+    ranges.push_back({keys[i], 0, objects[i].size()});
+    ranges.push_back({keys[i], 100, 300 + static_cast<uint64_t>(i)});
+  }
+  ranges.push_back({"r/missing", 0, 10});
+  ranges.push_back({keys[0], objects[0].size() - 5, 10});
+  std::atomic<int> allocated{0};
+  const auto [slowdown_before, reset_before] = InjectedFaults();
+  auto got = (*store)->ReadRanges(ranges, [&](size_t bytes) {
+    ++allocated;
+    return MutableBuffer::Allocate(bytes);
+  });
+  ASSERT_EQ(got.size(), ranges.size());
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(got[2 * i].ok()) << got[2 * i].status();
+    EXPECT_EQ(got[2 * i]->view(), objects[i]) << i;
+    ASSERT_TRUE(got[2 * i + 1].ok()) << got[2 * i + 1].status();
+    EXPECT_EQ(got[2 * i + 1]->view(),
+              std::string_view(objects[i]).substr(100, 300 + i))
+        << i;
+  }
+  EXPECT_EQ(got[60].status().code(), StatusCode::kNotFound) << got[60].status();
+  EXPECT_EQ(got[61].status().code(), StatusCode::kOutOfRange)
+      << got[61].status();
+  EXPECT_GE(allocated.load(), 60);
+  const auto [slowdown, reset] = InjectedFaults();
+  EXPECT_GE(slowdown + reset - slowdown_before - reset_before, 2)
+      << "the faults are injected, so retries happened";
+}
+
 // A missing key fails at once (404 is not retried), naming the key, also
 // behind the faults.
 TEST(S3StoreTest, NotFoundIsNotRetried) {

@@ -37,6 +37,15 @@ run 0 "$SHOAL" bench loader s3://shoal-test/ds --shuffle chunk --seed 3 --transf
 run 0 "$SHOAL" bench loader local_ds --shuffle chunk --seed 3 --transform train \
   --size 32 --epochs 2 --batch 5 --digests local.txt
 [ -s s3.txt ] && cmp -s s3.txt local.txt || fail "batches from s3:// differ from file://"
+# A full shuffle whose chunks do not fit the budget reads sample by sample
+# (ranged reads coalesced per chunk; 224x224 batches leave the 1 MiB budget
+# no room for chunks): the same batches again.
+run 0 "$SHOAL" bench loader s3://shoal-test/ds --shuffle full --memory-budget 1MiB --seed 3 \
+  --transform train --size 224 --batch 5 --digests s3full.txt &&
+  contains "$work/out" "sample by sample"
+run 0 "$SHOAL" bench loader local_ds --shuffle full --seed 3 --transform train \
+  --size 224 --batch 5 --digests localfull.txt
+[ -s s3full.txt ] && cmp -s s3full.txt localfull.txt || fail "sample-by-sample batches from s3:// differ from file://"
 run 0 "$SHOAL" copy s3://shoal-test/ds copied && run 0 "$SHOAL" verify copied &&
   contains "$work/out" ": OK"
 # A second writer is refused by the lock (a conditional PUT on S3).
