@@ -20,10 +20,10 @@
 #include <utility>
 #include <vector>
 
-#include "loader/copy.h"
 #include "format/dataset.h"
 #include "format/internal/http_client.h"
 #include "format/store.h"
+#include "loader/copy.h"
 #include "tests/format/store_conformance.h"
 
 extern char** environ;

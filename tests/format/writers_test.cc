@@ -11,12 +11,12 @@
 #include <thread>
 #include <vector>
 
-#include "loader/copy.h"
 #include "format/dataset.h"
 #include "format/internal/commit_log.h"
 #include "format/internal/metadata.h"
 #include "format/verify.h"
 #include "format_test_util.h"
+#include "loader/copy.h"
 
 namespace shoal {
 namespace {
