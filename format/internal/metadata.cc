@@ -358,14 +358,7 @@ std::vector<Segment> SegmentsOf(const TensorMeta& t) {
   if (!t.segments.empty() || (t.length == 0 && t.index_key.empty())) {
     return t.segments;
   }
-  return {Segment{.writer = 0,
-                  .index_key = t.index_key,
-                  .length = t.length,
-                  .raw_bytes = t.raw_bytes,
-                  .stored_bytes = t.stored_bytes,
-                  .num_chunks = t.num_chunks,
-                  .min_shape = t.min_shape,
-                  .max_shape = t.max_shape}};
+  return {t.AsSegment(0)};
 }
 
 // One writer, rank 0: the metadata keeps version 1's layout (and bytes).
@@ -506,17 +499,9 @@ Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes) {
       t.max_shape = ShapeFromJson(j.at("max_shape"));
       if (version < kSegmentedMetaVersion) {
         // One writer: one segment, writer 0, holding the whole tensor.
-        const std::string index = Get<std::string>(j, "index");
-        t.index_key = index;
-        if (t.length > 0 || !index.empty()) {
-          t.segments.push_back({.writer = 0,
-                                .index_key = index,
-                                .length = t.length,
-                                .raw_bytes = t.raw_bytes,
-                                .stored_bytes = t.stored_bytes,
-                                .num_chunks = t.num_chunks,
-                                .min_shape = t.min_shape,
-                                .max_shape = t.max_shape});
+        t.index_key = Get<std::string>(j, "index");
+        if (t.length > 0 || !t.index_key.empty()) {
+          t.segments.push_back(t.AsSegment(0));
         }
       } else {
         const json& segments = j.at("segments");

@@ -158,6 +158,8 @@ struct TensorMeta {
   const Segment* FindSegment(uint32_t writer) const;
   /// Recomputes the totals (length, statistics) from `segments`.
   void SumSegments();
+  /// The length, statistics and index_key above as `writer`'s segment.
+  Segment AsSegment(uint32_t writer) const;
 };
 
 /// Widens [lo, hi] elementwise to hold `s`; `first` starts them at `s`.

@@ -40,6 +40,17 @@ void TensorMeta::SumSegments() {
   }
 }
 
+Segment TensorMeta::AsSegment(uint32_t writer) const {
+  return {.writer = writer,
+          .index_key = index_key,
+          .length = length,
+          .raw_bytes = raw_bytes,
+          .stored_bytes = stored_bytes,
+          .num_chunks = num_chunks,
+          .min_shape = min_shape,
+          .max_shape = max_shape};
+}
+
 TensorMeta SegmentView(const TensorMeta& meta, uint32_t writer) {
   TensorMeta view = meta;
   view.segments.clear();
@@ -87,14 +98,7 @@ Result<DatasetMeta> MergeWriter(DatasetMeta latest, const DatasetMeta& mine,
     std::erase_if(t.segments,
                   [&](const Segment& g) { return g.writer == writer; });
     if (m.length > 0 || !m.index_key.empty()) {
-      Segment g{.writer = writer,
-                .index_key = m.index_key,
-                .length = m.length,
-                .raw_bytes = m.raw_bytes,
-                .stored_bytes = m.stored_bytes,
-                .num_chunks = m.num_chunks,
-                .min_shape = m.min_shape,
-                .max_shape = m.max_shape};
+      Segment g = m.AsSegment(writer);
       auto at =
           std::find_if(t.segments.begin(), t.segments.end(),
                        [&](const Segment& s) { return s.writer > writer; });
