@@ -46,7 +46,7 @@ void BackOffAfterConflict(int attempt) {
 Result<CommitPointPtr> Dataset::Impl::PrepareCommit(bool keep_open,
                                                     std::string writer_state) {
   std::vector<std::optional<internal::ChunkRef>> open(tensors.size());
-  bool dirty = schema_dirty || writer_state != writer;
+  bool dirty = schema_dirty || rewrite_all || writer_state != writer;
   writer = std::move(writer_state);
   for (size_t i = 0; i < tensors.size(); ++i) {
     Tensor::Impl& impl = *tensors[i]->impl_;
@@ -65,7 +65,7 @@ Result<CommitPointPtr> Dataset::Impl::PrepareCommit(bool keep_open,
   for (size_t i = 0; i < tensors.size(); ++i) {
     Tensor::Impl& impl = *tensors[i]->impl_;
     CommitPoint::Part& part = point->parts[i];
-    part.dirty = impl.dirty();
+    part.dirty = impl.dirty() || rewrite_all;
     if (part.dirty) {
       part.index = impl.index();
       if (open[i]) part.index.AddChunk(*open[i]);
@@ -74,6 +74,7 @@ Result<CommitPointPtr> Dataset::Impl::PrepareCommit(bool keep_open,
       point->garbage.push_back(std::move(g));
   }
   schema_dirty = false;
+  rewrite_all = false;
   return point;
 }
 
@@ -104,6 +105,14 @@ Status Dataset::Impl::FillChunkSizes(internal::TensorIndex& index,
 // leaves the previous commit in force and the new objects as orphans; after
 // (5), only garbage (replaced objects) is left to delete.
 Status Dataset::Impl::Apply(CommitPoint& point) {
+  Status s = ApplyOnce(point);
+  // What the failed commit held is no longer marked as changed: the next
+  // one rewrites every index, so that it commits all of it.
+  if (!s.ok()) rewrite_all = true;
+  return s;
+}
+
+Status Dataset::Impl::ApplyOnce(CommitPoint& point) {
   const uint64_t next_commit = commit.load() + 1;
   std::vector<std::string> garbage;
   std::map<uint32_t, Committed> updated;
@@ -132,8 +141,9 @@ Status Dataset::Impl::Apply(CommitPoint& point) {
   }
   // The indexes become durable with the metadata (one sync for both).
   Status s;
-  internal::LatestCommit latest{{commit.load(), meta_key}, std::move(basis)};
-  basis = {};
+  // A copy: a commit that fails must leave the basis whole for the next
+  // (merging into less would drop other writers' segments).
+  internal::LatestCommit latest{{commit.load(), meta_key}, basis};
   std::string new_meta_key;
   for (int attempt = 1;; ++attempt) {
     SHOAL_ASSIGN_OR_RETURN(

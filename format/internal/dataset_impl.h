@@ -59,6 +59,8 @@ class Dataset::Impl {
   std::unordered_map<uint64_t, internal::ChunkRef> written;
 
   bool schema_dirty = false;
+  // A commit failed: the next one writes every tensor's index (see Apply).
+  bool rewrite_all = false;
   bool closed = false;
   std::vector<std::unique_ptr<Tensor>> tensors;  // creation order, hidden too
   std::map<std::string, Tensor*, std::less<>> by_name;
@@ -87,6 +89,7 @@ class Dataset::Impl {
   Result<CommitPointPtr> PrepareCommit(bool keep_open,
                                        std::string writer_state);
   Status Apply(CommitPoint& point);
+  Status ApplyOnce(CommitPoint& point);
   /// Makes this the commit `latest`: every tensor with the segments this
   /// object sees (its writer's, or with `all` every one in rank order).
   /// NotFound when an index is gone (a newer commit may have replaced it).

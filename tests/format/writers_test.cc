@@ -278,6 +278,49 @@ INSTANTIATE_TEST_SUITE_P(Stores, WritersTest, ::testing::Bool(),
                            return info.param ? "file" : "mem";
                          });
 
+// "metafail://NAME" forwards to mem://NAME; while `fail_meta` is set, writes
+// of metadata objects fail as a full disk would.
+std::atomic<bool> fail_meta{false};
+
+class MetaFailStore final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Status Write(std::string_view key, ByteSpan data) override {
+    if (fail_meta && key.starts_with("meta/")) {
+      return IOError("injected: no space for " + std::string(key));
+    }
+    return ForwardingStore::Write(key, data);
+  }
+};
+
+TEST(CommitLogTest, AFailedCommitIsMadeWholeByTheNextAndKeepsOtherWriters) {
+  static const bool registered = StoreRegistry::Register(
+      "metafail",
+      [](std::string_view location,
+         const StoreOptions& options) -> Result<std::shared_ptr<Store>> {
+        SHOAL_ASSIGN_OR_RETURN(
+            auto inner, OpenStore("mem://" + std::string(location), options));
+        return std::shared_ptr<Store>(std::make_shared<MetaFailStore>(inner));
+      });
+  ASSERT_TRUE(registered);
+  const std::string url = "metafail://" + format_test::FreshMemName();
+  auto w0 = Writer(url, 0);
+  auto w1 = Writer(url, 1);
+  ASSERT_TRUE(w0 && w1);
+  ASSERT_TRUE(Ok(AppendValues(*w0, 0, 3)));
+  ASSERT_TRUE(Ok(w0->Flush()));
+  ASSERT_TRUE(Ok(AppendValues(*w1, 100, 2)));
+  ASSERT_TRUE(Ok(w1->Flush()));  // merges into writer 0's commit
+  ASSERT_TRUE(Ok(AppendValues(*w1, 102, 2)));
+  fail_meta = true;
+  EXPECT_TRUE(HasCode(w1->Flush(), StatusCode::kIOError));
+  fail_meta = false;
+  // The next commit commits what the failed one held (rows 102 and 103
+  // were no longer marked as changed), merged into everything there is.
+  ASSERT_TRUE(Ok(w1->Flush()));
+  EXPECT_EQ(Values(url), (std::vector<uint32_t>{0, 1, 2, 100, 101, 102, 103}));
+}
+
 TEST(CommitLogTest, DatasetsFromBeforeCommitObjectsOpenAndGoOn) {
   format_test::TempDir dir;
   const std::string url = dir.url("ds");
