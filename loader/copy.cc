@@ -27,11 +27,15 @@ Result<CopyReport> CopyDataset(const Store& src, Store& dst,
   CopyReport report;
   report.commit = plan.commit();
   report.objects = plan.size() + 1;  // and the commit
-  const int io = std::clamp(options.threads, 1, 256);
+  // Both I/O stages and the checks share one arena of at most
+  // kMaxPipelineThreads threads.
+  const int cores = ResolveThreads(0);
+  const int io = std::clamp(options.threads, 1,
+                            std::max(1, (kMaxPipelineThreads - cores) / 2));
   PipelineOptions po;
-  po.threads = 2 * io + ResolveThreads(0);
+  po.threads = 2 * io + cores;
   po.budget_bytes = options.memory_budget;
-  po.max_in_flight = 2 * io + ResolveThreads(0);
+  po.max_in_flight = 2 * io + cores;
   Pipeline<CopyItem> pipeline(po);
   SHOAL_RETURN_IF_ERROR(pipeline.AddStage(
       {.name = "read", .concurrency = io}, [&](CopyItem& item) -> Status {
@@ -52,8 +56,7 @@ Result<CopyReport> CopyDataset(const Store& src, Store& dst,
         return Status::OK();
       }));
   SHOAL_RETURN_IF_ERROR(pipeline.AddStage(
-      {.name = "check", .concurrency = ResolveThreads(0)},
-      [&](CopyItem& item) -> Status {
+      {.name = "check", .concurrency = cores}, [&](CopyItem& item) -> Status {
         if (item.kept) return Status::OK();
         return plan.Check(item.index, item.bytes).WithContext(src.url());
       }));

@@ -328,6 +328,18 @@ Result<TensorIndex> TensorIndex::Decode(ByteSpan bytes, uint8_t rank) {
 
 namespace {
 
+// The length and statistics a tensor and each of its segments record, by
+// the same names.
+template <typename T>
+void ReadStats(const json& j, T& x) {
+  x.length = Get<uint64_t>(j, "length");
+  x.raw_bytes = Get<uint64_t>(j, "raw_bytes");
+  x.stored_bytes = Get<uint64_t>(j, "stored_bytes");
+  x.num_chunks = Get<uint64_t>(j, "num_chunks");
+  x.min_shape = ShapeFromJson(j.at("min_shape"));
+  x.max_shape = ShapeFromJson(j.at("max_shape"));
+}
+
 json SegmentToJson(const Segment& g) {
   return {{"writer", g.writer},
           {"index", g.index_key},
@@ -343,12 +355,7 @@ Segment SegmentFromJson(const json& j) {
   Segment g;
   g.writer = Get<uint32_t>(j, "writer");
   g.index_key = Get<std::string>(j, "index");
-  g.length = Get<uint64_t>(j, "length");
-  g.raw_bytes = Get<uint64_t>(j, "raw_bytes");
-  g.stored_bytes = Get<uint64_t>(j, "stored_bytes");
-  g.num_chunks = Get<uint64_t>(j, "num_chunks");
-  g.min_shape = ShapeFromJson(j.at("min_shape"));
-  g.max_shape = ShapeFromJson(j.at("max_shape"));
+  ReadStats(j, g);
   return g;
 }
 
@@ -491,12 +498,7 @@ Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes) {
       t.shape_tensor = Get<int64_t>(j, "shape_tensor");
       t.info_tensor = Get<int64_t>(j, "info_tensor");
       t.parent = Get<int64_t>(j, "parent");
-      t.length = Get<uint64_t>(j, "length");
-      t.raw_bytes = Get<uint64_t>(j, "raw_bytes");
-      t.stored_bytes = Get<uint64_t>(j, "stored_bytes");
-      t.num_chunks = Get<uint64_t>(j, "num_chunks");
-      t.min_shape = ShapeFromJson(j.at("min_shape"));
-      t.max_shape = ShapeFromJson(j.at("max_shape"));
+      ReadStats(j, t);
       if (version < kSegmentedMetaVersion) {
         // One writer: one segment, writer 0, holding the whole tensor.
         t.index_key = Get<std::string>(j, "index");
