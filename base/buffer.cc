@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -162,12 +163,12 @@ Result<MutableBuffer> MutableBuffer::Allocate(
 }
 
 MutableBuffer MutableBuffer::Wrap(std::shared_ptr<void> owner, std::byte* data,
-                                  size_t size) {
+                                  size_t size, size_t capacity) {
   MutableBuffer out;
   out.owner_ = std::move(owner);
   out.data_ = data;
   out.size_ = size;
-  out.capacity_ = size;
+  out.capacity_ = std::max(size, capacity);
   return out;
 }
 

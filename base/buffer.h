@@ -117,8 +117,10 @@ class MutableBuffer {
   /// A writable view of `size` bytes at `data` that `owner` keeps alive and
   /// frees when the last Buffer made from it goes (e.g. a region of a
   /// caller's buffer pool, returned to the pool by the owner's deleter).
+  /// `capacity`: the bytes the owner keeps alive, when more than `size`
+  /// (what Buffer::capacity() then reports).
   static MutableBuffer Wrap(std::shared_ptr<void> owner, std::byte* data,
-                            size_t size);
+                            size_t size, size_t capacity = 0);
 
   /// Makes the visible size smaller (the allocation stays). `size` must not
   /// exceed the current size.

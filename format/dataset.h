@@ -107,8 +107,10 @@ class ExtentData {
     const ByteRange r = layout_.range(j);
     return data_.Slice(r.offset, r.size);
   }
-  /// Bytes held in memory (what a loader charges to its budget).
-  uint64_t memory_bytes() const { return data_.size(); }
+  /// Bytes held in memory (what a loader charges to its budget): the whole
+  /// allocation the extent keeps alive, which may be more than its bytes
+  /// (a pooled buffer, a response holding its neighbours).
+  uint64_t memory_bytes() const { return data_.capacity(); }
 
  private:
   uint64_t first_ = 0;

@@ -116,6 +116,9 @@ Status Dataset::Impl::ApplyOnce(CommitPoint& point) {
   const uint64_t next_commit = commit.load() + 1;
   std::vector<std::string> garbage;
   std::map<uint32_t, Committed> updated;
+  // The new indexes are written together (in flight at once on s3://).
+  std::vector<std::string> index_keys;
+  std::vector<std::string> index_bytes;
   for (size_t i = 0; i < point.parts.size(); ++i) {
     internal::TensorMeta& tm = point.meta.tensors[i];
     CommitPoint::Part& part = point.parts[i];
@@ -126,10 +129,9 @@ Status Dataset::Impl::ApplyOnce(CommitPoint& point) {
       std::string key;
       if (!part.index.entries().empty()) {
         key = internal::IndexKey(tm.id, next_commit, context.NewId());
-        const std::string bytes =
-            part.index.Encode(static_cast<uint8_t>(tm.spec.rank));
-        Status s = context.store->Write(key, AsBytes(bytes));
-        if (!s.ok()) return s.WithContext(Where() + ": writing " + key);
+        index_keys.push_back(key);
+        index_bytes.push_back(
+            part.index.Encode(static_cast<uint8_t>(tm.spec.rank)));
       }
       if (!c.index_key.empty()) garbage.push_back(c.index_key);
       c.index_key = key;
@@ -138,6 +140,16 @@ Status Dataset::Impl::ApplyOnce(CommitPoint& point) {
     tm.stored_bytes = c.stored_bytes;
     tm.num_chunks = c.num_chunks;
     updated[tm.id] = c;
+  }
+  std::vector<ObjectWrite> writes;
+  for (size_t i = 0; i < index_keys.size(); ++i) {
+    writes.push_back({index_keys[i], AsBytes(index_bytes[i])});
+  }
+  const std::vector<Status> written = context.store->WriteMany(writes);
+  for (size_t i = 0; i < written.size(); ++i) {
+    if (!written[i].ok()) {
+      return written[i].WithContext(Where() + ": writing " + index_keys[i]);
+    }
   }
   // The indexes become durable with the metadata (one sync for both).
   Status s;
@@ -194,7 +206,7 @@ Status Dataset::Impl::ApplyOnce(CommitPoint& point) {
   for (auto& g : replaced) garbage.push_back(std::move(g));
   replaced.clear();
   replacing = false;
-  for (const auto& key : garbage) (void)context.store->Delete(key);
+  (void)context.store->DeleteMany(garbage);
   for (const auto& name : replaced_leftovers) {
     (void)context.store->DeleteLeftover(name);
   }

@@ -28,4 +28,19 @@ Status PendingChunk::EncodeAndWrite(Store& store) {
   return Write(store);
 }
 
+Status PendingChunk::EncodeAndWriteAll(std::span<PendingChunk> chunks,
+                                       Store& store) {
+  std::vector<ObjectWrite> writes;
+  writes.reserve(chunks.size());
+  for (PendingChunk& c : chunks) {
+    if (!c.encoded()) SHOAL_RETURN_IF_ERROR(c.Encode());
+    writes.push_back({c.key_, c.encoded_.bytes.span()});
+  }
+  const std::vector<Status> written = store.WriteMany(writes);
+  for (size_t i = 0; i < written.size(); ++i) {
+    if (!written[i].ok()) return written[i].WithContext(chunks[i].where_);
+  }
+  return Status::OK();
+}
+
 }  // namespace shoal

@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,10 @@ class PendingChunk {
   Status Write(Store& store) const;
   /// Encode() then Write(), as the non-deferred write path does.
   Status EncodeAndWrite(Store& store);
+  /// Encodes every chunk not yet encoded, then writes them together
+  /// (Store::WriteMany: in flight at once on s3://). The first error, naming
+  /// its chunk.
+  static Status EncodeAndWriteAll(std::span<PendingChunk> chunks, Store& store);
 
  private:
   std::string key_;

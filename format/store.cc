@@ -114,6 +114,23 @@ std::vector<Result<Buffer>> Store::ReadRanges(
   return out;
 }
 
+std::vector<Status> Store::WriteMany(std::span<const ObjectWrite> writes) {
+  std::vector<Status> out;
+  out.reserve(writes.size());
+  for (const ObjectWrite& w : writes) out.push_back(Write(w.key, w.data));
+  return out;
+}
+
+std::vector<Status> Store::DeleteMany(std::span<const std::string> keys) {
+  std::vector<Status> out;
+  out.reserve(keys.size());
+  for (const std::string& key : keys) {
+    Status s = Delete(key);
+    out.push_back(s.code() == StatusCode::kNotFound ? Status::OK() : s);
+  }
+  return out;
+}
+
 Status Store::DeleteLeftover(std::string_view name) {
   // Appended rather than "'" + std::string(...): GCC 12 at -O3 warns
   // falsely (-Wrestrict, GCC bug 105329) on a literal plus a temporary.

@@ -58,6 +58,12 @@ struct RangeRead {
   uint64_t length = 0;
 };
 
+/// One object of a Store::WriteMany() call.
+struct ObjectWrite {
+  std::string_view key;
+  ByteSpan data;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -95,6 +101,11 @@ class Store {
   virtual Status WriteIfAbsent(std::string_view key, ByteSpan data) = 0;
   /// Makes all earlier writes durable.
   virtual Status Sync() = 0;
+  /// Every object as Write() writes it, one status per write, in order; a
+  /// failed write does not stop the others. A store whose requests wait on
+  /// a network (s3://) has them in flight together; the default writes them
+  /// in turn.
+  virtual std::vector<Status> WriteMany(std::span<const ObjectWrite> writes);
 
   /// Keys that start with `prefix`, sorted. An empty prefix lists all.
   /// Leftovers of interrupted writes (temporary files) are not listed.
@@ -102,6 +113,9 @@ class Store {
       std::string_view prefix) const = 0;
   /// Removes `key`; NotFound when missing.
   virtual Status Delete(std::string_view key) = 0;
+  /// Removes every key, one status per key, in order; a key already missing
+  /// counts as removed. In flight together where WriteMany() is.
+  virtual std::vector<Status> DeleteMany(std::span<const std::string> keys);
 
   /// What interrupted writes left under `prefix` that List() hides (a file
   /// store's temporary files), sorted; none for stores that leave nothing.
@@ -119,7 +133,10 @@ class Store {
 
 /// A store that forwards every call to another: the base of wrappers
 /// (fault injection, latency, counting) that override only what they change.
-/// Thread-safe as the inner store is.
+/// WriteMany() and DeleteMany() are not forwarded: they go through the
+/// wrapper's Write() and Delete(), one at a time, so that a wrapper that
+/// changes those sees every write and delete. Thread-safe as the inner
+/// store is.
 class ForwardingStore : public Store {
  public:
   explicit ForwardingStore(std::shared_ptr<Store> inner)

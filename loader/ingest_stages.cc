@@ -251,9 +251,7 @@ Status Ingestion::FinalCommit() {
                          WriterState(source_.name(), records_appended_,
                                      rows_before_, last_record_)));
   auto chunks = ds_->TakePendingChunks();
-  for (PendingChunk& c : chunks) {
-    SHOAL_RETURN_IF_ERROR(c.EncodeAndWrite(*ds_->store()));
-  }
+  SHOAL_RETURN_IF_ERROR(PendingChunk::EncodeAndWriteAll(chunks, *ds_->store()));
   ds_->ChunksWritten(chunks);
   if (point != nullptr) {
     SHOAL_RETURN_IF_ERROR(ds_->Commit(*point));

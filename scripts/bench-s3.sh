@@ -14,10 +14,14 @@
 #  For every s3:// run: requests per sample and GET bytes ÷ bytes needed,
 #  counted by the proxy (GET /__shoal_faults before and after), where the
 #  bytes needed are the JPEG files' sizes times the epochs.
-#  The server (node: the proxy and s3rver) runs on the same cores as the
-#  loader, so every job also records the CPU seconds of shoal and of the
-#  server; the loader on s3:// without the added latency (the proxy's
-#  other port) tells how much of the gap the latency still makes.
+#  The server (node: the proxy and s3rver) runs on this machine. Every job
+#  runs in two placements: "split", the server on the last core and shoal
+#  on the others, in the file:// jobs as well (what a server on another
+#  machine gives: shoal keeps its cores), and "shared", everything on all
+#  cores (the server's CPU taken from shoal's). Every job records the CPU
+#  seconds of shoal and of the server; the loader on s3:// without the
+#  added latency (the proxy's other port) tells how much of the gap the
+#  latency still makes.
 #
 # Every job is repeated (SHOAL_BENCH_REPEATS, default 3), file:// and s3://
 # interleaved (which goes first alternates), so each ratio is also taken
@@ -91,7 +95,7 @@ slow="?endpoint=http://127.0.0.1:$slow_port"
 timed() {
   local rep=$1 job=$2
   shift 2
-  local base="$res/$job.$rep" before after t0 t1 c0 c1
+  local base="$res/${job//\//_}.$rep" before after t0 t1 c0 c1
   before=$(counts)
   c0=$(server_cpu)
   t0=$EPOCHREALTIME
@@ -129,27 +133,44 @@ full_flags=(--shuffle full --memory-budget 384MiB)
 echo "== over the network: $images ImageNet-like JPEGs ($(du -sh --apparent-size "$src/" | cut -f1)), $threads threads, $latency ms per request, $repeats repeats"
 echo "   load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'repeat\tjob\twall_s\tsamples\tsamples_per_s\trequests\tget_bytes\tcpu_s\tserver_cpu_s\n'
-for rep in $(seq 1 "$repeats"); do
-  # Without the added latency, as a reference.
-  timed "$rep" load.s3fast "$shoal" bench loader "s3://bench/images$fast" "${load_flags[@]}"
-  pairs=(load full ingest)
-  for pair in "${pairs[@]}"; do
-    for side in file s3; do
-      # Alternate which side goes first.
-      if [ $((rep % 2)) = 0 ]; then side=$([ $side = file ] && echo s3 || echo file); fi
-      case $pair.$side in
-        load.file) timed "$rep" load.file "$shoal" bench loader "$work/file/images.shoal" "${load_flags[@]}" ;;
-        load.s3) timed "$rep" load.s3 "$shoal" bench loader "s3://bench/images$slow" "${load_flags[@]}" ;;
-        full.file) timed "$rep" full.file "$shoal" bench loader "$work/file/images.shoal" "${load_flags[@]}" "${full_flags[@]}" ;;
-        full.s3) timed "$rep" full.s3 "$shoal" bench loader "s3://bench/images$slow" "${load_flags[@]}" "${full_flags[@]}" ;;
-        ingest.file)
-          rm -rf "$work/file/ingest" && sync
-          timed "$rep" ingest.file "$shoal" ingest images "$src" "$work/file/ingest" --json
-          rm -rf "$work/file/ingest" ;;
-        ingest.s3)
-          timed "$rep" ingest.s3 "$shoal" ingest images "$src" "s3://bench/ingest$rep$slow" --json
-          rm -rf "$work/s3data/bench/ingest$rep" ;;
-      esac
+# Where the processes run. "split": the server (proxy and s3rver, all their
+# threads) on the last core, shoal on the others, in the file:// jobs too,
+# so that shoal has the same cores on both sides and the server's CPU is
+# not taken from it, as with a server on another machine. "shared": all on
+# all cores, the server competing with shoal for them.
+ncpu=$(nproc)
+server_pids() { echo "$proxy_pid" $(pgrep -P "$proxy_pid"); }
+for placement in split shared; do
+  if [ $placement = split ]; then
+    [ "$ncpu" -ge 2 ] || continue
+    for pid in $(server_pids); do taskset -a -p -c $((ncpu - 1)) "$pid" >/dev/null; done
+    pin=(taskset -c "0-$((ncpu - 2))")
+  else
+    for pid in $(server_pids); do taskset -a -p -c "0-$((ncpu - 1))" "$pid" >/dev/null; done
+    pin=()
+  fi
+  for rep in $(seq 1 "$repeats"); do
+    # Without the added latency, as a reference.
+    timed "$rep" $placement/load.s3fast "${pin[@]}" "$shoal" bench loader "s3://bench/images$fast" "${load_flags[@]}"
+    for pair in load full ingest; do
+      for side in file s3; do
+        # Alternate which side goes first.
+        if [ $((rep % 2)) = 0 ]; then side=$([ $side = file ] && echo s3 || echo file); fi
+        job=$placement/$pair.$side
+        case $pair.$side in
+          load.file) timed "$rep" $job "${pin[@]}" "$shoal" bench loader "$work/file/images.shoal" "${load_flags[@]}" ;;
+          load.s3) timed "$rep" $job "${pin[@]}" "$shoal" bench loader "s3://bench/images$slow" "${load_flags[@]}" ;;
+          full.file) timed "$rep" $job "${pin[@]}" "$shoal" bench loader "$work/file/images.shoal" "${load_flags[@]}" "${full_flags[@]}" ;;
+          full.s3) timed "$rep" $job "${pin[@]}" "$shoal" bench loader "s3://bench/images$slow" "${load_flags[@]}" "${full_flags[@]}" ;;
+          ingest.file)
+            rm -rf "$work/file/ingest" && sync
+            timed "$rep" $job "${pin[@]}" "$shoal" ingest images "$src" "$work/file/ingest" --json
+            rm -rf "$work/file/ingest" ;;
+          ingest.s3)
+            timed "$rep" $job "${pin[@]}" "$shoal" ingest images "$src" "s3://bench/ingest$placement$rep$slow" --json
+            rm -rf "$work/s3data/bench/ingest$placement$rep" ;;
+        esac
+      done
     done
   done
 done
@@ -166,38 +187,48 @@ for line in open(tsv).read().splitlines()[1:]:
     rep, job, wall, n, sps, req, got, cpu, server = line.split("\t")
     rows[job][int(rep)] = dict(wall=float(wall), n=int(n), sps=float(sps), req=int(req), got=int(got),
                                cpu=float(cpu), server=float(server))
-reps = sorted(rows["load.file"])
 
 def stat(values, fmt="%.0f"):
     return "%s (%s-%s)" % (fmt % statistics.median(values), fmt % min(values), fmt % max(values))
 
-def series(job, key):
-    return [rows[job][r][key] for r in reps]
-
-print("| figure | median (min-max) of %d repeats | target |" % len(reps))
-print("|---|---|---|")
-for pair, label, target in [("load", "loader, chunk shuffle", "≥ 0.9"),
-                            ("full", "loader, --shuffle full (sample reads)", ""),
-                            ("ingest", "ingest images", "≥ 0.8")]:
-    print("| %s on file://, samples/s | %s | |" % (label, stat(series(pair + ".file", "sps"))))
-    print("| %s on s3://, samples/s | %s | |" % (label, stat(series(pair + ".s3", "sps"))))
-    ratio = [rows[pair + ".s3"][r]["sps"] / rows[pair + ".file"][r]["sps"] for r in reps]
-    print("| **%s, s3:// ÷ file://** | **%s** | %s |" % (label, stat(ratio, "%.3f"), target))
-    per = [rows[pair + ".s3"][r]["req"] / rows[pair + ".s3"][r]["n"] for r in reps]
-    print("| %s, requests per sample | %s | |" % (label, stat(per, "%.4f")))
-    if pair != "ingest":
-        got = [rows[pair + ".s3"][r]["got"] / (needed * epochs) for r in reps]
-        print("| %s, bytes read ÷ bytes needed | %s | |" % (label, stat(got, "%.3f")))
-    for side in ("file", "s3"):
-        print("| %s on %s://, CPU s of shoal / of the server | %s / %s | |" % (
-            label, side, stat(series(pair + "." + side, "cpu"), "%.2f"),
-            stat(series(pair + "." + side, "server"), "%.2f")))
-    # The ratio the cores allow when the run is CPU-bound: file:// CPU
-    # seconds ÷ (shoal's + the server's on s3://).
-    bound = [rows[pair + ".file"][r]["cpu"] / (rows[pair + ".s3"][r]["cpu"] + rows[pair + ".s3"][r]["server"])
-             for r in reps]
-    print("| %s, CPU bound: file:// CPU ÷ (s3:// CPU + server CPU) | %s | |" % (label, stat(bound, "%.3f")))
-fast = [rows["load.s3fast"][r]["sps"] / rows["load.file"][r]["sps"] for r in reps]
-print("| loader, chunk shuffle, s3:// without added latency ÷ file:// | %s | |" % stat(fast, "%.3f"))
+titles = {"split": "server on a core of its own, shoal on the others (as with a server elsewhere)",
+          "shared": "server and shoal sharing all cores"}
+for placement in ("split", "shared"):
+    if placement + "/load.file" not in rows:
+        continue
+    reps = sorted(rows[placement + "/load.file"])
+    def series(job, key):
+        return [rows[placement + "/" + job][r][key] for r in reps]
+    def row(job, r):
+        return rows[placement + "/" + job][r]
+    print()
+    print("%s:" % titles[placement])
+    print()
+    print("| figure | median (min-max) of %d repeats | target |" % len(reps))
+    print("|---|---|---|")
+    for pair, label, target in [("load", "loader, chunk shuffle", "≥ 0.9"),
+                                ("full", "loader, --shuffle full (sample reads)", ""),
+                                ("ingest", "ingest images", "≥ 0.8")]:
+        print("| %s on file://, samples/s | %s | |" % (label, stat(series(pair + ".file", "sps"))))
+        print("| %s on s3://, samples/s | %s | |" % (label, stat(series(pair + ".s3", "sps"))))
+        ratio = [row(pair + ".s3", r)["sps"] / row(pair + ".file", r)["sps"] for r in reps]
+        print("| **%s, s3:// ÷ file://** | **%s** | %s |" % (label, stat(ratio, "%.3f"), target))
+        per = [row(pair + ".s3", r)["req"] / row(pair + ".s3", r)["n"] for r in reps]
+        print("| %s, requests per sample | %s | |" % (label, stat(per, "%.4f")))
+        if pair != "ingest":
+            got = [row(pair + ".s3", r)["got"] / (needed * epochs) for r in reps]
+            print("| %s, bytes read ÷ bytes needed | %s | |" % (label, stat(got, "%.3f")))
+        for side in ("file", "s3"):
+            print("| %s on %s://, CPU s of shoal / of the server | %s / %s | |" % (
+                label, side, stat(series(pair + "." + side, "cpu"), "%.2f"),
+                stat(series(pair + "." + side, "server"), "%.2f")))
+        if placement == "shared":
+            # The ratio the cores allow when the run is CPU-bound: file://
+            # CPU seconds ÷ (shoal's + the server's on s3://).
+            bound = [row(pair + ".file", r)["cpu"] / (row(pair + ".s3", r)["cpu"] + row(pair + ".s3", r)["server"])
+                     for r in reps]
+            print("| %s, CPU bound: file:// CPU ÷ (s3:// CPU + server CPU) | %s | |" % (label, stat(bound, "%.3f")))
+    fast = [row("load.s3fast", r)["sps"] / row("load.file", r)["sps"] for r in reps]
+    print("| loader, chunk shuffle, s3:// without added latency ÷ file:// | %s | |" % stat(fast, "%.3f"))
 EOF
 echo "raw results: $tsv and $res/*.out (--json summaries)"

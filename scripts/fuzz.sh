@@ -47,6 +47,21 @@ i=0
 for f in "$root"/configs/*.yaml; do
   { printf '\x02'; cat "$f"; } >"$corpus/ingest/yaml$i"; i=$((i+1))
 done
+# S3's answers as servers send them, and a request's fields to sign.
+mkdir -p "$corpus/s3"
+cat >"$corpus/s3/list" <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>ds/</Prefix><KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated><NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken><Contents><Key>ds/HEAD</Key><LastModified>2026-12-04T12:00:00.000Z</LastModified><ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag><Size>27</Size><StorageClass>STANDARD</StorageClass></Contents><Contents><Key>ds/chunks/0/a%20b</Key><Size>8388608</Size></Contents></ListBucketResult>
+XML
+cat >"$corpus/s3/error" <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><Key>ds/HEAD</Key><RequestId>4442587FB7D0A2F9</RequestId><HostId>x</HostId></Error>
+XML
+cat >"$corpus/s3/upload" <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket><Key>ds/big</Key><UploadId>VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA</UploadId></InitiateMultipartUploadResult>
+XML
+printf 'ds/chunks/0/a b\nlist-type\n2\nx-amz-date\n20260101T000000Z\nsecret' >"$corpus/s3/request"
 for fuzzer in "$build"/tests/fuzz/shoal_*_fuzz; do
   name=$(basename "$fuzzer" _fuzz); name=${name#shoal_}
   echo "== $(basename "$fuzzer") for ${seconds}s"

@@ -39,6 +39,8 @@ packages=(
   # (scripts/make-image-dataset.py; CC-BY/CC-BY-SA/CC0 and GPL-2+)
   lomiri-wallpapers-16.04
   mate-backgrounds
+  # c-blosc, the reference of the large-image benchmark (benchmarks/large_image_bench.cc)
+  libblosc-dev
   "$@"
 )
 

@@ -39,24 +39,36 @@ inline void CopyBox(const std::byte* src, const Shape& src_shape,
     src_base += src_origin[d] * src_stride[d];
     dst_base += dst_origin[d] * dst_stride[d];
   }
-  // Iterate over all but the last dimension; the last one is one memcpy.
-  const uint64_t row = extent[rank - 1] * item;
+  // Trailing dimensions the box spans whole in both arrays are contiguous
+  // with the one before them: one memcpy covers them all (an RGB tile's
+  // rows are one copy each, not one per pixel).
+  size_t inner = rank - 1;
+  while (inner > 0 && extent[inner] == src_shape[inner] &&
+         extent[inner] == dst_shape[inner]) {
+    --inner;
+  }
+  uint64_t row = item;
+  for (size_t d = inner; d < rank; ++d) row *= extent[d];
+  if (inner == 0) {
+    std::memcpy(dst + dst_base, src + src_base, row);
+    return;
+  }
+  // Iterate over the dimensions before `inner`; each step is one memcpy.
   uint64_t idx[Shape::kMaxRank] = {};
   while (true) {
     uint64_t s = src_base, t = dst_base;
-    for (size_t d = 0; d + 1 < rank; ++d) {
+    for (size_t d = 0; d < inner; ++d) {
       s += idx[d] * src_stride[d];
       t += idx[d] * dst_stride[d];
     }
     std::memcpy(dst + t, src + s, row);
-    size_t d = rank - 1;
+    size_t d = inner;
     while (d > 0) {
       --d;
       if (++idx[d] < extent[d]) break;
       idx[d] = 0;
       if (d == 0) return;
     }
-    if (rank == 1) return;
   }
 }
 

@@ -1,7 +1,17 @@
 // Where an s3:// or gs:// URL points and how to reach it: the bucket, the
 // prefix, the endpoint, region and credentials (from the URL's query and the
-// AWS tools' environment variables; format/internal/s3_store.cc lists them)
-// and the multipart settings. Not installed.
+// AWS tools' environment variables) and the multipart settings. Not
+// installed.
+//
+//   s3://BUCKET/PREFIX[?endpoint=URL&region=R&path_style=true|false
+//                       &multipart_threshold=BYTES&part_size=BYTES]
+//
+// Settings are read as the AWS tools read them: AWS_ACCESS_KEY_ID,
+// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION or AWS_DEFAULT_REGION
+// (default us-east-1), AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL for an
+// S3-compatible server; the URL's query overrides them. With an endpoint,
+// requests are path-style (ENDPOINT/BUCKET/KEY); without, virtual-hosted
+// (https://BUCKET.s3.REGION.amazonaws.com/KEY).
 #ifndef SHOAL_FORMAT_INTERNAL_S3_LOCATION_H_
 #define SHOAL_FORMAT_INTERNAL_S3_LOCATION_H_
 

@@ -3,40 +3,32 @@
 // (format/internal/sigv4.h). Registered as "s3", and as "gs" for Google
 // Cloud Storage's S3-compatible XML API (HMAC keys in AWS_ACCESS_KEY_ID and
 // AWS_SECRET_ACCESS_KEY; endpoint https://storage.googleapis.com and region
-// "auto" unless the URL says otherwise).
-//
-//   s3://BUCKET/PREFIX[?endpoint=URL&region=R&path_style=true|false
-//                       &multipart_threshold=BYTES&part_size=BYTES]
-//
-// Settings are read as the AWS tools read them: AWS_ACCESS_KEY_ID,
-// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION or AWS_DEFAULT_REGION
-// (default us-east-1), AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL for an
-// S3-compatible server; the URL's query overrides them. With an endpoint,
-// requests are path-style (ENDPOINT/BUCKET/KEY); without, virtual-hosted
-// (https://BUCKET.s3.REGION.amazonaws.com/KEY).
+// "auto" unless the URL says otherwise). The URL and the settings it reads:
+// format/internal/s3_location.h.
 //
 // Contract mapping: Write and WriteAtomic are PUTs (S3 makes an object
 // visible whole, and durable, when the PUT returns); WriteIfAbsent is a PUT
 // with If-None-Match: * (412 = AlreadyExists); Sync has nothing to do.
-// Delete reports NotFound for a missing key (S3's DELETE does not say).
+// Delete reports NotFound for a missing key (S3's DELETE does not say, so it
+// asks first); DeleteMany does not ask. ReadRanges, WriteMany and DeleteMany
+// have their requests in flight together.
 // Errors name the bucket, the key, the HTTP status and the server's request
 // id. 500/502/503/504, SlowDown and transport failures are retried with
 // exponential backoff and jitter, at most kAttempts times and for at most
 // kRetryTime; 403 and 404 never.
-#include <libxml/parser.h>
-#include <libxml/tree.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <optional>
 #include <random>
 #include <thread>
 
 #include "format/internal/http_client.h"
 #include "format/internal/s3_location.h"
+#include "format/internal/s3_xml.h"
 #include "format/internal/sigv4.h"
 #include "format/store.h"
 
@@ -53,40 +45,10 @@ constexpr auto kFirstBackoff = std::chrono::milliseconds(50);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(2000);
 // No retry starts later than this after the first attempt.
 constexpr auto kRetryTime = std::chrono::seconds(30);
-// Ranged GETs of one ReadRanges() call in flight at once: enough to cover a
-// round trip of tens of milliseconds at the rate one machine decodes, few
-// enough not to look like a flood to the server.
-constexpr size_t kReadsInFlight = 32;
-
-// The text of the first element named `name` under `node`, depth first.
-std::string XmlText(xmlNode* node, std::string_view name) {
-  for (xmlNode* n = node; n != nullptr; n = n->next) {
-    if (n->type != XML_ELEMENT_NODE) continue;
-    if (name == reinterpret_cast<const char*>(n->name)) {
-      xmlChar* text = xmlNodeGetContent(n);
-      std::string out = text ? reinterpret_cast<const char*>(text) : "";
-      xmlFree(text);
-      return out;
-    }
-    std::string inner = XmlText(n->children, name);
-    if (!inner.empty()) return inner;
-  }
-  return "";
-}
-
-struct XmlDoc {
-  xmlDoc* doc = nullptr;
-  explicit XmlDoc(const Buffer& body) {
-    doc = xmlReadMemory(
-        reinterpret_cast<const char*>(body.data()),
-        static_cast<int>(body.size()), "response.xml", nullptr,
-        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-  }
-  ~XmlDoc() {
-    if (doc) xmlFreeDoc(doc);
-  }
-  xmlNode* root() const { return doc ? xmlDocGetRootElement(doc) : nullptr; }
-};
+// Requests of one ReadRanges(), WriteMany() or DeleteMany() call in flight
+// at once: enough to cover a round trip of tens of milliseconds at the rate
+// one machine decodes, few enough not to look like a flood to the server.
+constexpr size_t kRequestsInFlight = 32;
 
 class S3Store final : public Store {
  public:
@@ -137,13 +99,13 @@ class S3Store final : public Store {
     return RangeBody(key, offset, length, r);
   }
 
-  // The GETs go out together, each retried on its own as Send() retries.
+  // The GETs go out together (SendMany).
   std::vector<Result<Buffer>> ReadRanges(
       std::span<const RangeRead> ranges,
       const BufferAllocator& allocate = {}) const override {
     std::vector<std::optional<Result<Buffer>>> done(ranges.size());
-    std::vector<Prepared> prepared(ranges.size());
-    std::vector<size_t> pending;
+    std::vector<Prepared> prepared;
+    std::vector<size_t> sent_for;  // prepared[k] reads ranges[sent_for[k]]
     for (size_t i = 0; i < ranges.size(); ++i) {
       const RangeRead& r = ranges[i];
       if (r.length == 0 || r.offset > UINT64_MAX - r.length ||
@@ -151,41 +113,58 @@ class S3Store final : public Store {
         done[i] = ReadRange(r.key, r.offset, r.length);  // says what is wrong
         continue;
       }
-      prepared[i] = Prepare("GET", "/" + ObjectKey(r.key), {},
-                            {{"range", RangeHeader(r.offset, r.length)}}, {});
-      pending.push_back(i);
+      prepared.push_back(Prepare("GET", "/" + ObjectKey(r.key), {},
+                                 {{"range", RangeHeader(r.offset, r.length)}},
+                                 {}));
+      sent_for.push_back(i);
     }
-    Backoff backoff;
-    std::vector<HttpRequest> requests;
-    for (int attempt = 1; !pending.empty(); ++attempt) {
-      requests.clear();
-      for (size_t i : pending) {
-        requests.push_back(Sign(prepared[i]));
-        requests.back().allocate = allocate;
-      }
-      std::vector<Result<HttpResponse>> sent =
-          http_.SendAll(requests, kReadsInFlight);
-      std::vector<size_t> again;
-      for (size_t k = 0; k < pending.size(); ++k) {
-        const size_t i = pending[k];
-        Result<HttpResponse>& r = sent[k];
-        if (Again(r) && attempt < kAttempts && backoff.more()) {
-          again.push_back(i);
-        } else if (!r.ok()) {
-          done[i] =
-              r.status().WithContext(name_ + bucket_ + " after " +
-                                     std::to_string(attempt) + " attempt(s)");
-        } else {
-          done[i] =
-              RangeBody(ranges[i].key, ranges[i].offset, ranges[i].length, *r);
-        }
-      }
-      pending = std::move(again);
-      if (!pending.empty()) backoff.Wait();
+    std::vector<Result<HttpResponse>> sent = SendMany(prepared, allocate);
+    for (size_t k = 0; k < sent.size(); ++k) {
+      const RangeRead& r = ranges[sent_for[k]];
+      done[sent_for[k]] = sent[k].ok()
+                              ? RangeBody(r.key, r.offset, r.length, *sent[k])
+                              : Result<Buffer>(sent[k].status());
     }
     std::vector<Result<Buffer>> out;
     out.reserve(ranges.size());
     for (auto& d : done) out.push_back(std::move(*d));
+    return out;
+  }
+
+  // The PUTs go out together; an object for a multipart upload goes alone.
+  std::vector<Status> WriteMany(std::span<const ObjectWrite> writes) override {
+    std::vector<Status> out(writes.size());
+    std::vector<Prepared> prepared;
+    std::vector<std::pair<size_t, std::string_view>> sent_for;
+    for (size_t i = 0; i < writes.size(); ++i) {
+      const ObjectWrite& w = writes[i];
+      if (w.data.size() > multipart_threshold_ ||
+          !ValidateStoreKey(w.key).ok()) {
+        out[i] = Write(w.key, w.data);
+        continue;
+      }
+      prepared.push_back(
+          Prepare("PUT", "/" + ObjectKey(w.key), {}, {}, w.data));
+      sent_for.emplace_back(i, w.key);
+    }
+    SendForStatus("PUT", prepared, sent_for, {200}, out);
+    return out;
+  }
+
+  // The DELETEs go out together, without Delete()'s existence check: S3
+  // answers 204 for a missing key, which DeleteMany() counts as done.
+  std::vector<Status> DeleteMany(std::span<const std::string> keys) override {
+    std::vector<Status> out(keys.size());
+    std::vector<Prepared> prepared;
+    std::vector<std::pair<size_t, std::string_view>> sent_for;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      out[i] = ValidateStoreKey(keys[i]);
+      if (!out[i].ok()) continue;
+      prepared.push_back(
+          Prepare("DELETE", "/" + ObjectKey(keys[i]), {}, {}, {}));
+      sent_for.emplace_back(i, keys[i]);
+    }
+    SendForStatus("DELETE", prepared, sent_for, {200, 204, 404}, out);
     return out;
   }
 
@@ -242,31 +221,20 @@ class S3Store final : public Store {
       SHOAL_ASSIGN_OR_RETURN(HttpResponse r,
                              CallBucket("GET", std::move(query)));
       if (r.status != 200) return Error("LIST", prefix, r);
-      XmlDoc xml(r.body);
-      xmlNode* root = xml.root();
-      if (root == nullptr) {
-        return Corruption(name_ + bucket_ + ": LIST prefix '" + full +
-                          "': the response is not XML");
+      auto page = internal::ParseS3ListPage(r.body.span());
+      if (!page.ok()) {
+        return page.status().WithContext(name_ + bucket_ + ": LIST prefix '" +
+                                         full + "'");
       }
-      for (xmlNode* n = root->children; n != nullptr; n = n->next) {
-        if (n->type != XML_ELEMENT_NODE ||
-            std::string_view(reinterpret_cast<const char*>(n->name)) !=
-                "Contents") {
-          continue;
-        }
-        std::string key = XmlText(n->children, "Key");
+      for (std::string& key : page->keys) {
         if (!prefix_.empty()) {
           if (!key.starts_with(prefix_ + "/")) continue;
           key.erase(0, prefix_.size() + 1);
         }
         keys.push_back(std::move(key));
       }
-      if (XmlText(root->children, "IsTruncated") != "true") break;
-      token = XmlText(root->children, "NextContinuationToken");
-      if (token.empty()) {
-        return Corruption(name_ + bucket_ +
-                          ": LIST truncated without a continuation token");
-      }
+      if (!page->truncated) break;
+      token = std::move(page->continuation_token);
     }
     std::sort(keys.begin(), keys.end());
     return keys;
@@ -285,39 +253,39 @@ class S3Store final : public Store {
  private:
   // An object larger than the threshold goes up in parts (S3 takes at most
   // 5 GB in one PUT, and a failed part is retried alone): initiate, the
-  // parts in order, complete; a failure aborts the upload, so no parts are
-  // left behind to be billed. The object appears only at the completion.
+  // parts (in flight together, SendMany), complete; a failure aborts the
+  // upload, so no parts are left behind to be billed. The object appears only
+  // at the completion.
   Status PutMultipart(std::string_view key, ByteSpan data) {
     SHOAL_ASSIGN_OR_RETURN(HttpResponse init,
                            Call("POST", key, {{"uploads", ""}}, {}, {}));
     if (init.status != 200) return Error("POST ?uploads", key, init);
-    XmlDoc init_xml(init.body);
-    const std::string upload_id =
-        init_xml.root() ? XmlText(init_xml.root(), "UploadId") : "";
+    const std::string upload_id = internal::ParseS3UploadId(init.body.span());
     if (upload_id.empty()) {
       return Corruption(Where(key) +
                         ": no UploadId in the answer to POST ?uploads");
     }
+    std::vector<Prepared> parts;
+    for (uint64_t offset = 0; offset < data.size(); offset += part_size_) {
+      const uint64_t n = std::min<uint64_t>(part_size_, data.size() - offset);
+      parts.push_back(Prepare("PUT", "/" + ObjectKey(key),
+                              {{"partNumber", std::to_string(parts.size() + 1)},
+                               {"uploadId", upload_id}},
+                              {}, data.subspan(offset, n)));
+    }
+    std::vector<Result<HttpResponse>> sent = SendMany(parts);
     std::string complete = "<CompleteMultipartUpload>";
     Status failure;
-    uint64_t part = 1;
-    for (uint64_t offset = 0; offset < data.size(); ++part) {
-      const uint64_t n = std::min<uint64_t>(part_size_, data.size() - offset);
-      auto r =
-          Call("PUT", key,
-               {{"partNumber", std::to_string(part)}, {"uploadId", upload_id}},
-               {}, data.subspan(offset, n));
-      if (!r.ok()) {
-        failure = r.status();
-        break;
+    for (size_t k = 0; k < sent.size() && failure.ok(); ++k) {
+      const std::string part = std::to_string(k + 1);
+      if (!sent[k].ok()) {
+        failure = sent[k].status();
+      } else if (sent[k]->status != 200) {
+        failure = Error("PUT part " + part, key, *sent[k]);
+      } else {
+        complete += "<Part><PartNumber>" + part + "</PartNumber><ETag>" +
+                    sent[k]->headers["etag"] + "</ETag></Part>";
       }
-      if (r->status != 200) {
-        failure = Error("PUT part " + std::to_string(part), key, *r);
-        break;
-      }
-      complete += "<Part><PartNumber>" + std::to_string(part) +
-                  "</PartNumber><ETag>" + r->headers["etag"] + "</ETag></Part>";
-      offset += n;
     }
     if (failure.ok()) {
       complete += "</CompleteMultipartUpload>";
@@ -330,13 +298,11 @@ class S3Store final : public Store {
         failure = Error("POST ?uploadId", key, *done);
       } else {
         // S3 may answer 200 and still fail, with an Error document.
-        XmlDoc xml(done->body);
-        if (xml.root() != nullptr &&
-            std::string_view(reinterpret_cast<const char*>(xml.root()->name)) ==
-                "Error") {
+        const internal::S3ErrorFields error =
+            internal::ParseS3Error(done->body.span());
+        if (error.is_error) {
           failure = IOError(Where(key) + ": completing the upload failed: " +
-                            XmlText(xml.root(), "Code") + " (" +
-                            XmlText(xml.root(), "Message") + ")");
+                            error.code + " (" + error.message + ")");
         } else {
           return Status::OK();
         }
@@ -364,17 +330,12 @@ class S3Store final : public Store {
   // An error response as a Status naming bucket, key, status and request id.
   Status Error(std::string_view op, std::string_view key,
                const HttpResponse& r) const {
-    std::string code, message, request_id;
+    internal::S3ErrorFields error = internal::ParseS3Error(r.body.span());
+    std::string& code = error.code;
+    std::string& message = error.message;
+    std::string request_id = std::move(error.request_id);
     if (auto it = r.headers.find("x-amz-request-id"); it != r.headers.end())
       request_id = it->second;
-    if (!r.body.empty()) {
-      XmlDoc xml(r.body);
-      if (xmlNode* root = xml.root()) {
-        code = XmlText(root, "Code");
-        message = XmlText(root, "Message");
-        if (request_id.empty()) request_id = XmlText(root, "RequestId");
-      }
-    }
     std::string what = std::string(op) + " " + Where(key) + ": HTTP " +
                        std::to_string(r.status);
     if (!code.empty()) what += " " + code;
@@ -507,6 +468,64 @@ class S3Store final : public Store {
         return r;
       }
       backoff.Wait();
+    }
+  }
+
+  // Send() for many requests at once: up to kRequestsInFlight in flight,
+  // each retried on its own; one answer per request, in order.
+  std::vector<Result<HttpResponse>> SendMany(
+      std::span<const Prepared> prepared,
+      const BufferAllocator& allocate = {}) const {
+    std::vector<std::optional<Result<HttpResponse>>> done(prepared.size());
+    std::vector<size_t> pending(prepared.size());
+    for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
+    Backoff backoff;
+    std::vector<HttpRequest> requests;
+    for (int attempt = 1; !pending.empty(); ++attempt) {
+      requests.clear();
+      for (size_t i : pending) {
+        requests.push_back(Sign(prepared[i]));
+        requests.back().allocate = allocate;
+      }
+      std::vector<Result<HttpResponse>> sent =
+          http_.SendAll(requests, kRequestsInFlight);
+      std::vector<size_t> again;
+      for (size_t k = 0; k < pending.size(); ++k) {
+        const size_t i = pending[k];
+        if (Again(sent[k]) && attempt < kAttempts && backoff.more()) {
+          again.push_back(i);
+        } else if (!sent[k].ok()) {
+          done[i] = sent[k].status().WithContext(name_ + bucket_ + " after " +
+                                                 std::to_string(attempt) +
+                                                 " attempt(s)");
+        } else {
+          done[i] = std::move(sent[k]);
+        }
+      }
+      pending = std::move(again);
+      if (!pending.empty()) backoff.Wait();
+    }
+    std::vector<Result<HttpResponse>> out;
+    out.reserve(done.size());
+    for (auto& d : done) out.push_back(std::move(*d));
+    return out;
+  }
+
+  // SendMany() for answers that are a status alone: out[i] of each (i, key)
+  // becomes an error naming `op` and key unless the status is `accepted`.
+  void SendForStatus(
+      std::string_view op, std::span<const Prepared> prepared,
+      std::span<const std::pair<size_t, std::string_view>> sent_for,
+      std::initializer_list<long> accepted, std::vector<Status>& out) const {
+    std::vector<Result<HttpResponse>> sent = SendMany(prepared);
+    for (size_t k = 0; k < sent.size(); ++k) {
+      const auto [i, key] = sent_for[k];
+      if (!sent[k].ok()) {
+        out[i] = sent[k].status();
+      } else if (std::find(accepted.begin(), accepted.end(), sent[k]->status) ==
+                 accepted.end()) {
+        out[i] = Error(op, key, *sent[k]);
+      }
     }
   }
 

@@ -25,15 +25,21 @@
 namespace shoal {
 namespace loader_internal {
 
-// Buffers that chunks are decompressed into, recycled from chunk to chunk.
-// Fresh memory for every chunk made the kernel's page work (mapping, zeroing,
-// unmapping 8 MiB per chunk) the largest cost of loading small raw samples.
-// Free buffers are charged to the budget like chunks, so the pool is part of
-// the memory budget; it keeps at most `max_free` bytes.
+// Buffers that chunks are decompressed (or, from a network store, received)
+// into, recycled from chunk to chunk. Fresh memory for every chunk made the
+// kernel's page work (mapping, zeroing, unmapping 8 MiB per chunk) the
+// largest cost of loading small raw samples, and 13 % of loading JPEGs over
+// s3:// (perf: clear_page_erms under madvise). Sizes are rounded up to
+// kGranule, so that a buffer freed by one chunk fits the next of about the
+// same size (chunks differ by a few KiB); a buffer's capacity includes the
+// rounding, so its holder charges it. Free buffers are charged to the
+// budget like chunks, so the pool is part of the memory budget; it keeps at
+// most `max_free` bytes.
 class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
  public:
   // Smaller buffers come from the heap, which recycles them well already.
   static constexpr size_t kMinBytes = 1 << 20;
+  static constexpr size_t kGranule = 1 << 20;
 
   ChunkBufferPool(std::shared_ptr<MemoryBudget> budget, size_t max_free)
       : budget_(std::move(budget)), max_free_(max_free) {}
@@ -66,12 +72,13 @@ class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
     if (region.data != nullptr) {
       budget_->Charge(-static_cast<int64_t>(region.size));
     } else {
-      std::byte* p = MapPages(bytes);
+      const size_t size = (bytes + kGranule - 1) / kGranule * kGranule;
+      std::byte* p = MapPages(size);
       if (p == nullptr) {
-        return ResourceExhausted("cannot map " + std::to_string(bytes) +
+        return ResourceExhausted("cannot map " + std::to_string(size) +
                                  " bytes for a chunk");
       }
-      region = {p, bytes};
+      region = {p, size};
     }
     std::weak_ptr<ChunkBufferPool> pool = weak_from_this();
     std::shared_ptr<void> owner(region.data, [pool, region](void*) {
@@ -81,7 +88,8 @@ class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
         UnmapPages(region.data, region.size);
       }
     });
-    return MutableBuffer::Wrap(std::move(owner), region.data, bytes);
+    return MutableBuffer::Wrap(std::move(owner), region.data, bytes,
+                               region.size);
   }
 
  private:
@@ -91,9 +99,15 @@ class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
   };
 
   void Return(Region region) {
+    // Kept while the budget has room for it, so free buffers never crowd
+    // out chunks being loaded.
+    const uint64_t limit = budget_->limit();
+    const bool room =
+        limit == 0 || budget_->in_use() + static_cast<int64_t>(region.size) <=
+                          static_cast<int64_t>(limit);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (free_bytes_ + region.size <= max_free_) {
+      if (room && free_bytes_ + region.size <= max_free_) {
         free_.push_back(region);
         free_bytes_ += region.size;
         region.data = nullptr;

@@ -281,6 +281,45 @@ TEST_P(StoreConformanceTest, DeleteRemoves) {
   EXPECT_EQ(ReadString(*store_, "d/1"), "again");
 }
 
+// Many writes and deletes in one call (in flight together on a network
+// store): each gets its own status, a bad key fails alone, and a delete of
+// a key that is already gone counts as done.
+TEST_P(StoreConformanceTest, WriteManyAndDeleteManyEachOnTheirOwn) {
+  std::vector<std::string> keys, data;
+  for (int i = 0; i < 40; ++i) {  // more than a network store has in flight
+    keys.push_back("m/" + std::to_string(i));
+    data.push_back(Pattern(static_cast<size_t>(100 + 37 * i), i));
+  }
+  keys[7] = "m/../bad";
+  std::vector<ObjectWrite> writes;
+  for (int i = 0; i < 40; ++i) writes.push_back({keys[i], AsBytes(data[i])});
+  const std::vector<Status> written = store_->WriteMany(writes);
+  ASSERT_EQ(written.size(), 40u);
+  for (int i = 0; i < 40; ++i) {
+    if (i == 7) {
+      EXPECT_EQ(CodeOf(written[i]), StatusCode::kInvalidArgument);
+    } else {
+      ASSERT_TRUE(Ok(written[i])) << keys[i];
+      EXPECT_EQ(ReadString(*store_, keys[i]), data[i]) << keys[i];
+    }
+  }
+  EXPECT_EQ(ListOrDie(*store_, "m/").size(), 39u);
+  EXPECT_THAT(store_->WriteMany({}), IsEmpty());
+
+  std::vector<std::string> doomed(keys.begin() + 10, keys.end());
+  doomed.push_back("m/never-written");
+  const std::vector<Status> deleted = store_->DeleteMany(doomed);
+  ASSERT_EQ(deleted.size(), doomed.size());
+  for (size_t i = 0; i < doomed.size(); ++i) {
+    EXPECT_TRUE(Ok(deleted[i])) << doomed[i];
+  }
+  EXPECT_EQ(ListOrDie(*store_, "m/").size(), 9u);
+  EXPECT_EQ(CodeOf(store_->Read(keys[10])), StatusCode::kNotFound);
+  EXPECT_EQ(ReadString(*store_, keys[9]), data[9]);
+  EXPECT_EQ(CodeOf(store_->DeleteMany(std::vector<std::string>{"m/../x"})[0]),
+            StatusCode::kInvalidArgument);
+}
+
 TEST_P(StoreConformanceTest, UnusualButValidKeys) {
   const std::vector<std::string> keys = {"sp ace/we!rd~key.v1",
                                          "a..b",
