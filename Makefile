@@ -72,7 +72,7 @@ FUZZ_SECONDS ?= 60
 fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B build-fuzz $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DSHOAL_SANITIZE=address -DSHOAL_BUILD_FUZZERS=ON -DSHOAL_BUILD_TESTS=OFF -DSHOAL_BUILD_BENCHMARKS=OFF $(CMAKE_ARGS)
-	cmake --build build-fuzz -j $(JOBS) --target shoal_format_fuzz shoal_image_fuzz shoal_video_fuzz shoal_ingest_fuzz shoal_s3_fuzz
+	cmake --build build-fuzz -j $(JOBS) --target shoal_fuzzers
 	@bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 # Installs libtorch-dev if missing; builds in build-torch (see the script).

@@ -169,6 +169,11 @@ int Run(const std::vector<std::string>& jpegs, uint64_t block_bytes,
       std::fprintf(stderr, "cannot decode %s\n", path.c_str());
       return 1;
     }
+    if (img.height <= 512 || img.width <= 512) {
+      std::fprintf(stderr, "%s: smaller than the 512 x 512 region\n",
+                   path.c_str());
+      return 1;
+    }
     std::vector<std::byte> dst(img.rgb.size());
     std::memset(dst.data(), 1, dst.size());
     const double memcpy_ms = BestMs(repeats, [&] {

@@ -193,18 +193,14 @@ void Tensor::Impl::ReadStoredSamples(std::span<const uint64_t> indices,
   std::sort(wants.begin(), wants.end(),
             [](const Want& a, const Want& b) { return a.entry < b.entry; });
   std::vector<std::string> keys;
+  keys.reserve(wants.size());  // never reallocated: `ranges` views them
   std::vector<RangeRead> ranges;
   for (size_t w = 0; w < wants.size(); ++w) {
     if (wants[w].header || (w > 0 && wants[w - 1].entry == wants[w].entry)) {
       continue;
     }
     keys.push_back(internal::ChunkKey(meta_.id, wants[w].entry->chunk.id));
-  }
-  for (size_t w = 0, h = 0; w < wants.size(); ++w) {
-    if (wants[w].header || (w > 0 && wants[w - 1].entry == wants[w].entry)) {
-      continue;
-    }
-    ranges.push_back({keys[h++], 0, wants[w].entry->chunk.header_bytes});
+    ranges.push_back({keys.back(), 0, wants[w].entry->chunk.header_bytes});
   }
   std::vector<Result<Buffer>> headers;
   if (!ranges.empty()) headers = context_->store->ReadRanges(ranges);

@@ -20,17 +20,7 @@ SRC=${2:?usage: multi_writer_test.sh PATH/TO/shoal SOURCE_DIR}
 source "$(dirname "$0")/cli_lib.sh"
 
 start_s3 "$SRC" || exit 1
-"$PY" - <<'EOF' || { echo "FAIL: cannot make the images" >&2; exit 1; }
-import os
-import numpy as np
-from PIL import Image
-rng = np.random.default_rng(11)
-for c in ("a", "b", "c"):
-    os.makedirs(f"imgs/{c}", exist_ok=True)
-    for i in range(45):
-        px = rng.integers(0, 256, size=(32 + i % 9, 48 + i % 7, 3), dtype=np.uint8)
-        Image.fromarray(px).save(f"imgs/{c}/{i:02d}.jpg", quality=85)
-EOF
+make_jpegs imgs 135 48 32 3 11 || finish multi_writer_test
 opts=(--chunk-bytes 32k --commit-every 4 --commit-seconds 0)
 
 digests() {  # digests DATASET FILE: the loader's batches, in dataset order

@@ -15,17 +15,7 @@ source "$(dirname "$0")/cli_lib.sh"
 
 start_s3 "$SRC" || exit 1
 
-"$PY" - <<'EOF' || { echo "FAIL: cannot make the images" >&2; exit 1; }
-import os
-import numpy as np
-from PIL import Image
-rng = np.random.default_rng(5)
-for c in ("a", "b"):
-    os.makedirs(f"imgs/{c}", exist_ok=True)
-    for i in range(12):
-        px = rng.integers(0, 256, size=(40 + i, 60 + 2 * i, 3), dtype=np.uint8)
-        Image.fromarray(px).save(f"imgs/{c}/{i:02d}.jpg", quality=85)
-EOF
+make_jpegs imgs 24 60 40 2 5 || finish s3_cli_test
 
 run 0 "$SHOAL" ingest images imgs s3://shoal-test/ds --chunk-bytes 64k &&
   contains "$work/out" "24 samples into s3://shoal-test/ds"
