@@ -56,6 +56,13 @@ class ByteCodec {
 
   /// Decompresses `src`, which must decode to exactly dst.size() bytes.
   virtual Status Decompress(ByteSpan src, MutableByteSpan dst) const = 0;
+
+  /// Whether a block that compressed from `raw_size` to `compressed_size`
+  /// bytes is stored compressed; if not, it is stored as it is (chunks mark
+  /// each block), and reading it is a copy. By default any saving counts.
+  virtual bool WorthKeeping(size_t raw_size, size_t compressed_size) const {
+    return compressed_size < raw_size;
+  }
 };
 
 /// Options a codec is created with.

@@ -101,7 +101,7 @@ Result<EncodedChunk> EncodeChunk(const ChunkFormat& format,
   const size_t num_blocks = (data.size() + block_bytes - 1) / block_bytes;
 
   // Compress every block into one scratch allocation; keep a block raw when
-  // compression does not make it smaller.
+  // compression does not save enough (ByteCodec::WorthKeeping).
   struct Stored {
     const std::byte* bytes;
     uint64_t size;
@@ -125,7 +125,7 @@ Result<EncodedChunk> EncodeChunk(const ChunkFormat& format,
       MutableByteSpan dst = scratch.span().subspan(
           scratch_used, codec->MaxCompressedSize(raw.size()));
       SHOAL_ASSIGN_OR_RETURN(size_t n, codec->Compress(raw, dst));
-      if (n < raw.size()) {
+      if (codec->WorthKeeping(raw.size(), n)) {
         stored[b] = {dst.data(), n, true};
         scratch_used += n;
       }

@@ -133,6 +133,12 @@ struct ReadOptions {
   /// Past the tensor's end, return an empty sample (all-zero shape of the
   /// tensor's rank, no data) instead of OutOfRange.
   bool pad = false;
+  /// Threads that decompress the blocks of one large sample (one whole
+  /// tiled or multi-block sample, or a region of it) in parallel: 0 all of
+  /// the calling oneTBB arena's (inside the loader, the loader's threads;
+  /// elsewhere oneTBB's default, one per core, or those of a
+  /// tbb::task_arena the caller runs the read in), 1 only the caller.
+  int max_threads = 0;
 };
 
 /// Statistics of a tensor (as of the last append).
@@ -190,12 +196,26 @@ class Tensor {
   // ---- Reads (thread-safe) ----
 
   Result<Sample> Read(uint64_t index, const ReadOptions& options = {}) const;
+  /// Read() into the caller's `out`, which holds exactly the sample's bytes
+  /// (ReadShape(index) of dtype()). InvalidArgument for another size.
+  Status ReadInto(uint64_t index, MutableByteSpan out,
+                  const ReadOptions& options = {}) const;
   /// Samples [begin, end) in order; chunks are fetched once each.
   Result<std::vector<Sample>> ReadRange(uint64_t begin, uint64_t end) const;
-  /// The part [lo, hi) of a sample (per dimension). For a tiled sample only
-  /// the tiles that overlap the region are read.
+  /// The part [lo, hi) of a sample (per dimension). Only the tiles that
+  /// overlap the region are read and, in each (and in an untiled sample's
+  /// chunk), only the blocks that hold part of it, checked and decompressed
+  /// in parallel (ReadOptions::max_threads). A tensor that compresses
+  /// samples one by one (sample_compression) decodes the whole sample, or
+  /// each overlapping tile, first.
   Result<Sample> ReadRegion(uint64_t index, std::span<const uint64_t> lo,
-                            std::span<const uint64_t> hi) const;
+                            std::span<const uint64_t> hi,
+                            const ReadOptions& options = {}) const;
+  /// ReadRegion() into the caller's `out`, which holds exactly the region's
+  /// bytes. InvalidArgument for another size.
+  Status ReadRegionInto(uint64_t index, std::span<const uint64_t> lo,
+                        std::span<const uint64_t> hi, MutableByteSpan out,
+                        const ReadOptions& options = {}) const;
   /// The sample's shape, from the hidden shape tensor (no data is read).
   Result<Shape> ReadShape(uint64_t index) const;
   /// The sample's info JSON ("" when none).

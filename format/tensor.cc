@@ -212,14 +212,17 @@ Result<Sample> Tensor::Impl::Read(uint64_t index,
   }
   if (index < index_.num_samples()) {
     const internal::IndexEntry& entry = index_.entries()[index_.Find(index)];
-    if (entry.tiled) {
-      const Shape& s = entry.tiled->shape;
-      const uint64_t zero[Shape::kMaxRank] = {};
-      auto sample = ReadTiled(*entry.tiled, {zero, s.rank()}, s.dims());
-      if (!sample.ok()) {
-        return sample.status().WithContext("sample " + std::to_string(index));
+    bool whole = entry.tiled != nullptr;
+    if (!whole && chunk_codec_ != nullptr && sample_codec_ == nullptr) {
+      if (auto header = CachedHeader(entry.chunk)) {
+        whole = ReadsInParallel(
+            *header, header->layout().range(index - entry.first_sample));
       }
-      return sample;
+    }
+    if (whole) {
+      SHOAL_ASSIGN_OR_RETURN(Shape shape, ReadShape(index));
+      const uint64_t zero[Shape::kMaxRank] = {};
+      return ReadRegion(index, {zero, shape.rank()}, shape.dims(), options);
     }
   }
   SHOAL_ASSIGN_OR_RETURN(Stored stored, StoredSample(index));
@@ -310,97 +313,10 @@ Result<std::vector<Sample>> Tensor::Impl::ReadRange(uint64_t begin,
   return out;
 }
 
-Result<Sample> Tensor::Impl::ReadTiled(const TiledSample& tiled,
-                                       std::span<const uint64_t> lo,
-                                       std::span<const uint64_t> hi) const {
-  const size_t rank = tiled.shape.rank();
-  const size_t item = DTypeSize(*meta_.spec.dtype);
-  if (lo.size() != rank || hi.size() != rank) {
-    return Internal("region rank differs from the tiled sample's");
-  }
-  for (size_t d = 0; d < rank; ++d) {
-    if (lo[d] > hi[d] || hi[d] > tiled.shape[d]) {
-      return Internal("region outside the tiled sample");
-    }
-  }
-  Shape out_shape = tiled.shape;
-  for (size_t d = 0; d < rank; ++d) out_shape[d] = hi[d] - lo[d];
-  SHOAL_ASSIGN_OR_RETURN(uint64_t out_bytes,
-                         out_shape.ByteSize(*meta_.spec.dtype));
-  if (tiled.shape.num_elements() * item > (1ull << 40)) {
-    return Corruption("tiled sample shape " + tiled.shape.ToString() +
-                      " is implausible");
-  }
-  SHOAL_ASSIGN_OR_RETURN(MutableBuffer out, MutableBuffer::Allocate(out_bytes));
-  if (out_bytes == 0)
-    return Sample{*meta_.spec.dtype, out_shape, std::move(out).Freeze()};
-  // The range of tile coordinates that overlap [lo, hi).
-  const Shape grid = tiled.Grid();
-  uint64_t t_lo[Shape::kMaxRank], t_hi[Shape::kMaxRank], pos[Shape::kMaxRank];
-  for (size_t d = 0; d < rank; ++d) {
-    t_lo[d] = lo[d] / tiled.tile_shape[d];
-    t_hi[d] = (hi[d] - 1) / tiled.tile_shape[d] + 1;
-    pos[d] = t_lo[d];
-  }
-  while (true) {
-    uint64_t t = 0;
-    for (size_t d = 0; d < rank; ++d) t = t * grid[d] + pos[d];
-    if (t >= tiled.tiles.size()) {
-      return Corruption("tile grid larger than its tile list");
-    }
-    const ChunkRef& ref = tiled.tiles[t];
-    auto header_or = Header(ref);
-    if (!header_or.ok()) return header_or.status().WithContext(ChunkWhere(ref));
-    const auto& header = *header_or;
-    if (header->num_samples() != 1)
-      return Corruption(ChunkWhere(ref) + ": a tile chunk holds one sample");
-    Shape expect = tiled.tile_shape;
-    uint64_t tile_origin[Shape::kMaxRank];
-    for (size_t d = 0; d < rank; ++d) {
-      tile_origin[d] = pos[d] * tiled.tile_shape[d];
-      expect[d] =
-          std::min(tiled.tile_shape[d], tiled.shape[d] - tile_origin[d]);
-    }
-    const Shape tile_shape = header->layout().shape(0);
-    if (tile_shape != expect) {
-      return Corruption(ChunkWhere(ref) + ": tile shape " +
-                        tile_shape.ToString() + ", expected " +
-                        expect.ToString());
-    }
-    const ByteRange range = header->layout().range(0);
-    Buffer stored;
-    if (range.size > 0) {
-      auto blocks = Blocks(ref, *header, 0, header->blocks().size() - 1);
-      if (!blocks.ok()) return blocks.status().WithContext(ChunkWhere(ref));
-      stored = std::move(*blocks);
-    }
-    auto tile = DecodeSample(std::move(stored), tile_shape);
-    if (!tile.ok()) return tile.status().WithContext(ChunkWhere(ref));
-    // Intersect the tile with the region.
-    uint64_t src_origin[Shape::kMaxRank], dst_origin[Shape::kMaxRank];
-    Shape extent = tile_shape;
-    for (size_t d = 0; d < rank; ++d) {
-      const uint64_t a = std::max(lo[d], tile_origin[d]);
-      const uint64_t b = std::min(hi[d], tile_origin[d] + tile_shape[d]);
-      src_origin[d] = a - tile_origin[d];
-      dst_origin[d] = a - lo[d];
-      extent[d] = b - a;
-    }
-    internal::CopyBox(tile->data.data(), tile_shape, src_origin, out.data(),
-                      out_shape, dst_origin, extent, item);
-    size_t d = rank;
-    while (d-- > 0) {
-      if (++pos[d] < t_hi[d]) break;
-      pos[d] = t_lo[d];
-    }
-    if (d == static_cast<size_t>(-1)) break;
-  }
-  return Sample{*meta_.spec.dtype, out_shape, std::move(out).Freeze()};
-}
-
 Result<Sample> Tensor::Impl::ReadRegion(uint64_t index,
                                         std::span<const uint64_t> lo,
-                                        std::span<const uint64_t> hi) const {
+                                        std::span<const uint64_t> hi,
+                                        const ReadOptions& options) const {
   SHOAL_ASSIGN_OR_RETURN(Shape shape, ReadShape(index));
   if (lo.size() != shape.rank() || hi.size() != shape.rank()) {
     return InvalidArgument(Where() +
@@ -413,38 +329,21 @@ Result<Sample> Tensor::Impl::ReadRegion(uint64_t index,
                              std::to_string(index) + " of shape " +
                              shape.ToString());
     }
+    shape[d] = hi[d] - lo[d];
   }
-  if (index < index_.num_samples()) {
-    const internal::IndexEntry& entry = index_.entries()[index_.Find(index)];
-    if (entry.tiled) {
-      if (entry.tiled->shape != shape) {
-        return Corruption(Where() + ": sample " + std::to_string(index) +
-                          " has shape " + entry.tiled->shape.ToString() +
-                          " in the index but " + shape.ToString() +
-                          " in its shape tensor");
-      }
-      auto sample = ReadTiled(*entry.tiled, lo, hi);
-      if (!sample.ok()) {
-        return sample.status().WithContext("sample " + std::to_string(index));
-      }
-      return sample;
-    }
-  }
-  SHOAL_ASSIGN_OR_RETURN(Sample whole, Read(index, {}));
-  if (whole.shape != shape) {
-    return Corruption(Where() + ": sample " + std::to_string(index) +
-                      " has shape " + whole.shape.ToString() +
-                      " in its chunk but " + shape.ToString() +
-                      " in its shape tensor");
-  }
-  Shape out_shape = shape;
-  for (size_t d = 0; d < shape.rank(); ++d) out_shape[d] = hi[d] - lo[d];
-  SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, out_shape.ByteSize(whole.dtype));
+  SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, shape.ByteSize(*meta_.spec.dtype));
   SHOAL_ASSIGN_OR_RETURN(MutableBuffer out, MutableBuffer::Allocate(bytes));
-  const uint64_t zero[Shape::kMaxRank] = {};
-  internal::CopyBox(whole.data.data(), whole.shape, lo.data(), out.data(),
-                    out_shape, zero, out_shape, DTypeSize(whole.dtype));
-  return Sample{whole.dtype, out_shape, std::move(out).Freeze()};
+  SHOAL_RETURN_IF_ERROR(ReadRegionInto(index, lo, hi, out.span(), options));
+  return Sample{*meta_.spec.dtype, shape, std::move(out).Freeze()};
+}
+
+bool Tensor::Impl::ReadsInParallel(const ChunkHeader& header,
+                                   ByteRange range) const {
+  // A sample of a few blocks decompresses faster on its own than the tasks
+  // take to start; raw blocks are a zero-copy slice of the stored bytes.
+  constexpr uint64_t kMinBlocks = 8;
+  return chunk_codec_ != nullptr && sample_codec_ == nullptr &&
+         range.size >= kMinBlocks * header.format().block_bytes;
 }
 
 Result<Shape> Tensor::Impl::ReadShape(uint64_t index) const {
@@ -540,9 +439,23 @@ Result<std::vector<Sample>> Tensor::ReadRange(uint64_t begin,
                                               uint64_t end) const {
   return impl_->ReadRange(begin, end);
 }
+Status Tensor::ReadInto(uint64_t index, MutableByteSpan out,
+                        const ReadOptions& options) const {
+  if (index >= size() && options.pad && out.empty()) return Status::OK();
+  SHOAL_ASSIGN_OR_RETURN(Shape shape, impl_->ReadShape(index));
+  const uint64_t zero[Shape::kMaxRank] = {};
+  return impl_->ReadRegionInto(index, {zero, shape.rank()}, shape.dims(), out,
+                               options);
+}
 Result<Sample> Tensor::ReadRegion(uint64_t index, std::span<const uint64_t> lo,
-                                  std::span<const uint64_t> hi) const {
-  return impl_->ReadRegion(index, lo, hi);
+                                  std::span<const uint64_t> hi,
+                                  const ReadOptions& options) const {
+  return impl_->ReadRegion(index, lo, hi, options);
+}
+Status Tensor::ReadRegionInto(uint64_t index, std::span<const uint64_t> lo,
+                              std::span<const uint64_t> hi, MutableByteSpan out,
+                              const ReadOptions& options) const {
+  return impl_->ReadRegionInto(index, lo, hi, out, options);
 }
 Result<Shape> Tensor::ReadShape(uint64_t index) const {
   return impl_->ReadShape(index);

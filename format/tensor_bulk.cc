@@ -59,14 +59,12 @@ Result<ExtentData> Tensor::Impl::ReadExtentAlone(size_t i) const {
   const internal::IndexEntry& entry = entries[i];
   const Shape& shape = entry.tiled->shape;
   const uint64_t zero[Shape::kMaxRank] = {};
-  auto sample = ReadTiled(*entry.tiled, {zero, shape.rank()}, shape.dims());
-  if (!sample.ok()) {
-    return sample.status().WithContext("sample " +
-                                       std::to_string(entry.first_sample));
-  }
+  SHOAL_ASSIGN_OR_RETURN(
+      Sample sample,
+      ReadRegion(entry.first_sample, {zero, shape.rank()}, shape.dims(), {}));
   SampleLayout layout;
-  layout.Add(shape, sample->data.size());
-  return ExtentData(entry.first_sample, std::move(sample->data),
+  layout.Add(shape, sample.data.size());
+  return ExtentData(entry.first_sample, std::move(sample.data),
                     std::move(layout), /*encoded=*/false);
 }
 

@@ -41,6 +41,15 @@ class Lz4CodecBase : public ByteCodec {
     return input_size > SIZE_MAX - extra ? SIZE_MAX : input_size + extra;
   }
 
+  // LZ4 decodes a block that barely compresses (a photo's) at about 1.5
+  // GB/s per core, ten times slower than a copy: a saving under an eighth
+  // is not worth that. Measured on three photos by
+  // benchmarks/large_image_bench: whole reads 25-35 % faster for 1-2 % of
+  // the ratio (benchmarks/RESULTS.md).
+  bool WorthKeeping(size_t raw_size, size_t compressed_size) const override {
+    return compressed_size <= raw_size - raw_size / 8;
+  }
+
   Result<size_t> Compress(ByteSpan src, MutableByteSpan dst) const override {
     if (src.size() > LZ4_MAX_INPUT_SIZE) {
       return InvalidArgument(spec() + ": input of " +

@@ -121,6 +121,10 @@ class ShuffleCodec final : public ByteCodec {
     return inner_->MaxCompressedSize(input_size);
   }
 
+  bool WorthKeeping(size_t raw_size, size_t compressed_size) const override {
+    return inner_->WorthKeeping(raw_size, compressed_size);
+  }
+
   Result<size_t> Compress(ByteSpan src, MutableByteSpan dst) const override {
     if (element_size_ == 1) return inner_->Compress(src, dst);
     SHOAL_ASSIGN_OR_RETURN(MutableByteSpan shuffled, Scratch(src.size()));

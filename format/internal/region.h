@@ -1,10 +1,12 @@
 // Copies of n-dimensional boxes between C-order arrays: cutting tiles out of
-// a sample, putting tiles back together, cropping a region.
+// a sample, putting tiles back together, cropping a region, and copying the
+// part of a box that one block of a stored sample holds.
 //
-// Thread-safety: pure functions.
+// Thread-safety: pure functions; a BoxRows is immutable once built.
 #ifndef SHOAL_FORMAT_INTERNAL_REGION_H_
 #define SHOAL_FORMAT_INTERNAL_REGION_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +14,105 @@
 #include "base/types.h"
 
 namespace shoal::internal {
+
+/// A box of size `extent` at `src_origin` of an array `src_shape`, bound for
+/// `dst_origin` of an array `dst_shape` (same rank, element size `item`),
+/// seen as rows: runs of bytes contiguous in both arrays. Trailing
+/// dimensions the box spans whole in both arrays merge into the run before
+/// them, so an RGB tile's row is one run, and a box of whole rows is one.
+/// Rows are numbered in C order; their source offsets increase with the
+/// number. Preconditions: the box fits both arrays.
+class BoxRows {
+ public:
+  BoxRows(const Shape& src_shape, const uint64_t* src_origin,
+          const Shape& dst_shape, const uint64_t* dst_origin,
+          const Shape& extent, size_t item) {
+    rank_ = extent.rank();
+    if (rank_ == 0) {
+      row_bytes_ = item;
+      rows_ = 1;
+      return;
+    }
+    uint64_t src_stride[Shape::kMaxRank], dst_stride[Shape::kMaxRank];
+    src_stride[rank_ - 1] = dst_stride[rank_ - 1] = item;
+    for (size_t d = rank_ - 1; d > 0; --d) {
+      src_stride[d - 1] = src_stride[d] * src_shape[d];
+      dst_stride[d - 1] = dst_stride[d] * dst_shape[d];
+    }
+    for (size_t d = 0; d < rank_; ++d) {
+      src_base_ += src_origin[d] * src_stride[d];
+      dst_base_ += dst_origin[d] * dst_stride[d];
+    }
+    outer_ = rank_ - 1;
+    while (outer_ > 0 && extent[outer_] == src_shape[outer_] &&
+           extent[outer_] == dst_shape[outer_]) {
+      --outer_;
+    }
+    row_bytes_ = item;
+    for (size_t d = outer_; d < rank_; ++d) row_bytes_ *= extent[d];
+    rows_ = row_bytes_ == 0 ? 0 : 1;
+    for (size_t d = 0; d < outer_; ++d) {
+      extent_[d] = extent[d];
+      src_stride_[d] = src_stride[d];
+      dst_stride_[d] = dst_stride[d];
+      rows_ *= extent[d];
+    }
+  }
+
+  uint64_t rows() const { return rows_; }
+  uint64_t row_bytes() const { return row_bytes_; }
+  /// Byte offsets of row k in the source and the destination.
+  uint64_t SrcOffset(uint64_t k) const {
+    return Offset(k, src_stride_) + src_base_;
+  }
+  uint64_t DstOffset(uint64_t k) const {
+    return Offset(k, dst_stride_) + dst_base_;
+  }
+  /// The first row that ends after source byte `at` (rows() if none).
+  uint64_t FirstRowEndingAfter(uint64_t at) const {
+    uint64_t lo = 0, hi = rows_;
+    while (lo < hi) {
+      const uint64_t mid = lo + (hi - lo) / 2;
+      if (SrcOffset(mid) + row_bytes_ > at)
+        hi = mid;
+      else
+        lo = mid + 1;
+    }
+    return lo;
+  }
+
+  /// Copies the part of the box in source bytes [begin, end) to `dst`;
+  /// `src` points at source byte `begin`.
+  void CopyRange(const std::byte* src, uint64_t begin, uint64_t end,
+                 std::byte* dst) const {
+    for (uint64_t k = FirstRowEndingAfter(begin); k < rows_; ++k) {
+      const uint64_t s = SrcOffset(k);
+      if (s >= end) break;
+      const uint64_t a = std::max(s, begin);
+      const uint64_t b = std::min(s + row_bytes_, end);
+      std::memcpy(dst + DstOffset(k) + (a - s), src + (a - begin), b - a);
+    }
+  }
+
+ private:
+  // Row k's offset: its index in the dimensions before the run, in strides.
+  uint64_t Offset(uint64_t k, const uint64_t* stride) const {
+    uint64_t at = 0;
+    for (size_t d = outer_; d-- > 0;) {
+      at += (k % extent_[d]) * stride[d];
+      k /= extent_[d];
+    }
+    return at;
+  }
+
+  size_t rank_ = 0;
+  size_t outer_ = 0;  // dimensions before the contiguous run
+  uint64_t rows_ = 0, row_bytes_ = 0;
+  uint64_t src_base_ = 0, dst_base_ = 0;
+  uint64_t extent_[Shape::kMaxRank] = {};
+  uint64_t src_stride_[Shape::kMaxRank] = {};
+  uint64_t dst_stride_[Shape::kMaxRank] = {};
+};
 
 /// Copies the box of size `extent` at `src_origin` of the array `src` (shape
 /// `src_shape`) to `dst_origin` of `dst` (shape `dst_shape`). All shapes have
@@ -21,54 +122,11 @@ inline void CopyBox(const std::byte* src, const Shape& src_shape,
                     const uint64_t* src_origin, std::byte* dst,
                     const Shape& dst_shape, const uint64_t* dst_origin,
                     const Shape& extent, size_t item) {
-  const size_t rank = extent.rank();
-  if (rank == 0) {
-    std::memcpy(dst, src, item);
-    return;
-  }
-  if (extent.num_elements() == 0) return;
-  // Strides in bytes.
-  uint64_t src_stride[Shape::kMaxRank], dst_stride[Shape::kMaxRank];
-  src_stride[rank - 1] = dst_stride[rank - 1] = item;
-  for (size_t d = rank - 1; d > 0; --d) {
-    src_stride[d - 1] = src_stride[d] * src_shape[d];
-    dst_stride[d - 1] = dst_stride[d] * dst_shape[d];
-  }
-  uint64_t src_base = 0, dst_base = 0;
-  for (size_t d = 0; d < rank; ++d) {
-    src_base += src_origin[d] * src_stride[d];
-    dst_base += dst_origin[d] * dst_stride[d];
-  }
-  // Trailing dimensions the box spans whole in both arrays are contiguous
-  // with the one before them: one memcpy covers them all (an RGB tile's
-  // rows are one copy each, not one per pixel).
-  size_t inner = rank - 1;
-  while (inner > 0 && extent[inner] == src_shape[inner] &&
-         extent[inner] == dst_shape[inner]) {
-    --inner;
-  }
-  uint64_t row = item;
-  for (size_t d = inner; d < rank; ++d) row *= extent[d];
-  if (inner == 0) {
-    std::memcpy(dst + dst_base, src + src_base, row);
-    return;
-  }
-  // Iterate over the dimensions before `inner`; each step is one memcpy.
-  uint64_t idx[Shape::kMaxRank] = {};
-  while (true) {
-    uint64_t s = src_base, t = dst_base;
-    for (size_t d = 0; d < inner; ++d) {
-      s += idx[d] * src_stride[d];
-      t += idx[d] * dst_stride[d];
-    }
-    std::memcpy(dst + t, src + s, row);
-    size_t d = inner;
-    while (d > 0) {
-      --d;
-      if (++idx[d] < extent[d]) break;
-      idx[d] = 0;
-      if (d == 0) return;
-    }
+  const BoxRows rows(src_shape, src_origin, dst_shape, dst_origin, extent,
+                     item);
+  for (uint64_t k = 0; k < rows.rows(); ++k) {
+    std::memcpy(dst + rows.DstOffset(k), src + rows.SrcOffset(k),
+                rows.row_bytes());
   }
 }
 

@@ -27,6 +27,8 @@
 namespace shoal {
 namespace internal {
 
+struct RegionPiece;  // tensor_region.cc
+
 /// What every tensor of one open dataset shares.
 struct DatasetContext {
   std::shared_ptr<Store> store;
@@ -148,7 +150,11 @@ class Tensor::Impl {
   Result<Sample> Read(uint64_t index, const ReadOptions& options) const;
   Result<std::vector<Sample>> ReadRange(uint64_t begin, uint64_t end) const;
   Result<Sample> ReadRegion(uint64_t index, std::span<const uint64_t> lo,
-                            std::span<const uint64_t> hi) const;
+                            std::span<const uint64_t> hi,
+                            const ReadOptions& options) const;
+  Status ReadRegionInto(uint64_t index, std::span<const uint64_t> lo,
+                        std::span<const uint64_t> hi, MutableByteSpan out,
+                        const ReadOptions& options) const;
   Result<Shape> ReadShape(uint64_t index) const;
   Result<std::string> ReadInfo(uint64_t index) const;
   Result<Buffer> ReadStored(uint64_t index) const;
@@ -226,9 +232,15 @@ class Tensor::Impl {
   };
   Result<Stored> StoredSample(uint64_t index) const;
   Result<Sample> DecodeSample(Buffer stored, const Shape& shape) const;
-  Result<Sample> ReadTiled(const internal::TiledSample& tiled,
-                           std::span<const uint64_t> lo,
-                           std::span<const uint64_t> hi) const;
+  /// Whether Read() of a sample of `range` in a chunk with `header` goes
+  /// through ReadRegionInto(): big enough for its blocks to be decompressed
+  /// in parallel.
+  bool ReadsInParallel(const ChunkHeader& header, ByteRange range) const;
+  /// ReadRegionInto()'s first step for one piece: its header checked, the
+  /// stored bytes of the blocks under the region read (tensor_region.cc).
+  Status PreparePiece(bool tiled, std::span<const uint64_t> lo,
+                      std::span<const uint64_t> hi, const Shape& out_shape,
+                      MutableByteSpan out, internal::RegionPiece& piece) const;
   std::string ChunkWhere(const internal::ChunkRef& ref) const;
 
   internal::DatasetContext* context_;

@@ -23,30 +23,14 @@
 #include <tuple>
 #include <utility>
 
+#include "base/tsan.h"
 #include "loader/pipeline.h"
 
-// TBB's scheduler lives in libtbb.so, which is not built with TSan, so TSan
-// cannot see that a task's creation happens before its execution. These
-// annotations tell it about the hand-offs this file relies on (setup before
-// bodies, a stage's work on an item before the next stage's, one serial body
-// before the next, all bodies before teardown). They compile to nothing in
-// other builds. TBB's own internal objects still need the suppressions in
-// tests/tsan.supp (make test-tsan).
-#if defined(__SANITIZE_THREAD__)
-#define SHOAL_PIPELINE_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SHOAL_PIPELINE_TSAN 1
-#endif
-#endif
-#ifdef SHOAL_PIPELINE_TSAN
-#include <sanitizer/tsan_interface.h>
-#define SHOAL_TSAN_RELEASE(addr) __tsan_release(static_cast<void*>(addr))
-#define SHOAL_TSAN_ACQUIRE(addr) __tsan_acquire(static_cast<void*>(addr))
-#else
-#define SHOAL_TSAN_RELEASE(addr) static_cast<void>(0)
-#define SHOAL_TSAN_ACQUIRE(addr) static_cast<void>(0)
-#endif
+// TSan cannot see the hand-offs through TBB's scheduler (base/tsan.h):
+// annotations mark those this file relies on (setup before bodies, a
+// stage's work on an item before the next stage's, one serial body before
+// the next, all bodies before teardown). TBB's own internal objects still
+// need the suppressions in tests/tsan.supp (make test-tsan).
 
 namespace shoal::internal {
 
