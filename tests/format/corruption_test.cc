@@ -795,6 +795,80 @@ TEST_F(CorruptionTest, ChunkShapeDisagreesWithShapeTensor) {
   EXPECT_TRUE(shape_problem);
 }
 
+// One damaged block of one tile: the reads that need its bytes fail with an
+// error naming dataset, tensor, chunk, sample and block; every other read
+// (regions read only the blocks under them) still returns the source bytes.
+TEST(CorruptionTiledTest, ADamagedBlockFailsOnlyTheReadsThatNeedIt) {
+  TempDir dir;
+  const std::string url = dir.url();
+  const Shape shape{90, 110, 3};
+  std::vector<std::byte> source(shape.num_elements());
+  for (size_t k = 0; k < source.size(); ++k) {
+    source[k] = static_cast<std::byte>((k / 3) % 7 + (k % 3) * 40);
+  }
+  {
+    auto ds = Dataset::Create(url);
+    ASSERT_TRUE(Ok(ds));
+    auto t = (*ds)->CreateTensor({.name = "img",
+                                  .dtype = DType::kUInt8,
+                                  .chunk_compression = "lz4",
+                                  .block_bytes = 4096,
+                                  .tiling_threshold = 8192});
+    ASSERT_TRUE(Ok(t));
+    ASSERT_TRUE(Ok((*t)->Append(shape, Span(source))));
+    ASSERT_TRUE(Ok((*ds)->Flush()));
+    ASSERT_GT((*t)->stats().num_chunks, 2u);
+  }
+  // The largest chunk object is a tile of the image (the hidden tensors'
+  // chunks are small); its last byte is in its last block.
+  std::string tile;
+  uint64_t largest = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(
+           dir.path() + "/ds/chunks")) {
+    if (e.is_regular_file() && e.file_size() > largest) {
+      largest = e.file_size();
+      tile = e.path().string();
+    }
+  }
+  ASSERT_FALSE(tile.empty());
+  std::string bytes = ReadFile(tile);
+  bytes.back() = static_cast<char>(bytes.back() ^ 0x5A);
+  WriteFile(tile, bytes);
+  const std::string key = tile.substr(tile.find("chunks/"));
+
+  auto ds = Dataset::Open(url, {.read_only = true});
+  ASSERT_TRUE(Ok(ds));
+  auto t = (*ds)->tensor("img");
+  ASSERT_TRUE(Ok(t));
+  auto whole = (*t)->Read(0);
+  ASSERT_TRUE(HasCode(whole, StatusCode::kCorruption));
+  for (const std::string& part :
+       {"dataset '" + url + "'", std::string("tensor 'img'"),
+        "chunk '" + key + "'", std::string("sample 0"), std::string("block "),
+        std::string("checksum")}) {
+    EXPECT_THAT(whole.status().message(), ::testing::HasSubstr(part));
+  }
+  // Pixel by pixel: those in the damaged block fail, the others read.
+  uint64_t failed = 0;
+  for (uint64_t y = 0; y < shape[0]; ++y) {
+    for (uint64_t x = 0; x < shape[1]; ++x) {
+      const uint64_t lo[3] = {y, x, 0}, hi[3] = {y + 1, x + 1, 3};
+      auto pixel = (*t)->ReadRegion(0, lo, hi);
+      if (!pixel.ok()) {
+        ASSERT_EQ(pixel.status().code(), StatusCode::kCorruption);
+        ++failed;
+        continue;
+      }
+      ASSERT_EQ(std::memcmp(pixel->data.data(),
+                            source.data() + (y * shape[1] + x) * 3, 3),
+                0)
+          << y << "," << x;
+    }
+  }
+  EXPECT_GT(failed, 0u);
+  EXPECT_LE(failed, 4096u / 3 + 1) << "more pixels failed than one block holds";
+}
+
 // A tiled sample whose index entry claims a smaller shape than the hidden
 // shape tensor: a region inside the recorded shape but outside the index's
 // tile grid must be Corruption, not a read past the tile list.
