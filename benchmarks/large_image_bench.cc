@@ -32,6 +32,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -95,12 +96,13 @@ struct Layout {
 // turns (shoal, c-blosc, shoal on 1 thread, ...) so that both sides see the
 // same moments of a shared machine.
 struct Measured {
-  double whole_ms = 0;        // ReadInto a reused buffer, 2 threads
-  double whole_1t_ms = 0;     // the same on 1 thread
-  double whole_alloc_ms = 0;  // Read: a fresh buffer each time
-  double region_ms = 0, ratio = 0;
-  double blosc_1t_ms = 0, blosc_2t_ms = 0, blosc_ratio = 0;  // 0: not run
-  double memcpy_ms = 0;
+  static constexpr double kNone = std::numeric_limits<double>::infinity();
+  double whole_ms = kNone;        // ReadInto a reused buffer, 2 threads
+  double whole_1t_ms = kNone;     // the same on 1 thread
+  double whole_alloc_ms = kNone;  // Read: a fresh buffer each time
+  double region_ms = kNone, memcpy_ms = kNone;
+  double blosc_1t_ms = kNone, blosc_2t_ms = kNone;
+  double ratio = 0, blosc_ratio = 0;  // blosc_ratio 0: c-blosc not run
 };
 
 // c-blosc holding the same array with the same codec and block size.
@@ -176,12 +178,6 @@ Result<Measured> Measure(const Image& img, const Layout& layout,
                           {.max_threads = 2});
     if (!s.ok()) failed = s;
   };
-  m = {.ratio = m.ratio, .blosc_ratio = m.blosc_ratio};
-  for (double* v : {&m.whole_ms, &m.whole_1t_ms, &m.whole_alloc_ms,
-                    &m.region_ms, &m.memcpy_ms}) {
-    *v = 1e30;
-  }
-  if (with_blosc) m.blosc_1t_ms = m.blosc_2t_ms = 1e30;
   for (int r = 0; r < repeats; ++r) {
     m.whole_ms = std::min(m.whole_ms, BestMs(1, [&] { read_into(2); }));
     if (with_blosc) {

@@ -214,15 +214,17 @@ Result<Sample> Tensor::Impl::Read(uint64_t index,
     const internal::IndexEntry& entry = index_.entries()[index_.Find(index)];
     bool whole = entry.tiled != nullptr;
     if (!whole && chunk_codec_ != nullptr && sample_codec_ == nullptr) {
-      if (auto header = CachedHeader(entry.chunk)) {
+      // A failed header read falls through to StoredSample, which says so.
+      if (auto header = Header(entry.chunk); header.ok()) {
         whole = ReadsInParallel(
-            *header, header->layout().range(index - entry.first_sample));
+            **header, (*header)->layout().range(index - entry.first_sample));
       }
     }
     if (whole) {
       SHOAL_ASSIGN_OR_RETURN(Shape shape, ReadShape(index));
       const uint64_t zero[Shape::kMaxRank] = {};
-      return ReadRegion(index, {zero, shape.rank()}, shape.dims(), options);
+      return ReadRegion(index, shape, {zero, shape.rank()}, shape.dims(),
+                        options);
     }
   }
   SHOAL_ASSIGN_OR_RETURN(Stored stored, StoredSample(index));
@@ -311,30 +313,6 @@ Result<std::vector<Sample>> Tensor::Impl::ReadRange(uint64_t begin,
     }
   }
   return out;
-}
-
-Result<Sample> Tensor::Impl::ReadRegion(uint64_t index,
-                                        std::span<const uint64_t> lo,
-                                        std::span<const uint64_t> hi,
-                                        const ReadOptions& options) const {
-  SHOAL_ASSIGN_OR_RETURN(Shape shape, ReadShape(index));
-  if (lo.size() != shape.rank() || hi.size() != shape.rank()) {
-    return InvalidArgument(Where() +
-                           ": region rank does not match sample shape " +
-                           shape.ToString());
-  }
-  for (size_t d = 0; d < shape.rank(); ++d) {
-    if (lo[d] > hi[d] || hi[d] > shape[d]) {
-      return InvalidArgument(Where() + ": region outside sample " +
-                             std::to_string(index) + " of shape " +
-                             shape.ToString());
-    }
-    shape[d] = hi[d] - lo[d];
-  }
-  SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, shape.ByteSize(*meta_.spec.dtype));
-  SHOAL_ASSIGN_OR_RETURN(MutableBuffer out, MutableBuffer::Allocate(bytes));
-  SHOAL_RETURN_IF_ERROR(ReadRegionInto(index, lo, hi, out.span(), options));
-  return Sample{*meta_.spec.dtype, shape, std::move(out).Freeze()};
 }
 
 bool Tensor::Impl::ReadsInParallel(const ChunkHeader& header,
@@ -444,18 +422,22 @@ Status Tensor::ReadInto(uint64_t index, MutableByteSpan out,
   if (index >= size() && options.pad && out.empty()) return Status::OK();
   SHOAL_ASSIGN_OR_RETURN(Shape shape, impl_->ReadShape(index));
   const uint64_t zero[Shape::kMaxRank] = {};
-  return impl_->ReadRegionInto(index, {zero, shape.rank()}, shape.dims(), out,
-                               options);
+  return impl_->ReadRegionInto(index, shape, shape, {zero, shape.rank()},
+                               shape.dims(), out, options);
 }
 Result<Sample> Tensor::ReadRegion(uint64_t index, std::span<const uint64_t> lo,
                                   std::span<const uint64_t> hi,
                                   const ReadOptions& options) const {
-  return impl_->ReadRegion(index, lo, hi, options);
+  SHOAL_ASSIGN_OR_RETURN(Shape shape, impl_->ReadShape(index));
+  return impl_->ReadRegion(index, shape, lo, hi, options);
 }
 Status Tensor::ReadRegionInto(uint64_t index, std::span<const uint64_t> lo,
                               std::span<const uint64_t> hi, MutableByteSpan out,
                               const ReadOptions& options) const {
-  return impl_->ReadRegionInto(index, lo, hi, out, options);
+  SHOAL_ASSIGN_OR_RETURN(Shape shape, impl_->ReadShape(index));
+  SHOAL_ASSIGN_OR_RETURN(Shape out_shape,
+                         impl_->RegionShape(index, shape, lo, hi));
+  return impl_->ReadRegionInto(index, shape, out_shape, lo, hi, out, options);
 }
 Result<Shape> Tensor::ReadShape(uint64_t index) const {
   return impl_->ReadShape(index);

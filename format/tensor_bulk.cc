@@ -57,11 +57,11 @@ Result<ExtentData> Tensor::Impl::ReadExtentAlone(size_t i) const {
                       sample_codec_ != nullptr);
   }
   const internal::IndexEntry& entry = entries[i];
-  const Shape& shape = entry.tiled->shape;
+  SHOAL_ASSIGN_OR_RETURN(const Shape shape, ReadShape(entry.first_sample));
   const uint64_t zero[Shape::kMaxRank] = {};
   SHOAL_ASSIGN_OR_RETURN(
-      Sample sample,
-      ReadRegion(entry.first_sample, {zero, shape.rank()}, shape.dims(), {}));
+      Sample sample, ReadRegion(entry.first_sample, shape, {zero, shape.rank()},
+                                shape.dims(), {}));
   SampleLayout layout;
   layout.Add(shape, sample.data.size());
   return ExtentData(entry.first_sample, std::move(sample.data),

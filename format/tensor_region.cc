@@ -63,12 +63,9 @@ class FirstError {
 
 }  // namespace
 
-Status Tensor::Impl::ReadRegionInto(uint64_t index,
-                                    std::span<const uint64_t> lo,
-                                    std::span<const uint64_t> hi,
-                                    MutableByteSpan out,
-                                    const ReadOptions& options) const {
-  SHOAL_ASSIGN_OR_RETURN(Shape shape, ReadShape(index));
+Result<Shape> Tensor::Impl::RegionShape(uint64_t index, const Shape& shape,
+                                        std::span<const uint64_t> lo,
+                                        std::span<const uint64_t> hi) const {
   const size_t rank = shape.rank();
   if (lo.size() != rank || hi.size() != rank) {
     return InvalidArgument(Where() +
@@ -84,6 +81,28 @@ Status Tensor::Impl::ReadRegionInto(uint64_t index,
     }
     out_shape[d] = hi[d] - lo[d];
   }
+  return out_shape;
+}
+
+Result<Sample> Tensor::Impl::ReadRegion(uint64_t index, const Shape& shape,
+                                        std::span<const uint64_t> lo,
+                                        std::span<const uint64_t> hi,
+                                        const ReadOptions& options) const {
+  SHOAL_ASSIGN_OR_RETURN(Shape out_shape, RegionShape(index, shape, lo, hi));
+  SHOAL_ASSIGN_OR_RETURN(uint64_t bytes, out_shape.ByteSize(*meta_.spec.dtype));
+  SHOAL_ASSIGN_OR_RETURN(MutableBuffer out, MutableBuffer::Allocate(bytes));
+  SHOAL_RETURN_IF_ERROR(
+      ReadRegionInto(index, shape, out_shape, lo, hi, out.span(), options));
+  return Sample{*meta_.spec.dtype, out_shape, std::move(out).Freeze()};
+}
+
+Status Tensor::Impl::ReadRegionInto(uint64_t index, const Shape& shape,
+                                    const Shape& out_shape,
+                                    std::span<const uint64_t> lo,
+                                    std::span<const uint64_t> hi,
+                                    MutableByteSpan out,
+                                    const ReadOptions& options) const {
+  const size_t rank = shape.rank();
   const DType dtype = *meta_.spec.dtype;
   const size_t item = DTypeSize(dtype);
   SHOAL_ASSIGN_OR_RETURN(uint64_t out_bytes, out_shape.ByteSize(dtype));

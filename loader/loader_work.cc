@@ -296,8 +296,10 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
   const std::string* chunk_key = nullptr;  // for messages; built on error
   if (per_sample_reads) {
     SHOAL_ASSIGN_OR_RETURN(const bool tiled, lt.tensor->IsTiled(sample));
+    // A tiled sample has no single stored form: read it whole, straight
+    // into the batch unless a transform wants it first.
+    if (tiled && !lt.transform) return lt.tensor->ReadInto(sample, dest);
     if (tiled) {
-      // A tiled sample has no single stored form: read it whole.
       SHOAL_ASSIGN_OR_RETURN(Sample whole, lt.tensor->Read(sample));
       owned = std::move(whole.data);
       bytes = owned.span();

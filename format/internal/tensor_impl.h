@@ -149,10 +149,21 @@ class Tensor::Impl {
   // Reads.
   Result<Sample> Read(uint64_t index, const ReadOptions& options) const;
   Result<std::vector<Sample>> ReadRange(uint64_t begin, uint64_t end) const;
-  Result<Sample> ReadRegion(uint64_t index, std::span<const uint64_t> lo,
+  /// The shape of region [lo, hi) of sample `index` of `shape`;
+  /// InvalidArgument when it does not fit.
+  Result<Shape> RegionShape(uint64_t index, const Shape& shape,
+                            std::span<const uint64_t> lo,
+                            std::span<const uint64_t> hi) const;
+  /// Region [lo, hi) of sample `index`, whose shape (from ReadShape) is
+  /// `shape`.
+  Result<Sample> ReadRegion(uint64_t index, const Shape& shape,
+                            std::span<const uint64_t> lo,
                             std::span<const uint64_t> hi,
                             const ReadOptions& options) const;
-  Status ReadRegionInto(uint64_t index, std::span<const uint64_t> lo,
+  /// ReadRegion() into `out`. Precondition: `out_shape` is
+  /// RegionShape(index, shape, lo, hi).
+  Status ReadRegionInto(uint64_t index, const Shape& shape,
+                        const Shape& out_shape, std::span<const uint64_t> lo,
                         std::span<const uint64_t> hi, MutableByteSpan out,
                         const ReadOptions& options) const;
   Result<Shape> ReadShape(uint64_t index) const;
