@@ -66,6 +66,13 @@ struct TensorSpec {
   /// Samples with more raw bytes than this are split into tiles, each in its
   /// own chunk. 0 means max_chunk_bytes; kNoTiling never tiles.
   uint64_t tiling_threshold = 0;
+  /// Tiles of a sample of rank >= 3 hold one element of the last dimension
+  /// each: the channels of a large (tiled) image are stored as planes, as
+  /// c-blosc based image stores keep them. Reads return the usual
+  /// interleaved [..., C] layout either way; untiled samples are not
+  /// affected. Off by default: on photos it compressed less and read slower
+  /// (benchmarks/RESULTS.md, issue 16).
+  bool planar = false;
   /// Names of the classes of a class_label tensor (index = label value).
   std::vector<std::string> class_names;
   /// Facts about the tensor as a whole, a JSON object ("" for none): e.g.

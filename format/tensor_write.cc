@@ -18,11 +18,13 @@ namespace {
 
 // The tile shape for a sample: halve the largest splittable dimension until a
 // tile's raw bytes fit the threshold. Splittable are the leading (spatial)
-// dimensions: all but the last for rank >= 3 (channels stay whole), all
-// otherwise.
-Shape ChooseTileShape(const Shape& shape, size_t item, uint64_t threshold) {
+// dimensions: all but the last for rank >= 3 (channels stay whole, or are
+// one per tile when planar), all otherwise.
+Shape ChooseTileShape(const Shape& shape, size_t item, uint64_t threshold,
+                      bool planar) {
   Shape tile = shape;
   const size_t splittable = shape.rank() >= 3 ? shape.rank() - 1 : shape.rank();
+  if (planar && shape.rank() >= 3) tile[shape.rank() - 1] = 1;
   while (tile.num_elements() * item > threshold) {
     size_t best = 0;
     for (size_t d = 1; d < splittable; ++d) {
@@ -433,7 +435,8 @@ Status Tensor::Impl::AppendTiled(const Shape& shape, ByteSpan data) {
   const size_t item = DTypeSize(*meta_.spec.dtype);
   auto tiled = std::make_shared<TiledSample>();
   tiled->shape = shape;
-  tiled->tile_shape = ChooseTileShape(shape, item, meta_.spec.tiling_threshold);
+  tiled->tile_shape = ChooseTileShape(shape, item, meta_.spec.tiling_threshold,
+                                      meta_.spec.planar);
   // Tiles that cannot get under the threshold (channels alone above it, or a
   // rank-0 sample) could be written but never read back: readers cap a
   // stored sample at the threshold.
@@ -445,7 +448,7 @@ Status Tensor::Impl::AppendTiled(const Shape& shape, ByteSpan data) {
         " bytes: its smallest "
         "tile " +
         tiled->tile_shape.ToString() +
-        " (channels stay whole) "
+        " (channels stay whole unless planar) "
         "takes " +
         std::to_string(tiled->tile_shape.num_elements() * item) +
         " bytes; raise tiling_threshold");

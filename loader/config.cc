@@ -184,8 +184,8 @@ Status CheckJobConfig(const JobConfig& c) {
   if (t.kind == ImageTransform::Kind::kDecode && sized) {
     return InvalidArgument(
         "loader.transform.size: decode keeps each image's own size, so size "
-        "must be 0 (for a fixed size use resize, center_crop or "
-        "random_resized_crop)");
+        "must be 0 (for a fixed size use resize, center_crop, "
+        "random_resized_crop or random_crop)");
   }
   if (t.kind != ImageTransform::Kind::kDecode && (!t.height || !t.width)) {
     return InvalidArgument(
@@ -382,7 +382,10 @@ Result<LoaderOptions> ResolveLoaderOptions(const LoaderConfig& config,
         std::find(options.tensors.begin(), options.tensors.end(), t->name()) !=
             options.tensors.end();
     if (!chosen) continue;
-    if (t->htype() == HType::kImage && !t->spec().sample_compression.empty()) {
+    // Pixels are taken as stored unless a transform changes their size.
+    const bool pixels = t->spec().sample_compression.empty();
+    if (t->htype() == HType::kImage &&
+        (!pixels || config.transform.kind != ImageTransform::Kind::kDecode)) {
       options.transforms[t->name()] = config.transform;
     }
     if (t->htype() == HType::kVideo && t->spec().sample_compression == "mp4") {

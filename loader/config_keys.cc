@@ -102,10 +102,12 @@ std::vector<ConfigEntry> MakeEntries() {
       {{"decode", TK::kDecode},
        {"resize", TK::kResize},
        {"center_crop", TK::kCenterCrop},
-       {"random_resized_crop", TK::kRandomResizedCrop}},
+       {"random_resized_crop", TK::kRandomResizedCrop},
+       {"random_crop", TK::kRandomCrop}},
       "What every image tensor becomes: decode (own size), resize (to "
       "size), center_crop (resize_shorter then a centre crop of size), "
-      "random_resized_crop (torchvision's, to size)",
+      "random_resized_crop (torchvision's, to size), random_crop (a box of "
+      "size at a random place; of pixel tensors only the box is read)",
       [](JobConfig & c) -> auto& { return c.loader.transform.kind; }));
   t.push_back(Extent(
       "loader.transform.size", 0, 65500,

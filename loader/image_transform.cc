@@ -76,6 +76,19 @@ ImageRegion RandomResizedBox(const ImageTransform& t, uint32_t height,
   return box;
 }
 
+// torchvision RandomCrop.get_params: the row first, then the column; no
+// draw when the box is the whole image.
+ImageRegion RandomBox(const ImageTransform& t, uint32_t height, uint32_t width,
+                      SplitMix64& rng) {
+  ImageRegion box;
+  box.height = std::min(t.height, height);
+  box.width = std::min(t.width, width);
+  if (box.height == height && box.width == width) return box;
+  box.y = static_cast<uint32_t>(rng.Bounded(height - box.height + 1));
+  box.x = static_cast<uint32_t>(rng.Bounded(width - box.width + 1));
+  return box;
+}
+
 ImageRegion CenterBox(const ImageTransform& t, uint32_t height,
                       uint32_t width) {
   const double f =
@@ -153,49 +166,29 @@ Result<uint8_t*> Grow(std::vector<uint8_t>& v, size_t n) {
   return v.data();
 }
 
+Status CheckOutput(const Shape& shape, MutableByteSpan out) {
+  if (out.size() == shape.num_elements()) return Status::OK();
+  return InvalidArgument("image transform: output holds " +
+                         std::to_string(out.size()) + " bytes, the " +
+                         shape.ToString() + " result needs " +
+                         std::to_string(shape.num_elements()));
+}
+
+// The output shape of one Apply, checked against `out`, and its crop (in
+// `s`, reset first).
+Result<Shape> Begin(const ImageTransform& transform, const ImageInfo& info,
+                    uint64_t seed, MutableByteSpan out,
+                    ImageTransformStats& s) {
+  SHOAL_ASSIGN_OR_RETURN(const Shape shape,
+                         ImageTransformShape(transform, info));
+  SHOAL_RETURN_IF_ERROR(CheckOutput(shape, out));
+  s = ImageTransformStats{};
+  s.crop = PlanImageCrop(transform, info.height, info.width, seed);
+  return shape;
+}
+
 MutableByteSpan AsMutable(uint8_t* data, size_t size) {
   return {reinterpret_cast<std::byte*>(data), size};
-}
-
-// 16-bit sample to 8 bits, rounded to nearest.
-inline uint8_t To8(uint16_t v) {
-  return static_cast<uint8_t>((uint32_t{v} * 255 + 32767) / 65535);
-}
-
-// libjpeg's rgb->gray (jdcolor.c), which is also Pillow's "L" conversion.
-inline uint8_t Luma(uint32_t r, uint32_t g, uint32_t b) {
-  return static_cast<uint8_t>((19595 * r + 38470 * g + 7471 * b + 32768) >> 16);
-}
-
-// Copies `box` of an image in the PNG data model (1..4 channels, uint8 or
-// native uint16) to contiguous uint8 pixels of `out_channels` (1 or 3),
-// dropping alpha.
-template <typename T>
-void ConvertBox(const T* image, uint32_t image_width, int channels,
-                const ImageRegion& box, int out_channels, uint8_t* out) {
-  auto to8 = [](T v) -> uint32_t {
-    if constexpr (sizeof(T) == 2) {
-      return To8(v);
-    } else {
-      return v;
-    }
-  };
-  const bool color = channels >= 3;
-  for (uint32_t y = 0; y < box.height; ++y) {
-    const T* p = image + (size_t{box.y + y} * image_width + box.x) * channels;
-    for (uint32_t x = 0; x < box.width; ++x, p += channels) {
-      const uint32_t r = to8(p[0]);
-      const uint32_t g = color ? to8(p[1]) : r;
-      const uint32_t b = color ? to8(p[2]) : r;
-      if (out_channels == 3) {
-        *out++ = static_cast<uint8_t>(r);
-        *out++ = static_cast<uint8_t>(g);
-        *out++ = static_cast<uint8_t>(b);
-      } else {
-        *out++ = color ? Luma(r, g, b) : static_cast<uint8_t>(r);
-      }
-    }
-  }
 }
 
 }  // namespace
@@ -219,7 +212,8 @@ ImageTransform ImageTransform::Eval(uint32_t size) {
 Status ValidateImageTransform(const ImageTransform& t) {
   using Kind = ImageTransform::Kind;
   if (t.kind != Kind::kDecode && t.kind != Kind::kResize &&
-      t.kind != Kind::kCenterCrop && t.kind != Kind::kRandomResizedCrop) {
+      t.kind != Kind::kCenterCrop && t.kind != Kind::kRandomResizedCrop &&
+      t.kind != Kind::kRandomCrop) {
     return InvalidArgument("image transform: unknown kind");
   }
   if (t.channels != Channels::kDefault && t.channels != Channels::kRgb &&
@@ -277,6 +271,15 @@ Result<Shape> ImageTransformShape(const ImageTransform& transform,
   if (transform.kind == ImageTransform::Kind::kDecode) {
     return Shape{info.height, info.width, channels};
   }
+  if (transform.kind == ImageTransform::Kind::kRandomCrop &&
+      (info.height < transform.height || info.width < transform.width)) {
+    return InvalidArgument(
+        "image transform: a " + std::to_string(transform.height) + "x" +
+        std::to_string(transform.width) +
+        " random crop needs an image at "
+        "least that large, this one is " +
+        std::to_string(info.height) + "x" + std::to_string(info.width));
+  }
   return Shape{transform.height, transform.width, channels};
 }
 
@@ -300,6 +303,9 @@ ImageCrop PlanImageCrop(const ImageTransform& transform, uint32_t height,
       break;
     case ImageTransform::Kind::kRandomResizedCrop:
       crop.box = RandomResizedBox(transform, height, width, rng);
+      break;
+    case ImageTransform::Kind::kRandomCrop:
+      crop.box = RandomBox(transform, height, width, rng);
       break;
     case ImageTransform::Kind::kDecode:
     case ImageTransform::Kind::kResize:
@@ -339,6 +345,12 @@ struct ImageTransformer::Scratch {
                       const ImageInfo& info, const ImageCrop& crop,
                       const Shape& shape, MutableByteSpan out,
                       ImageTransformStats& stats);
+  // The crop of `image` (image_width pixels of image_channels a row, uint8
+  // or uint16) to `out`: channels converted, resampled, flipped.
+  Status FromPixels(const uint8_t* image, uint32_t image_width,
+                    int image_channels, bool sixteen, const ImageCrop& crop,
+                    const Shape& shape, MutableByteSpan out,
+                    ImageTransformStats& stats);
 };
 
 ImageTransformer::ImageTransformer() : scratch_(std::make_unique<Scratch>()) {}
@@ -363,18 +375,10 @@ Status ImageTransformer::Apply(const ImageCodec& codec, ByteSpan encoded,
                                MutableByteSpan out,
                                ImageTransformStats* stats) {
   SHOAL_ASSIGN_OR_RETURN(const ImageInfo info, codec.ReadInfo(encoded));
-  SHOAL_ASSIGN_OR_RETURN(const Shape shape,
-                         ImageTransformShape(transform, info));
-  if (out.size() != shape.num_elements()) {
-    return InvalidArgument("image transform: output holds " +
-                           std::to_string(out.size()) + " bytes, the " +
-                           shape.ToString() + " result needs " +
-                           std::to_string(shape.num_elements()));
-  }
   ImageTransformStats local;
   ImageTransformStats& s = stats != nullptr ? *stats : local;
-  s = ImageTransformStats{};
-  s.crop = PlanImageCrop(transform, info.height, info.width, seed);
+  SHOAL_ASSIGN_OR_RETURN(const Shape shape,
+                         Begin(transform, info, seed, out, s));
   const Status status =
       codec.name() == "jpeg"
           ? scratch_->ApplyJpeg(codec, encoded, info, transform, s.crop, shape,
@@ -431,9 +435,6 @@ Status ImageTransformer::Scratch::ApplyGeneric(
     const ImageCodec& codec, ByteSpan encoded, const ImageInfo& info,
     const ImageCrop& crop, const Shape& shape, MutableByteSpan out,
     ImageTransformStats& stats) {
-  const uint32_t out_height = static_cast<uint32_t>(shape[0]);
-  const uint32_t out_width = static_cast<uint32_t>(shape[1]);
-  const int channels = static_cast<int>(shape[2]);
   const ImageDecodeOptions options;
   SHOAL_ASSIGN_OR_RETURN(const Shape full_shape,
                          codec.OutputShape(info, options));
@@ -451,52 +452,110 @@ Status ImageTransformer::Scratch::ApplyGeneric(
   }
   stats.decoded = ImageRegion{0, 0, info.height, info.width};
   const ImageRegion& box = crop.box;
-  const bool resample = box.height != out_height || box.width != out_width;
-  uint8_t* result = reinterpret_cast<uint8_t*>(out.data());
   const bool whole = box.height == info.height && box.width == info.width;
-  if (!resample && whole && !sixteen && info.channels == channels) {
+  if (whole && !sixteen && info.channels == shape[2] &&
+      box.height == shape[0] && box.width == shape[1]) {
     // Already the output's layout: no copy.
     SHOAL_RETURN_IF_ERROR(codec.Decode(encoded, options, out));
-  } else {
-    SHOAL_ASSIGN_OR_RETURN(uint8_t* const image,
-                           Grow(full, full_bytes + kResizeSourceSlack));
+    if (crop.flip) {
+      internal::FlipLeftRight(reinterpret_cast<uint8_t*>(out.data()),
+                              box.height, box.width, info.channels);
+    }
+    return Status::OK();
+  }
+  SHOAL_ASSIGN_OR_RETURN(uint8_t* const image,
+                         Grow(full, full_bytes + kResizeSourceSlack));
+  SHOAL_RETURN_IF_ERROR(
+      codec.Decode(encoded, options, AsMutable(image, full_bytes)));
+  return FromPixels(image, info.width, info.channels, sixteen, crop, shape, out,
+                    stats);
+}
+
+Status ImageTransformer::Scratch::FromPixels(
+    const uint8_t* image, uint32_t image_width, int image_channels,
+    bool sixteen, const ImageCrop& crop, const Shape& shape,
+    MutableByteSpan out, ImageTransformStats& stats) {
+  const uint32_t out_height = static_cast<uint32_t>(shape[0]);
+  const uint32_t out_width = static_cast<uint32_t>(shape[1]);
+  const int channels = static_cast<int>(shape[2]);
+  const ImageRegion& box = crop.box;
+  const bool resample = box.height != out_height || box.width != out_width;
+  uint8_t* const result = reinterpret_cast<uint8_t*>(out.data());
+  if (resample && !sixteen && image_channels == channels) {
+    // The crop is resampled where it lies.
+    const size_t stride = size_t{image_width} * channels;
+    SHOAL_RETURN_IF_ERROR(resizer.Resize(
+        PixelView{image + box.y * stride + size_t{box.x} * channels, stride,
+                  box.height, box.width, channels},
+        out_height, out_width, crop.flip, result));
+    stats.resampled = true;
+    return Status::OK();
+  }
+  uint8_t* converted = result;
+  if (resample) {
+    SHOAL_ASSIGN_OR_RETURN(
+        converted, Grow(decoded, size_t{box.height} * box.width * channels +
+                                     kResizeSourceSlack));
+  }
+  internal::ConvertPixels(image, sixteen, image_width, image_channels, box.y,
+                          box.x, box.height, box.width, channels, converted);
+  if (resample) {
     SHOAL_RETURN_IF_ERROR(
-        codec.Decode(encoded, options, AsMutable(image, full_bytes)));
-    if (resample && !sixteen && info.channels == channels) {
-      // The crop is resampled where it lies.
-      const size_t stride = size_t{info.width} * channels;
-      SHOAL_RETURN_IF_ERROR(resizer.Resize(
-          PixelView{image + box.y * stride + size_t{box.x} * channels, stride,
-                    box.height, box.width, channels},
-          out_height, out_width, crop.flip, result));
-      stats.resampled = true;
-      return Status::OK();
-    }
-    uint8_t* converted = result;
-    if (resample) {
-      SHOAL_ASSIGN_OR_RETURN(
-          converted, Grow(decoded, size_t{box.height} * box.width * channels +
-                                       kResizeSourceSlack));
-    }
-    if (sixteen) {
-      ConvertBox(reinterpret_cast<const uint16_t*>(image), info.width,
-                 info.channels, box, channels, converted);
-    } else {
-      ConvertBox(image, info.width, info.channels, box, channels, converted);
-    }
-    if (resample) {
-      SHOAL_RETURN_IF_ERROR(
-          resizer.Resize(PixelView{converted, size_t{box.width} * channels,
-                                   box.height, box.width, channels},
-                         out_height, out_width, crop.flip, result));
-      stats.resampled = true;
-      return Status::OK();
-    }
+        resizer.Resize(PixelView{converted, size_t{box.width} * channels,
+                                 box.height, box.width, channels},
+                       out_height, out_width, crop.flip, result));
+    stats.resampled = true;
+    return Status::OK();
   }
   if (crop.flip) {
     internal::FlipLeftRight(result, out_height, out_width, channels);
   }
   return Status::OK();
+}
+
+Status ImageTransformer::ApplyToPixels(const ImageInfo& image,
+                                       const RegionReader& read,
+                                       const ImageTransform& transform,
+                                       uint64_t seed, MutableByteSpan out,
+                                       ImageTransformStats* stats) {
+  const bool sixteen = image.dtype == DType::kUInt16;
+  if ((!sixteen && image.dtype != DType::kUInt8) || image.channels < 1 ||
+      image.channels > 4) {
+    return Unimplemented("image transform: pixels of " +
+                         std::to_string(image.channels) + " channels of " +
+                         std::string(DTypeName(image.dtype)) +
+                         " (need [H, W, 1..4] or [H, W] of uint8 or uint16)");
+  }
+  ImageTransformStats local;
+  ImageTransformStats& s = stats != nullptr ? *stats : local;
+  SHOAL_ASSIGN_OR_RETURN(const Shape shape,
+                         Begin(transform, image, seed, out, s));
+  s.decoded = s.crop.box;
+  const ImageRegion& box = s.crop.box;
+  if (!sixteen && image.channels == shape[2] && box.height == shape[0] &&
+      box.width == shape[1]) {
+    // Only the crop is read, straight into its slot.
+    SHOAL_RETURN_IF_ERROR(read(box, out));
+    if (s.crop.flip) {
+      internal::FlipLeftRight(reinterpret_cast<uint8_t*>(out.data()),
+                              box.height, box.width, image.channels);
+    }
+    return Status::OK();
+  }
+  const size_t bytes =
+      size_t{box.height} * box.width * image.channels * (sixteen ? 2 : 1);
+  Scratch& scratch = *scratch_;
+  Result<uint8_t*> pixels = Grow(scratch.full, bytes + kResizeSourceSlack);
+  Status status = pixels.status();
+  if (status.ok()) status = read(box, AsMutable(*pixels, bytes));
+  if (status.ok()) {
+    ImageCrop in_place = s.crop;
+    in_place.box = ImageRegion{0, 0, box.height, box.width};
+    status = scratch.FromPixels(*pixels, box.width, image.channels, sixteen,
+                                in_place, shape, out, s);
+  }
+  scratch.Account();
+  return status;
 }
 
 }  // namespace shoal

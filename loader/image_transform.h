@@ -1,8 +1,11 @@
 // Image transforms of the loader: what happens to one image sample between
 // its stored bytes (JPEG, PNG) and its slot in a batch. Decode, then
 // optionally crop and resize to a fixed size (torchvision's Resize,
-// CenterCrop and RandomResizedCrop), flip left-right at random, as RGB or
-// gray uint8.
+// CenterCrop, RandomResizedCrop and RandomCrop), flip left-right at random,
+// as RGB or gray uint8.
+//
+// Images stored as pixels (a tensor of [H, W, C] arrays, tiled or not)
+// take the same transforms through ApplyToPixels, which reads only the crop.
 //
 // Speed is the point: the crop is decoded alone (a JPEG region decode skips
 // the work outside it) and, when the crop is at least twice the output size,
@@ -24,6 +27,7 @@
 #define SHOAL_LOADER_IMAGE_TRANSFORM_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -58,6 +62,11 @@ struct ImageTransform {
     /// in [ratio_min, ratio_max], resized to height x width. See
     /// PlanImageCrop() for the exact algorithm and generator.
     kRandomResizedCrop,
+    /// torchvision RandomCrop(size=(height, width)) without padding: a
+    /// height x width box at a random place, taken as it is (no
+    /// resampling). Images smaller than the box are an error, as in
+    /// torchvision. On pixel tensors (ApplyToPixels) only the box is read.
+    kRandomCrop,
   };
   Kind kind = Kind::kDecode;
   /// kRgb: 3 channels (gray is replicated). kGray: 1 channel (color is
@@ -133,6 +142,10 @@ struct ImageCrop {
 /// [ratio_min, ratio_max], else the full height (width) with the nearest
 /// allowed ratio, w = round(height * ratio_max) (h = round(width /
 /// ratio_min)), at y = (height - h) / 2, x = (width - w) / 2 rounded down.
+/// kRandomCrop is torchvision's RandomCrop.get_params: the whole image
+/// without a draw when it has the output size, else y = integer in
+/// [0, height - out_h + 1), then x = integer in [0, width - out_w + 1)
+/// (sides clamped to the image, which ImageTransformShape refuses anyway).
 /// kCenterCrop: with f = resize_shorter / min(height, width) (or, for
 /// resize_shorter 0, max(out_h / height, out_w / width)), the box is
 /// round(out_h / f) x round(out_w / f), at most the image, at
@@ -181,6 +194,23 @@ class ImageTransformer {
   Status Apply(const ImageCodec& codec, ByteSpan encoded,
                const ImageTransform& transform, uint64_t seed,
                MutableByteSpan out, ImageTransformStats* stats = nullptr);
+
+  /// Reads `box` of a stored pixel array into `out` (box.height x
+  /// box.width x the image's channels, C order); e.g. a tensor's
+  /// ReadRegionInto, which touches only the tiles and blocks under it.
+  using RegionReader =
+      std::function<Status(const ImageRegion& box, MutableByteSpan out)>;
+  /// Apply() for an image stored as pixels ([height, width, channels] of
+  /// uint8 or uint16, channels 1..4, as `image` describes; format, colour
+  /// and bit-depth fields are ignored): only the crop is read, through
+  /// `read`, straight into `out` when it needs neither resampling nor a
+  /// change of channels or depth (kRandomCrop of a matching image). The
+  /// same pixels as Apply() on a PNG of the array. Unimplemented for other
+  /// dtypes or channel counts; errors of `read` come back unchanged.
+  Status ApplyToPixels(const ImageInfo& image, const RegionReader& read,
+                       const ImageTransform& transform, uint64_t seed,
+                       MutableByteSpan out,
+                       ImageTransformStats* stats = nullptr);
 
  private:
   struct Scratch;

@@ -329,14 +329,22 @@ Result<std::unique_ptr<Loader>> Loader::Create(
     if (auto it = options.transforms.find(name);
         it != options.transforms.end()) {
       const std::string& codec = lt.tensor->spec().sample_compression;
+      lt.pixels = codec.empty() &&
+                  (lt.dtype == DType::kUInt8 || lt.dtype == DType::kUInt16);
       if (lt.tensor->htype() != HType::kImage ||
-          (codec != "jpeg" && codec != "png" && codec != "image")) {
+          (codec != "jpeg" && codec != "png" && codec != "image" &&
+           !lt.pixels)) {
         return InvalidArgument(lt.where +
                                ": image transforms need an image tensor "
                                "stored as JPEG or PNG (sample_compression "
-                               "jpeg, png or image)");
+                               "jpeg, png or image) or as uint8 or uint16 "
+                               "pixels ([H, W] or [H, W, C])");
       }
       SHOAL_RETURN_IF_ERROR(ValidateImageTransform(it->second));
+      // A crop of a sample of a block or more is cheaper read alone than
+      // cut from its chunk, which decompresses the chunk whole.
+      lt.regions = lt.pixels && stats.max_shape.num_elements() * lt.item_size >=
+                                    lt.tensor->spec().block_bytes;
       lt.dtype = DType::kUInt8;  // transforms write 8-bit pixels
       lt.item_size = 1;
       lt.transform = it->second;
@@ -454,6 +462,7 @@ Result<std::unique_ptr<Loader>> Loader::Create(
   if (options.shuffle == ShuffleMode::kFull) {
     double chunks = 0;
     for (const LoadedTensor& lt : impl->tensors) {
+      if (lt.regions) continue;  // read by region, never by chunk
       for (const TensorExtent& e : lt.extents) {
         chunks +=
             static_cast<double>(e.stored_bytes) * std::max(lt.expansion, 1.0);
@@ -556,6 +565,9 @@ LoaderMetrics Loader::metrics() const {
   m.chunks_read = s.chunks_read.load(std::memory_order_relaxed);
   m.bytes_read = s.bytes_read.load(std::memory_order_relaxed);
   m.sample_reads = s.sample_reads.load(std::memory_order_relaxed);
+  m.video_frames_decoded = s.frames_decoded.load(std::memory_order_relaxed);
+  m.video_frames_skipped = s.frames_skipped.load(std::memory_order_relaxed);
+  m.video_frames_returned = s.frames_returned.load(std::memory_order_relaxed);
   m.memory_budget = s.options.memory_budget;
   if (s.budget) {
     m.memory_in_use =

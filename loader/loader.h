@@ -236,6 +236,12 @@ struct LoaderMetrics {
   /// headers included; the samples of a batch that are neighbours in a
   /// chunk share one.
   uint64_t sample_reads = 0;
+  /// Video clips: frames the decoders output, frames they skipped (non-
+  /// reference frames before a wanted one; see VideoReadStats), frames put
+  /// in batches. decoded ÷ returned is the decoding spent per clip frame.
+  uint64_t video_frames_decoded = 0;
+  uint64_t video_frames_skipped = 0;
+  uint64_t video_frames_returned = 0;
   /// Accounted memory (chunks, free chunk buffers, batch buffers) now and
   /// at most.
   uint64_t memory_budget = 0;

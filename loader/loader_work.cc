@@ -129,7 +129,7 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
 
     auto& reads = item.reads[t];
     reads.clear();
-    if (per_sample_reads) continue;
+    if (per_sample_reads || lt.regions) continue;
     auto& extents = feed.scratch;
     extents.clear();
     for (uint64_t s : item.indices) extents.push_back(lt.ExtentOf(s));
@@ -272,6 +272,7 @@ Status Loader::Impl::ReadSamples(LoaderBatchWork& item) {
   // request's round trip is paid once per batch either way.
   constexpr uint64_t kCoalesceGap = 128 << 10;
   for (size_t t = 0; t < tensors.size(); ++t) {
+    if (tensors[t].regions) continue;  // read by region when decoded
     StoredSamples& stored = item.stored[t];
     tensors[t].tensor->ReadStoredSamples(item.indices, kCoalesceGap, &stored);
     sample_reads.fetch_add(stored.reads, std::memory_order_relaxed);
@@ -294,6 +295,12 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
   bool encoded = false;
   Buffer owned;  // kFull: the sample read on its own; a video's file
   const std::string* chunk_key = nullptr;  // for messages; built on error
+  const uint64_t seed =
+      SampleSeed(options.seed, item.epoch, item.clips[k] * n + sample);
+  if (lt.regions) {
+    return CropPixels(lt, sample, lt.StoredShape(sample), {}, seed, transformer,
+                      dest);
+  }
   if (per_sample_reads) {
     SHOAL_ASSIGN_OR_RETURN(const bool tiled, lt.tensor->IsTiled(sample));
     // A tiled sample has no single stored form: read it whole, straight
@@ -331,8 +338,6 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
     if (!key.empty()) chunk_key = &key;
   }
   Status s;
-  const uint64_t seed =
-      SampleSeed(options.seed, item.epoch, item.clips[k] * n + sample);
   if (lt.clip) {
     std::string name = lt.where;
     if (chunk_key != nullptr) name += ": chunk '" + *chunk_key + "'";
@@ -345,14 +350,17 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
     auto reader =
         VideoReader::Open(std::move(owned), probe, std::move(name), budget);
     if (!reader.ok()) return reader.status();
-    return (*reader)->ReadFrames(
+    const Status read = (*reader)->ReadFrames(
         frames, {.height = lt.clip->height, .width = lt.clip->width}, dest);
+    const VideoReadStats& st = (*reader)->stats();
+    frames_decoded.fetch_add(st.frames_decoded, std::memory_order_relaxed);
+    frames_skipped.fetch_add(st.frames_skipped, std::memory_order_relaxed);
+    frames_returned.fetch_add(st.frames_returned, std::memory_order_relaxed);
+    return read;
   }
   if (lt.transform) {
     if (!encoded) {
-      s = Unimplemented(
-          "image transforms decode stored images; this sample is stored as "
-          "pixels (raw or tiled)");
+      return CropPixels(lt, sample, shape, bytes, seed, transformer, dest);
     } else {
       auto codec = lt.tensor->ImageCodecFor(bytes);
       transformer.ChargeTo(budget);
@@ -373,6 +381,59 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
   std::string context = lt.where;
   if (chunk_key != nullptr) context += ": chunk '" + *chunk_key + "'";
   return s.WithContext(context + ": sample " + std::to_string(sample));
+}
+
+// A transform of an image stored as pixels: the crop is cut from `held`,
+// the sample's bytes in memory, or else read alone (only the tiles and
+// blocks under it, in parallel on the loader's threads).
+Status Loader::Impl::CropPixels(const LoadedTensor& lt, uint64_t sample,
+                                const Shape& shape, ByteSpan held,
+                                uint64_t seed, ImageTransformer& transformer,
+                                MutableByteSpan dest) {
+  auto where = [&] { return lt.where + ": sample " + std::to_string(sample); };
+  if ((shape.rank() != 2 && shape.rank() != 3) || shape[0] > UINT32_MAX ||
+      shape[1] > UINT32_MAX || shape[0] == 0 || shape[1] == 0) {
+    return InvalidArgument(where() + ": an image transform needs [H, W] or " +
+                           "[H, W, C] pixels, not " + shape.ToString());
+  }
+  ImageInfo image;
+  image.height = static_cast<uint32_t>(shape[0]);
+  image.width = static_cast<uint32_t>(shape[1]);
+  // ApplyToPixels refuses more than 4 channels.
+  image.channels = static_cast<uint8_t>(
+      shape.rank() == 2 ? 1 : std::min<uint64_t>(shape[2], 255));
+  image.dtype = lt.tensor->dtype();
+  const auto read = [&](const ImageRegion& box, MutableByteSpan out) {
+    const uint64_t lo[3] = {box.y, box.x, 0};
+    const uint64_t hi[3] = {uint64_t{box.y} + box.height,
+                            uint64_t{box.x} + box.width, image.channels};
+    if (!lt.regions) {
+      const size_t item = DTypeSize(image.dtype);
+      if (held.size() != shape.num_elements() * item) {
+        return Corruption("sample has " + std::to_string(held.size()) +
+                          " bytes, its shape " + shape.ToString() + " needs " +
+                          std::to_string(shape.num_elements() * item));
+      }
+      const size_t pixel = size_t{image.channels} * item;
+      const size_t row = size_t{box.width} * pixel;
+      for (uint32_t y = 0; y < box.height; ++y) {
+        std::memcpy(
+            out.data() + y * row,
+            held.data() + (size_t{box.y + y} * image.width + box.x) * pixel,
+            row);
+      }
+      return Status::OK();
+    }
+    return lt.tensor->ReadRegionInto(sample, std::span(lo, shape.rank()),
+                                     std::span(hi, shape.rank()), out);
+  };
+  transformer.ChargeTo(budget);
+  Status s = transformer.ApplyToPixels(image, read, *lt.transform, seed, dest);
+  if (s.ok()) return s;
+  // Errors of the region read name the sample already.
+  return s.message().find(lt.where) != std::string::npos
+             ? s
+             : s.WithContext(where());
 }
 
 // The extent of tensor t holding `sample` among those the batch reads

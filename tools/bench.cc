@@ -250,23 +250,25 @@ void AddReadBenchCommand(CLI::App& bench, CommandRun* run) {
       [options, run] { *run = [options] { return RunReadBench(*options); }; });
 }
 
-// --transform decode|train as keys: train is RandomResizedCrop + flip, at
-// --size (224 unless given, which comes after this flag).
+// --transform decode|train|crop as keys: train is RandomResizedCrop + flip,
+// crop RandomCrop + flip, at --size (224 unless given, which comes after
+// this flag).
 Status ApplyTransformFlag(JobConfig& job, const std::string& value) {
   if (value == "decode") {
     SHOAL_RETURN_IF_ERROR(SetConfigValue(job, "loader.transform.size", "0"));
     return SetConfigValue(job, "loader.transform.kind", "decode");
   }
-  if (value == "train") {
-    SHOAL_RETURN_IF_ERROR(
-        SetConfigValue(job, "loader.transform.kind", "random_resized_crop"));
+  if (value == "train" || value == "crop") {
+    SHOAL_RETURN_IF_ERROR(SetConfigValue(
+        job, "loader.transform.kind",
+        value == "train" ? "random_resized_crop" : "random_crop"));
     SHOAL_RETURN_IF_ERROR(SetConfigValue(job, "loader.transform.flip", "true"));
     if (job.loader.transform.height == 0) {
       return SetConfigValue(job, "loader.transform.size", "224");
     }
     return Status::OK();
   }
-  return InvalidArgument("want decode or train, got '" + value + "'");
+  return InvalidArgument("want decode, train or crop, got '" + value + "'");
 }
 
 // --clip-size HxW.
@@ -319,9 +321,10 @@ void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
   f.Add(*cmd, "--world-size", "loader.world_size");
   f.Add(*cmd, "--memory-budget", "loader.memory_budget");
   f.AddCustom(*cmd, "--transform",
-              "decode (images to RGB at their own size) or train "
-              "(random-resized-crop to --size + horizontal flip) "
-              "[sets loader.transform.kind, .flip]",
+              "decode (images to RGB at their own size), train "
+              "(random-resized-crop to --size + horizontal flip) or crop "
+              "(a random --size box + flip; of pixel tensors only the box "
+              "is read) [sets loader.transform.kind, .flip]",
               ApplyTransformFlag);
   f.Add(*cmd, "--size", "loader.transform.size");
   f.Add(*cmd, "--clip-frames", "loader.clip.frames");

@@ -156,7 +156,7 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
       image_tensor == nullptr) {
     return InvalidArgument(
         "the transform (--transform, loader.transform.kind) needs an image "
-        "tensor stored as JPEG or PNG among the loaded tensors");
+        "tensor (JPEG, PNG or pixels) among the loaded tensors");
   }
   SHOAL_ASSIGN_OR_RETURN(auto loader, Loader::Create(dataset, lo));
   if (loader->shuffle_buffer() < lo.shuffle_buffer) {
@@ -313,6 +313,10 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
         {"chunks_read", m.chunks_read},
         {"bytes_read", m.bytes_read},
         {"sample_reads", m.sample_reads},
+        {"video_frames",
+         {{"decoded", m.video_frames_decoded},
+          {"skipped", m.video_frames_skipped},
+          {"returned", m.video_frames_returned}}},
         {"stages", stages},
         {"decisions", decisions},
         {"shuffle",
@@ -346,6 +350,16 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
                 static_cast<unsigned long long>(m.sample_reads),
                 static_cast<double>(m.sample_reads) /
                     static_cast<double>(std::max<uint64_t>(m.samples, 1)));
+  }
+  if (m.video_frames_returned > 0) {
+    std::printf(
+        "  video: %llu frames decoded, %llu skipped, %llu returned: %.2f "
+        "decoded per returned frame\n",
+        static_cast<unsigned long long>(m.video_frames_decoded),
+        static_cast<unsigned long long>(m.video_frames_skipped),
+        static_cast<unsigned long long>(m.video_frames_returned),
+        static_cast<double>(m.video_frames_decoded) /
+            static_cast<double>(m.video_frames_returned));
   }
   std::printf("  %-8s %5s %8s %9s %10s %12s\n", "stage", "conc", "items",
               "busy s", "wait in s", "blocked out s");

@@ -108,6 +108,7 @@ nlohmann::ordered_json TensorJson(const Tensor& t) {
                                               stats.stored_bytes},
   };
   if (t.htype() == HType::kClassLabel) out["class_names"] = spec.class_names;
+  if (spec.planar) out["planar"] = true;
   // The tensor's own info (where its samples came from), a JSON object.
   if (!spec.info.empty()) {
     auto info = nlohmann::ordered_json::parse(spec.info, nullptr, false);

@@ -134,7 +134,12 @@ struct VideoReadOptions {
 struct VideoReadStats {
   uint64_t seeks = 0;
   uint64_t packets_read = 0;
+  /// Frames the decoder output (every one is decoded in full).
   uint64_t frames_decoded = 0;
+  /// Frames before a wanted one that no other frame references
+  /// (non-reference B-frames): their packets went to the decoder with
+  /// skip_frame = AVDISCARD_NONREF, so they were parsed but not decoded.
+  uint64_t frames_skipped = 0;
   uint64_t frames_returned = 0;
 };
 

@@ -420,6 +420,7 @@ std::string EncodeDatasetMeta(const DatasetMeta& meta) {
     // Optional keys are written only when set, so datasets without them
     // keep their bytes.
     if (!s.info.empty()) j["info"] = json::parse(s.info);
+    if (s.planar) j["planar"] = true;
     if (!single) {
       json list = json::array();
       for (const Segment& g : segments) list.push_back(SegmentToJson(g));
@@ -494,6 +495,7 @@ Result<DatasetMeta> DecodeDatasetMeta(ByteSpan bytes) {
         }
         s.info = j.at("info").dump();
       }
+      if (j.contains("planar")) s.planar = Get<bool>(j, "planar");
       t.hidden = Get<bool>(j, "hidden");
       t.shape_tensor = Get<int64_t>(j, "shape_tensor");
       t.info_tensor = Get<int64_t>(j, "info_tensor");

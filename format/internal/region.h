@@ -83,18 +83,63 @@ class BoxRows {
 
   /// Copies the part of the box in source bytes [begin, end) to `dst`;
   /// `src` points at source byte `begin`.
+  /// Rows run in lines along the dimension before the run, a constant
+  /// stride apart in both arrays: whole rows of a line are copied in one
+  /// loop (for narrow rows, e.g. one channel of a planar tile, a typed store
+  /// per row rather than an offset computation and a memcpy call).
   void CopyRange(const std::byte* src, uint64_t begin, uint64_t end,
                  std::byte* dst) const {
-    for (uint64_t k = FirstRowEndingAfter(begin); k < rows_; ++k) {
+    const uint64_t line = outer_ > 0 ? extent_[outer_ - 1] : 1;
+    const uint64_t src_step = outer_ > 0 ? src_stride_[outer_ - 1] : 0;
+    const uint64_t dst_step = outer_ > 0 ? dst_stride_[outer_ - 1] : 0;
+    uint64_t k = FirstRowEndingAfter(begin);
+    while (k < rows_) {
       const uint64_t s = SrcOffset(k);
       if (s >= end) break;
-      const uint64_t a = std::max(s, begin);
-      const uint64_t b = std::min(s + row_bytes_, end);
-      std::memcpy(dst + DstOffset(k) + (a - s), src + (a - begin), b - a);
+      const uint64_t d = DstOffset(k);
+      if (s < begin || s + row_bytes_ > end) {  // a row the range cuts
+        const uint64_t a = std::max(s, begin);
+        const uint64_t b = std::min(s + row_bytes_, end);
+        std::memcpy(dst + d + (a - s), src + (a - begin), b - a);
+        ++k;
+        continue;
+      }
+      // The whole rows from k on, to the end of its line or of the range.
+      uint64_t n = line - k % line;
+      if (src_step > 0) {
+        n = std::min(n, (end - s - row_bytes_) / src_step + 1);
+      }
+      CopyRows(src + (s - begin), src_step, dst + d, dst_step, n);
+      k += n;
     }
   }
 
  private:
+  template <size_t N>
+  static void Strided(const std::byte* src, uint64_t src_step, std::byte* dst,
+                      uint64_t dst_step, uint64_t n) {
+    for (uint64_t j = 0; j < n; ++j) {
+      std::memcpy(dst + j * dst_step, src + j * src_step, N);
+    }
+  }
+  void CopyRows(const std::byte* src, uint64_t src_step, std::byte* dst,
+                uint64_t dst_step, uint64_t n) const {
+    switch (row_bytes_) {
+      case 1:
+        return Strided<1>(src, src_step, dst, dst_step, n);
+      case 2:
+        return Strided<2>(src, src_step, dst, dst_step, n);
+      case 4:
+        return Strided<4>(src, src_step, dst, dst_step, n);
+      case 8:
+        return Strided<8>(src, src_step, dst, dst_step, n);
+      default:
+        for (uint64_t j = 0; j < n; ++j) {
+          std::memcpy(dst + j * dst_step, src + j * src_step, row_bytes_);
+        }
+    }
+  }
+
   // Row k's offset: its index in the dimensions before the run, in strides.
   uint64_t Offset(uint64_t k, const uint64_t* stride) const {
     uint64_t at = 0;
@@ -124,10 +169,7 @@ inline void CopyBox(const std::byte* src, const Shape& src_shape,
                     const Shape& extent, size_t item) {
   const BoxRows rows(src_shape, src_origin, dst_shape, dst_origin, extent,
                      item);
-  for (uint64_t k = 0; k < rows.rows(); ++k) {
-    std::memcpy(dst + rows.DstOffset(k), src + rows.SrcOffset(k),
-                rows.row_bytes());
-  }
+  rows.CopyRange(src, 0, UINT64_MAX, dst);
 }
 
 }  // namespace shoal::internal

@@ -287,6 +287,12 @@ struct LoadedTensor {
   std::vector<TensorExtent> extents;
   std::vector<uint64_t> extent_ends;  // cumulative sample counts
   std::optional<ImageTransform> transform;
+  // An image tensor of pixels under a transform. With `regions` (samples
+  // of a block or more) each sample's crop is read on its own
+  // (Tensor::ReadRegionInto) and no chunk is held; small samples are cut
+  // from their chunk in memory.
+  bool pixels = false;
+  bool regions = false;
   // Video tensors: clip options and every video's probe (from the info).
   std::optional<VideoClipOptions> clip;
   std::vector<std::shared_ptr<const VideoProbe>> probes;
@@ -429,7 +435,8 @@ struct Loader::Impl {
 
   // Counters.
   std::atomic<uint64_t> batches{0}, samples{0}, sample_bytes{0}, skipped{0},
-      chunks_read{0}, bytes_read{0}, sample_reads{0};
+      chunks_read{0}, bytes_read{0}, sample_reads{0}, frames_decoded{0},
+      frames_skipped{0}, frames_returned{0};
 
   // The fetch workers: pinned (LoaderOptions::fetch_workers) or adapted by
   // `control` from the consumer's thread (Adapt), between batches, so the
@@ -466,6 +473,9 @@ struct Loader::Impl {
   ExtentSlot* HeldSlot(LoaderBatchWork& item, size_t t, uint64_t sample);
   Status DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
                       ImageTransformer& transformer);
+  Status CropPixels(const LoadedTensor& lt, uint64_t sample, const Shape& shape,
+                    ByteSpan held, uint64_t seed, ImageTransformer& transformer,
+                    MutableByteSpan dest);
   void PlanEpoch(uint64_t epoch, uint64_t first_batch);
 };
 

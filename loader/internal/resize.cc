@@ -211,6 +211,61 @@ void ComputeBilinearWeights(uint32_t in, uint32_t out,
   }
 }
 
+namespace {
+
+// 16-bit sample to 8 bits, rounded to nearest.
+inline uint8_t To8(uint16_t v) {
+  return static_cast<uint8_t>((uint32_t{v} * 255 + 32767) / 65535);
+}
+
+// libjpeg's rgb->gray (jdcolor.c), which is also Pillow's "L" conversion.
+inline uint8_t Luma(uint32_t r, uint32_t g, uint32_t b) {
+  return static_cast<uint8_t>((19595 * r + 38470 * g + 7471 * b + 32768) >> 16);
+}
+
+template <typename T>
+void ConvertBox(const T* image, uint32_t image_width, int channels,
+                uint32_t box_y, uint32_t box_x, uint32_t box_height,
+                uint32_t box_width, int out_channels, uint8_t* out) {
+  auto to8 = [](T v) -> uint32_t {
+    if constexpr (sizeof(T) == 2) {
+      return To8(v);
+    } else {
+      return v;
+    }
+  };
+  const bool color = channels >= 3;
+  for (uint32_t y = 0; y < box_height; ++y) {
+    const T* p = image + (size_t{box_y + y} * image_width + box_x) * channels;
+    for (uint32_t x = 0; x < box_width; ++x, p += channels) {
+      const uint32_t r = to8(p[0]);
+      const uint32_t g = color ? to8(p[1]) : r;
+      const uint32_t b = color ? to8(p[2]) : r;
+      if (out_channels == 3) {
+        *out++ = static_cast<uint8_t>(r);
+        *out++ = static_cast<uint8_t>(g);
+        *out++ = static_cast<uint8_t>(b);
+      } else {
+        *out++ = color ? Luma(r, g, b) : static_cast<uint8_t>(r);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void ConvertPixels(const uint8_t* image, bool sixteen, uint32_t image_width,
+                   int channels, uint32_t y, uint32_t x, uint32_t height,
+                   uint32_t width, int out_channels, uint8_t* out) {
+  if (sixteen) {
+    ConvertBox(reinterpret_cast<const uint16_t*>(image), image_width, channels,
+               y, x, height, width, out_channels, out);
+  } else {
+    ConvertBox(image, image_width, channels, y, x, height, width, out_channels,
+               out);
+  }
+}
+
 void FlipLeftRight(uint8_t* pixels, uint32_t height, uint32_t width,
                    int channels) {
   const size_t row = size_t{width} * channels;

@@ -101,6 +101,16 @@ class Resizer {
 void ComputeBilinearWeights(uint32_t in, uint32_t out,
                             Resizer::Weights* weights);
 
+/// Copies the height x width box at (y, x) of an image in the PNG data
+/// model (1..4 channels of uint8, or of native uint16 when `sixteen`;
+/// image_width pixels a row) to contiguous uint8 pixels of `out_channels`
+/// (1 or 3): gray is replicated, colour converted with the ITU-R 601
+/// weights of libjpeg and Pillow's "L", alpha dropped, 16-bit samples
+/// rounded to 8 bits (v * 255 / 65535).
+void ConvertPixels(const uint8_t* image, bool sixteen, uint32_t image_width,
+                   int channels, uint32_t y, uint32_t x, uint32_t height,
+                   uint32_t width, int out_channels, uint8_t* out);
+
 /// Reverses the pixel order of every row of a contiguous image in place.
 void FlipLeftRight(uint8_t* pixels, uint32_t height, uint32_t width,
                    int channels);

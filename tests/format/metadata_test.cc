@@ -505,6 +505,7 @@ void ExpectSameMeta(const DatasetMeta& a, const DatasetMeta& b) {
     EXPECT_EQ(x.spec.block_bytes, y.spec.block_bytes);
     EXPECT_EQ(x.spec.tiling_threshold, y.spec.tiling_threshold);
     EXPECT_EQ(x.spec.class_names, y.spec.class_names);
+    EXPECT_EQ(x.spec.planar, y.spec.planar);
     EXPECT_EQ(x.hidden, y.hidden);
     EXPECT_EQ(x.shape_tensor, y.shape_tensor);
     EXPECT_EQ(x.info_tensor, y.info_tensor);
@@ -573,6 +574,29 @@ TEST(DatasetMetaTest, RoundTripsAndHasTheSpecKeys) {
 // Re-encodes `root` in a valid envelope.
 std::string MetaObject(const json& root) {
   return Envelope("SHMD", root.dump());
+}
+
+// "planar" is optional: written only when set (so other tensors keep their
+// bytes), read back, and false when absent.
+TEST(DatasetMetaTest, PlanarIsWrittenOnlyWhenSet) {
+  DatasetMeta meta = SampleMeta();
+  meta.tensors[0].spec.planar = true;
+  const std::string bytes = EncodeDatasetMeta(meta);
+  auto decoded = DecodeDatasetMeta(Bytes(bytes));
+  ASSERT_TRUE(Ok(decoded));
+  EXPECT_TRUE(decoded->tensors[0].spec.planar);
+  EXPECT_FALSE(decoded->tensors[1].spec.planar);
+  auto payload = DecodeObject(Bytes(bytes), kMetaMagic, "meta");
+  ASSERT_TRUE(Ok(payload));
+  const json root = json::parse(AsStringView(*payload));
+  EXPECT_EQ(root.at("tensors")[0].at("planar"), true);
+  EXPECT_FALSE(root.at("tensors")[1].contains("planar"));
+  EXPECT_EQ(EncodeDatasetMeta(SampleMeta()).find("planar"), std::string::npos);
+  // A value that is not a boolean is Corruption, not an exception.
+  json changed = root;
+  changed["tensors"][0]["planar"] = 1;
+  EXPECT_TRUE(HasCode(DecodeDatasetMeta(Bytes(MetaObject(changed))),
+                      StatusCode::kCorruption));
 }
 
 TEST(DatasetMetaTest, WrongJsonIsCorruptionWithoutExceptions) {

@@ -31,6 +31,7 @@ struct Layout {
   const char* name;
   const char* codec;
   bool tiled;
+  bool planar = false;  // tiles of one channel each (rank >= 3)
 };
 
 constexpr uint64_t kBlockBytes = 4096;
@@ -62,7 +63,9 @@ int Run(const std::string& dir) {
       {"tiled-raw", "", true},
       {"tiled-lz4", "lz4", true},
       {"tiled-lz4+shuffle", "lz4+shuffle", true},
-      {"tiled-zstd:1", "zstd:1", true}};
+      {"tiled-zstd:1", "zstd:1", true},
+      {"tiled-planar-raw", "", true, true},
+      {"tiled-planar-lz4", "lz4", true, true}};
   nlohmann::json reads = nlohmann::json::array();
   int file = 0;
   int id = 0;
@@ -84,6 +87,7 @@ int Run(const std::string& dir) {
         spec.chunk_compression = layout.codec;
         spec.block_bytes = kBlockBytes;
         spec.tiling_threshold = layout.tiled ? kTileThreshold : kNoTiling;
+        spec.planar = layout.planar;
         auto t = (*ds)->CreateTensor(spec);
         if (!t.ok()) return Fail(t.status().ToString());
         Status s = (*t)->Append(
@@ -97,6 +101,13 @@ int Run(const std::string& dir) {
                       std::to_string((*t)->stats().num_chunks) +
                       " chunks, the layout wants " +
                       (layout.tiled ? "several tiles" : "one"));
+        }
+        // Planar: a whole grid of tiles per channel.
+        const uint64_t channels = rank >= 3 ? shape[rank - 1] : 1;
+        if (layout.planar && (*t)->stats().num_chunks % channels != 0) {
+          return Fail(name + " " + layout.name + ": " +
+                      std::to_string((*t)->stats().num_chunks) + " tiles for " +
+                      std::to_string(channels) + " channels");
         }
       }
       auto ds = Dataset::Open(url, {.read_only = true});

@@ -71,7 +71,7 @@ def check(out_dir):
                       f"[{r['lo']}, {r['hi']}): differs from NumPy",
                       file=sys.stderr)
     layouts = {r["layout"] for r in reads}
-    if len(reads) < 1000 or len(layouts) < 6 or len(sources) != len(arrays):
+    if len(reads) < 1000 or len(layouts) < 8 or len(sources) != len(arrays):
         print(f"region_numpy: only {len(reads)} reads of {len(sources)} "
               f"arrays in {len(layouts)} layouts", file=sys.stderr)
         return 1

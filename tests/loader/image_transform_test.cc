@@ -465,6 +465,69 @@ TEST(PlanImageCropTest, RandomResizedCropMatchesTorchvisionSampling) {
   EXPECT_LT(fallbacks, checked / 2);
 }
 
+// torchvision RandomCrop.get_params, transcribed.
+RefCrop RefRandomCrop(int64_t height, int64_t width, const ImageTransform& t,
+                      uint64_t seed) {
+  RefGenerator g{seed};
+  const int64_t th = t.height, tw = t.width;
+  RefCrop c{0, 0, height, width};
+  if (height != th || width != tw) {
+    c.i = g.RandInt(0, height - th + 1);
+    c.j = g.RandInt(0, width - tw + 1);
+    c.h = th;
+    c.w = tw;
+  }
+  if (t.random_flip) c.flip = g.Uniform(0, 1) < 0.5;
+  return c;
+}
+
+TEST(PlanImageCropTest, RandomCropMatchesTorchvisionSampling) {
+  ImageTransform t;
+  t.kind = Kind::kRandomCrop;
+  t.height = 224;
+  t.width = 160;
+  t.random_flip = true;
+  ASSERT_TRUE(ValidateImageTransform(t).ok());
+  const std::vector<std::pair<uint32_t, uint32_t>> sizes = {
+      {224, 160}, {225, 160}, {224, 161}, {400, 500}, {2988, 5312}};
+  std::set<std::pair<uint32_t, uint32_t>> corners;
+  int flips = 0;
+  for (const auto& [height, width] : sizes) {
+    for (uint64_t seed = 0; seed < 400; ++seed) {
+      const uint64_t s = seed * 0x9876543 + width;
+      const ImageCrop got = PlanImageCrop(t, height, width, s);
+      const RefCrop want = RefRandomCrop(height, width, t, s);
+      const ImageRegion& b = got.box;
+      ASSERT_EQ(std::make_tuple(int64_t(b.y), int64_t(b.x), int64_t(b.height),
+                                int64_t(b.width), got.flip),
+                std::make_tuple(want.i, want.j, want.h, want.w, want.flip))
+          << height << "x" << width << " seed " << s;
+      ASSERT_LE(uint64_t{b.y} + b.height, height);
+      ASSERT_LE(uint64_t{b.x} + b.width, width);
+      if (height == 225 || width == 161) corners.insert({b.y, b.x});
+      flips += got.flip;
+    }
+  }
+  // One pixel of room down or across: both places are drawn.
+  EXPECT_EQ(corners,
+            (std::set<std::pair<uint32_t, uint32_t>>{{0, 0}, {1, 0}, {0, 1}}));
+  EXPECT_GT(flips, 800);
+  EXPECT_LT(flips, 1200);
+
+  // torchvision refuses an image smaller than the crop; so do the shapes.
+  ImageInfo small;
+  small.height = 223;
+  small.width = 500;
+  small.channels = 3;
+  const auto shape = ImageTransformShape(t, small);
+  EXPECT_EQ(shape.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(shape.status().message().find("223x500"), std::string::npos)
+      << shape.status();
+  small.height = 224;
+  small.width = 160;
+  EXPECT_EQ(*ImageTransformShape(t, small), (Shape{224, 160, 3}));
+}
+
 TEST(PlanImageCropTest, FallbackIsCenteredWithClampedRatio) {
   const ImageTransform t = ImageTransform::Train(224);
   // Too wide for 4:3: full height, width round(20 * 4/3) = 27, centered.

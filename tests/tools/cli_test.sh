@@ -185,7 +185,16 @@ run 2 "$SHOAL" bench loader ds --batch 0 && contains err "--batch: must be a who
 run 2 "$SHOAL" bench loader ds --threads 100000 && contains err "from 0 to 256, got 100000"
 run 2 "$SHOAL" bench loader ds --memory-budget 1 && contains err "--memory-budget: must be a size from 1MiB to 1TiB, got 1"
 run 2 "$SHOAL" ingest idx images.idx3-ubyte ds9 --commit-every -1 && contains err "--commit-every: must be a whole number from 0"
-run 1 "$SHOAL" bench loader ds --transform train && contains err "needs an image tensor"
+run 1 "$SHOAL" bench loader ds --tensors labels --transform train && contains err "needs an image tensor"
+# The IDX images are pixels: a random crop reads each sample's box.
+run 0 "$SHOAL" bench loader ds --transform crop --size 20 --batch 100 --json &&
+  py '
+import json
+r = json.loads(open("out").read())
+# The crops, and the labels (uint32) beside them.
+assert r["samples"] == 1000 and r["bytes"] == 1000 * (20 * 20 * 3 + 4), r
+'
+run 1 "$SHOAL" bench loader ds --transform crop --size 29 && contains err "random crop needs an image at least that large, this one is 28x28"
 
 # ---- verify, then corrupt one chunk ----
 run 0 "$SHOAL" verify ds && contains out ": OK"

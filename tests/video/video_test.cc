@@ -26,6 +26,7 @@ extern "C" {
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -848,6 +849,47 @@ INSTANTIATE_TEST_SUITE_P(Videos, GoodVideoTest,
 
 // -------------------------------------------------------------- seeking --
 
+// The frames of nasa's stream 3 that no frame references, as ffmpeg says:
+// a sequential decode with -skip_frame noref outputs only the others (frame
+// numbers in its framemd5, whose time base is one frame).
+const std::set<uint64_t>& NasaNonReference() {
+  static const std::set<uint64_t> nonref = [] {
+    const std::string command =
+        "ffmpeg -v error -skip_frame noref -i '" + kDataDir + kNasa +
+        "' -map 0:3 -vsync passthrough -f framemd5 - 2>/dev/null";
+    std::set<uint64_t> out;
+    for (uint64_t k = 0; k < 390; ++k) out.insert(k);
+    FILE* pipe = popen(command.c_str(), "r");
+    if (pipe == nullptr) return std::set<uint64_t>{};
+    char line[512];
+    while (std::fgets(line, sizeof(line), pipe) != nullptr) {
+      unsigned stream = 0;
+      long long dts = 0, pts = 0;
+      if (line[0] != '#' &&
+          std::sscanf(line, "%u, %lld, %lld", &stream, &dts, &pts) == 3) {
+        out.erase(static_cast<uint64_t>(pts));
+      }
+    }
+    if (pclose(pipe) != 0) return std::set<uint64_t>{};
+    return out;
+  }();
+  return nonref;
+}
+
+// Non-reference frames in [from, to).
+uint64_t NonReferenceIn(uint64_t from, uint64_t to) {
+  const auto& n = NasaNonReference();
+  return static_cast<uint64_t>(
+      std::distance(n.lower_bound(from), n.lower_bound(to)));
+}
+
+// Frames decoded or skipped (the frames given to the decoder that it has
+// dealt with): what decoding forward from a keyframe to a frame costs
+// without skipping.
+uint64_t Handled(const VideoReadStats& s) {
+  return s.frames_decoded + s.frames_skipped;
+}
+
 class NasaSeekTest : public testing::Test {
  protected:
   void SetUp() override {
@@ -855,6 +897,8 @@ class NasaSeekTest : public testing::Test {
     probe_ = MustProbe(bytes_, kNasa);
     ASSERT_EQ(probe_.info.frame_count, 390u);
     ASSERT_EQ(probe_.index.keyframes, (std::vector<uint64_t>{0, 240}));
+    // x264 with B-pyramid: some B-frames are references, the rest not.
+    ASSERT_EQ(NasaNonReference().size(), 186u) << "ffmpeg -skip_frame noref";
   }
   std::unique_ptr<VideoReader> Open() {
     return OpenReader(bytes_, probe_, "nasa seeks");
@@ -874,7 +918,9 @@ TEST_F(NasaSeekTest, InOrderNeverSeeks) {
   ASSERT_NE(reader, nullptr);
   for (uint64_t k = 0; k < 390; ++k) Read(*reader, {k});
   EXPECT_EQ(reader->stats().seeks, 0u);
+  // Every frame is wanted: none is skipped.
   EXPECT_EQ(reader->stats().frames_decoded, 390u);
+  EXPECT_EQ(reader->stats().frames_skipped, 0u);
   EXPECT_EQ(reader->stats().frames_returned, 390u);
   EXPECT_EQ(reader->stats().packets_read, 390u);
   // After the last frame (the decoder drained), frame 0 takes a seek.
@@ -888,20 +934,26 @@ TEST_F(NasaSeekTest, SkippingToTheNextGopSeeksOnce) {
   ASSERT_NE(reader, nullptr);
   Read(*reader, {5});
   EXPECT_EQ(reader->stats().seeks, 0u);
-  EXPECT_EQ(reader->stats().frames_decoded, 6u);
+  // Frames 0..5, of which the non-reference ones before 5 are skipped.
+  EXPECT_EQ(Handled(reader->stats()), 6u);
+  EXPECT_EQ(reader->stats().frames_skipped, NonReferenceIn(0, 5));
+  EXPECT_GT(reader->stats().frames_skipped, 0u);
   Read(*reader, {300});
   EXPECT_EQ(reader->stats().seeks, 1u);
   // From keyframe 240: frames 240..300.
-  EXPECT_EQ(reader->stats().frames_decoded, 6u + 61u);
+  EXPECT_EQ(Handled(reader->stats()), 6u + 61u);
+  EXPECT_EQ(reader->stats().frames_skipped,
+            NonReferenceIn(0, 5) + NonReferenceIn(240, 300));
 }
 
 TEST_F(NasaSeekTest, ReachingTheNextKeyframeByDecodingDoesNotSeek) {
   auto reader = Open();
   ASSERT_NE(reader, nullptr);
   Read(*reader, {239});
+  EXPECT_EQ(reader->stats().frames_skipped, NonReferenceIn(0, 239));
   Read(*reader, {240});
   EXPECT_EQ(reader->stats().seeks, 0u);
-  EXPECT_EQ(reader->stats().frames_decoded, 241u);
+  EXPECT_EQ(Handled(reader->stats()), 241u);
   auto both = Open();
   ASSERT_NE(both, nullptr);
   Read(*both, {239, 240});
@@ -915,10 +967,11 @@ TEST_F(NasaSeekTest, BackwardAfterTheEndSeeksOnceMore) {
   const uint64_t seeks = reader->stats().seeks;
   EXPECT_EQ(seeks, 1u);
   // From keyframe 240, not from frame 0.
-  EXPECT_EQ(reader->stats().frames_decoded, 150u);
+  EXPECT_EQ(Handled(reader->stats()), 150u);
+  EXPECT_EQ(reader->stats().frames_skipped, NonReferenceIn(240, 389));
   Read(*reader, {0});
   EXPECT_EQ(reader->stats().seeks, seeks + 1);
-  EXPECT_EQ(reader->stats().frames_decoded, 151u);
+  EXPECT_EQ(Handled(reader->stats()), 151u);
   // And on through the first GOP without seeking.
   Read(*reader, {100, 200});
   EXPECT_EQ(reader->stats().seeks, seeks + 1);
@@ -930,7 +983,7 @@ TEST_F(NasaSeekTest, ForwardWithinAGopNeverSeeks) {
   for (uint64_t k = 3; k < 240; k += 17) Read(*reader, {k});
   Read(*reader, {239});
   EXPECT_EQ(reader->stats().seeks, 0u);
-  EXPECT_EQ(reader->stats().frames_decoded, 240u);
+  EXPECT_EQ(Handled(reader->stats()), 240u);
   // Into the second GOP by a seek, then forward within it.
   auto second = Open();
   ASSERT_NE(second, nullptr);
@@ -940,7 +993,7 @@ TEST_F(NasaSeekTest, ForwardWithinAGopNeverSeeks) {
   for (uint64_t k = 250; k < 390; k += 13) Read(*second, {k});
   Read(*second, {388, 389});
   EXPECT_EQ(second->stats().seeks, seeks);
-  EXPECT_EQ(second->stats().frames_decoded, 150u);
+  EXPECT_EQ(Handled(second->stats()), 150u);
 }
 
 // The frames libavcodec decodes into are charged to a budget given to the
@@ -968,15 +1021,18 @@ TEST_F(NasaSeekTest, OneFrameDecodesFromItsKeyframe) {
   auto reader = Open();
   ASSERT_NE(reader, nullptr);
   Read(*reader, {250});
-  // Frames 240..250: the minimum, decoding from the previous keyframe.
-  EXPECT_EQ(reader->stats().frames_decoded, 11u);
+  // Frames 240..250 from the previous keyframe, less the ones before 250
+  // that nothing references: the minimum.
+  EXPECT_EQ(Handled(reader->stats()), 11u);
+  EXPECT_EQ(reader->stats().frames_skipped, NonReferenceIn(240, 250));
+  EXPECT_EQ(reader->stats().frames_decoded, 11u - NonReferenceIn(240, 250));
   EXPECT_EQ(reader->stats().seeks, 1u);
   EXPECT_EQ(reader->stats().frames_returned, 1u);
   // Repeats are decoded once.
   auto repeats = Open();
   ASSERT_NE(repeats, nullptr);
   Read(*repeats, {250, 250, 241, 250});
-  EXPECT_EQ(repeats->stats().frames_decoded, 11u);
+  EXPECT_EQ(Handled(repeats->stats()), 11u);
   EXPECT_EQ(repeats->stats().frames_returned, 4u);
 }
 

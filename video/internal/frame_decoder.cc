@@ -74,16 +74,23 @@ Result<bool> FrameDecoder::NextFrame() {
                               : frame_->best_effort_timestamp;
       last_pts_ = pts;
       damaged_ = false;
+      // Frames come out in display order: a packet of an earlier frame
+      // that is still pending never gave one (skipped, or dropped).
+      size_t kept = 0;
       for (size_t i = 0; i < pending_.size(); ++i) {
-        if (pending_[i].pts != pts) continue;
         const Pending& p = pending_[i];
-        // Decoded after the lost packet, in its GOP (or leading frames of
-        // the next, which may reference it).
-        damaged_ = failed_ && p.seq > failed_seq_ &&
-                   (p.key_seq == failed_key_seq_ || pts < p.key_pts);
-        pending_.erase(pending_.begin() + static_cast<ptrdiff_t>(i));
-        break;
+        if (p.pts == pts) {
+          // Decoded after the lost packet, in its GOP (or leading frames of
+          // the next, which may reference it).
+          damaged_ = failed_ && p.seq > failed_seq_ &&
+                     (p.key_seq == failed_key_seq_ || pts < p.key_pts);
+        } else if (p.pts < pts && p.pts != AV_NOPTS_VALUE) {
+          stats_.frames_skipped += p.skippable;
+        } else {
+          pending_[kept++] = p;
+        }
       }
+      pending_.resize(kept);
       const auto& points = probe_->index.seek_points;
       auto it = std::upper_bound(points.begin(), points.end(), pts);
       point_ = it == points.begin() ? 0 : (it - points.begin()) - 1;
@@ -133,9 +140,17 @@ Result<bool> FrameDecoder::NextFrame() {
       key_seq_ = seq_;
       key_pts_ = pts;
     }
+    // Decode less: a frame before the wanted one that no frame references
+    // (a non-reference B-frame) is not needed for it. The decoder judges
+    // what is a reference (H.264 nal_ref_idc, HEVC NAL types), so what it
+    // does decode is what a full decode gives. The pts decides per packet,
+    // so the wanted frame and every later one decode in full.
+    const bool skippable = pts != AV_NOPTS_VALUE && pts < target_pts_ &&
+                           (packet_->flags & AV_PKT_FLAG_KEY) == 0;
+    c->skip_frame = skippable ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
     // Frames that never come out (dropped, discarded) must not pile up.
     if (pending_.size() >= 256) pending_.erase(pending_.begin());
-    pending_.push_back({pts, seq_, key_seq_, key_pts_});
+    pending_.push_back({pts, seq_, key_seq_, key_pts_, skippable});
     err = avcodec_send_packet(c, packet_.get());
     av_packet_unref(packet_.get());
     if (err < 0 && err != AVERROR(EAGAIN)) {
@@ -175,6 +190,7 @@ Status FrameDecoder::Decode(std::span<const uint64_t> sorted,
       seek = next != index.pts.end() && *next < points[point];
     }
     if (seek) SHOAL_RETURN_IF_ERROR(SeekTo(point));
+    target_pts_ = target;
     for (;;) {
       SHOAL_ASSIGN_OR_RETURN(bool got, NextFrame());
       if (!got) {

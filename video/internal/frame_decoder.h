@@ -63,6 +63,9 @@ class FrameDecoder {
   size_t sought_ = 0;
   bool check_landing_ = false;
   int64_t last_pts_ = INT64_MIN;
+  // The pts of the frame being decoded to: packets of earlier frames go to
+  // the decoder with skip_frame = AVDISCARD_NONREF (INT64_MIN: none).
+  int64_t target_pts_ = INT64_MIN;
   bool draining_ = false;
   bool ended_ = false;
   std::string packet_error_;
@@ -75,6 +78,7 @@ class FrameDecoder {
     uint64_t seq;
     uint64_t key_seq;
     int64_t key_pts;
+    bool skippable;  // sent while non-reference frames were skipped
   };
   std::vector<Pending> pending_;
   uint64_t seq_ = 0;
