@@ -2,6 +2,7 @@
 // columns and commits are in dataset_write.cc.
 #include "format/dataset.h"
 
+#include <filesystem>
 #include <random>
 
 #include "format/internal/commit_log.h"
@@ -142,6 +143,8 @@ Result<std::unique_ptr<Dataset>> Dataset::Create(std::string_view url,
     return InvalidArgument("dataset '" + std::string(url) +
                            "': writers that join cannot also overwrite");
   }
+  // Before the store, which makes the folder.
+  SHOAL_RETURN_IF_ERROR(NotInsideADataset(std::string(url)));
   SHOAL_ASSIGN_OR_RETURN(auto store, OpenStore(url));
   auto impl = std::make_unique<Impl>();
   impl->context.store = store;
@@ -431,6 +434,39 @@ uint64_t Dataset::max_len() const {
   uint64_t n = 0;
   for (Tensor* t : tensors()) n = std::max(n, t->size());
   return n;
+}
+
+// A dataset made in a folder inside another dataset's would be listed among
+// that one's objects: `verify --repair` would delete it as garbage, and a
+// copy of the outer one would carry it. file:// only, where looking costs a
+// stat per parent folder (a dataset's folder has HEAD, and commits/ or
+// meta/).
+Status NotInsideADataset(const std::string& url) {
+  constexpr std::string_view kFile = "file://";
+  std::filesystem::path path;
+  if (url.starts_with(kFile)) {
+    path = url.substr(kFile.size());
+  } else if (url.find("://") == std::string::npos) {
+    std::error_code ec;
+    path = std::filesystem::absolute(url, ec);
+    if (ec) return Status::OK();  // OpenStore says what is wrong with it
+  } else {
+    return Status::OK();
+  }
+  path = path.lexically_normal();
+  std::error_code ec;
+  for (std::filesystem::path p = path.parent_path();
+       !p.empty() && p != p.root_path(); p = p.parent_path()) {
+    if (std::filesystem::is_regular_file(p / "HEAD", ec) &&
+        (std::filesystem::is_directory(p / "commits", ec) ||
+         std::filesystem::is_directory(p / "meta", ec))) {
+      return FailedPrecondition("dataset '" + url +
+                                "': its folder is inside "
+                                "the dataset at '" +
+                                p.string() + "'; choose a path outside it");
+    }
+  }
+  return Status::OK();
 }
 
 }  // namespace shoal

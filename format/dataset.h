@@ -429,6 +429,12 @@ class Dataset {
   std::unique_ptr<Impl> impl_;
 };
 
+/// FailedPrecondition when `url` (file:// or a plain path) lies inside
+/// another dataset's folder, where that dataset's `verify --repair` would
+/// delete it as garbage and copies of it would carry it. Dataset::Create and
+/// CopyDataset check it before making the folder; other stores pass.
+Status NotInsideADataset(const std::string& url);
+
 }  // namespace shoal
 
 #endif  // SHOAL_FORMAT_DATASET_H_

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "format/dataset.h"
 #include "loader/pipeline.h"
 
 namespace shoal {
@@ -108,6 +109,8 @@ Result<CopyReport> CopyDataset(const Store& src, Store& dst,
 Result<CopyReport> CopyDataset(std::string_view src, std::string_view dst,
                                const CopyOptions& options) {
   SHOAL_ASSIGN_OR_RETURN(auto from, OpenStore(src, {.create = false}));
+  // Before the store, which makes the folder.
+  SHOAL_RETURN_IF_ERROR(NotInsideADataset(std::string(dst)));
   SHOAL_ASSIGN_OR_RETURN(auto to, OpenStore(dst, {.create = true}));
   return CopyDataset(*from, *to, options);
 }

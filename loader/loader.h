@@ -140,7 +140,11 @@ struct LoaderOptions {
   /// while throughput rises, fewer when the store pushes back (see
   /// LoaderMetrics::decisions).
   int fetch_workers = 0;
-  /// Per image tensor: how to decode (default: as stored, ragged).
+  /// Per image tensor: how to decode (default: as stored, ragged). Image
+  /// tensors stored as pixels ([H, W] or [H, W, C] uint8/uint16) take
+  /// transforms too: each sample's crop is read alone (only the tiles and
+  /// blocks under it) when samples span a block or more, else cut from its
+  /// chunk in memory.
   std::map<std::string, ImageTransform, std::less<>> transforms;
   /// Per video tensor: its clips (a video tensor without an entry gets
   /// VideoClipOptions{}). Video tensors must agree on clips_per_video.

@@ -1,5 +1,15 @@
 #!/usr/bin/env bash
-# Runs every libFuzzer target of a fuzz build for SECONDS each.
+# Runs the libFuzzer targets of a fuzz build for SECONDS each (all of them,
+# or those named in FUZZ_TARGETS, e.g. "format image"), one after another.
+#
+# Each target starts from its committed corpus (tests/fuzz/corpus/NAME) and
+# the seeds made below from real files; what it finds new goes into the
+# corpus, which is then minimized (-merge=1) and left for committing, and a
+# crash's input into tests/fuzz/crashes/NAME (fix it, keep the file: `make
+# test` replays both folders). Every run appends a line to
+# tests/fuzz/runs.tsv: date, target, seconds, executions, coverage (cov: and
+# ft: of libFuzzer's last line), corpus files; tests/fuzz/README.md totals
+# them.
 set -euo pipefail
 build=${1:-build-fuzz}
 seconds=${2:-60}
@@ -62,9 +72,37 @@ cat >"$corpus/s3/upload" <<'XML'
 <InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket><Key>ds/big</Key><UploadId>VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA</UploadId></InitiateMultipartUploadResult>
 XML
 printf 'ds/chunks/0/a b\nlist-type\n2\nx-amz-date\n20260101T000000Z\nsecret' >"$corpus/s3/request"
+log="$root/tests/fuzz/runs.tsv"
+[ -f "$log" ] || printf 'date\ttarget\tseconds\texecutions\tcov\tft\tcorpus_files\n' >"$log"
 for fuzzer in "$build"/tests/fuzz/shoal_*_fuzz; do
   name=$(basename "$fuzzer" _fuzz); name=${name#shoal_}
+  if [ -n "${FUZZ_TARGETS:-}" ] && ! grep -qw "$name" <<<"$FUZZ_TARGETS"; then
+    continue
+  fi
+  keep="$root/tests/fuzz/corpus/$name"
+  crashes="$root/tests/fuzz/crashes/$name"
+  mkdir -p "$keep" "$crashes"
   echo "== $(basename "$fuzzer") for ${seconds}s"
+  out=$(mktemp)
+  status=0
   ASAN_OPTIONS=detect_leaks=1 "$fuzzer" -max_total_time="$seconds" -rss_limit_mb=2048 \
-    -malloc_limit_mb=512 -timeout=10 -print_final_stats=1 "$corpus/$name"
+    -malloc_limit_mb=512 -timeout=10 -print_final_stats=1 \
+    -artifact_prefix="$crashes/" "$keep" "$corpus/$name" 2>&1 | tee "$out" | grep -E "DONE|ERROR|SUMMARY|stat::" || status=1
+  execs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$out" | grep -oE '[0-9]+$' || echo 0)
+  cov=$(grep -oE 'cov: [0-9]+' "$out" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  ft=$(grep -oE 'ft: [0-9]+' "$out" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  rm -f "$out"
+  # Keep the corpus small: only the inputs that add coverage.
+  merged=$(mktemp -d)
+  "$fuzzer" -merge=1 -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=10 \
+    "$merged" "$keep" "$corpus/$name" >/dev/null 2>&1
+  rm -rf "$keep" && mv "$merged" "$keep" && chmod 755 "$keep"
+  # Inputs above 64 KiB stay out of git (the video target's mutated copies
+  # of whole files): their seeds are in tests/data, which the replay runs.
+  find "$keep" -type f -size +64k -delete
+  files=$(find "$keep" -type f | wc -l)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%F)" "$name" "$seconds" \
+    "${execs:-0}" "${cov:-0}" "${ft:-0}" "$files" >>"$log"
+  echo "   $name: ${execs:-0} executions, cov ${cov:-0}, ft ${ft:-0}, $files corpus files"
+  [ "$status" -eq 0 ] || echo "   (the run stopped early: see $crashes)"
 done

@@ -325,7 +325,9 @@ void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
               "(random-resized-crop to --size + horizontal flip) or crop "
               "(a random --size box + flip; of pixel tensors only the box "
               "is read) [sets loader.transform.kind, .flip]",
-              ApplyTransformFlag);
+              ApplyTransformFlag,
+              {"loader.transform.kind", "loader.transform.flip",
+               "loader.transform.size"});
   f.Add(*cmd, "--size", "loader.transform.size");
   f.Add(*cmd, "--clip-frames", "loader.clip.frames");
   f.Add(*cmd, "--clip-step", "loader.clip.step");
@@ -334,7 +336,7 @@ void AddLoaderBenchCommand(CLI::App& bench, CommandRun* run) {
   f.AddCustom(*cmd, "--clip-size",
               "Video tensors: resize frames to HxW (e.g. 112x112) "
               "[sets loader.clip.size]",
-              ApplyClipSizeFlag);
+              ApplyClipSizeFlag, {"loader.clip.size"});
   f.AddSwitch(*cmd, "--reference", "bench.reference", "true",
               "Also time raw TurboJPEG decoding of the same JPEGs on the "
               "same threads and print the ratio");

@@ -1,6 +1,8 @@
 // Flags bound to job-file keys (tools/config_flags.h).
 #include "tools/config_flags.h"
 
+#include <algorithm>
+
 namespace shoal::tools {
 namespace {
 
@@ -56,10 +58,12 @@ CLI::Option* ConfigFlags::Add(CLI::App& cmd, const std::string& flag,
         return why;
       },
       ""));
-  bound_.push_back(
-      {option, value, [key, list](JobConfig& c, const std::string& v) {
-         return SetConfigValue(c, key, list ? AsList(v) : v);
-       }});
+  bound_.push_back({option,
+                    value,
+                    [key, list](JobConfig& c, const std::string& v) {
+                      return SetConfigValue(c, key, list ? AsList(v) : v);
+                    },
+                    {key}});
   return option;
 }
 
@@ -70,15 +74,18 @@ CLI::Option* ConfigFlags::AddSwitch(CLI::App& cmd, const std::string& flag,
   std::string* text = &values_.emplace_back();
   CLI::Option* option =
       cmd.add_flag(flag, *text, help + " [" + key + ": " + value + "]");
-  bound_.push_back(
-      {option, text, [key, value](JobConfig& c, const std::string&) {
-         return SetConfigValue(c, key, value);
-       }});
+  bound_.push_back({option,
+                    text,
+                    [key, value](JobConfig& c, const std::string&) {
+                      return SetConfigValue(c, key, value);
+                    },
+                    {key}});
   return option;
 }
 
 CLI::Option* ConfigFlags::AddCustom(CLI::App& cmd, const std::string& flag,
-                                    const std::string& help, Apply apply) {
+                                    const std::string& help, Apply apply,
+                                    std::vector<std::string> keys) {
   std::string* value = &values_.emplace_back();
   CLI::Option* option = cmd.add_option(flag, *value, help);
   option->type_name("VALUE");
@@ -89,7 +96,7 @@ CLI::Option* ConfigFlags::AddCustom(CLI::App& cmd, const std::string& flag,
         return s.ok() ? "" : std::string(s.message());
       },
       "VALUE"));
-  bound_.push_back({option, value, std::move(apply)});
+  bound_.push_back({option, value, std::move(apply), std::move(keys)});
   return option;
 }
 
@@ -138,8 +145,21 @@ Result<JobConfig> ConfigFlags::Build(
     if (!s.ok()) return InvalidArgument("--set: " + std::string(s.message()));
   }
   if (Status s = CheckJobConfig(job); !s.ok()) {
+    std::string message(s.message());
+    // "KEY: why" about a key a flag set: the user typed the flag. The last
+    // flag given wins, as it did when the job was built.
+    for (auto b = bound_.rbegin(); b != bound_.rend(); ++b) {
+      if (b->option->count() == 0) continue;
+      const auto key = std::find_if(
+          b->keys.begin(), b->keys.end(),
+          [&](const std::string& k) { return message.starts_with(k + ": "); });
+      if (key == b->keys.end()) continue;
+      message = b->option->get_name() + " (" + *key +
+                "): " + message.substr(key->size() + 2);
+      break;
+    }
     return InvalidArgument(
-        std::string(s.message()) +
+        message +
         (has_config() ? " (after " + config_path_ + " and the flags)" : ""));
   }
   return job;

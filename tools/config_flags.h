@@ -37,9 +37,11 @@ class ConfigFlags {
   CLI::Option* AddSwitch(CLI::App& cmd, const std::string& flag,
                          const std::string& key, const std::string& value,
                          const std::string& help);
-  /// A flag whose value `apply` turns into keys (e.g. --clip-size 112x112).
+  /// A flag whose value `apply` turns into `keys` (e.g. --clip-size
+  /// 112x112 into loader.clip.size).
   CLI::Option* AddCustom(CLI::App& cmd, const std::string& flag,
-                         const std::string& help, Apply apply);
+                         const std::string& help, Apply apply,
+                         std::vector<std::string> keys);
   /// --config FILE, --set KEY=VALUE (repeatable), --print-config.
   void AddJobOptions(CLI::App& cmd);
 
@@ -49,7 +51,8 @@ class ConfigFlags {
   /// The job: the defaults (or the --config file instead, when given),
   /// then `fixed`, what the command itself implies ("ingest.source.kind" =
   /// "images"), then the flags given in the order they were added, then
-  /// --set; checked as a whole.
+  /// --set; checked as a whole. An error of the check about a key that a
+  /// flag given set names the flag.
   Result<JobConfig> Build(
       const std::vector<std::pair<std::string, std::string>>& fixed = {}) const;
 
@@ -58,6 +61,7 @@ class ConfigFlags {
     CLI::Option* option;
     std::string* value;
     Apply apply;
+    std::vector<std::string> keys;  // what it sets, to name it in errors
   };
   JobConfig defaults_;
   std::deque<std::string> values_;  // stable addresses for CLI11

@@ -41,7 +41,7 @@ void AddIngestIdxCommand(CLI::App& ingest, CommandRun* run) {
               "Compression level: lz4hc 1..12 (default 9), zstd -7..22 "
               "without 0 (default 3); raw and lz4 take none "
               "[sets ingest.source.compression: CODEC:LEVEL]",
-              ApplyLevel);
+              ApplyLevel, {"ingest.source.compression"});
   f.Add(*cmd, "--class-names", "ingest.source.class_names");
   AddIngestFlags(*cmd, *command);
   cmd->footer(

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -169,6 +170,27 @@ TEST(CopyTest, AnotherDatasetAtTheDestinationIsNotOverwritten) {
   auto missing = CopyDataset("mem://copy-none", "mem://copy-c");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+// A dataset inside another's folder would be that one's garbage (verify
+// --repair deletes unreferenced objects): copies and creations there are
+// refused, a sibling folder is fine.
+TEST(CopyTest, NoDatasetInsideAnothersFolder) {
+  TempDir dir;
+  MakeSource("mem://copy-inside-src");
+  ASSERT_TRUE(CopyDataset("mem://copy-inside-src", dir.url("outer")).ok());
+  auto copied = CopyDataset("mem://copy-inside-src", dir.url("outer/inner"));
+  EXPECT_EQ(copied.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(copied.status().message().find("inside the dataset at"),
+            std::string::npos)
+      << copied.status();
+  auto deeper = Dataset::Create(dir.url("outer/a/b"));
+  EXPECT_EQ(deeper.status().code(), StatusCode::kFailedPrecondition);
+  // Nothing was written inside.
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/outer/inner/HEAD"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/outer/a"));
+  EXPECT_TRUE(VerifyDataset(dir.url("outer")).ok());
+  EXPECT_TRUE(Dataset::Create(dir.url("sibling")).ok());
 }
 
 }  // namespace
