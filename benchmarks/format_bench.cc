@@ -37,6 +37,7 @@
 
 #include "base/buffer.h"
 #include "base/random.h"
+#include "benchmarks/bench_tmp.h"
 #include "benchmarks/synthetic_images.h"
 #include "format/chunk.h"
 #include "format/dataset.h"
@@ -534,10 +535,9 @@ int Main(int argc, char** argv) {
   const std::string load_before = LoadAverage();
   const Stopwatch run;
 
-  std::string tmp = config.tmp_dir + "/shoal_format_bench.XXXXXX";
-  if (::mkdtemp(tmp.data()) == nullptr) {
-    Die(ErrnoStatus("mkdtemp " + tmp, errno), "setup");
-  }
+  auto made = MakeTempDir(config.tmp_dir, "shoal_format_bench");
+  if (!made.ok()) Die(made.status(), "setup");
+  const std::string tmp = *made;
   std::vector<Row> rows;
   const auto wants = [](const std::vector<std::string>& list,
                         const std::string& item) {

@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_tmp.h"
 #include "format/dataset.h"
 #include "format/schema.h"
 
@@ -240,12 +241,12 @@ int Run(const std::vector<std::string>& jpegs, uint64_t block_bytes,
   };
   std::string dir;
   if (store == "file") {
-    char tmpl[] = "/tmp/shoal-large-image.XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) {
-      std::perror("mkdtemp");
+    auto made = MakeTempDir("/tmp", "shoal-large-image");
+    if (!made.ok()) {
+      std::fprintf(stderr, "%s\n", made.status().ToString().c_str());
       return 1;
     }
-    dir = tmpl;
+    dir = *made;
   }
   int id = 0;
   int rc = 0;

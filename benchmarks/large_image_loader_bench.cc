@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "benchmarks/bench_tmp.h"
 #include "format/dataset.h"
 #include "format/schema.h"
 #include "loader/loader.h"
@@ -128,12 +129,12 @@ int Run(std::vector<std::string> paths, const std::string& store, int threads,
   std::string dir;
   std::string url = "mem://large-image-loader";
   if (store == "file") {
-    char tmpl[] = "/tmp/shoal-large-loader.XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) {
-      std::perror("mkdtemp");
+    auto made = MakeTempDir("/tmp", "shoal-large-loader");
+    if (!made.ok()) {
+      std::fprintf(stderr, "%s\n", made.status().ToString().c_str());
       return 1;
     }
-    dir = tmpl;
+    dir = *made;
     url = "file://" + dir + "/ds";
   }
   const std::vector<Layout> layouts = {{"raw", ""},

@@ -7,7 +7,6 @@
 
 #include "base/coding.h"
 #include "format/chunk.h"
-#include "format/dataset.h"
 #include "format/internal/commit_log.h"
 #include "format/internal/metadata.h"
 
@@ -53,7 +52,6 @@ struct CopyPlan::State {
 };
 
 Result<CopyPlan> CopyPlan::Make(const Store& src, const Store& dst) {
-  SHOAL_RETURN_IF_ERROR(NotInsideADataset(dst.url()));
   auto state = std::make_shared<State>();
   SHOAL_ASSIGN_OR_RETURN(internal::LatestCommit latest,
                          internal::ReadLatest(src, "copy from " + src.url()));

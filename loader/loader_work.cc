@@ -403,29 +403,42 @@ Status Loader::Impl::CropPixels(const LoadedTensor& lt, uint64_t sample,
   image.channels = static_cast<uint8_t>(
       shape.rank() == 2 ? 1 : std::min<uint64_t>(shape[2], 255));
   image.dtype = lt.tensor->dtype();
-  const auto read = [&](const ImageRegion& box, MutableByteSpan out) {
-    const uint64_t lo[3] = {box.y, box.x, 0};
-    const uint64_t hi[3] = {uint64_t{box.y} + box.height,
-                            uint64_t{box.x} + box.width, image.channels};
-    if (!lt.regions) {
-      const size_t item = DTypeSize(image.dtype);
-      if (held.size() != shape.num_elements() * item) {
-        return Corruption("sample has " + std::to_string(held.size()) +
-                          " bytes, its shape " + shape.ToString() + " needs " +
-                          std::to_string(shape.num_elements() * item));
-      }
-      const size_t pixel = size_t{image.channels} * item;
-      const size_t row = size_t{box.width} * pixel;
-      for (uint32_t y = 0; y < box.height; ++y) {
-        std::memcpy(
-            out.data() + y * row,
-            held.data() + (size_t{box.y + y} * image.width + box.x) * pixel,
-            row);
-      }
-      return Status::OK();
+  // The reader captures one reference, which std::function keeps without
+  // allocating (a capture of each variable would allocate per sample).
+  const struct {
+    const LoadedTensor& lt;
+    uint64_t sample;
+    const Shape& shape;
+    ByteSpan held;
+    const ImageInfo& image;
+  } src{lt, sample, shape, held, image};
+  const auto read = [&src](const ImageRegion& box,
+                           MutableByteSpan out) -> Status {
+    const ImageInfo& im = src.image;
+    if (src.lt.regions) {
+      const uint64_t lo[3] = {box.y, box.x, 0};
+      const uint64_t hi[3] = {uint64_t{box.y} + box.height,
+                              uint64_t{box.x} + box.width, im.channels};
+      const size_t rank = src.shape.rank();
+      return src.lt.tensor->ReadRegionInto(src.sample, std::span(lo, rank),
+                                           std::span(hi, rank), out);
     }
-    return lt.tensor->ReadRegionInto(sample, std::span(lo, shape.rank()),
-                                     std::span(hi, shape.rank()), out);
+    const size_t item = DTypeSize(im.dtype);
+    if (src.held.size() != src.shape.num_elements() * item) {
+      return Corruption("sample has " + std::to_string(src.held.size()) +
+                        " bytes, its shape " + src.shape.ToString() +
+                        " needs " +
+                        std::to_string(src.shape.num_elements() * item));
+    }
+    const size_t pixel = size_t{im.channels} * item;
+    const size_t row = size_t{box.width} * pixel;
+    for (uint32_t y = 0; y < box.height; ++y) {
+      std::memcpy(
+          out.data() + y * row,
+          src.held.data() + (size_t{box.y + y} * im.width + box.x) * pixel,
+          row);
+    }
+    return Status::OK();
   };
   transformer.ChargeTo(budget);
   Status s = transformer.ApplyToPixels(image, read, *lt.transform, seed, dest);

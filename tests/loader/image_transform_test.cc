@@ -1196,5 +1196,44 @@ TEST(ImageTransformTest, NoAllocationOnceWarm) {
   }
 }
 
+// Pixels too, with a reader that captures one reference (as the loader's
+// does): once warm, neither a crop read straight into the output nor a
+// resampled one allocates.
+TEST(ImageTransformTest, PixelsDoNotAllocateOnceWarm) {
+  const Image src = Photo(300, 400);
+  ImageInfo info;
+  info.height = src.height;
+  info.width = src.width;
+  info.channels = 3;
+  const struct { const Image& image; } ctx{src};
+  const auto read = [&ctx](const ImageRegion& box, MutableByteSpan out) {
+    const size_t row = size_t{box.width} * 3;
+    for (uint32_t y = 0; y < box.height; ++y) {
+      std::memcpy(out.data() + y * row,
+                  ctx.image.pixels.data() +
+                      (size_t{box.y + y} * ctx.image.width + box.x) * 3,
+                  row);
+    }
+    return Status::OK();
+  };
+  ImageTransform crop;
+  crop.kind = Kind::kRandomCrop;
+  crop.height = crop.width = 224;
+  crop.random_flip = true;
+  ImageTransformer transformer;
+  std::vector<std::byte> out(224 * 224 * 3);
+  for (const ImageTransform& t : {crop, ImageTransform::Train(224)}) {
+    auto run = [&] {
+      for (uint64_t seed = 0; seed < 50; ++seed) {
+        ASSERT_TRUE(transformer.ApplyToPixels(info, read, t, seed, out).ok());
+      }
+    };
+    run();  // warm up
+    const int64_t before = allocations;
+    run();
+    EXPECT_EQ(allocations - before, 0);
+  }
+}
+
 }  // namespace
 }  // namespace shoal
