@@ -135,6 +135,7 @@ void Loader::Impl::PlanEpoch(uint64_t epoch, uint64_t first_batch) {
   feed.plan = std::make_shared<const EpochPlan>(std::move(*plan));
   feed.next = {epoch, first_batch};
   feed.cursor = feed.plan->Batches();
+  for (auto& open : feed.shares) open.clear();
   // When each extent is read for the last time in this plan: a walk
   // through the plan, whose memory is O(extents).
   if (per_sample_reads) return;
@@ -146,7 +147,9 @@ void Loader::Impl::PlanEpoch(uint64_t epoch, uint64_t first_batch) {
   for (uint64_t j = 0; walk.Next(feed.samples); ++j) {
     for (size_t t = 0; t < tensors.size(); ++t) {
       auto& last = feed.last_use[t];
-      for (uint64_t v : feed.samples) last[tensors[t].ExtentOf(v % n)] = j;
+      for (uint64_t v : feed.samples) {
+        last[tensors[t].ExtentOf(v / clips_per_video)] = j;
+      }
     }
   }
 }
@@ -404,18 +407,16 @@ Result<std::unique_ptr<Loader>> Loader::Create(
   impl->typical_batch_bytes = static_cast<uint64_t>(
       sample_bytes * static_cast<double>(options.batch_size));
 
-  // With several clips per video the plan covers the samples that many
-  // times over, each round with the primary tensor's chunks.
+  // With several clips per video the plan covers each sample that many
+  // times, the clips of a sample side by side (see Impl::n).
   ChunkLayout layout;
-  layout.num_samples = n * impl->clips_per_video;
+  const uint64_t clips = impl->clips_per_video;
+  layout.num_samples = n * clips;
   const LoadedTensor& primary = impl->tensors[impl->primary];
-  for (uint64_t round = 0; round < impl->clips_per_video; ++round) {
-    for (size_t e = 0; e < primary.extents.size(); ++e) {
-      if (primary.extents[e].first_sample >= n) break;
-      layout.chunk_ends.push_back(round * n +
-                                  std::min(primary.extent_ends[e], n));
-      layout.chunk_bytes.push_back(primary.extents[e].stored_bytes);
-    }
+  for (size_t e = 0; e < primary.extents.size(); ++e) {
+    if (primary.extents[e].first_sample >= n) break;
+    layout.chunk_ends.push_back(std::min(primary.extent_ends[e], n) * clips);
+    layout.chunk_bytes.push_back(primary.extents[e].stored_bytes);
   }
   if (n == 0) layout.chunk_ends.clear(), layout.chunk_bytes.clear();
   // What the budget leaves for resident chunks beside threads + 2 batch
@@ -568,6 +569,8 @@ LoaderMetrics Loader::metrics() const {
   m.video_frames_decoded = s.frames_decoded.load(std::memory_order_relaxed);
   m.video_frames_skipped = s.frames_skipped.load(std::memory_order_relaxed);
   m.video_frames_returned = s.frames_returned.load(std::memory_order_relaxed);
+  m.video_clips_shared = s.clips_shared.load(std::memory_order_relaxed);
+  m.video_split_decodes = s.split_decodes.load(std::memory_order_relaxed);
   m.memory_budget = s.options.memory_budget;
   if (s.budget) {
     m.memory_in_use =

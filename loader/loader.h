@@ -105,7 +105,10 @@ struct VideoClipOptions {
   uint32_t frames = 16;
   uint32_t step = 1;
   /// Clips of each video per epoch: an epoch has this many samples per
-  /// video (the dataset's other tensors repeat theirs with it).
+  /// video (the dataset's other tensors repeat theirs with it). The plan
+  /// keeps a video's clips together until the shuffle buffer spreads them,
+  /// and the first batch to need one decodes them all in one forward pass,
+  /// holding the others (charged to the memory budget) for their batches.
   uint32_t clips_per_video = 1;
   Sampling sampling = Sampling::kRandom;
   /// Output frame size; 0 keeps each video's own size (both or neither).
@@ -246,6 +249,14 @@ struct LoaderMetrics {
   uint64_t video_frames_decoded = 0;
   uint64_t video_frames_skipped = 0;
   uint64_t video_frames_returned = 0;
+  /// Clips copied from the decode of another clip of their video (clips
+  /// per video > 1: one forward decode serves all the clips of a video; see
+  /// VideoClipOptions::clips_per_video). Their frames count as returned,
+  /// not decoded.
+  uint64_t video_clips_shared = 0;
+  /// Decodes of a video split among threads by GOP, because fewer videos
+  /// than threads were being decoded (a video's GOPs decode independently).
+  uint64_t video_split_decodes = 0;
   /// Accounted memory (chunks, free chunk buffers, batch buffers) now and
   /// at most.
   uint64_t memory_budget = 0;

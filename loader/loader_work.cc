@@ -12,39 +12,6 @@
 namespace shoal {
 namespace {
 
-// The seed of a sample's random transform: a function of the run's seed,
-// the epoch and the sample only, so any thread count draws the same crops.
-uint64_t SampleSeed(uint64_t seed, uint64_t epoch, uint64_t sample) {
-  return SplitMix64::Mix(
-      SplitMix64::Mix(SplitMix64::Mix(seed + SplitMix64::kGolden) ^ epoch) ^
-      sample);
-}
-
-// The frames of clip `c` of a video of `count` frames: `frames` frames
-// `step` apart from a start that is random (from `seed`) or spread evenly
-// over the video for the clips of an epoch. A video shorter than a clip
-// repeats its last frame.
-void ClipFrames(const VideoClipOptions& o, uint64_t count, uint32_t c,
-                uint64_t seed, std::vector<uint64_t>& out) {
-  const uint64_t span = static_cast<uint64_t>(o.frames - 1) * o.step + 1;
-  const uint64_t room = count > span ? count - span : 0;  // last start
-  uint64_t start = 0;
-  if (o.sampling == VideoClipOptions::Sampling::kRandom) {
-    // Lemire's multiply-shift: uniform enough for 2^64 >> room.
-    start = static_cast<uint64_t>(
-        (static_cast<unsigned __int128>(seed) * (room + 1)) >> 64);
-  } else if (o.clips_per_video == 1) {
-    start = room / 2;
-  } else {
-    start = room * c / (o.clips_per_video - 1);
-  }
-  out.clear();
-  for (uint32_t i = 0; i < o.frames; ++i) {
-    out.push_back(
-        std::min(start + static_cast<uint64_t>(i) * o.step, count - 1));
-  }
-}
-
 // Capacity for a batch needing `bytes`: ragged batches (images of varying
 // size) differ from one to the next, so a buffer grows with 1/8 headroom
 // rather than being replaced whenever a batch is a little larger.
@@ -68,9 +35,10 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
   item.indices.resize(samples.size());
   item.clips.resize(samples.size());
   for (size_t k = 0; k < samples.size(); ++k) {
-    item.indices[k] = samples[k] % n;
-    item.clips[k] = static_cast<uint32_t>(samples[k] / n);
+    item.indices[k] = samples[k] / clips_per_video;
+    item.clips[k] = static_cast<uint32_t>(samples[k] % clips_per_video);
   }
+  ShareClips(item);
   // A run stopped between this item's admission and its fetch (or decode)
   // left its reservation (or samples) behind.
   item.Unreserve();
@@ -284,7 +252,7 @@ Status Loader::Impl::ReadSamples(LoaderBatchWork& item) {
 }
 
 Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
-                                  ImageTransformer& transformer) {
+                                  ImageTransformer& transformer, bool wait) {
   const LoadedTensor& lt = tensors[t];
   TensorBatch& out = item.tensors[t];
   const uint64_t sample = item.indices[k];
@@ -342,21 +310,8 @@ Status Loader::Impl::DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
     std::string name = lt.where;
     if (chunk_key != nullptr) name += ": chunk '" + *chunk_key + "'";
     name += ": sample " + std::to_string(sample);
-    // Errors of the reader carry the name already.
-    thread_local std::vector<uint64_t> frames;
-    const auto& probe = lt.probes[sample];
-    ClipFrames(*lt.clip, probe->index.pts.size(), item.clips[k], seed, frames);
-    // The decoder's frames are charged to the budget while they exist.
-    auto reader =
-        VideoReader::Open(std::move(owned), probe, std::move(name), budget);
-    if (!reader.ok()) return reader.status();
-    const Status read = (*reader)->ReadFrames(
-        frames, {.height = lt.clip->height, .width = lt.clip->width}, dest);
-    const VideoReadStats& st = (*reader)->stats();
-    frames_decoded.fetch_add(st.frames_decoded, std::memory_order_relaxed);
-    frames_skipped.fetch_add(st.frames_skipped, std::memory_order_relaxed);
-    frames_returned.fetch_add(st.frames_returned, std::memory_order_relaxed);
-    return read;
+    return DecodeClip(item, k, t, std::move(owned), std::move(name), dest,
+                      wait);
   }
   if (lt.transform) {
     if (!encoded) {
@@ -497,24 +452,34 @@ Status Loader::Impl::Decode(LoaderBatchWork& item) {
   if (prefetch) {
     for (size_t k = 0; k < kAhead; ++k) Prefetch(item, k);
   }
+  // Decodes sample k of tensor t; false when the batch fails with the
+  // sample's error (kFail), else a failed sample is marked (kSkip).
+  Status error;
+  auto decode = [&](size_t k, size_t t, bool wait) {
+    Status s = DecodeSample(item, k, t, transformer, wait);
+    if (s.ok()) return true;
+    if (options.on_error == ErrorPolicy::kFail) {
+      item.ReleaseInputs();
+      error = std::move(s);
+      return false;
+    }
+    item.failed[k] = 1;
+    ++failures;
+    return true;
+  };
   for (size_t k = 0; k < n; ++k) {
     if (prefetch && k + kAhead < n) Prefetch(item, k + kAhead);
-    for (size_t t = 0; t < tensors.size(); ++t) {
-      Status s = DecodeSample(item, k, t, transformer);
-      if (s.ok()) continue;
-      if (options.on_error == ErrorPolicy::kFail) {
-        for (auto& reads : item.reads) reads.clear();
-        item.ReleaseStored();
-        return s;
-      }
-      item.failed[k] = 1;
-      ++failures;
-      break;
+    for (size_t t = 0; t < tensors.size() && !item.failed[k]; ++t) {
+      if (!decode(k, t, false)) return error;
     }
   }
+  // Clips whose video another batch was decoding: it may be done by now,
+  // and else is worth waiting for (it waits on nothing).
+  for (const auto& [k, t] : item.deferred) {
+    if (!item.failed[k] && !decode(k, t, true)) return error;
+  }
   // The chunks (or samples) go as soon as no batch needs them.
-  for (auto& reads : item.reads) reads.clear();
-  item.ReleaseStored();
+  item.ReleaseInputs();
   if (failures > 0) {
     // kSkip: the batch closes ranks over the samples that failed.
     skipped.fetch_add(failures, std::memory_order_relaxed);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes H.264 videos from real photos for the video benchmarks (issue 17):
-# each of the first COUNT JPEGs under /usr/share/backgrounds (by name)
+# each of the first COUNT photos (JPEGs of /usr/share/backgrounds by name,
+# then Debian's other wallpapers; see below)
 # becomes a 10 s, 30 fps video of a slow zoom and pan over it (ffmpeg
 # zoompan), encoded with x264's defaults (preset medium, CRF 23, 3 B-frames
 # with B-pyramid) and a keyframe every GOP frames exactly (-g GOP
@@ -30,9 +31,19 @@ command -v ffmpeg >/dev/null || {
   echo "make-photo-videos: ffmpeg not found (bash scripts/install-deps.sh)" >&2
   exit 1
 }
-mapfile -t photos < <(find /usr/share/backgrounds -maxdepth 1 -name '*.jpg' | sort | head -n "$count")
+# The photos of /usr/share/backgrounds by name, then those of its
+# subfolders and of /usr/share/wallpapers (Debian's desktop wallpapers: 45
+# JPEGs and PNGs with install-deps.sh's packages).
+mapfile -t photos < <(
+  {
+    find /usr/share/backgrounds -maxdepth 1 -name '*.jpg' | sort
+    find /usr/share/backgrounds /usr/share/wallpapers -mindepth 2 \
+      \( -name '*.jpg' -o -name '*.png' \) 2>/dev/null | sort
+    find /usr/share/wallpapers -maxdepth 1 \( -name '*.jpg' -o -name '*.png' \) \
+      2>/dev/null | sort
+  } | awk '!seen[$0]++' | head -n "$count")
 if [ "${#photos[@]}" -lt "$count" ]; then
-  echo "make-photo-videos: found ${#photos[@]} photos in /usr/share/backgrounds, want $count" >&2
+  echo "make-photo-videos: found ${#photos[@]} photos in /usr/share/backgrounds and /usr/share/wallpapers, want $count" >&2
   exit 1
 fi
 mkdir -p "$out"

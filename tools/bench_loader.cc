@@ -316,7 +316,9 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
         {"video_frames",
          {{"decoded", m.video_frames_decoded},
           {"skipped", m.video_frames_skipped},
-          {"returned", m.video_frames_returned}}},
+          {"returned", m.video_frames_returned},
+          {"clips_shared", m.video_clips_shared},
+          {"split_decodes", m.video_split_decodes}}},
         {"stages", stages},
         {"decisions", decisions},
         {"shuffle",
@@ -354,12 +356,15 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   if (m.video_frames_returned > 0) {
     std::printf(
         "  video: %llu frames decoded, %llu skipped, %llu returned: %.2f "
-        "decoded per returned frame\n",
+        "decoded per returned frame; %llu clips shared a decode, %llu "
+        "decodes split by GOP\n",
         static_cast<unsigned long long>(m.video_frames_decoded),
         static_cast<unsigned long long>(m.video_frames_skipped),
         static_cast<unsigned long long>(m.video_frames_returned),
         static_cast<double>(m.video_frames_decoded) /
-            static_cast<double>(m.video_frames_returned));
+            static_cast<double>(m.video_frames_returned),
+        static_cast<unsigned long long>(m.video_clips_shared),
+        static_cast<unsigned long long>(m.video_split_decodes));
   }
   std::printf("  %-8s %5s %8s %9s %10s %12s\n", "stage", "conc", "items",
               "busy s", "wait in s", "blocked out s");

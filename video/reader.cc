@@ -66,6 +66,11 @@ class VideoReader::Impl {
   std::vector<uint64_t> unique;
   std::vector<size_t> first_position;  // of each unique frame
   std::vector<uint64_t> range;         // ReadRange's frames
+  struct Slot {
+    std::byte* at;         // where output frame j goes
+    const std::byte* end;  // the end of its part
+  };
+  std::vector<Slot> slots;
 
   // Converts `frame` into out[0, frame bytes); `out_end` is the end of the
   // caller's whole buffer.
@@ -179,14 +184,14 @@ Result<std::unique_ptr<VideoReader>> VideoReader::Open(Buffer bytes,
 
 Result<std::unique_ptr<VideoReader>> VideoReader::Open(
     Buffer bytes, std::shared_ptr<const VideoProbe> probe, std::string name,
-    std::shared_ptr<MemoryBudget> frame_budget) {
+    std::shared_ptr<MemoryBudget> frame_budget, int threads) {
   if (!probe) return InvalidArgument(name + ": no video probe");
   auto impl = std::make_unique<Impl>();
   impl->probe = std::move(probe);
   SHOAL_ASSIGN_OR_RETURN(
       impl->decoder,
       FrameDecoder::Open(std::move(bytes), impl->probe.get(), std::move(name),
-                         std::move(frame_budget)));
+                         std::move(frame_budget), threads));
   return std::unique_ptr<VideoReader>(new VideoReader(std::move(impl)));
 }
 
@@ -205,6 +210,13 @@ uint64_t VideoReader::FrameBytes(const VideoReadOptions& options) const {
 Status VideoReader::ReadFrames(std::span<const uint64_t> frames,
                                const VideoReadOptions& options,
                                MutableByteSpan out) {
+  return ReadFramesInParts(frames, options,
+                           std::span<const MutableByteSpan>(&out, 1));
+}
+
+Status VideoReader::ReadFramesInParts(std::span<const uint64_t> frames,
+                                      const VideoReadOptions& options,
+                                      std::span<const MutableByteSpan> parts) {
   Impl& m = *impl_;
   const std::string& name = m.decoder->name();
   if ((options.height == 0) != (options.width == 0) || options.height > 16384 ||
@@ -215,8 +227,25 @@ Status VideoReader::ReadFrames(std::span<const uint64_t> frames,
                            " (give both or neither, at most 16384)");
   }
   const uint64_t frame_bytes = FrameBytes(options);
-  if (out.size() != frames.size() * frame_bytes) {
-    return InvalidArgument(name + ": output of " + std::to_string(out.size()) +
+  if (frame_bytes == 0) {
+    return InvalidArgument(name + ": the video's frames have no pixels");
+  }
+  // Where each frame goes: its part and that part's end (Convert guards the
+  // bytes past a frame up to the end of its part).
+  m.slots.clear();
+  for (const MutableByteSpan& part : parts) {
+    if (part.size() % frame_bytes != 0) {
+      return InvalidArgument(
+          name + ": an output part of " + std::to_string(part.size()) +
+          " bytes is not whole frames of " + std::to_string(frame_bytes));
+    }
+    for (uint64_t at = 0; at < part.size(); at += frame_bytes) {
+      m.slots.push_back({part.data() + at, part.data() + part.size()});
+    }
+  }
+  if (m.slots.size() != frames.size()) {
+    return InvalidArgument(name + ": output of " +
+                           std::to_string(m.slots.size() * frame_bytes) +
                            " bytes for " + std::to_string(frames.size()) +
                            " frames of " + std::to_string(frame_bytes));
   }
@@ -242,17 +271,16 @@ Status VideoReader::ReadFrames(std::span<const uint64_t> frames,
   SHOAL_RETURN_IF_ERROR(
       m.decoder->Decode(m.unique, [&](size_t u, const AVFrame* frame) {
         ++stats.frames_returned;
-        return m.Convert(frame, m.unique[u], options,
-                         out.data() + m.first_position[u] * frame_bytes,
-                         out.data() + out.size());
+        const Impl::Slot& slot = m.slots[m.first_position[u]];
+        return m.Convert(frame, m.unique[u], options, slot.at, slot.end);
       }));
   // Repeats copy the frame decoded once.
   size_t u = 0;
   for (const auto& [frame, position] : m.order) {
     while (m.unique[u] != frame) ++u;
     if (position != m.first_position[u]) {
-      std::memcpy(out.data() + position * frame_bytes,
-                  out.data() + m.first_position[u] * frame_bytes, frame_bytes);
+      std::memcpy(m.slots[position].at, m.slots[m.first_position[u]].at,
+                  frame_bytes);
       ++stats.frames_returned;
     }
   }

@@ -27,8 +27,9 @@
 // before it still decode.
 //
 // Thread-safety: ProbeVideo and the JSON functions are reentrant. A
-// VideoReader holds one single-threaded decoder and is used by one thread at
-// a time; decode many videos at once with one reader each.
+// VideoReader holds one decoder (single-threaded unless opened with more)
+// and is used by one thread at a time; decode many videos at once with one
+// reader each.
 #ifndef SHOAL_VIDEO_VIDEO_H_
 #define SHOAL_VIDEO_VIDEO_H_
 
@@ -155,10 +156,13 @@ class VideoReader {
   /// per clip; the index is not copied). With a `frame_budget`, the frames
   /// libavcodec decodes into (its reference frames included) are charged
   /// to it while they exist, as the loader's budget charges its clips.
+  /// `threads` > 1 decodes the slices of a frame on that many threads
+  /// (only streams cut into several slices per frame gain); the frames are
+  /// the same. Frame threads are never used: they can hide damage.
   static Result<std::unique_ptr<VideoReader>> Open(
       Buffer bytes, std::shared_ptr<const VideoProbe> probe,
       std::string name = {},
-      std::shared_ptr<MemoryBudget> frame_budget = nullptr);
+      std::shared_ptr<MemoryBudget> frame_budget = nullptr, int threads = 1);
   ~VideoReader();
   VideoReader(const VideoReader&) = delete;
   VideoReader& operator=(const VideoReader&) = delete;
@@ -174,6 +178,13 @@ class VideoReader {
   /// past the end; Corruption for a frame that cannot be decoded.
   Status ReadFrames(std::span<const uint64_t> frames,
                     const VideoReadOptions& options, MutableByteSpan out);
+  /// ReadFrames with the output in several parts: the frames fill `parts`
+  /// in order, each part holding a whole number of frames, and together
+  /// exactly frames.size(). One forward decode serves them all (the loader
+  /// decodes the clips of one video into one batch and a share for others).
+  Status ReadFramesInParts(std::span<const uint64_t> frames,
+                           const VideoReadOptions& options,
+                           std::span<const MutableByteSpan> parts);
   /// Frames begin, begin + step, ... below end.
   Status ReadRange(uint64_t begin, uint64_t end, uint64_t step,
                    const VideoReadOptions& options, MutableByteSpan out);

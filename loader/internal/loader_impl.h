@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/memory.h"
+#include "base/random.h"
 #include "codecs/image_codec.h"
 #include "loader/controller.h"
 #include "loader/loader.h"
@@ -335,6 +336,42 @@ using loader_internal::ChunkBufferPool;
 using loader_internal::ExtentSlot;
 using loader_internal::LoadedTensor;
 
+// The seed of a sample's random transform: a function of the run's seed,
+// the epoch and the sample only, so any thread count draws the same crops.
+inline uint64_t SampleSeed(uint64_t seed, uint64_t epoch, uint64_t sample) {
+  return SplitMix64::Mix(
+      SplitMix64::Mix(SplitMix64::Mix(seed + SplitMix64::kGolden) ^ epoch) ^
+      sample);
+}
+
+// The clips of one video in one epoch when it gives several
+// (clips_per_video > 1). The first batch to decode any of them decodes
+// them all in one forward pass, the clip it holds straight into its batch
+// and the others into `clips`, so the decoder goes through the video once
+// rather than once per clip (from the keyframe before each). The batches
+// holding the others copy theirs out. Every path gives the same bytes (the
+// decode is frame-exact), so who decodes what never changes a batch.
+//
+// The feeder hands a share to every batch that holds a clip of the video;
+// the share is freed with its last holder. States: kIdle (nobody has
+// decoded), kDecoding (a batch is decoding: it never waits on anything, so
+// others may wait for it), kReady (`clips` holds every clip but
+// `producer_clip`), kAbsent (the decode failed: each batch decodes its own
+// clip and gets its own error).
+struct ClipShare {
+  enum State : uint32_t { kIdle, kDecoding, kReady, kAbsent };
+  std::atomic<uint32_t> state{kIdle};
+  uint32_t producer_clip = 0;
+  uint64_t clip_bytes = 0;
+  // Charged to the loader's budget while it exists. Allocated per video,
+  // not pooled: a pool would hold memory the budget no longer sees.
+  MutableBuffer clips;
+  // Where clip c is in `clips` (c != producer_clip).
+  uint64_t Offset(uint32_t c) const {
+    return (c < producer_clip ? c : c - 1) * clip_bytes;
+  }
+};
+
 // The work item of one batch, recycled through the pipeline.
 struct LoaderBatchWork {
   std::shared_ptr<const EpochPlan> plan;
@@ -342,6 +379,12 @@ struct LoaderBatchWork {
   uint64_t index = 0;
   std::vector<uint64_t> indices;  // dataset indices
   std::vector<uint32_t> clips;    // clip of each sample's video
+  // Per tensor, per sample: the share of the sample's video (clip tensors
+  // with clips_per_video > 1; see ClipShare), else empty.
+  std::vector<std::vector<std::shared_ptr<ClipShare>>> shares;
+  // (sample, tensor) of clips whose share another batch was decoding: the
+  // decode stage comes back to them after the rest of the batch.
+  std::vector<std::pair<size_t, size_t>> deferred;
   std::vector<TensorBatch> tensors;
   // Per tensor: the extents the batch reads (sorted by extent).
   std::vector<std::vector<std::shared_ptr<ExtentSlot>>> reads;
@@ -375,6 +418,12 @@ struct LoaderBatchWork {
     Unreserve();
     ReleaseStored();
   }
+  // What the decode stage reads from: chunks, stored samples and shares.
+  void ReleaseInputs() {
+    for (auto& r : reads) r.clear();
+    for (auto& s : shares) s.clear();
+    ReleaseStored();
+  }
   // Scratch of the fetch and decode stages.
   std::vector<ExtentSlot*> claimed;
   std::vector<size_t> extents;
@@ -387,8 +436,10 @@ struct Loader::Impl {
   std::vector<LoadedTensor> tensors;
   size_t primary = 0;
   // Samples of the dataset, and clips of each video per epoch: the sampler
-  // plans over n * clips_per_video entries; entry v is sample v % n, clip
-  // v / n.
+  // plans over n * clips_per_video entries; entry v is sample
+  // v / clips_per_video, clip v % clips_per_video, so the clips of a video
+  // are neighbours in its chunk and meet in the shuffle buffer (ClipShare
+  // lets one decode serve them).
   uint64_t n = 0;
   uint64_t typical_batch_bytes = 0;
   uint64_t shuffle_buffer = 0;    // in effect (see FitShuffleBuffer)
@@ -431,12 +482,23 @@ struct Loader::Impl {
         resident;
     std::vector<std::vector<uint64_t>> last_use;  // per tensor, per extent
     std::vector<size_t> scratch;
+    // The shares of the videos of this epoch with clips still to lay out,
+    // by tensor and sample, with how many clips were laid out. Cleared
+    // with each epoch (a video whose other clips fall to another rank
+    // would hold its share until then).
+    struct OpenShare {
+      std::shared_ptr<ClipShare> share;
+      uint32_t seen = 0;
+    };
+    std::vector<std::unordered_map<uint64_t, OpenShare>> shares;
   } feed;
 
   // Counters.
   std::atomic<uint64_t> batches{0}, samples{0}, sample_bytes{0}, skipped{0},
       chunks_read{0}, bytes_read{0}, sample_reads{0}, frames_decoded{0},
-      frames_skipped{0}, frames_returned{0};
+      frames_skipped{0}, frames_returned{0}, clips_shared{0}, split_decodes{0};
+  // Video decodes running now (see DecodeFrames).
+  std::atomic<int> active_decodes{0};
 
   // The fetch workers: pinned (LoaderOptions::fetch_workers) or adapted by
   // `control` from the consumer's thread (Adapt), between batches, so the
@@ -471,8 +533,21 @@ struct Loader::Impl {
   Status Decode(LoaderBatchWork& item);
   void Prefetch(LoaderBatchWork& item, size_t k);
   ExtentSlot* HeldSlot(LoaderBatchWork& item, size_t t, uint64_t sample);
+  // A clip of a video tensor into `dest`, through the item's share of the
+  // video when it has one. When another batch is decoding the share, the
+  // clip is put on item.deferred unless `wait`.
+  Status DecodeClip(LoaderBatchWork& item, size_t k, size_t t, Buffer file,
+                    std::string name, MutableByteSpan dest, bool wait);
+  void ShareClips(LoaderBatchWork& item);
+  Status DecodeFrames(Buffer file,
+                      const std::shared_ptr<const VideoProbe>& probe,
+                      const std::string& name,
+                      const VideoReadOptions& read_options,
+                      std::span<const uint64_t> frames, size_t per_clip,
+                      MutableByteSpan first, MutableByteSpan rest);
+  // `wait`: see DecodeClip.
   Status DecodeSample(LoaderBatchWork& item, size_t k, size_t t,
-                      ImageTransformer& transformer);
+                      ImageTransformer& transformer, bool wait);
   Status CropPixels(const LoadedTensor& lt, uint64_t sample, const Shape& shape,
                     ByteSpan held, uint64_t seed, ImageTransformer& transformer,
                     MutableByteSpan dest);

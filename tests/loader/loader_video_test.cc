@@ -1,8 +1,9 @@
 // Video clips in the Loader, against a sequential decode of each whole
 // video by VideoReader: every clip is a window of its video (frames `step`
 // apart, the last frame repeated past the end) — exactly those frames,
-// never a neighbour; each video gives clips_per_video clips per epoch;
-// uniform sampling spreads them; any thread count gives the same batches;
+// never a neighbour; each video gives clips_per_video clips per epoch,
+// decoded in one pass; uniform sampling spreads them; any thread count
+// gives the same batches;
 // a corrupt video is an error naming tensor, chunk, sample and frame, or is
 // skipped and counted.
 #include <gtest/gtest.h>
@@ -113,13 +114,26 @@ struct LoadRun {
 };
 
 LoadRun Load(std::shared_ptr<const Dataset> ds, const VideoClipOptions& clip,
-             int threads, uint64_t epochs = 1) {
-  LoaderOptions options{
-      .batch_size = 3, .epochs = epochs, .seed = 11, .threads = threads};
+             int threads, uint64_t epochs = 1, uint64_t memory_budget = 1 << 30,
+             LoaderMetrics* metrics = nullptr,
+             ShuffleMode shuffle = ShuffleMode::kChunk) {
+  LoaderOptions options{.batch_size = 3,
+                        .epochs = epochs,
+                        .shuffle = shuffle,
+                        .seed = 11,
+                        .threads = threads,
+                        .memory_budget = memory_budget};
   options.clips["videos"] = clip;
   auto loader = Loader::Create(std::move(ds), options);
   EXPECT_TRUE(loader.ok()) << loader.status();
   LoadRun run;
+  struct Report {
+    Loader* loader;
+    LoaderMetrics* out;
+    ~Report() {
+      if (out != nullptr && loader != nullptr) *out = loader->metrics();
+    }
+  } report{loader.ok() ? loader->get() : nullptr, metrics};
   while (!(*loader)->done()) {
     auto batch = (*loader)->Next();
     EXPECT_TRUE(batch.ok()) << batch.status();
@@ -220,6 +234,173 @@ TEST(LoaderVideoTest, SameBatchesAtAnyThreadCount) {
   const size_t half = one.videos.size() / 2;
   EXPECT_FALSE(std::equal(one.videos.begin(), one.videos.begin() + half,
                           one.videos.begin() + half));
+}
+
+// Several clips of a video come from one forward decode (ClipShare): each
+// clip is still the exact window a decode of it alone gives, the batches
+// are those of a loader whose budget leaves no room for sharing (every clip
+// decoded alone), and fewer frames are decoded.
+TEST(LoaderVideoTest, ClipsOfAVideoShareOneDecode) {
+  auto ds = MakeVideoDataset("mem://loader-video-share");
+  const uint64_t n = ds->len();
+  const VideoClipOptions clip{.frames = 6,
+                              .step = 2,
+                              .clips_per_video = 4,
+                              .height = kHeight,
+                              .width = kWidth};
+  for (int threads : {1, 2}) {
+    // A budget far below one batch: batches are made one at a time and no
+    // share ever has room. (Without shuffling: a chunk shuffle fits its
+    // buffer to the budget, which would change the plan.)
+    LoaderMetrics shared_metrics, alone_metrics;
+    const LoadRun shared = Load(ds, clip, threads, 2, 1 << 30, &shared_metrics,
+                                ShuffleMode::kNone);
+    const LoadRun alone =
+        Load(ds, clip, threads, 2, 4096, &alone_metrics, ShuffleMode::kNone);
+    EXPECT_EQ(shared.indices, alone.indices);
+    EXPECT_EQ(shared.clips, alone.clips);
+    EXPECT_TRUE(shared.videos == alone.videos) << threads << " threads";
+    // Every clip but the first of each video, in both epochs, is copied.
+    EXPECT_EQ(shared_metrics.video_clips_shared, 2 * n * 3);
+    EXPECT_EQ(alone_metrics.video_clips_shared, 0u);
+    EXPECT_EQ(shared_metrics.video_frames_returned, 2 * n * 4 * clip.frames);
+    EXPECT_EQ(alone_metrics.video_frames_returned, 2 * n * 4 * clip.frames);
+    EXPECT_LT(shared_metrics.video_frames_decoded,
+              alone_metrics.video_frames_decoded);
+    EXPECT_LE(shared_metrics.memory_peak, shared_metrics.memory_budget);
+  }
+  // And, shuffled, each is a window of its video's sequential decode.
+  LoaderMetrics metrics;
+  const LoadRun run = Load(ds, clip, 2, 1, 1 << 30, &metrics);
+  EXPECT_EQ(metrics.video_clips_shared, n * 3);
+  std::map<uint64_t, std::vector<std::vector<std::byte>>> reference;
+  const uint64_t clip_bytes = uint64_t{clip.frames} * kHeight * kWidth * 3;
+  std::map<std::pair<uint64_t, uint32_t>, int> seen;
+  for (size_t b = 0; b < run.indices.size(); ++b) {
+    for (size_t k = 0; k < run.indices[b].size(); ++k) {
+      const uint64_t i = run.indices[b][k];
+      if (!reference.count(i)) reference[i] = AllFrames(*ds, i);
+      EXPECT_GE(FindWindow(
+                    ByteSpan(run.videos[b].data() + k * clip_bytes, clip_bytes),
+                    clip.frames, clip.step, reference[i]),
+                0)
+          << "batch " << b << " sample " << i;
+      ++seen[{i, run.clips[b][k]}];
+    }
+  }
+  EXPECT_EQ(seen.size(), n * 4);
+}
+
+// One video with several GOPs and many clips: batches wait for the one
+// decode of its clips, which then splits the GOPs among the idle threads.
+// The clips are the same as on one thread (no split) and are windows of
+// the sequential decode.
+TEST(LoaderVideoTest, FewVideosSplitTheirGopsAmongThreads) {
+  const std::string url = "mem://loader-video-gops";
+  {
+    auto ds = Dataset::Create(url, {.overwrite = true});
+    ASSERT_TRUE(ds.ok());
+    auto videos = (*ds)->CreateTensor({.name = "videos",
+                                       .htype = HType::kVideo,
+                                       .sample_compression = "mp4"});
+    ASSERT_TRUE(videos.ok());
+    const Buffer file = ReadFile("nasa_13013.mp4");  // 2 GOPs
+    auto probe = ProbeVideo(file, "nasa");
+    ASSERT_TRUE(probe.ok());
+    ASSERT_EQ(probe->index.keyframes.size(), 2u);
+    const VideoInfo& i = probe->info;
+    ASSERT_TRUE((*videos)
+                    ->AppendVideo(file.span(),
+                                  Shape{i.frame_count, i.height, i.width, 3},
+                                  VideoSampleInfo("nasa", *probe))
+                    .ok());
+    ASSERT_TRUE((*ds)->Close().ok());
+  }
+  auto opened = Dataset::Open(url, {.read_only = true});
+  ASSERT_TRUE(opened.ok());
+  std::shared_ptr<const Dataset> ds(std::move(*opened));
+  const VideoClipOptions clip{
+      .frames = 4, .clips_per_video = 12, .height = kHeight, .width = kWidth};
+  LoaderMetrics one_metrics, two_metrics;
+  const LoadRun one = Load(ds, clip, 1, 2, 1 << 30, &one_metrics);
+  const LoadRun two = Load(ds, clip, 2, 2, 1 << 30, &two_metrics);
+  EXPECT_EQ(one.indices, two.indices);
+  EXPECT_EQ(one.clips, two.clips);
+  EXPECT_TRUE(one.videos == two.videos);
+  EXPECT_EQ(one_metrics.video_split_decodes, 0u);
+  EXPECT_EQ(two_metrics.video_clips_shared, 2u * 11);
+  // In one epoch the one decode of the video is alone (the other batches
+  // wait for it), so it is split. (Over two epochs the second epoch's
+  // decode may start beside the first's, and then neither splits.)
+  LoaderMetrics single;
+  Load(ds, clip, 2, 1, 1 << 30, &single);
+  EXPECT_EQ(single.video_split_decodes, 1u);
+  const auto reference = AllFrames(*ds, 0);
+  const uint64_t clip_bytes = uint64_t{clip.frames} * kHeight * kWidth * 3;
+  for (size_t b = 0; b < two.indices.size(); ++b) {
+    for (size_t k = 0; k < two.indices[b].size(); ++k) {
+      EXPECT_GE(FindWindow(
+                    ByteSpan(two.videos[b].data() + k * clip_bytes, clip_bytes),
+                    clip.frames, clip.step, reference),
+                0);
+    }
+  }
+}
+
+// A shared decode that meets a damaged frame leaves each clip to decode
+// alone: the clips before the damage load (equal to a VideoReader's read
+// of them), the one across it fails, or is skipped alone.
+TEST(LoaderVideoTest, DamageInOneClipDoesNotFailTheOthers) {
+  auto ds = MakeVideoDataset("mem://loader-video-share-corrupt", true);
+  const uint64_t bad = ds->len() - 1;
+  // corrupted.mp4 has 50 frames and cannot decode frame 29: uniform clips
+  // of 10 start at 0, 20 and 40.
+  const VideoClipOptions clip{.frames = 10,
+                              .clips_per_video = 3,
+                              .sampling = VideoClipOptions::Sampling::kUniform,
+                              .height = kHeight,
+                              .width = kWidth};
+  const VideoReadOptions o{.height = kHeight, .width = kWidth};
+  std::vector<Result<std::vector<std::byte>>> expected;
+  for (uint64_t start : {0, 20, 40}) {
+    auto reader = OpenVideoSample(**ds->tensor("videos"), bad);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    std::vector<std::byte> frames(10 * (*reader)->FrameBytes(o));
+    const Status s = (*reader)->ReadRange(start, start + 10, 1, o, frames);
+    expected.push_back(s.ok() ? Result<std::vector<std::byte>>(frames)
+                              : Result<std::vector<std::byte>>(s));
+  }
+  ASSERT_TRUE(expected[0].ok());
+  ASSERT_FALSE(expected[1].ok());
+  const uint64_t failing = !expected[1].ok() + !expected[2].ok();
+  LoaderOptions options{
+      .batch_size = 2, .seed = 5, .threads = 2, .on_error = ErrorPolicy::kSkip};
+  options.clips["videos"] = clip;
+  auto loader = Loader::Create(ds, options);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  std::map<uint32_t, std::vector<std::byte>> got;
+  while (!(*loader)->done()) {
+    auto batch = (*loader)->Next();
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    if (!*batch) continue;
+    const TensorBatch& v = **(*batch)->tensor("videos");
+    const uint64_t clip_bytes = v.data().size() / (*batch)->size();
+    for (size_t k = 0; k < (*batch)->size(); ++k) {
+      if ((*batch)->indices()[k] != bad) continue;
+      const auto bytes = v.data().subspan(k * clip_bytes, clip_bytes);
+      got[(*batch)->clips()[k]].assign(bytes.begin(), bytes.end());
+    }
+  }
+  EXPECT_EQ((*loader)->metrics().skipped_samples, failing);
+  EXPECT_EQ(got.size(), 3 - failing);
+  for (uint32_t c = 0; c < 3; ++c) {
+    if (!expected[c].ok()) {
+      EXPECT_EQ(got.count(c), 0u) << "clip " << c;
+      continue;
+    }
+    ASSERT_EQ(got.count(c), 1u) << "clip " << c;
+    EXPECT_TRUE(got[c] == *expected[c]) << "clip " << c;
+  }
 }
 
 TEST(LoaderVideoTest, CorruptVideoIsAnErrorOrSkipped) {

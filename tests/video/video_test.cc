@@ -805,6 +805,68 @@ TEST_P(GoodVideoTest, RandomAccessMatchesSequentialDecode) {
   range(0, 1, 1);
 }
 
+// A reader decoding on several (slice) threads gives the same frames; so do
+// reads whose output is split in parts, each part's frames in their own buffer
+// and nothing written past one.
+TEST_P(GoodVideoTest, ThreadedAndSplitReadsMatchSequentialDecode) {
+  const Facts& f = GetParam();
+  const Reference& ref = ReferenceOf(f.file);
+  const uint64_t n = ref.rgb.size();
+  ASSERT_GT(n, 0u);
+  const auto probe = std::make_shared<const VideoProbe>(ref.probe);
+  SplitMix64 rng(515 + n);
+  for (int threads : {2, 3}) {
+    SCOPED_TRACE(std::to_string(threads) + " threads");
+    auto reader = VideoReader::Open(ref.bytes, probe, f.file, nullptr, threads);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    for (int t = 0; t < 8; ++t) {
+      std::vector<uint64_t> frames(1 + rng.Bounded(16));
+      for (uint64_t& k : frames) k = rng.Bounded(n);
+      EXPECT_FRAMES_MATCH(**reader, frames, ref.rgb);
+      std::vector<uint64_t> clip;
+      for (uint64_t k = rng.Bounded(n); k < n && clip.size() < 16; ++k) {
+        clip.push_back(k);
+      }
+      EXPECT_FRAMES_MATCH(**reader, clip, ref.rgb);
+    }
+    std::vector<uint64_t> all(n);
+    for (uint64_t k = 0; k < n; ++k) all[k] = k;
+    EXPECT_FRAMES_MATCH(**reader, all, ref.rgb);
+  }
+  auto reader = OpenReader(ref.bytes, ref.probe, f.file);
+  ASSERT_NE(reader, nullptr);
+  const uint64_t fb = reader->FrameBytes({});
+  for (int t = 0; t < 6; ++t) {
+    std::vector<uint64_t> frames(12);
+    for (uint64_t& k : frames) k = rng.Bounded(n);
+    const size_t sizes[3] = {5, 0, 7};
+    Guarded parts[3] = {Guarded(5 * fb), Guarded(0), Guarded(7 * fb)};
+    const MutableByteSpan spans[3] = {parts[0].span(), parts[1].span(),
+                                      parts[2].span()};
+    const Status s = reader->ReadFramesInParts(frames, {}, spans);
+    ASSERT_TRUE(s.ok()) << s;
+    size_t j = 0;
+    for (int p = 0; p < 3; ++p) {
+      EXPECT_EQ(parts[p].Overrun(), 0u) << "part " << p;
+      for (size_t i = 0; i < sizes[p]; ++i, ++j) {
+        EXPECT_EQ(Hash(parts[p].data() + i * fb, fb), ref.rgb[frames[j]])
+            << "part " << p << " frame " << frames[j];
+      }
+    }
+  }
+  // Parts that are not whole frames, or too few, are refused.
+  Guarded odd(fb + 1);
+  const MutableByteSpan one[1] = {odd.span()};
+  const uint64_t first[1] = {0};
+  EXPECT_EQ(reader->ReadFramesInParts(first, {}, one).code(),
+            StatusCode::kInvalidArgument);
+  const uint64_t two[2] = {0, 1};
+  Guarded single(fb);
+  const MutableByteSpan short_parts[1] = {single.span()};
+  EXPECT_EQ(reader->ReadFramesInParts(two, {}, short_parts).code(),
+            StatusCode::kInvalidArgument);
+}
+
 // Frames are written inside the caller's buffer and nowhere else, at the
 // coded size and resized (sizes with odd widths and heights too), one frame
 // and many, in request order and reversed.
@@ -1407,6 +1469,61 @@ TEST(VideoErrorTest, CorruptedGopFramesAreErrors) {
   const Status s = reader->ReadFrames(mixed, {}, two);
   EXPECT_EQ(s.code(), StatusCode::kCorruption) << s;
   EXPECT_TRUE(Contains(s, "frame 35 ")) << s;
+}
+
+// The same damage found by a decoder on several threads. Frame threads
+// (which the decoder does not use) report the refused packet (frame 30)
+// late or not at all: frame 29 then came out unflagged, and different from
+// ffmpeg's frame 29 and from one thread count to the next. So the threads
+// are slice threads, and the damage is found as on one thread: the frames
+// that come out are ffmpeg's, the good ones equal the single-threaded
+// decode's, and every frame from 30 on is an error.
+TEST(VideoErrorTest, CorruptedGopFramesAreErrorsOnThreads) {
+  const Buffer bytes = ReadVideo(kCorrupted);
+  const auto probe =
+      std::make_shared<const VideoProbe>(MustProbe(bytes, kCorrupted));
+  const Truth truth = LoadTruth(kCorrupted, probe->info.stream);
+  auto single = OpenReader(bytes, *probe, "single");
+  ASSERT_NE(single, nullptr);
+  const uint64_t fb = single->FrameBytes({});
+  std::vector<std::byte> want(29 * fb), got(29 * fb);
+  ASSERT_TRUE(single->ReadRange(0, 29, 1, {}, want).ok());
+  for (int threads : {2, 4}) {
+    SCOPED_TRACE(std::to_string(threads) + " threads");
+    auto native =
+        FrameDecoder::Open(bytes, probe.get(), "native", nullptr, threads);
+    ASSERT_TRUE(native.ok()) << native.status();
+    std::vector<uint64_t> all(50);
+    for (uint64_t k = 0; k < 50; ++k) all[k] = k;
+    size_t visited = 0;
+    const Status status =
+        (*native)->Decode(all, [&](size_t k, const AVFrame* frame) {
+          EXPECT_EQ(k, visited);
+          EXPECT_EQ(Describe(frame).md5, truth.md5[k]) << "frame " << k;
+          ++visited;
+          return Status::OK();
+        });
+    EXPECT_EQ(status.code(), StatusCode::kCorruption) << status;
+    EXPECT_TRUE(visited == 29 || visited == 30) << visited;
+    EXPECT_TRUE(Contains(status, "frame " + std::to_string(visited) + " "))
+        << status;
+
+    auto reader = VideoReader::Open(bytes, probe, "threaded", nullptr, threads);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    const Status s = (*reader)->ReadRange(0, 29, 1, {}, got);
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_TRUE(got == want);
+    for (uint64_t k = 30; k < 50; k += 4) {
+      auto fresh =
+          VideoReader::Open(bytes, probe, "threaded", nullptr, threads);
+      ASSERT_TRUE(fresh.ok());
+      std::vector<std::byte> one(fb);
+      const Status e = (*fresh)->ReadFrames(std::span(&k, 1), {}, one);
+      EXPECT_EQ(e.code(), StatusCode::kCorruption)
+          << "frame " << k << ": " << e;
+      EXPECT_TRUE(Contains(e, "frame " + std::to_string(k) + " ")) << e;
+    }
+  }
 }
 
 TEST(VideoErrorTest, BadRequests) {

@@ -208,9 +208,10 @@ void AVCodecContextFree::operator()(AVCodecContext* ctx) const {
   avcodec_free_context(&ctx);
 }
 
-Result<CodecContextPtr> OpenDecoder(
-    const AVFormatContext* format, int stream, std::string_view name,
-    std::shared_ptr<MemoryBudget> frame_budget) {
+Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
+                                    std::string_view name,
+                                    std::shared_ptr<MemoryBudget> frame_budget,
+                                    int threads) {
   const AVCodecParameters* par = format->streams[stream]->codecpar;
   const AVCodec* codec = avcodec_find_decoder(par->codec_id);
   if (codec == nullptr) {
@@ -221,8 +222,14 @@ Result<CodecContextPtr> OpenDecoder(
   if (!ctx) return ResourceExhausted(std::string(name) + ": no memory");
   int err = avcodec_parameters_to_context(ctx.get(), par);
   if (err < 0) return AvError(err, std::string(name) + ": decoder setup");
-  // One thread per video: parallelism comes from decoding many at once.
-  ctx->thread_count = 1;
+  // One thread per video unless asked: parallelism comes from decoding
+  // many videos (or GOPs) at once. More threads are slice threads only:
+  // frame threads report a refused packet late or not at all, and the
+  // frames decoded meanwhile from its broken reference come out unflagged
+  // and differ with the thread count (corrupted.mp4's frame 29; see
+  // VideoErrorTest.CorruptedGopFramesAreErrorsOnThreads).
+  ctx->thread_count = std::clamp(threads, 1, 16);
+  ctx->thread_type = FF_THREAD_SLICE;
   ctx->pkt_timebase = format->streams[stream]->time_base;
   if (frame_budget != nullptr) {
     ctx->opaque = new std::shared_ptr<MemoryBudget>(std::move(frame_budget));

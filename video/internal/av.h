@@ -84,13 +84,14 @@ class MemoryInput {
   AVFormatContext* format_ = nullptr;
 };
 
-/// A single-threaded decoder for stream `stream` of `format`. With a
-/// `frame_budget`, every frame buffer the decoder takes from libavcodec's
-/// pools is charged to it until the frame is released (`frame_budget` is
-/// kept alive by the frames that hold a charge).
+/// A decoder for stream `stream` of `format` on `threads` threads (slice
+/// threads: they help only streams with several slices per frame). With a
+/// `frame_budget`, every frame buffer the decoder takes from libavcodec's pools
+/// is charged to it until the frame is released (`frame_budget` is kept alive
+/// by the frames that hold a charge).
 Result<CodecContextPtr> OpenDecoder(
     const AVFormatContext* format, int stream, std::string_view name,
-    std::shared_ptr<MemoryBudget> frame_budget = nullptr);
+    std::shared_ptr<MemoryBudget> frame_budget = nullptr, int threads = 1);
 
 }  // namespace shoal::internal
 

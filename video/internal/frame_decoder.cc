@@ -6,7 +6,7 @@ namespace shoal::internal {
 
 Result<std::unique_ptr<FrameDecoder>> FrameDecoder::Open(
     Buffer bytes, const VideoProbe* probe, std::string name,
-    std::shared_ptr<MemoryBudget> frame_budget) {
+    std::shared_ptr<MemoryBudget> frame_budget, int threads) {
   std::unique_ptr<FrameDecoder> d(new FrameDecoder());
   d->probe_ = probe;
   d->name_ = name.empty() ? "video" : std::move(name);
@@ -24,7 +24,8 @@ Result<std::unique_ptr<FrameDecoder>> FrameDecoder::Open(
       f->streams[i]->discard = AVDISCARD_ALL;
   }
   SHOAL_ASSIGN_OR_RETURN(
-      d->codec_, OpenDecoder(f, d->stream_, d->name_, std::move(frame_budget)));
+      d->codec_,
+      OpenDecoder(f, d->stream_, d->name_, std::move(frame_budget), threads));
   d->packet_.reset(av_packet_alloc());
   d->frame_.reset(av_frame_alloc());
   if (!d->packet_ || !d->frame_)

@@ -21,9 +21,10 @@ class FrameDecoder {
  public:
   /// `probe` must outlive the decoder. Decoded frames are charged to
   /// `frame_budget`, when given, while they exist (see OpenDecoder).
+  /// `threads`: the decoder's (see OpenDecoder).
   static Result<std::unique_ptr<FrameDecoder>> Open(
       Buffer bytes, const VideoProbe* probe, std::string name,
-      std::shared_ptr<MemoryBudget> frame_budget = nullptr);
+      std::shared_ptr<MemoryBudget> frame_budget = nullptr, int threads = 1);
 
   /// Called with (position in `sorted`, the frame); its Status stops the
   /// decode when not OK.
