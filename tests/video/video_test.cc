@@ -18,6 +18,8 @@ extern "C" {
 #include <libavutil/md5.h>
 }
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -1523,6 +1525,80 @@ TEST(VideoErrorTest, CorruptedGopFramesAreErrorsOnThreads) {
           << "frame " << k << ": " << e;
       EXPECT_TRUE(Contains(e, "frame " + std::to_string(k) + " ")) << e;
     }
+  }
+}
+
+// ffmpeg's framemd5 of `file` (native frames, output order).
+std::vector<std::string> FfmpegFrameMd5(const std::string& file) {
+  const std::string command = "ffmpeg -v error -i '" + file +
+                              "' -map 0:v:0 -vsync passthrough -f framemd5 - "
+                              "2>/dev/null";
+  std::vector<std::string> md5;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return md5;
+  char line[512];
+  while (std::fgets(line, sizeof(line), pipe) != nullptr) {
+    if (line[0] == '#') continue;
+    std::string text(line);
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) {
+      text.pop_back();
+    }
+    md5.push_back(text.substr(text.rfind(' ') + 1));
+  }
+  EXPECT_EQ(pclose(pipe), 0) << command;
+  return md5;
+}
+
+// A thread's next decoder is its last one, flushed, when the streams have
+// the same parameters (ReleaseDecoder): two different videos encoded alike
+// (the same SPS/PPS) decoded one after the other, from the middle of a GOP
+// and whole, give ffmpeg's frames.
+TEST(VideoDecoderReuseTest, VideosEncodedAlikeDecodeExactlyInTurn) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("shoal-reuse-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::vector<std::string> files;
+  for (const char* source : {"testsrc", "testsrc2"}) {
+    const std::string file = (dir / (std::string(source) + ".mp4")).string();
+    const std::string command =
+        std::string("ffmpeg -v error -y -f lavfi -i ") + source +
+        "=size=160x120:rate=25 -t 2 -c:v libx264 -g 12 -pix_fmt yuv420p "
+        "-threads 1 '" +
+        file + "'";
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    files.push_back(file);
+  }
+  std::vector<Buffer> bytes;
+  std::vector<VideoProbe> probes;
+  std::vector<std::vector<std::string>> truth;
+  for (const std::string& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    std::stringstream all;
+    all << in.rdbuf();
+    bytes.push_back(Buffer::FromString(all.str()));
+    probes.push_back(MustProbe(bytes.back(), f));
+    truth.push_back(FfmpegFrameMd5(f));
+    ASSERT_EQ(truth.back().size(), probes.back().index.pts.size()) << f;
+  }
+  std::filesystem::remove_all(dir);
+  auto decode = [&](size_t v, std::vector<uint64_t> frames) {
+    auto decoder = FrameDecoder::Open(bytes[v], &probes[v], files[v]);
+    ASSERT_TRUE(decoder.ok()) << decoder.status();
+    const Status s =
+        (*decoder)->Decode(frames, [&](size_t j, const AVFrame* frame) {
+          EXPECT_EQ(Describe(frame).md5, truth[v][frames[j]])
+              << files[v] << " frame " << frames[j];
+          return Status::OK();
+        });
+    EXPECT_TRUE(s.ok()) << s;
+  };
+  std::vector<uint64_t> all(probes[1].index.pts.size());
+  for (uint64_t k = 0; k < all.size(); ++k) all[k] = k;
+  for (int round = 0; round < 2; ++round) {
+    decode(0, {15, 16, 17});  // leaves references of the second GOP
+    decode(1, all);
+    decode(1, {30, 31});
+    decode(0, {2, 40});
   }
 }
 

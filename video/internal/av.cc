@@ -14,6 +14,7 @@ extern "C" {
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
 
 namespace shoal::internal {
 namespace {
@@ -151,6 +152,67 @@ MemoryInput::~MemoryInput() {
 
 namespace {
 
+// What makes two streams' decoders interchangeable once flushed: the codec
+// parameters avcodec_parameters_to_context copies that describe the
+// stream, the budget the frames are charged to, and the threads.
+struct DecoderKey {
+  int codec_id = 0;
+  uint32_t codec_tag = 0;
+  int format = -1, width = 0, height = 0, profile = 0, level = 0;
+  int color_range = 0, color_primaries = 0, color_trc = 0, color_space = 0;
+  int chroma_location = 0, field_order = 0, video_delay = 0;
+  int bits_per_raw_sample = 0, bits_per_coded_sample = 0;
+  int sar_num = 0, sar_den = 0;
+  int tb_num = 0, tb_den = 0;  // the packets' time base
+  std::string extradata;
+  const MemoryBudget* budget = nullptr;
+  int threads = 1;
+  bool operator==(const DecoderKey&) const = default;
+};
+
+DecoderKey KeyOf(const AVStream* stream, const MemoryBudget* budget,
+                 int threads) {
+  const AVCodecParameters* par = stream->codecpar;
+  DecoderKey k;
+  k.tb_num = stream->time_base.num;
+  k.tb_den = stream->time_base.den;
+  k.codec_id = par->codec_id;
+  k.codec_tag = par->codec_tag;
+  k.format = par->format;
+  k.width = par->width;
+  k.height = par->height;
+  k.profile = par->profile;
+  k.level = par->level;
+  k.color_range = par->color_range;
+  k.color_primaries = par->color_primaries;
+  k.color_trc = par->color_trc;
+  k.color_space = par->color_space;
+  k.chroma_location = par->chroma_location;
+  k.field_order = par->field_order;
+  k.video_delay = par->video_delay;
+  k.bits_per_raw_sample = par->bits_per_raw_sample;
+  k.bits_per_coded_sample = par->bits_per_coded_sample;
+  k.sar_num = par->sample_aspect_ratio.num;
+  k.sar_den = par->sample_aspect_ratio.den;
+  if (par->extradata != nullptr && par->extradata_size > 0) {
+    k.extradata.assign(reinterpret_cast<const char*>(par->extradata),
+                       static_cast<size_t>(par->extradata_size));
+  }
+  k.budget = budget;
+  k.threads = threads;
+  return k;
+}
+
+// A decoder's opaque: the budget its frames are charged to (or null) and
+// the key it was opened for.
+struct DecoderState {
+  std::shared_ptr<MemoryBudget> budget;
+  DecoderKey key;
+};
+
+// The decoder this thread gave back last (see ReleaseDecoder).
+thread_local CodecContextPtr kept;
+
 // What a charged frame buffer holds: the pool's buffer it stands for and
 // the charge to give back when the frame lets go of it.
 struct ChargedBuffer {
@@ -173,7 +235,8 @@ void FreeChargedBuffer(void* opaque, uint8_t* /*data*/) {
 int GetChargedBuffer(AVCodecContext* ctx, AVFrame* frame, int flags) {
   const int err = avcodec_default_get_buffer2(ctx, frame, flags);
   if (err < 0 || frame->buf[0] == nullptr) return err;
-  auto* budget = static_cast<std::shared_ptr<MemoryBudget>*>(ctx->opaque);
+  const std::shared_ptr<MemoryBudget>* budget =
+      &static_cast<DecoderState*>(ctx->opaque)->budget;
   int64_t bytes = 0;
   for (const AVBufferRef* buf : frame->buf) {
     if (buf != nullptr) bytes += static_cast<int64_t>(buf->size);
@@ -203,9 +266,20 @@ int GetChargedBuffer(AVCodecContext* ctx, AVFrame* frame, int flags) {
 }  // namespace
 
 void AVCodecContextFree::operator()(AVCodecContext* ctx) const {
-  delete static_cast<std::shared_ptr<MemoryBudget>*>(ctx->opaque);
+  delete static_cast<DecoderState*>(ctx->opaque);
   ctx->opaque = nullptr;
   avcodec_free_context(&ctx);
+}
+
+void ReleaseDecoder(CodecContextPtr decoder) {
+  if (!decoder || decoder->opaque == nullptr) return;
+  const DecoderKey& key = static_cast<DecoderState*>(decoder->opaque)->key;
+  // Larger frames would keep a pool of tens of MB per thread.
+  if (int64_t{key.width} * key.height > 1280 * 720) return;
+  // Its frames go back to the pool (and their charges to the budget).
+  avcodec_flush_buffers(decoder.get());
+  decoder->skip_frame = AVDISCARD_DEFAULT;
+  kept = std::move(decoder);
 }
 
 Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
@@ -218,6 +292,13 @@ Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
     return Unimplemented(std::string(name) + ": no decoder for codec " +
                          avcodec_get_name(par->codec_id));
   }
+  auto state = std::make_unique<DecoderState>();
+  state->key = KeyOf(format->streams[stream], frame_budget.get(),
+                     std::clamp(threads, 1, 16));
+  if (kept && static_cast<DecoderState*>(kept->opaque)->key == state->key) {
+    return std::move(kept);
+  }
+  kept.reset();  // another kind of stream: it would wait for nothing
   CodecContextPtr ctx(avcodec_alloc_context3(codec));
   if (!ctx) return ResourceExhausted(std::string(name) + ": no memory");
   int err = avcodec_parameters_to_context(ctx.get(), par);
@@ -228,13 +309,12 @@ Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
   // frames decoded meanwhile from its broken reference come out unflagged
   // and differ with the thread count (corrupted.mp4's frame 29; see
   // VideoErrorTest.CorruptedGopFramesAreErrorsOnThreads).
-  ctx->thread_count = std::clamp(threads, 1, 16);
+  ctx->thread_count = state->key.threads;
   ctx->thread_type = FF_THREAD_SLICE;
   ctx->pkt_timebase = format->streams[stream]->time_base;
-  if (frame_budget != nullptr) {
-    ctx->opaque = new std::shared_ptr<MemoryBudget>(std::move(frame_budget));
-    ctx->get_buffer2 = &GetChargedBuffer;
-  }
+  if (frame_budget != nullptr) ctx->get_buffer2 = &GetChargedBuffer;
+  state->budget = std::move(frame_budget);
+  ctx->opaque = state.release();
   err = avcodec_open2(ctx.get(), codec, nullptr);
   if (err < 0) return AvError(err, std::string(name) + ": cannot open decoder");
   return ctx;

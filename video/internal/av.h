@@ -89,9 +89,24 @@ class MemoryInput {
 /// `frame_budget`, every frame buffer the decoder takes from libavcodec's pools
 /// is charged to it until the frame is released (`frame_budget` is kept alive
 /// by the frames that hold a charge).
+///
+/// The decoder may be one this thread gave back (ReleaseDecoder) for a
+/// stream with the same codec parameters (extradata and time base
+/// included), flushed: opening a decoder costs a fifth of a short clip's
+/// decode at 320x240 (its tables and frame pool are allocated and zeroed
+/// anew, page by page). A flushed decoder starts again from the next
+/// keyframe as a new one would; parameter sets come from the same
+/// extradata or, in-band, with the new stream's keyframes.
 Result<CodecContextPtr> OpenDecoder(
     const AVFormatContext* format, int stream, std::string_view name,
     std::shared_ptr<MemoryBudget> frame_budget = nullptr, int threads = 1);
+
+/// Gives a decoder from OpenDecoder back for this thread's next
+/// OpenDecoder of the same kind of stream. The thread keeps one (the last),
+/// and only if its frames are small (up to 1280x720): a kept decoder keeps
+/// its frame pool, which the budget does not see. Give back only decoders
+/// that decoded without error.
+void ReleaseDecoder(CodecContextPtr decoder);
 
 }  // namespace shoal::internal
 

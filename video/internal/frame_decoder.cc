@@ -33,6 +33,10 @@ Result<std::unique_ptr<FrameDecoder>> FrameDecoder::Open(
   return d;
 }
 
+FrameDecoder::~FrameDecoder() {
+  if (!ever_failed_) ReleaseDecoder(std::move(codec_));
+}
+
 Status FrameDecoder::FrameError(uint64_t k, std::string_view what) const {
   std::string message = name_ + ": frame " + std::to_string(k) + " (pts " +
                         std::to_string(probe_->index.pts[k]) + ") " +
@@ -161,6 +165,7 @@ Result<bool> FrameDecoder::NextFrame() {
                                        std::to_string(pts) + " did not decode")
                           .message();
       failed_ = true;
+      ever_failed_ = true;
       failed_seq_ = seq_;
       failed_key_seq_ = key_seq_;
     }

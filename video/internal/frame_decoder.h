@@ -33,6 +33,10 @@ class FrameDecoder {
   /// frame count) and visits each in order.
   Status Decode(std::span<const uint64_t> sorted, const Visit& visit);
 
+  /// Gives the decoder back for this thread's next video (ReleaseDecoder)
+  /// unless a packet was refused.
+  ~FrameDecoder();
+
   const VideoReadStats& stats() const { return stats_; }
   /// The reader counts the frames it hands out here too.
   VideoReadStats& mutable_stats() { return stats_; }
@@ -86,6 +90,7 @@ class FrameDecoder {
   uint64_t key_seq_ = 0;
   int64_t key_pts_ = INT64_MIN;
   bool failed_ = false;
+  bool ever_failed_ = false;  // a packet was refused since Open
   uint64_t failed_seq_ = 0;
   uint64_t failed_key_seq_ = 0;
   bool damaged_ = false;  // the frame in frame_
