@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/tsan.h"
 #include "loader/internal/loader_impl.h"
 
 namespace shoal {
@@ -245,14 +246,23 @@ Status Loader::Impl::DecodeFrames(
   split_decodes.fetch_add(1, std::memory_order_relaxed);
   // Isolated: while it waits for the parts, this thread must take no other
   // task of the arena (another batch's decode would reuse this thread's
-  // scratch, `frames` among it, under the parts still reading it).
-  oneapi::tbb::this_task_arena::isolate([&] {
-    oneapi::tbb::parallel_for(size_t{0}, parts, [&](size_t p) {
-      std::vector<uint64_t> mine;
-      std::vector<MutableByteSpan> spans;
-      status[p] = decode(bounds[p], bounds[p + 1], mine, spans);
-    });
-  });
+  // scratch, `frames` among it, under the parts still reading it). TSan
+  // cannot see through TBB's scheduler (base/tsan.h) that the writes above
+  // come before the parts and theirs before the caller goes on. The token
+  // is static: a part that read its address from the closure would race
+  // before it could acquire.
+  static int token = 0;
+  const auto body = [&](size_t p) {
+    SHOAL_TSAN_ACQUIRE(&token);
+    std::vector<uint64_t> mine;
+    std::vector<MutableByteSpan> spans;
+    status[p] = decode(bounds[p], bounds[p + 1], mine, spans);
+    SHOAL_TSAN_RELEASE(&token);
+  };
+  const auto run = [&] { oneapi::tbb::parallel_for(size_t{0}, parts, body); };
+  SHOAL_TSAN_RELEASE(&token);
+  oneapi::tbb::this_task_arena::isolate(run);
+  SHOAL_TSAN_ACQUIRE(&token);
   for (Status& s : status) {
     if (!s.ok()) return s;
   }

@@ -17,15 +17,21 @@ void ParallelFor(size_t n, int max_threads,
   }
   // TSan cannot see through TBB's scheduler (base/tsan.h) that the
   // caller's writes come before the bodies and theirs before it goes on.
+  // Isolated: a thread waiting for the ranges takes no other task of the
+  // arena, such as another of the loader's decodes, which would reuse the
+  // thread's scratch (transformers, video frames) under the caller.
   int token = 0;
   auto loop = [&] {
     SHOAL_TSAN_RELEASE(&token);
-    oneapi::tbb::parallel_for(oneapi::tbb::blocked_range<size_t>(0, n),
-                              [&](const oneapi::tbb::blocked_range<size_t>& r) {
-                                SHOAL_TSAN_ACQUIRE(&token);
-                                fn(r.begin(), r.end());
-                                SHOAL_TSAN_RELEASE(&token);
-                              });
+    oneapi::tbb::this_task_arena::isolate([&] {
+      oneapi::tbb::parallel_for(
+          oneapi::tbb::blocked_range<size_t>(0, n),
+          [&](const oneapi::tbb::blocked_range<size_t>& r) {
+            SHOAL_TSAN_ACQUIRE(&token);
+            fn(r.begin(), r.end());
+            SHOAL_TSAN_RELEASE(&token);
+          });
+    });
     SHOAL_TSAN_ACQUIRE(&token);
   };
   if (max_threads <= 0 ||

@@ -7,8 +7,9 @@
 // max_threads here.
 //
 // Thread-safety: ParallelFor may be called from any thread, nested too. The
-// caller must not hold a lock that `fn` (or another task the waiting thread
-// may pick up) takes.
+// caller must not hold a lock that `fn` takes. While it waits, the calling
+// thread runs only `fn`'s ranges (isolation), so the caller's thread-local
+// scratch is safe.
 #ifndef SHOAL_FORMAT_INTERNAL_PARALLEL_H_
 #define SHOAL_FORMAT_INTERNAL_PARALLEL_H_
 
