@@ -21,22 +21,11 @@ using internal::TensorMeta;
 using Kind = VerifyProblem::Kind;
 
 std::string VerifyProblem::ToString() const {
-  const char* name = "";
-  switch (kind) {
-    case Kind::kCorrupt:
-      name = "corrupt";
-      break;
-    case Kind::kMissing:
-      name = "missing";
-      break;
-    case Kind::kInconsistent:
-      name = "inconsistent";
-      break;
-    case Kind::kOrphan:
-      name = "orphan";
-      break;
-  }
-  return std::string(name) + ": " + object + ": " + message;
+  // In the order of Kind.
+  static constexpr const char* kNames[] = {"corrupt", "missing", "inconsistent",
+                                           "orphan"};
+  return std::string(kNames[static_cast<int>(kind)]) + ": " + object + ": " +
+         message;
 }
 
 namespace {
@@ -103,6 +92,13 @@ Result<Buffer> Verifier::ReadObject(const std::string& key) {
 
 VerifyReport Verifier::Run() {
   referenced_.insert(std::string(internal::kHeadKey));
+  // Opening passes over a damaged HEAD (a hint); verify reports it.
+  if (auto hint = store_->Read(internal::kHeadKey); hint.ok()) {
+    auto decoded = internal::DecodeHead(hint->span());
+    if (!decoded.ok()) {
+      Problem(Kind::kCorrupt, "HEAD", decoded.status().ToString());
+    }
+  }
   auto head = internal::LatestHead(*store_);
   if (!head.ok()) {
     if (head.status().code() == StatusCode::kNotFound) {
@@ -512,6 +508,16 @@ void Verifier::FindOrphans() {
   // Deleting is safe only when everything else checked out: otherwise the
   // set of referenced objects may be incomplete.
   const bool may_delete = options_.repair && report_.problems.empty();
+  // Removes an orphan when repairing (true when it is gone); `what` says
+  // what --repair does or did about it.
+  auto repair = [&](const auto& remove, std::string& what) {
+    what = "--repair removes it";
+    if (!may_delete) return false;
+    const Status removed = remove();
+    if (removed.ok()) ++report_.orphans_removed;
+    what = "--repair could not remove it: " + removed.ToString();
+    return removed.ok();
+  };
   for (const char* prefix : {"meta/", "index/", "chunks/"}) {
     auto keys = store_->List(prefix);
     if (!keys.ok()) {
@@ -532,13 +538,11 @@ void Verifier::FindOrphans() {
                   key.starts_with("index/" + tid);
       }
       if (unknown) continue;
-      if (may_delete && store_->Delete(key).ok()) {
-        ++report_.orphans_removed;
-        continue;
-      }
+      std::string removal;
+      if (repair([&] { return store_->Delete(key); }, removal)) continue;
       Problem(Kind::kOrphan, key,
               "not referenced by commit " + std::to_string(report_.commit) +
-                  " (left by an interrupted write; --repair removes it)");
+                  " (left by an interrupted write; " + removal + ")");
     }
     // Temporary files of writes that never finished are never referenced.
     auto leftovers = store_->ListLeftovers(prefix);
@@ -548,13 +552,12 @@ void Verifier::FindOrphans() {
       continue;
     }
     for (const auto& name : *leftovers) {
-      if (may_delete && store_->DeleteLeftover(name).ok()) {
-        ++report_.orphans_removed;
+      std::string removal;
+      if (repair([&] { return store_->DeleteLeftover(name); }, removal)) {
         continue;
       }
       Problem(Kind::kOrphan, name,
-              "a temporary file of an interrupted write (--repair removes "
-              "it)");
+              "a temporary file of an interrupted write (" + removal + ")");
     }
   }
 }

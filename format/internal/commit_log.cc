@@ -25,9 +25,11 @@ Result<Head> LatestHead(const Store& store, uint64_t known) {
   std::optional<Head> head;
   auto hint = store.Read(kHeadKey);
   if (hint.ok()) {
+    // HEAD is a hint: a damaged one (torn by a store that broke its
+    // atomicity, or rotted) sends the reader to the commit objects, which
+    // decide, from `known` on.
     auto decoded = DecodeHead(hint->span());
-    if (!decoded.ok()) return decoded.status().WithContext("'HEAD'");
-    head = *decoded;
+    if (decoded.ok()) head = *decoded;
   } else if (hint.status().code() != StatusCode::kNotFound) {
     return hint.status();
   }

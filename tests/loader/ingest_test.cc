@@ -23,6 +23,7 @@
 #include "loader/ingestor.h"
 #include "loader/internal/source_util.h"
 #include "loader/source.h"
+#include "tests/format/fault_store.h"
 #include "tests/format/format_test_util.h"
 
 namespace shoal {
@@ -602,13 +603,9 @@ TEST_F(ImageFolderTest, NamesThatAreNotUtf8AreKept) {
 
 namespace fault {
 
-// "faulty://NAME" forwards to mem://NAME. Writes of dataset objects (not
-// the write lock) are counted; write number `fail_at` (1-based) fails like
-// a full disk, and every write sleeps `latency_ms`.
-std::atomic<int> fail_at{0};
+// "faulty://NAME" forwards to mem://NAME; every write of a dataset object
+// (not the write lock) sleeps `latency_ms`. (Failing writes: fault_store.)
 std::atomic<int> latency_ms{0};
-std::atomic<int> writes{0};
-std::atomic<bool> failed_head{false};  // the failed write was of HEAD
 
 class FaultyStore final : public ForwardingStore {
  public:
@@ -616,30 +613,22 @@ class FaultyStore final : public ForwardingStore {
       : ForwardingStore(std::move(inner)), name_(std::move(name)) {}
   std::string url() const override { return "faulty://" + name_; }
   Status Write(std::string_view key, ByteSpan data) override {
-    SHOAL_RETURN_IF_ERROR(Fault(key));
+    Delay(key);
     return ForwardingStore::Write(key, data);
   }
   Status WriteAtomic(std::string_view key, ByteSpan data) override {
-    SHOAL_RETURN_IF_ERROR(Fault(key));
+    Delay(key);
     return ForwardingStore::WriteAtomic(key, data);
   }
   Status WriteIfAbsent(std::string_view key, ByteSpan data) override {
-    SHOAL_RETURN_IF_ERROR(Fault(key));
+    Delay(key);
     return ForwardingStore::WriteIfAbsent(key, data);
   }
 
  private:
-  Status Fault(std::string_view key) {
-    if (key.starts_with("LOCK")) return Status::OK();
-    if (latency_ms > 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms.load()));
-    }
-    const int n = ++writes;
-    if (fail_at > 0 && n == fail_at) {
-      failed_head = key == "HEAD";
-      return ErrnoStatus("write " + std::string(key), ENOSPC);
-    }
-    return Status::OK();
+  static void Delay(std::string_view key) {
+    if (key.starts_with("LOCK") || latency_ms == 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms.load()));
   }
 
   std::string name_;
@@ -660,8 +649,17 @@ void Register() {
 
 }  // namespace fault
 
-TEST(IngestFaultTest, AFailedWriteLeavesTheLastCommitWhole) {
-  fault::Register();
+// For every k, write k of an ingestion fails: with ENOSPC or EIO and
+// nothing written, or torn (half the object written, then EIO). The error
+// reaches the caller, the last commit reads back whole, verify finds only
+// orphans, and --resume finishes the same dataset as an uninterrupted run.
+class IngestWriteFaultTest : public testing::TestWithParam<fault_store::Fault> {
+};
+
+TEST_P(IngestWriteFaultTest, AFailedWriteLeavesTheLastCommitWhole) {
+  using fault_store::Op;
+  fault_store::Register();
+  const fault_store::Fault kind = GetParam();
   const uint64_t rows = 400;
   auto options = [] {
     IngestOptions o;
@@ -672,21 +670,19 @@ TEST(IngestFaultTest, AFailedWriteLeavesTheLastCommitWhole) {
     return o;
   };
   // A clean run: how many writes it makes, and the reference dataset.
-  fault::fail_at = 0;
-  fault::writes = 0;
-  const std::string ref = "faulty://" + format_test::FreshMemName("ref");
+  fault_store::Arm(Op::kWrite, kind, 0);
+  const std::string ref = "faultmem://" + format_test::FreshMemName("ref");
   ASSERT_TRUE(Ok(Ingest(*Rows(rows), ref, options())));
-  const int total = fault::writes;
+  const int total = static_cast<int>(fault_store::Count(Op::kWrite));
   ASSERT_GT(total, 20);
   const auto expected = Chunks(ref);
   for (int k = 1; k <= total; ++k) {
-    const std::string url = "faulty://" + format_test::FreshMemName("k");
-    fault::writes = 0;
-    fault::fail_at = k;
-    fault::failed_head = false;
+    const std::string url = "faultmem://" + format_test::FreshMemName("k");
+    fault_store::Arm(Op::kWrite, kind, k);
     auto report = Ingest(*Rows(rows), url, options());
-    fault::fail_at = 0;
-    if (fault::failed_head) {
+    fault_store::Disarm();
+    ASSERT_TRUE(fault_store::Fired()) << "write " << k;
+    if (fault_store::plan().fired_key == "HEAD") {
       // HEAD is only a hint to the newest commit (the commit objects
       // decide): the ingestion goes on and the dataset is whole.
       ASSERT_TRUE(Ok(report)) << "write " << k << " of " << total;
@@ -694,7 +690,26 @@ TEST(IngestFaultTest, AFailedWriteLeavesTheLastCommitWhole) {
       continue;
     }
     ASSERT_FALSE(report.ok()) << "write " << k << " of " << total;
-    EXPECT_NE(report.status().message().find("No space left"),
+    if (kind == fault_store::Fault::kTornWrite &&
+        fault_store::plan().fired_key.starts_with("commits/")) {
+      // A torn commit object (a store breaking WriteIfAbsent's atomicity)
+      // is not read as a commit: opening the dataset is a Corruption that
+      // names it, never another dataset. (Falling back to the commit
+      // before, and repairing, is not done: see the issue 18 note.)
+      auto ds = Dataset::Open(url, {.read_only = true});
+      ASSERT_FALSE(ds.ok()) << "write " << k;
+      EXPECT_TRUE(HasCode(ds.status(), StatusCode::kCorruption)) << ds.status();
+      EXPECT_NE(ds.status().message().find(fault_store::plan().fired_key),
+                std::string::npos)
+          << ds.status();
+      continue;
+    }
+    EXPECT_NE(report.status().message().find(kind == fault_store::Fault::kEnospc
+                                                 ? "No space left"
+                                                 : "Input/output error"),
+              std::string::npos)
+        << report.status();
+    EXPECT_NE(report.status().message().find(fault_store::plan().fired_key),
               std::string::npos)
         << report.status();
     auto ds = Dataset::Open(url, {.read_only = true});
@@ -727,9 +742,23 @@ TEST(IngestFaultTest, AFailedWriteLeavesTheLastCommitWhole) {
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(
+    Faults, IngestWriteFaultTest,
+    testing::Values(fault_store::Fault::kEnospc, fault_store::Fault::kEio,
+                    fault_store::Fault::kTornWrite),
+    [](const testing::TestParamInfo<fault_store::Fault>& info) {
+      switch (info.param) {
+        case fault_store::Fault::kEnospc:
+          return std::string("enospc");
+        case fault_store::Fault::kEio:
+          return std::string("eio");
+        default:
+          return std::string("torn_write");
+      }
+    });
+
 TEST(IngestFaultTest, ASlowStoreGetsMoreWriters) {
   fault::Register();
-  fault::fail_at = 0;
   fault::latency_ms = 20;
   std::vector<TensorSpec> specs = RowSpecs();
   specs[0].max_chunk_bytes = 16 << 10;  // many chunks, each a slow write

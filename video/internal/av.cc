@@ -8,6 +8,8 @@ extern "C" {
 #include <libavutil/mem.h>
 }
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -210,8 +212,31 @@ struct DecoderState {
   DecoderKey key;
 };
 
-// The decoder this thread gave back last (see ReleaseDecoder).
-thread_local CodecContextPtr kept;
+// Decoders given back (see ReleaseDecoder), for any thread's next open: a
+// loader runs its decodes on whichever threads of its task arena are free
+// (dozens, with the fetch workers'), so a per-thread cache would rarely
+// hit and would keep a decoder per thread. A few slots, taken and filled
+// with atomic exchanges; a kept decoder holds its frame pool and tables,
+// which no budget sees, so there are few.
+constexpr int kKeptSlots = 4;
+std::atomic<AVCodecContext*> kept[kKeptSlots];
+
+// A kept decoder for `key`, or null.
+CodecContextPtr TakeKept(const DecoderKey& key) {
+  for (auto& slot : kept) {
+    if (slot.load(std::memory_order_relaxed) == nullptr) continue;
+    AVCodecContext* c = slot.exchange(nullptr, std::memory_order_acquire);
+    if (c == nullptr) continue;
+    if (static_cast<DecoderState*>(c->opaque)->key == key) {
+      return CodecContextPtr(c);
+    }
+    AVCodecContext* empty = nullptr;
+    if (!slot.compare_exchange_strong(empty, c, std::memory_order_release)) {
+      CodecContextPtr drop(c);  // the slot was filled meanwhile
+    }
+  }
+  return nullptr;
+}
 
 // What a charged frame buffer holds: the pool's buffer it stands for and
 // the charge to give back when the frame lets go of it.
@@ -279,7 +304,15 @@ void ReleaseDecoder(CodecContextPtr decoder) {
   // Its frames go back to the pool (and their charges to the budget).
   avcodec_flush_buffers(decoder.get());
   decoder->skip_frame = AVDISCARD_DEFAULT;
-  kept = std::move(decoder);
+  for (auto& slot : kept) {
+    AVCodecContext* empty = nullptr;
+    if (slot.compare_exchange_strong(empty, decoder.get(),
+                                     std::memory_order_release)) {
+      (void)decoder.release();
+      return;
+    }
+  }
+  // Every slot is taken: this one is freed.
 }
 
 Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
@@ -295,10 +328,7 @@ Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
   auto state = std::make_unique<DecoderState>();
   state->key = KeyOf(format->streams[stream], frame_budget.get(),
                      std::clamp(threads, 1, 16));
-  if (kept && static_cast<DecoderState*>(kept->opaque)->key == state->key) {
-    return std::move(kept);
-  }
-  kept.reset();  // another kind of stream: it would wait for nothing
+  if (CodecContextPtr reused = TakeKept(state->key)) return reused;
   CodecContextPtr ctx(avcodec_alloc_context3(codec));
   if (!ctx) return ResourceExhausted(std::string(name) + ": no memory");
   int err = avcodec_parameters_to_context(ctx.get(), par);

@@ -3,7 +3,8 @@
 // the capture of FFmpeg's log lines (the decoder says *why* a packet is
 // bad only through av_log).
 //
-// Thread-safety: the types are used by one thread at a time. The log
+// Thread-safety: the types are used by one thread at a time; OpenDecoder
+// and ReleaseDecoder are thread-safe. The log
 // capture is per thread (FFmpeg logs on the thread that calls it, and
 // shoal's decoders are single-threaded).
 #ifndef SHOAL_VIDEO_INTERNAL_AV_H_
@@ -90,7 +91,7 @@ class MemoryInput {
 /// is charged to it until the frame is released (`frame_budget` is kept alive
 /// by the frames that hold a charge).
 ///
-/// The decoder may be one this thread gave back (ReleaseDecoder) for a
+/// The decoder may be one given back (ReleaseDecoder) for a
 /// stream with the same codec parameters (extradata and time base
 /// included), flushed: opening a decoder costs a fifth of a short clip's
 /// decode at 320x240 (its tables and frame pool are allocated and zeroed
@@ -101,9 +102,9 @@ Result<CodecContextPtr> OpenDecoder(
     const AVFormatContext* format, int stream, std::string_view name,
     std::shared_ptr<MemoryBudget> frame_budget = nullptr, int threads = 1);
 
-/// Gives a decoder from OpenDecoder back for this thread's next
-/// OpenDecoder of the same kind of stream. The thread keeps one (the last),
-/// and only if its frames are small (up to 1280x720): a kept decoder keeps
+/// Gives a decoder from OpenDecoder back for the next OpenDecoder (on any
+/// thread) of the same kind of stream. The process keeps at most 4, and
+/// only if their frames are small (up to 1280x720): a kept decoder keeps
 /// its frame pool, which the budget does not see. Give back only decoders
 /// that decoded without error.
 void ReleaseDecoder(CodecContextPtr decoder);
