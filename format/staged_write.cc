@@ -23,9 +23,20 @@ uint64_t PendingChunk::header_checksum() const {
   return DecodeU64(encoded_.bytes.data() + encoded_.header_size - 8);
 }
 
-Status PendingChunk::EncodeAndWrite(Store& store) {
-  SHOAL_RETURN_IF_ERROR(Encode());
-  return Write(store);
+Status PendingChunk::EncodeAndWrite(Store& store,
+                                    std::vector<std::byte>* unwritten) {
+  std::vector<std::byte> samples;
+  if (unwritten != nullptr) samples = std::move(data_);
+  auto encoded = EncodeChunk(
+      format_, layout_, unwritten != nullptr ? samples : data_, codec_.get());
+  Status s = encoded.ok() ? Status::OK() : encoded.status().WithContext(where_);
+  if (s.ok()) {
+    encoded_ = std::move(*encoded);
+    data_ = {};  // the samples are in the chunk object now
+    s = Write(store);
+  }
+  if (!s.ok() && unwritten != nullptr) *unwritten = std::move(samples);
+  return s;
 }
 
 Status PendingChunk::EncodeAndWriteAll(std::span<PendingChunk> chunks,

@@ -79,8 +79,11 @@ class PendingChunk {
   Status Encode();
   /// Stores the chunk object. Preconditions: encoded().
   Status Write(Store& store) const;
-  /// Encode() then Write(), as the non-deferred write path does.
-  Status EncodeAndWrite(Store& store);
+  /// Encode() then Write(), as the non-deferred write path does. The
+  /// samples are kept until the write succeeds: on an error they go back
+  /// to `*unwritten` (when given), so the caller can try again.
+  Status EncodeAndWrite(Store& store,
+                        std::vector<std::byte>* unwritten = nullptr);
   /// Encodes every chunk not yet encoded, then writes them together
   /// (Store::WriteMany: in flight at once on s3://). The first error, naming
   /// its chunk.

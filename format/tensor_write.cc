@@ -375,7 +375,8 @@ Status Tensor::Impl::LoadTailChunk(uint64_t next_sample_bytes) {
 }
 
 Result<ChunkRef> Tensor::Impl::WriteChunk(const SampleLayout& layout,
-                                          std::vector<std::byte> data) {
+                                          std::vector<std::byte> data,
+                                          std::vector<std::byte>* unwritten) {
   ChunkFormat format;
   format.dtype = *meta_.spec.dtype;
   format.rank = rank();
@@ -388,14 +389,16 @@ Result<ChunkRef> Tensor::Impl::WriteChunk(const SampleLayout& layout,
   PendingChunk chunk(internal::ChunkKey(meta_.id, ref.id), ref.id,
                      ChunkWhere(ref), std::move(format), chunk_codec_, layout,
                      std::move(data));
-  meta_.num_chunks += 1;
-  dirty_ = true;
   if (context_->deferred) {
+    meta_.num_chunks += 1;
+    dirty_ = true;
     // Sizes are known once encoded; the commit fills them in.
     context_->pending.push_back(std::move(chunk));
     return ref;
   }
-  SHOAL_RETURN_IF_ERROR(chunk.EncodeAndWrite(*context_->store));
+  SHOAL_RETURN_IF_ERROR(chunk.EncodeAndWrite(*context_->store, unwritten));
+  meta_.num_chunks += 1;
+  dirty_ = true;
   ref.chunk_bytes = chunk.chunk_bytes();
   ref.header_bytes = chunk.header_bytes();
   ref.header_checksum = chunk.header_checksum();
@@ -405,8 +408,10 @@ Result<ChunkRef> Tensor::Impl::WriteChunk(const SampleLayout& layout,
 
 Status Tensor::Impl::SealOpenChunk() {
   if (open_layout_.num_samples() == 0) return Status::OK();
-  SHOAL_ASSIGN_OR_RETURN(ChunkRef ref,
-                         WriteChunk(open_layout_, std::move(open_data_)));
+  // A chunk that could not be stored stays open, for the next try.
+  SHOAL_ASSIGN_OR_RETURN(
+      ChunkRef ref,
+      WriteChunk(open_layout_, std::move(open_data_), &open_data_));
   index_.AddChunk(ref);
   open_data_ = {};
   open_layout_.Clear();

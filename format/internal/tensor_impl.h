@@ -200,9 +200,11 @@ class Tensor::Impl {
   Status LoadTailChunk(uint64_t next_sample_bytes);
   /// Cuts a chunk of `layout` from `data` (taken over): encoded and stored
   /// now, or queued as a PendingChunk in deferred mode (the ref's sizes are
-  /// then 0 until the commit fills them in).
-  Result<internal::ChunkRef> WriteChunk(const SampleLayout& layout,
-                                        std::vector<std::byte> data);
+  /// then 0 until the commit fills them in). When storing fails, the
+  /// samples go back to `*unwritten` (when given) and nothing is counted.
+  Result<internal::ChunkRef> WriteChunk(
+      const SampleLayout& layout, std::vector<std::byte> data,
+      std::vector<std::byte>* unwritten = nullptr);
   void UpdateShapeStats(const Shape& shape);
 
   /// A range of a chunk object; a chunk shorter than the range is Corruption.
