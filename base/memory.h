@@ -18,6 +18,7 @@
 #ifndef SHOAL_BASE_MEMORY_H_
 #define SHOAL_BASE_MEMORY_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -47,6 +48,13 @@ class MemoryBudget {
   /// else in flight, so waiting could never make room: a cost larger than
   /// the whole budget then goes through by itself). False charges nothing.
   bool TryAdmit(uint64_t cost, bool alone);
+  /// Whether `bytes` more would fit under the limit now (always when
+  /// unlimited); charges nothing, so another thread may take the room first.
+  bool HasRoom(uint64_t bytes) const {
+    return limit_ == 0 ||
+           static_cast<uint64_t>(std::max<int64_t>(in_use(), 0)) + bytes <=
+               limit_;
+  }
 
   /// Waiting for room: read events(), try, and Wait(events) if it failed;
   /// any release or Wake() after the read ends the wait.

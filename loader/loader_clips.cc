@@ -117,13 +117,8 @@ Status Loader::Impl::DecodeClip(LoaderBatchWork& item, size_t k, size_t t,
     // Room in the budget for the other clips, as for a batch buffer (see
     // Fill); without it the share goes back to idle for a later batch.
     const uint64_t want = others * dest.size();
-    const uint64_t limit = budget->limit();
     Result<MutableBuffer> buffer = ResourceExhausted("no room");
-    if (limit == 0 ||
-        static_cast<uint64_t>(std::max<int64_t>(budget->in_use(), 0)) + want <=
-            limit) {
-      buffer = MutableBuffer::Allocate(want, budget);
-    }
+    if (budget->HasRoom(want)) buffer = MutableBuffer::Allocate(want, budget);
     if (buffer.ok()) {
       share->clips = std::move(*buffer);
       share->clip_bytes = dest.size();

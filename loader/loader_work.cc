@@ -77,12 +77,7 @@ Result<bool> Loader::Impl::Fill(LoaderBatchWork& item) {
         // batch is admitted past the budget only when nothing is in
         // flight), idling every thread. The wait is bounded: a buffer kept
         // by a failed batch never comes back.
-        const uint64_t limit = budget->limit();
-        const bool room = limit == 0 || static_cast<uint64_t>(std::max<int64_t>(
-                                            budget->in_use(), 0)) +
-                                                want <=
-                                            limit;
-        if (room || buffers->Outstanding(t) == 0 ||
+        if (budget->HasRoom(want) || buffers->Outstanding(t) == 0 ||
             !buffers->WaitForReturn(std::chrono::milliseconds(50))) {
           if (auto free = buffers->Take(t, out.bytes_, true)) {
             out.data_ = std::move(*free);
