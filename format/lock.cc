@@ -11,8 +11,11 @@
 // a dead holder's lock (short of break_lock), so it cannot have been
 // replaced in between. Then the claim goes and the claimant competes for
 // LOCK with WriteIfAbsent() like any other writer. A taker that dies between
-// its claim and its delete leaves a claim that blocks takeovers of that one
-// stale lock; break_lock clears it.
+// its claim and its delete leaves its claim: a later taker that finds that
+// claimant gone too (same host, as for LOCK) claims the next generation,
+// "LOCK.takeover-<hex64>.<n>", and whoever wins it deletes the lock and
+// every claim of it. A claim whose taker may be alive (another host) blocks
+// takeovers of that one stale lock; break_lock clears it.
 //
 // Every LOCK object carries a random id, so no two are byte-equal: a claim
 // or a Release() names exactly one lock, never a later one that happens to
@@ -43,6 +46,9 @@ namespace {
 using nlohmann::json;
 
 constexpr std::string_view kTakeoverPrefix = "LOCK.takeover-";
+// Claims of one stale lock by takers that died, passed over before giving
+// up (a bound, not a limit anyone meets: each is a taker killed mid-way).
+constexpr int kMaxClaimGenerations = 16;
 // A lock shoal writes is a few hundred bytes; a bigger object is not one,
 // and is neither read whole nor parsed.
 constexpr uint64_t kMaxLockBytes = 64 << 10;
@@ -403,19 +409,37 @@ Status TakeoverInProgress(const Store& store, const std::string& claim,
 // `force` (break_lock) also clears a claim someone else left.
 Result<bool> RemoveLock(Store& store, const std::string& key,
                         const SeenLock& seen, const ParsedLock& parsed,
-                        const std::string& claimant, bool force) {
-  const std::string claim = std::string(kTakeoverPrefix) +
-                            Hex64(Checksum64(AsBytes(seen.bytes)) ^ seen.size);
-  Status claimed = store.WriteIfAbsent(claim, AsBytes(claimant));
-  if (claimed.code() == StatusCode::kAlreadyExists && force) {
-    const Status dropped = store.Delete(claim);
-    if (!dropped.ok() && dropped.code() != StatusCode::kNotFound) {
-      return dropped;
-    }
+                        const std::string& claimant, const LockRecord& me,
+                        bool force) {
+  const std::string base = std::string(kTakeoverPrefix) +
+                           Hex64(Checksum64(AsBytes(seen.bytes)) ^ seen.size);
+  std::string claim;
+  Status claimed;
+  int generation = 0;
+  for (;; ++generation) {
+    claim = generation == 0 ? base : base + "." + std::to_string(generation);
     claimed = store.WriteIfAbsent(claim, AsBytes(claimant));
-  }
-  if (claimed.code() == StatusCode::kAlreadyExists) {
-    return TakeoverInProgress(store, claim, parsed);
+    if (claimed.code() == StatusCode::kAlreadyExists && force) {
+      const Status dropped = store.Delete(claim);
+      if (!dropped.ok() && dropped.code() != StatusCode::kNotFound) {
+        return dropped;
+      }
+      claimed = store.WriteIfAbsent(claim, AsBytes(claimant));
+    }
+    if (claimed.code() != StatusCode::kAlreadyExists) break;
+    // A claimant that is certainly gone (killed while taking over) is
+    // passed over by claiming the next generation: takers that all find
+    // it gone race for that one, so still one wins, and nobody deletes a
+    // claim that may be live.
+    const Result<Buffer> other = store.Read(claim);
+    const ParsedLock taker =
+        other.ok()
+            ? ParseLock(SeenLock{std::string(other->view()), other->size()})
+            : ParsedLock{};
+    if (generation + 1 >= kMaxClaimGenerations || !taker.record ||
+        GoneReason(*taker.record, me).empty()) {
+      return TakeoverInProgress(store, claim, parsed);
+    }
   }
   SHOAL_RETURN_IF_ERROR(claimed);
 
@@ -428,8 +452,12 @@ Result<bool> RemoveLock(Store& store, const std::string& key,
     if (status.code() == StatusCode::kNotFound) status = Status::OK();
   }
   // A claim that outlives this call blocks nothing: the lock it names is
-  // gone or no longer stale-looking to anyone who re-reads it.
-  static_cast<void>(store.Delete(claim));
+  // gone or no longer stale-looking to anyone who re-reads it. The dead
+  // takers' claims passed over go too (the lock they name is gone).
+  for (int g = generation; g >= 0; --g) {
+    static_cast<void>(
+        store.Delete(g == 0 ? base : base + "." + std::to_string(g)));
+  }
   SHOAL_RETURN_IF_ERROR(status);
   return removed;
 }
@@ -489,8 +517,8 @@ Result<std::unique_ptr<DatasetLock>> DatasetLock::Acquire(
     const std::string gone =
         force || !parsed.record ? "" : GoneReason(*parsed.record, me);
     if (!force && gone.empty()) return HeldError(*store, parsed, me);
-    SHOAL_ASSIGN_OR_RETURN(
-        bool removed, RemoveLock(*store, key, *seen, parsed, object, force));
+    SHOAL_ASSIGN_OR_RETURN(bool removed, RemoveLock(*store, key, *seen, parsed,
+                                                    object, me, force));
     if (removed) {
       taken_over = force ? "broke the write lock of " + Describe(parsed) +
                                " (--break-lock)"

@@ -129,6 +129,13 @@ class Store {
   /// Removes one name ListLeftovers() returned; InvalidArgument for any
   /// other name.
   virtual Status DeleteLeftover(std::string_view name);
+
+  /// How many reads in flight can still pay off: a store whose reads wait
+  /// on a network hides that latency behind many, a local one gains nothing
+  /// beyond a disk's queue. The loader's adaptive fetch grows up to this,
+  /// and each fetch worker is a thread of its pool: every idle thread costs
+  /// memory (its stack, and the malloc arena it fills).
+  virtual int useful_reads_in_flight() const { return 8; }
 };
 
 /// A store that forwards every call to another: the base of wrappers
@@ -171,6 +178,9 @@ class ForwardingStore : public Store {
     return inner_->WriteIfAbsent(key, data);
   }
   Status Sync() override { return inner_->Sync(); }
+  int useful_reads_in_flight() const override {
+    return inner_->useful_reads_in_flight();
+  }
   Result<std::vector<std::string>> List(
       std::string_view prefix) const override {
     return inner_->List(prefix);

@@ -182,7 +182,10 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
   // beside the decoders': measured on s3:// with 20 ms per request, fetches
   // sharing the decoders' 2 threads held them a third of the time.
   const bool adaptive = options.fetch_workers == 0;
-  const int fetch_max = adaptive ? kMaxFetchWorkers : options.fetch_workers;
+  const int fetch_max =
+      adaptive ? std::clamp(dataset->store()->useful_reads_in_flight(), 1,
+                            kMaxFetchWorkers)
+               : options.fetch_workers;
   if (!adaptive) {
     fetch_workers = fetch_max;
   } else if (fetch_workers == 0) {

@@ -122,11 +122,13 @@ Result<VideoProbe> ProbeVideo(const Buffer& bytes, std::string_view name,
       info.pixel_format = n;
     }
   }
-  if (par->color_range != AVCOL_RANGE_UNSPECIFIED) {
-    info.color_range = par->color_range == AVCOL_RANGE_JPEG ? "pc" : "tv";
+  const int range = internal::RawEnum(par->color_range);
+  if (range == AVCOL_RANGE_MPEG || range == AVCOL_RANGE_JPEG) {
+    info.color_range = range == AVCOL_RANGE_JPEG ? "pc" : "tv";
   }
-  if (par->color_space != AVCOL_SPC_UNSPECIFIED) {
-    if (const char* n = av_color_space_name(par->color_space)) {
+  const int space = internal::RawEnum(par->color_space);
+  if (space != AVCOL_SPC_UNSPECIFIED && space >= 0 && space < AVCOL_SPC_NB) {
+    if (const char* n = av_color_space_name(static_cast<AVColorSpace>(space))) {
       info.color_space = n;
     }
   }
@@ -216,16 +218,20 @@ Result<VideoProbe> ProbeVideo(const Buffer& bytes, std::string_view name,
                 static_cast<AVPixelFormat>(frame->format))) {
           info.pixel_format = n;
         }
-        if (frame->color_range == AVCOL_RANGE_JPEG ||
+        const int frame_range = internal::RawEnum(frame->color_range);
+        if (frame_range == AVCOL_RANGE_JPEG ||
             frame->format == AV_PIX_FMT_YUVJ420P ||
             frame->format == AV_PIX_FMT_YUVJ422P ||
             frame->format == AV_PIX_FMT_YUVJ444P) {
           info.color_range = "pc";
-        } else if (frame->color_range == AVCOL_RANGE_MPEG) {
+        } else if (frame_range == AVCOL_RANGE_MPEG) {
           info.color_range = "tv";
         }
-        if (frame->colorspace != AVCOL_SPC_UNSPECIFIED) {
-          if (const char* n = av_color_space_name(frame->colorspace)) {
+        const int frame_space = internal::RawEnum(frame->colorspace);
+        if (frame_space != AVCOL_SPC_UNSPECIFIED && frame_space >= 0 &&
+            frame_space < AVCOL_SPC_NB) {
+          if (const char* n =
+                  av_color_space_name(static_cast<AVColorSpace>(frame_space))) {
             info.color_space = n;
           }
         }

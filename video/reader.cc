@@ -100,7 +100,7 @@ Status VideoReader::Impl::Convert(const AVFrame* frame, uint64_t k,
         ", the video's frames are " + std::to_string(info.width) + "x" +
         std::to_string(info.height) + " (size changes are not supported)");
   }
-  bool full_range = frame->color_range == AVCOL_RANGE_JPEG;
+  bool full_range = internal::RawEnum(frame->color_range) == AVCOL_RANGE_JPEG;
   const AVPixelFormat src =
       WithoutJ(static_cast<AVPixelFormat>(frame->format), &full_range);
   using Key = Converter::Key;
@@ -111,7 +111,7 @@ Status VideoReader::Impl::Convert(const AVFrame* frame, uint64_t k,
            src,
            static_cast<int>(options.width ? options.width : info.width),
            static_cast<int>(options.height ? options.height : info.height),
-           frame->colorspace,
+           internal::RawEnum(frame->colorspace),
            full_range};
   if (!sws || !(want == key)) {
     // At the coded size swscale has a fast YUV->RGB path, but it works on

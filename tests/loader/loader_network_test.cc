@@ -33,6 +33,7 @@ std::chrono::microseconds Latency(int in_flight) {
 class SlowStore final : public ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
+  int useful_reads_in_flight() const override { return kMaxFetchWorkers; }
   Result<Buffer> ReadRange(std::string_view key, uint64_t offset,
                            uint64_t length) const override {
     Wait();

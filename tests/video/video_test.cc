@@ -1677,6 +1677,27 @@ TEST(VideoErrorTest, ProbeOfTheWrongStreamDoesNotOpen) {
   EXPECT_FALSE(other.ok());
 }
 
+// Found by the video fuzz target: a 3.5 KiB WebM whose track says colour
+// space 116, a value AVColorSpace does not have, which FFmpeg's demuxer
+// copies as is; reading it as the enum was undefined behaviour (UBSan:
+// "load of value 116", under `make test-asan` and the fuzz build). The
+// probe treats it as unspecified, and its JSON reads back equal.
+TEST(VideoErrorTest, OutOfRangeColourFieldsAreUnspecified) {
+  const Buffer bytes = ReadFile(std::string(SHOAL_TEST_DATA) +
+                                "/video_hostile/colorspace_116.webm");
+  ASSERT_GT(bytes.size(), 0u);
+  auto probe = ProbeVideo(bytes, "colorspace_116.webm");
+  if (!probe.ok()) {
+    EXPECT_TRUE(Contains(probe.status(), "colorspace_116.webm"))
+        << probe.status();
+    return;
+  }
+  EXPECT_EQ(probe->info.color_space, "");
+  auto back = VideoProbeFromJson(VideoProbeToJson(*probe));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(*back == *probe);
+}
+
 TEST(VideoErrorTest, NotAVideo) {
   auto empty = ProbeVideo(Buffer(), "empty");
   ASSERT_FALSE(empty.ok());

@@ -37,9 +37,14 @@ void OnLog(void* avcl, int level, const char* fmt, va_list args) {
 
 }  // namespace
 
-void InitFfmpegLogging() {
+void InitFfmpeg() {
   static std::once_flag once;
   std::call_once(once, [] {
+    // Some demuxers size tables from a file's claims before reading them (a
+    // 1 KiB MOV found by the fuzz target asked for 898 MB). No frame or
+    // index shoal reads needs a block this large (an 8K frame, 16-bit 4:4:4,
+    // is 199 MB), so a claim beyond it fails as ENOMEM, named by AvError.
+    av_max_alloc(kMaxFfmpegBlock);
     const char* env = std::getenv("SHOAL_FFMPEG_LOG");
     if (env != nullptr && env[0] == '1') return;
     av_log_set_callback(OnLog);
@@ -60,7 +65,10 @@ Status AvError(int err, std::string_view what) {
     case AVERROR_BUG:
       return Corruption(std::move(message));
     case AVERROR(ENOMEM):
-      return ResourceExhausted(std::move(message));
+      return ResourceExhausted(std::move(message) +
+                               " (FFmpeg's blocks are capped at " +
+                               std::to_string(kMaxFfmpegBlock >> 20) +
+                               " MiB: a size in the file may be false)");
     case AVERROR_DECODER_NOT_FOUND:
     case AVERROR_DEMUXER_NOT_FOUND:
     case AVERROR_PATCHWELCOME:
@@ -111,7 +119,7 @@ int64_t MemoryInput::Seek(void* opaque, int64_t offset, int whence) {
 
 Result<std::unique_ptr<MemoryInput>> MemoryInput::Open(Buffer bytes,
                                                        std::string_view name) {
-  InitFfmpegLogging();
+  InitFfmpeg();
   ClearFfmpegLog();
   std::unique_ptr<MemoryInput> in(new MemoryInput());
   in->bytes_ = std::move(bytes);
@@ -185,12 +193,12 @@ DecoderKey KeyOf(const AVStream* stream, const MemoryBudget* budget,
   k.height = par->height;
   k.profile = par->profile;
   k.level = par->level;
-  k.color_range = par->color_range;
-  k.color_primaries = par->color_primaries;
-  k.color_trc = par->color_trc;
-  k.color_space = par->color_space;
-  k.chroma_location = par->chroma_location;
-  k.field_order = par->field_order;
+  k.color_range = RawEnum(par->color_range);
+  k.color_primaries = RawEnum(par->color_primaries);
+  k.color_trc = RawEnum(par->color_trc);
+  k.color_space = RawEnum(par->color_space);
+  k.chroma_location = RawEnum(par->chroma_location);
+  k.field_order = RawEnum(par->field_order);
   k.video_delay = par->video_delay;
   k.bits_per_raw_sample = par->bits_per_raw_sample;
   k.bits_per_coded_sample = par->bits_per_coded_sample;

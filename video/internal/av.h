@@ -17,9 +17,11 @@ extern "C" {
 #include <libswscale/swscale.h>
 }
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "base/buffer.h"
 #include "base/memory.h"
@@ -50,10 +52,28 @@ using SwsContextPtr = std::unique_ptr<SwsContext, SwsContextFree>;
 /// ResourceExhausted, ...).
 Status AvError(int err, std::string_view what);
 
-/// Installs (once) the log callback that keeps each thread's last FFmpeg
-/// warning or error instead of printing it; SHOAL_FFMPEG_LOG=1 in the
-/// environment prints FFmpeg's log as usual.
-void InitFfmpegLogging();
+/// An FFmpeg enum field's value as stored. Demuxers copy some of them
+/// (colour space, range, primaries, ...) from the file unchecked, so the
+/// field may hold a value its enum does not have, and reading it as the
+/// enum is undefined behaviour (the video fuzz target found colour space
+/// 116): read its bytes as an int instead, and range-check before use.
+template <typename Enum>
+int RawEnum(const Enum& field) {
+  static_assert(std::is_enum_v<Enum> && sizeof(Enum) == sizeof(int));
+  int value;
+  std::memcpy(&value, &field, sizeof value);
+  return value;
+}
+
+/// The largest block FFmpeg may allocate at once in a process using shoal's
+/// video (av_max_alloc; FFmpeg's own default is INT_MAX).
+inline constexpr size_t kMaxFfmpegBlock = size_t{256} << 20;
+
+/// Sets up FFmpeg once per process: caps its single allocations at
+/// kMaxFfmpegBlock, and installs the log callback that keeps each thread's
+/// last FFmpeg warning or error instead of printing it (SHOAL_FFMPEG_LOG=1
+/// in the environment prints FFmpeg's log as usual).
+void InitFfmpeg();
 /// The calling thread's last FFmpeg warning/error line ("" when none), and
 /// clearing it.
 const std::string& LastFfmpegLog();
