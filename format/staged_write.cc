@@ -5,10 +5,15 @@
 
 namespace shoal {
 
-Status PendingChunk::Encode() {
-  auto encoded = EncodeChunk(format_, layout_, data_, codec_.get());
+Status PendingChunk::EncodeFrom(ByteSpan samples) {
+  auto encoded = EncodeChunk(format_, layout_, samples, codec_.get());
   if (!encoded.ok()) return encoded.status().WithContext(where_);
   encoded_ = std::move(*encoded);
+  return Status::OK();
+}
+
+Status PendingChunk::Encode() {
+  SHOAL_RETURN_IF_ERROR(EncodeFrom(data_));
   data_ = {};  // the samples are in the chunk object now
   return Status::OK();
 }
@@ -25,17 +30,15 @@ uint64_t PendingChunk::header_checksum() const {
 
 Status PendingChunk::EncodeAndWrite(Store& store,
                                     std::vector<std::byte>* unwritten) {
-  std::vector<std::byte> samples;
-  if (unwritten != nullptr) samples = std::move(data_);
-  auto encoded = EncodeChunk(
-      format_, layout_, unwritten != nullptr ? samples : data_, codec_.get());
-  Status s = encoded.ok() ? Status::OK() : encoded.status().WithContext(where_);
-  if (s.ok()) {
-    encoded_ = std::move(*encoded);
-    data_ = {};  // the samples are in the chunk object now
-    s = Write(store);
+  if (unwritten == nullptr) {
+    SHOAL_RETURN_IF_ERROR(Encode());
+    return Write(store);
   }
-  if (!s.ok() && unwritten != nullptr) *unwritten = std::move(samples);
+  // The samples are dropped only once the chunk object is stored.
+  std::vector<std::byte> samples = std::move(data_);
+  Status s = EncodeFrom(samples);
+  if (s.ok()) s = Write(store);
+  if (!s.ok()) *unwritten = std::move(samples);
   return s;
 }
 

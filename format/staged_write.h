@@ -90,6 +90,9 @@ class PendingChunk {
   static Status EncodeAndWriteAll(std::span<PendingChunk> chunks, Store& store);
 
  private:
+  // Encodes `samples` (data_ or the caller's) into encoded_.
+  Status EncodeFrom(ByteSpan samples);
+
   std::string key_;
   uint64_t id_ = 0;
   std::string where_;
