@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <thread>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -61,6 +63,14 @@ void LimitHeapRetention() {
 #if defined(__GLIBC__)
   // Setting the threshold also turns off its dynamic adjustment.
   mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+  // One arena per core, not glibc's eight: each arena keeps its own peak,
+  // and the loader's threads take turns at the work, so the sum of the
+  // arenas' peaks grew toward threads x the real peak. Measured on the soak
+  // reader (2 cores, a 30,000-sample dataset of 10,000 chunks reopened every
+  // epoch): 144 MiB RSS and still rising with default arenas, 97 MiB with
+  // two, and no slower (1.47 epochs/s against 1.33).
+  const unsigned cores = std::thread::hardware_concurrency();
+  mallopt(M_ARENA_MAX, static_cast<int>(std::max(2u, cores)));
 #endif
 }
 

@@ -84,8 +84,10 @@ class MemoryBudget {
 };
 
 /// Makes the C library return freed large blocks to the system (glibc: a
-/// fixed mmap threshold of 128 KiB). By default glibc raises that threshold
-/// to the size of each large block freed, up to 32 MiB, after which chunk
+/// fixed mmap threshold of 128 KiB) and keep one heap arena per core, not
+/// eight (each keeps its own peak; see base/memory.cc). By default glibc
+/// raises that threshold to the size of each large block freed, up to 32
+/// MiB, after which chunk
 /// and sample buffers come from heap arenas that keep their peak: measured
 /// on `shoal ingest images` with a 64 MiB budget, 199 MiB peak RSS instead
 /// of 124 MiB (and 8 % slower), and 353 MiB instead of 141 MiB converting to

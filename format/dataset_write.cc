@@ -175,11 +175,14 @@ Status Dataset::Impl::ApplyOnce(CommitPoint& point) {
       basis = std::move(merged);
       break;
     }
-    (void)context.store->Delete(new_meta_key);
+    // Only a lost race says for certain that the commit is not in; after
+    // any other failure it may be, naming this metadata, so it stays (an
+    // orphan for verify --repair if the commit is not in).
     if (s.code() != StatusCode::kAlreadyExists) {
       return s.WithContext(Where() + ": writing " +
                            internal::CommitKey(latest.head.commit + 1));
     }
+    (void)context.store->Delete(new_meta_key);
     // Another writer took the number: merge into theirs. Each lost race
     // is someone else's commit, so writers as a whole always progress; the
     // bound only stops one starved writer for good.

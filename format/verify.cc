@@ -1,5 +1,6 @@
-// VerifyDataset: reads every committed object and checks it against the
-// others, collecting problems instead of stopping at the first.
+// The checks of VerifyDataset (format/internal/verifier.h): reads every
+// committed object and checks it against the others, collecting problems
+// instead of stopping at the first.
 #include "format/verify.h"
 
 #include <map>
@@ -11,7 +12,7 @@
 #include "format/internal/commit_log.h"
 #include "format/internal/metadata.h"
 #include "format/internal/sample_codec.h"
-#include "format/lock.h"
+#include "format/internal/verifier.h"
 #include "format/store.h"
 
 namespace shoal {
@@ -20,15 +21,22 @@ using internal::ChunkRef;
 using internal::TensorMeta;
 using Kind = VerifyProblem::Kind;
 
-std::string VerifyProblem::ToString() const {
-  // In the order of Kind.
-  static constexpr const char* kNames[] = {"corrupt", "missing", "inconsistent",
-                                           "orphan"};
-  return std::string(kNames[static_cast<int>(kind)]) + ": " + object + ": " +
-         message;
-}
-
 namespace {
+
+// A failed read or list is damage only when the store says the object is
+// gone or its bytes are wrong; an I/O or server error (EIO, an S3 500 after
+// the retries) says nothing about the dataset.
+Kind KindOfFailure(const Status& failure) {
+  switch (failure.code()) {
+    case StatusCode::kNotFound:
+      return Kind::kMissing;
+    case StatusCode::kIOError:
+    case StatusCode::kCancelled:
+      return Kind::kUnreadable;
+    default:
+      return Kind::kCorrupt;
+  }
+}
 
 class Verifier {
  public:
@@ -81,11 +89,10 @@ Result<Buffer> Verifier::ReadObject(const std::string& key) {
   referenced_.insert(key);
   auto bytes = store_->Read(key);
   if (!bytes.ok()) {
-    if (bytes.status().code() == StatusCode::kNotFound) {
-      Problem(Kind::kMissing, key, "referenced but not in the store");
-    } else {
-      Problem(Kind::kCorrupt, key, bytes.status().ToString());
-    }
+    const Kind kind = KindOfFailure(bytes.status());
+    Problem(kind, key,
+            kind == Kind::kMissing ? "referenced but not in the store"
+                                   : bytes.status().ToString());
   }
   return bytes;
 }
@@ -104,9 +111,26 @@ VerifyReport Verifier::Run() {
     if (head.status().code() == StatusCode::kNotFound) {
       Problem(Kind::kMissing, "HEAD", "no HEAD and no commit 0");
     } else {
-      Problem(Kind::kCorrupt, "HEAD", head.status().ToString());
+      Problem(KindOfFailure(head.status()), "HEAD", head.status().ToString());
     }
     return std::move(report_);
+  }
+  // Opening trusts HEAD when no newer commit follows it, but the commit
+  // object decides (datasets from before commit objects have none).
+  const std::string commit_key = internal::CommitKey(head->commit);
+  if (auto commit = store_->Read(commit_key); commit.ok()) {
+    auto named = internal::DecodeHead(commit->span());
+    if (!named.ok() || named->commit != head->commit ||
+        named->meta_key != head->meta_key) {
+      Problem(Kind::kCorrupt, commit_key,
+              (named.ok() ? "names '" + named->meta_key + "', HEAD '" +
+                                head->meta_key + "'"
+                          : named.status().ToString()) +
+                  " (verify --repair mends it)");
+    }
+  } else if (commit.status().code() != StatusCode::kNotFound) {
+    Problem(KindOfFailure(commit.status()), commit_key,
+            commit.status().ToString());
   }
   auto meta_bytes = ReadObject(head->meta_key);
   if (!meta_bytes.ok()) return std::move(report_);
@@ -521,7 +545,7 @@ void Verifier::FindOrphans() {
   for (const char* prefix : {"meta/", "index/", "chunks/"}) {
     auto keys = store_->List(prefix);
     if (!keys.ok()) {
-      Problem(Kind::kCorrupt, prefix,
+      Problem(KindOfFailure(keys.status()), prefix,
               "cannot list: " + keys.status().ToString());
       continue;
     }
@@ -547,7 +571,7 @@ void Verifier::FindOrphans() {
     // Temporary files of writes that never finished are never referenced.
     auto leftovers = store_->ListLeftovers(prefix);
     if (!leftovers.ok()) {
-      Problem(Kind::kCorrupt, prefix,
+      Problem(KindOfFailure(leftovers.status()), prefix,
               "cannot list: " + leftovers.status().ToString());
       continue;
     }
@@ -564,33 +588,9 @@ void Verifier::FindOrphans() {
 
 }  // namespace
 
-Result<VerifyReport> VerifyDataset(std::string_view url,
+VerifyReport internal::RunVerifier(std::shared_ptr<Store> store,
                                    const VerifyOptions& options) {
-  SHOAL_ASSIGN_OR_RETURN(auto store, OpenStore(url, {.create = false}));
-  // Repair deletes what no commit references, which includes what a running
-  // writer has written and not yet committed: it takes the write lock.
-  std::unique_ptr<DatasetLock> lock;
-  std::string lock_message;
-  if (options.repair) {
-    SHOAL_ASSIGN_OR_RETURN(
-        lock, DatasetLock::Acquire(store, {.command = "shoal verify --repair"},
-                                   &lock_message));
-    // Writers of a job of several hold locks of their own.
-    SHOAL_ASSIGN_OR_RETURN(auto locks,
-                           store->List(std::string(kDatasetLockKey) + ".w"));
-    for (const std::string& key : locks) {
-      auto holder = ReadDatasetLock(*store, key);
-      if (holder.ok() && !*holder) continue;  // released meanwhile
-      return FailedPrecondition(
-          "dataset " + store->url() + " is being written by " +
-          (holder.ok() ? (*holder)->ToString()
-                       : "a writer whose lock cannot be read") +
-          " (" + key + "); repair once it is done");
-    }
-  }
-  VerifyReport report = Verifier(std::move(store), options).Run();
-  report.lock_message = std::move(lock_message);
-  return report;
+  return Verifier(std::move(store), options).Run();
 }
 
 }  // namespace shoal

@@ -41,6 +41,9 @@ struct VerifyProblem {
     kMissing,       // a referenced object does not exist
     kInconsistent,  // objects disagree (lengths, shapes, statistics)
     kOrphan,        // an object that no commit references
+    // The store failed to read or list (an I/O or server error): says
+    // nothing about the data, which may be sound; verify again.
+    kUnreadable,
   };
   Kind kind;
   std::string object;  // the store key, e.g. "chunks/0/1f2e3d4c5b6a7988"
@@ -61,6 +64,8 @@ struct VerifyReport {
   /// Set when a repair took over the stale write lock of a writer that died
   /// (whose it was and why), for the user to see.
   std::string lock_message;
+  /// Set when a repair mended a damaged commit object (what it did).
+  std::string commit_repair;
   std::vector<VerifyProblem> problems;
   /// Objects under meta/, index/ or chunks/ whose names do not follow the
   /// dataset's naming (FORMAT.md, "Objects in the store"): not the

@@ -246,7 +246,7 @@ Status Loader::Impl::DecodeFrames(
   // come before the parts and theirs before the caller goes on. The token
   // is static: a part that read its address from the closure would race
   // before it could acquire.
-  static int token = 0;
+  [[maybe_unused]] static int token = 0;
   const auto body = [&](size_t p) {
     SHOAL_TSAN_ACQUIRE(&token);
     std::vector<uint64_t> mine;

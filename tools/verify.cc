@@ -18,11 +18,12 @@ struct VerifyCommandOptions {
   bool quiet = false;
 };
 
-bool HasOrphans(const VerifyReport& report) {
+uint64_t CountOf(const VerifyReport& report, VerifyProblem::Kind kind) {
+  uint64_t n = 0;
   for (const VerifyProblem& problem : report.problems) {
-    if (problem.kind == VerifyProblem::Kind::kOrphan) return true;
+    n += problem.kind == kind ? 1 : 0;
   }
-  return false;
+  return n;
 }
 
 Result<int> RunVerify(const VerifyCommandOptions& options) {
@@ -44,6 +45,9 @@ Result<int> RunVerify(const VerifyCommandOptions& options) {
   if (!report.lock_message.empty()) {
     std::fprintf(stderr, "verify: %s\n", report.lock_message.c_str());
   }
+  if (!report.commit_repair.empty()) {
+    std::printf("verify: %s\n", report.commit_repair.c_str());
+  }
   // Removed orphans are not in report.problems; what is listed remains.
   // Problems are what -q keeps: the exit status alone does not say what.
   for (const VerifyProblem& problem : report.problems) {
@@ -59,11 +63,18 @@ Result<int> RunVerify(const VerifyCommandOptions& options) {
   if (options.repair) {
     std::printf("verify: removed %s\n",
                 Count(report.orphans_removed, "orphan object").c_str());
-    if (HasOrphans(report)) {
+    if (CountOf(report, VerifyProblem::Kind::kOrphan) > 0) {
       std::printf(
           "verify: orphans are removed only when nothing else is wrong, "
           "since other problems leave unsure which objects are in use\n");
     }
+  }
+  if (const uint64_t unreadable =
+          CountOf(report, VerifyProblem::Kind::kUnreadable)) {
+    std::printf(
+        "verify: %s: the store failed to read, which says nothing about the "
+        "data; verify again\n",
+        Count(unreadable, "unreadable object").c_str());
   }
   const std::string outcome =
       report.ok() ? "OK" : Count(report.problems.size(), "problem");
@@ -84,7 +95,9 @@ void AddVerifyCommand(CLI::App& app, CommandRun* run) {
       "Checks HEAD, metadata, chunk indexes, every chunk (checksums, "
       "decompression, sample sizes and shapes), the hidden shape tensors, "
       "the statistics, and objects that no commit references (orphans). "
-      "Prints one line per problem, then a summary. Exit status: 0 sound, "
+      "Prints one line per problem (corrupt, missing, inconsistent, orphan, "
+      "or unreadable: the store failed to read, not damage), then a summary. "
+      "Exit status: 0 sound, "
       "1 problems found or verify failed, 2 usage error.");
   cmd->add_option("DS", options->dataset, "The dataset (path or URL)")
       ->required();

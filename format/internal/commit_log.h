@@ -40,8 +40,22 @@ Result<bool> Superseded(const Store& store, uint64_t commit);
 /// creates commits/<head.commit> (AlreadyExists when another writer took
 /// that number first; nothing is changed then) and points HEAD at it. A
 /// failure to update HEAD is not an error: the commit is in, and readers
-/// find it from an older HEAD.
+/// find it from an older HEAD. Any other error leaves it unknown whether
+/// the commit went in (a write that timed out may have): the caller must
+/// keep what it names, which is an orphan if it did not.
 Status PublishCommit(Store& store, const Head& head);
+
+/// For verify --repair, under the write lock: finds the first commit
+/// object, walking from HEAD as LatestHead does, that does not decode (torn
+/// by a store that broke WriteIfAbsent's atomicity, or rotted) and mends
+/// it. It is rewritten from the metadata object of its commit that it
+/// names: the one whose commit object the damaged bytes begin (torn) or
+/// differ from in a few bytes (rot). With no metadata of that commit at all
+/// nothing was committed under it, and it is removed. Returns what was
+/// done, empty when every commit object decodes. FailedPrecondition when
+/// the metadata cannot be told (several candidates, or a newer commit
+/// after one to remove).
+Result<std::string> RepairDamagedCommit(Store& store);
 
 }  // namespace shoal::internal
 

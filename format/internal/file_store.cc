@@ -171,24 +171,22 @@ class FileStore final : public Store {
 
   Result<Buffer> ReadRange(std::string_view key, uint64_t offset,
                            uint64_t length) const override {
-    SHOAL_RETURN_IF_ERROR(CheckKey(key));
-    const std::string path = Path(key);
-    SHOAL_ASSIGN_OR_RETURN(UniqueFd fd, OpenForLookup(path, kReadFlags));
-    SHOAL_ASSIGN_OR_RETURN(uint64_t size, RegularFileSize(fd.get(), path));
-    if (offset > size || length > size - offset) {
-      return OutOfRange("range [" + std::to_string(offset) + ", +" +
-                        std::to_string(length) + ") passes the end of " + path +
-                        " (" + std::to_string(size) + " bytes)");
+    return ReadRangeInto(key, offset, length, {});
+  }
+
+  // Reads below the mapping threshold are copied into buffers from
+  // `allocate` (a loader's recycled ones: fresh heap buffers for every
+  // small chunk left malloc's arenas fragmented, a reader's RSS growing
+  // with the chunk count).
+  std::vector<Result<Buffer>> ReadRanges(
+      std::span<const RangeRead> ranges,
+      const BufferAllocator& allocate) const override {
+    std::vector<Result<Buffer>> out;
+    out.reserve(ranges.size());
+    for (const RangeRead& r : ranges) {
+      out.push_back(ReadRangeInto(r.key, r.offset, r.length, allocate));
     }
-    if (length >= kMapReadBytes) return MapRange(fd.get(), offset, length);
-    SHOAL_ASSIGN_OR_RETURN(MutableBuffer buffer,
-                           MutableBuffer::Allocate(length));
-    SHOAL_ASSIGN_OR_RETURN(size_t got,
-                           PreadFull(fd.get(), buffer.span(), offset, path));
-    if (got != length) {
-      return IOError("read " + path + ": file shrank during the read");
-    }
-    return std::move(buffer).Freeze();
+    return out;
   }
 
   // A read-only private mapping of [offset, offset + length) of `fd`, alive
@@ -284,6 +282,30 @@ class FileStore final : public Store {
   }
 
  private:
+  Result<Buffer> ReadRangeInto(std::string_view key, uint64_t offset,
+                               uint64_t length,
+                               const BufferAllocator& allocate) const {
+    SHOAL_RETURN_IF_ERROR(CheckKey(key));
+    const std::string path = Path(key);
+    SHOAL_ASSIGN_OR_RETURN(UniqueFd fd, OpenForLookup(path, kReadFlags));
+    SHOAL_ASSIGN_OR_RETURN(uint64_t size, RegularFileSize(fd.get(), path));
+    if (offset > size || length > size - offset) {
+      return OutOfRange("range [" + std::to_string(offset) + ", +" +
+                        std::to_string(length) + ") passes the end of " + path +
+                        " (" + std::to_string(size) + " bytes)");
+    }
+    if (length >= kMapReadBytes) return MapRange(fd.get(), offset, length);
+    SHOAL_ASSIGN_OR_RETURN(
+        MutableBuffer buffer,
+        allocate ? allocate(length) : MutableBuffer::Allocate(length));
+    SHOAL_ASSIGN_OR_RETURN(size_t got,
+                           PreadFull(fd.get(), buffer.span(), offset, path));
+    if (got != length) {
+      return IOError("read " + path + ": file shrank during the read");
+    }
+    return std::move(buffer).Freeze();
+  }
+
   Status Unlink(const std::string& path) {
     if (::unlink(path.c_str()) != 0) {
       return LookupErrno("unlink " + path, errno);

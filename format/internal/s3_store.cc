@@ -8,7 +8,9 @@
 //
 // Contract mapping: Write and WriteAtomic are PUTs (S3 makes an object
 // visible whole, and durable, when the PUT returns); WriteIfAbsent is a PUT
-// with If-None-Match: * (412 = AlreadyExists); Sync has nothing to do.
+// with If-None-Match: * (412 = AlreadyExists, unless the object holds these
+// very bytes: a retry whose first attempt went through); Sync has nothing to
+// do.
 // Delete reports NotFound for a missing key (S3's DELETE does not say, so it
 // asks first); DeleteMany does not ask. ReadRanges, WriteMany and DeleteMany
 // have their requests in flight together.
@@ -200,6 +202,9 @@ class S3Store final : public Store {
     SHOAL_ASSIGN_OR_RETURN(
         HttpResponse r, Call("PUT", key, {}, {{"if-none-match", "*"}}, data));
     if (r.status == 412 || r.status == 409) {
+      // A retry whose first attempt went through finds these very bytes.
+      auto there = Read(key);
+      if (there.ok() && there->view() == AsStringView(data)) return Status();
       return AlreadyExists(Where(key) + " already exists");
     }
     if (r.status != 200) return Error("PUT", key, r);
@@ -244,9 +249,7 @@ class S3Store final : public Store {
     SHOAL_ASSIGN_OR_RETURN(bool exists, Exists(key));
     if (!exists) return NotFound(Where(key) + ": no such object");
     SHOAL_ASSIGN_OR_RETURN(HttpResponse r, Call("DELETE", key, {}, {}, {}));
-    if (r.status != 204 && r.status != 200) {
-      return Error("DELETE", key, r);
-    }
+    if (r.status != 204 && r.status != 200) return Error("DELETE", key, r);
     return Status::OK();
   }
 
@@ -330,17 +333,14 @@ class S3Store final : public Store {
   // An error response as a Status naming bucket, key, status and request id.
   Status Error(std::string_view op, std::string_view key,
                const HttpResponse& r) const {
-    internal::S3ErrorFields error = internal::ParseS3Error(r.body.span());
-    std::string& code = error.code;
-    std::string& message = error.message;
-    std::string request_id = std::move(error.request_id);
+    internal::S3ErrorFields e = internal::ParseS3Error(r.body.span());
     if (auto it = r.headers.find("x-amz-request-id"); it != r.headers.end())
-      request_id = it->second;
+      e.request_id = it->second;
     std::string what = std::string(op) + " " + Where(key) + ": HTTP " +
                        std::to_string(r.status);
-    if (!code.empty()) what += " " + code;
-    if (!message.empty()) what += " (" + message + ")";
-    if (!request_id.empty()) what += ", request id " + request_id;
+    if (!e.code.empty()) what += " " + e.code;
+    if (!e.message.empty()) what += " (" + e.message + ")";
+    if (!e.request_id.empty()) what += ", request id " + e.request_id;
     if (r.status == 404) return NotFound(what);
     if (r.status == 403) return FailedPrecondition(what + ": access denied");
     return IOError(what);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "format/dataset.h"
+#include "format/internal/metadata.h"
 #include "format/verify.h"
 #include "tests/format/fault_store.h"
 #include "tests/format/format_test_util.h"
@@ -45,7 +46,9 @@ Fixture Make() {
   for (uint64_t i = 0; i < 60; ++i) {
     const auto bytes = format_test::SampleBytes(3, i, 200 + 3 * i);
     EXPECT_TRUE(Ok((*data)->Append(Shape{bytes.size()}, bytes)));
-    if (i % 20 == 19) EXPECT_TRUE(Ok((*ds)->Flush()));
+    if (i % 20 == 19) {
+      EXPECT_TRUE(Ok((*ds)->Flush()));
+    }
   }
   EXPECT_TRUE(Ok((*ds)->Close()));
   auto store = OpenStore(f.url);
@@ -135,7 +138,9 @@ TEST(RepairFaultTest, AFailingRepairRemovesOnlyOrphans) {
         }
         EXPECT_NE(told.find("Input/output error"), std::string::npos)
             << "told: " << told;
-        if (!key.empty()) EXPECT_NE(told.find(key), std::string::npos) << told;
+        if (!key.empty()) {
+          EXPECT_NE(told.find(key), std::string::npos) << told;
+        }
       }
       // A second repair finishes: only referenced objects are left.
       auto again = VerifyDataset(f.url, {.repair = true});
@@ -147,6 +152,168 @@ TEST(RepairFaultTest, AFailingRepairRemovesOnlyOrphans) {
           << (clean->problems.empty() ? "" : clean->problems[0].ToString());
     }
   }
+}
+
+// A damaged commit object (torn by a store that broke WriteIfAbsent's
+// atomicity, or rotted) stops the dataset from opening, naming it; verify
+// --repair mends it from the metadata it names, or removes it when there
+// is none (nothing was committed under it), and refuses when the metadata
+// cannot be told. The bytes expected are the commit object as first
+// written (read before damaging it), not re-encoded by the code under test.
+TEST(RepairFaultTest, ADamagedCommitObjectIsMendedFromItsMetadata) {
+  fault_store::Register();
+  const Fixture f = Make();
+  fault_store::Disarm();
+  const auto before = ReadAll(f.url);
+  auto store = OpenStore(f.url);
+  ASSERT_TRUE(Ok(store.status()));
+  const std::string last = internal::CommitKey(3);  // 3 flushes after 0
+  auto original = (*store)->Read(last);
+  ASSERT_TRUE(Ok(original.status()));
+  ASSERT_FALSE(Ok((*store)->Read(internal::CommitKey(4)).status()));
+  const std::string whole(original->view());
+  auto previous = (*store)->Read(internal::CommitKey(2));
+  ASSERT_TRUE(Ok(previous.status()));
+  // As a writer that failed at its commit leaves it: HEAD still names the
+  // commit before (HEAD is written after the commit object).
+  auto damage = [&](const std::string& key, const std::string& bytes) {
+    ASSERT_TRUE(Ok((*store)->Delete(key)));
+    ASSERT_TRUE(Ok((*store)->Write(key, AsBytes(bytes))));
+    ASSERT_TRUE(Ok((*store)->Write("HEAD", previous->span())));
+    auto refused = Dataset::Open(f.url, {.read_only = true});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
+    EXPECT_NE(refused.status().message().find(key), std::string::npos)
+        << refused.status();
+    EXPECT_NE(refused.status().message().find("verify --repair"),
+              std::string::npos)
+        << refused.status();
+    auto report = VerifyDataset(f.url);
+    ASSERT_TRUE(Ok(report.status()));
+    ASSERT_FALSE(report->ok());
+    EXPECT_EQ(report->problems[0].kind, VerifyProblem::Kind::kCorrupt);
+  };
+  auto mend = [&](const std::string& said) {
+    auto report = VerifyDataset(f.url, {.repair = true});
+    ASSERT_TRUE(Ok(report.status()));
+    EXPECT_NE(report->commit_repair.find(said), std::string::npos)
+        << report->commit_repair;
+    EXPECT_TRUE(report->ok())
+        << (report->problems.empty() ? "" : report->problems[0].ToString());
+    EXPECT_TRUE(ReadAll(f.url) == before);
+  };
+  // Torn: its first half.
+  damage(last, whole.substr(0, whole.size() / 2));
+  mend("rewrote the damaged '" + last + "'");
+  EXPECT_EQ((*store)->Read(last)->view(), whole);
+  // Rotted: one byte flipped.
+  std::string rotted = whole;
+  rotted[rotted.size() - 3] ^= 0x20;
+  damage(last, rotted);
+  mend("rewrote the damaged '" + last + "'");
+  EXPECT_EQ((*store)->Read(last)->view(), whole);
+  // Rotted under a sound HEAD, which opening trusts: verify still finds it.
+  ASSERT_EQ((*store)->Read("HEAD")->view(), whole);  // the repair's hint
+  ASSERT_TRUE(Ok((*store)->Delete(last)));
+  ASSERT_TRUE(Ok((*store)->Write(last, AsBytes(rotted))));
+  {
+    auto opened = Dataset::Open(f.url, {.read_only = true});
+    EXPECT_TRUE(opened.ok()) << opened.status();
+    auto report = VerifyDataset(f.url);
+    ASSERT_TRUE(Ok(report.status()));
+    ASSERT_EQ(report->problems.size(), 1u);
+    EXPECT_EQ(report->problems[0].kind, VerifyProblem::Kind::kCorrupt);
+    EXPECT_EQ(report->problems[0].object, last);
+  }
+  mend("rewrote the damaged '" + last + "'");
+  EXPECT_EQ((*store)->Read(last)->view(), whole);
+  // A commit that names no metadata at all: nothing was committed there.
+  const std::string next = internal::CommitKey(4);
+  ASSERT_TRUE(Ok((*store)->Write(next, AsBytes(std::string("garbage")))));
+  {
+    auto refused = Dataset::Open(f.url, {.read_only = true});
+    EXPECT_FALSE(refused.ok());
+  }
+  mend("removed the damaged '" + next + "'");
+  EXPECT_FALSE((*store)->Exists(next).value());
+  // Two metadata objects of commit 3 that a few torn bytes both fit: which
+  // one the commit named cannot be told, so nothing is changed.
+  auto keys = (*store)->List("meta/3-");
+  ASSERT_TRUE(Ok(keys.status()));
+  ASSERT_EQ(keys->size(), 1u);
+  const std::string twin = "meta/3-00000000000000ab";
+  ASSERT_TRUE(Ok((*store)->Write(twin, (*store)->Read((*keys)[0])->span())));
+  damage(last, whole.substr(0, 8));
+  auto refused = VerifyDataset(f.url, {.repair = true});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find(twin), std::string::npos)
+      << refused.status();
+  EXPECT_EQ(std::string((*store)->Read(last)->view()), whole.substr(0, 8));
+}
+
+// A store that fails to read or list (EIO here; an S3 500 after its
+// retries is the same IOError) is not damage: verify says "unreadable",
+// never "corrupt", names what failed, and removes nothing; verifying again
+// once the store is well finds the dataset sound.
+TEST(RepairFaultTest, AStoreFailureIsUnreadableNotCorrupt) {
+  fault_store::Register();
+  const Fixture f = Make();
+  {
+    auto repaired = VerifyDataset(f.url, {.repair = true});
+    ASSERT_TRUE(Ok(repaired.status()));
+  }
+  fault_store::Arm(Op::kRead, Fault::kEio, 0);
+  ASSERT_TRUE(Ok(VerifyDataset(f.url).status()));
+  const int64_t reads = fault_store::Count(Op::kRead);
+  fault_store::Arm(Op::kList, Fault::kEio, 0);
+  ASSERT_TRUE(Ok(VerifyDataset(f.url).status()));
+  const int64_t lists = fault_store::Count(Op::kList);
+  ASSERT_GT(reads, 3);
+  ASSERT_GT(lists, 2);
+  int unreadable_seen = 0;
+  for (const Op op : {Op::kRead, Op::kList}) {
+    for (int64_t k = 1; k <= (op == Op::kRead ? reads : lists); ++k) {
+      SCOPED_TRACE(std::string(op == Op::kRead ? "read " : "list ") +
+                   std::to_string(k));
+      fault_store::Arm(op, Fault::kEio, k);
+      auto report = VerifyDataset(f.url, {.repair = true});
+      fault_store::Disarm();
+      ASSERT_TRUE(fault_store::Fired());
+      // A failure to list everything (the first listing finds the latest
+      // commit) is an error of its own; otherwise a problem of its kind.
+      if (!report.ok()) {
+        EXPECT_EQ(report.status().code(), StatusCode::kIOError)
+            << report.status().ToString();
+        continue;
+      }
+      const std::string& key = fault_store::plan().fired_key;
+      bool named = false;
+      for (const VerifyProblem& p : report->problems) {
+        EXPECT_NE(p.kind, VerifyProblem::Kind::kCorrupt) << p.ToString();
+        EXPECT_NE(p.kind, VerifyProblem::Kind::kMissing) << p.ToString();
+        if (p.kind == VerifyProblem::Kind::kUnreadable) {
+          ++unreadable_seen;
+          EXPECT_TRUE(p.ToString().starts_with("unreadable: ")) << p.ToString();
+          EXPECT_NE(p.message.find("Input/output error"), std::string::npos)
+              << p.ToString();
+          named = named || key.empty() || p.object == key ||
+                  key.starts_with(p.object);
+        }
+      }
+      // A read the verify could do without (the HEAD hint) may fail
+      // unreported; the data it checked must still be all there.
+      if (!report->problems.empty()) {
+        EXPECT_TRUE(named) << key;
+      }
+      EXPECT_EQ(report->orphans_removed, 0u);
+      EXPECT_EQ(Keys(f.url), f.referenced);
+    }
+  }
+  EXPECT_GT(unreadable_seen, reads / 2);
+  auto clean = VerifyDataset(f.url);
+  ASSERT_TRUE(Ok(clean.status()));
+  EXPECT_TRUE(clean->ok());
 }
 
 }  // namespace

@@ -11,8 +11,11 @@
 //    run.
 // A second port injects faults before the same handling, for the retry
 // tests: with probability `503` an S3 503 SlowDown, with probability
-// `reset` a connection closed without an answer, and `latency` ms added to
-// every request. GET /__shoal_faults (unsigned) on either port tells how many
+// `reset` a connection closed without an answer, with probability `lost`
+// the request carried out but its answer lost (the connection closes
+// instead: the client cannot tell whether it went through), and `latency`
+// ms added to every request. PUT /__shoal_faults (unsigned) with a spec as
+// its body replaces the rates, for a test that wants others. GET /__shoal_faults (unsigned) on either port tells how many
 // of each it injected, so a test knows its faults happened (and how many
 // multipart parts it saw, so a test knows an upload went in parts), how
 // many conditional PUTs it refused (`conflicts`, so a test knows writers
@@ -20,7 +23,7 @@
 // body bytes it sent back for GETs (`get_bytes`), so a benchmark can tell
 // requests and bytes per sample.
 // Usage: node s3_proxy.js LISTEN_PORT S3RVER DATA_DIR BUCKET ACCESS_KEY SECRET
-//                         [FAULT_PORT 503=P,reset=P,latency=MS]
+//                         [FAULT_PORT 503=P,reset=P,lost=P,latency=MS]
 // It starts s3rver (on a free port of its own) and listens on LISTEN_PORT
 // (and FAULT_PORT) once s3rver accepts connections. When its stdin closes
 // (the test that started it ended, or died) it stops s3rver and exits.
@@ -29,13 +32,15 @@ const child = require('child_process');
 const crypto = require('crypto');
 const http = require('http');
 const net = require('net');
+const { Writable } = require('stream');
 
 const [listenPort, s3rver, dataDir, bucket, accessKey, secret, faultPort, faultSpec] =
   process.argv.slice(2);
-const faults = Object.fromEntries((faultSpec || '').split(',').filter(Boolean)
+const parseSpec = (spec) => Object.fromEntries((spec || '').split(',').filter(Boolean)
   .map((kv) => { const [k, v] = kv.split('='); return [k, Number(v)]; }));
+let faults = parseSpec(faultSpec);
 const injected = {
-  slowdown: 0, reset: 0, parts: 0, conflicts: 0, requests: 0, gets: 0, get_bytes: 0,
+  slowdown: 0, reset: 0, parts: 0, conflicts: 0, requests: 0, gets: 0, get_bytes: 0, lost: 0,
 };
 let upstreamPort = 0;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
@@ -114,6 +119,15 @@ async function withKeyLock(key, fn) {
   try { return await done; } finally { keyLocks.delete(key); }
 }
 
+// Stands in for a response: takes the answer and, instead of sending it,
+// closes the connection.
+function lostAnswer(socket) {
+  const sink = new Writable({ write(chunk, encoding, done) { done(); } });
+  sink.writeHead = () => sink;
+  sink.on('finish', () => socket.destroy());
+  return sink;
+}
+
 const proxy = http.createServer((req, res) => serve(req, res, false));
 const faulty = http.createServer((req, res) => serve(req, res, true));
 
@@ -123,6 +137,7 @@ function serve(req, res, withFaults) {
   req.on('end', async () => {
     const body = Buffer.concat(chunks);
     if (req.url === '/__shoal_faults') {
+      if (req.method === 'PUT') faults = parseSpec(body.toString());
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify(injected));
     }
@@ -138,6 +153,10 @@ function serve(req, res, withFaults) {
       if (roll < (faults['503'] || 0) + (faults.reset || 0)) {
         ++injected.reset;
         return req.socket.destroy();
+      }
+      if (roll < (faults['503'] || 0) + (faults.reset || 0) + (faults.lost || 0)) {
+        ++injected.lost;
+        res = lostAnswer(req.socket);
       }
     }
     const auth = req.headers.authorization || '';

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -339,6 +340,81 @@ TEST(S3StoreTest, ReadRangesGetThroughInjectedFaultsEachOnItsOwn) {
 
 // A missing key fails at once (404 is not retried), naming the key, also
 // behind the faults.
+// Replaces the fault proxy's rates (its spec, "503=P,reset=P,lost=P,...").
+void SetFaults(const std::string& spec) {
+  internal::HttpClient http;
+  auto r = http.Send({.method = "PUT",
+                      .url = S3Server::fault_endpoint + "/__shoal_faults",
+                      .body = AsBytes(spec)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->status, 200);
+}
+int LostAnswers() {
+  internal::HttpClient http;
+  auto r = http.Send({.url = S3Server::fault_endpoint + "/__shoal_faults"});
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!r.ok()) return 0;
+  const std::string body(r->body.view());
+  const size_t at = body.find("\"lost\":");
+  return at == std::string::npos ? -1 : std::atoi(body.c_str() + at + 7);
+}
+
+// An answer lost after the server acted (the connection closes instead):
+// the client cannot tell, and retries. A conditional put that then finds
+// its own first attempt is success, not a conflict (a commit once took it
+// for a lost race and deleted the metadata its own commit named), while
+// one that finds another's bytes is still AlreadyExists. Commits made
+// through 10 % lost answers are all in, and the dataset reads back whole.
+TEST(S3StoreTest, LostAnswersToConditionalPutsAreNotConflicts) {
+  const int lost_before = LostAnswers();
+  SetFaults("lost=0.1,latency=2");
+  struct Restore {
+    ~Restore() { SetFaults("503=0.1,reset=0.05,latency=2"); }
+  } restore;
+  auto store = OpenStore(FreshUrl(S3Server::fault_endpoint));
+  ASSERT_TRUE(store.ok()) << store.status();
+  for (int i = 0; i < 40; ++i) {
+    const std::string key = "c/" + std::to_string(i);
+    const std::string mine = "first " + std::to_string(i);
+    ASSERT_TRUE((*store)->WriteIfAbsent(key, AsBytes(mine)).ok()) << key;
+    const Status again = (*store)->WriteIfAbsent(key, AsBytes("second"));
+    EXPECT_EQ(again.code(), StatusCode::kAlreadyExists) << key << ": " << again;
+    auto got = (*store)->Read(key);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->view(), mine);
+  }
+  const std::string url = FreshUrl(S3Server::fault_endpoint);
+  {
+    auto ds = Dataset::Create(url, {.id_seed = 9});
+    ASSERT_TRUE(ds.ok()) << ds.status();
+    auto t =
+        (*ds)->CreateTensor({.name = "v", .dtype = DType::kUInt32, .rank = 0});
+    ASSERT_TRUE(t.ok()) << t.status();
+    for (uint32_t i = 0; i < 20; ++i) {
+      ASSERT_TRUE((*t)->Append(Shape{}, AsBytes(std::string_view(
+                                            reinterpret_cast<const char*>(&i),
+                                            sizeof i)))
+                      .ok());
+      const Status flushed = (*ds)->Flush();
+      ASSERT_TRUE(flushed.ok()) << "flush " << i << ": " << flushed;
+    }
+    ASSERT_TRUE((*ds)->Close().ok());
+  }
+  EXPECT_GE(LostAnswers() - lost_before, 10) << "answers were lost";
+  SetFaults("");
+  auto back = Dataset::Open(url, {.read_only = true});
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ((*back)->commit(), 20u);
+  ASSERT_EQ((*back)->len(), 20u);
+  for (uint32_t i = 0; i < 20; ++i) {
+    auto s = (*(*back)->tensor("v"))->Read(i);
+    ASSERT_TRUE(s.ok()) << s.status();
+    uint32_t v = 0;
+    std::memcpy(&v, s->data.span().data(), sizeof v);
+    EXPECT_EQ(v, i);
+  }
+}
+
 TEST(S3StoreTest, NotFoundIsNotRetried) {
   auto store = OpenStore(FreshUrl(S3Server::fault_endpoint));
   ASSERT_TRUE(store.ok()) << store.status();

@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
   if (argc < 4)
     return Fail(
         "usage: soak_reader DS EXPECTED SECONDS [THREADS [FETCH_WORKERS]]");
+  // As README advises a long-lived training program that wants its memory
+  // budget to bound RSS: freed large blocks go back to the system.
+  shoal::LimitHeapRetention();
   const std::string url = argv[1];
   std::vector<uint32_t> expected;
   {

@@ -96,8 +96,16 @@ writer() {
       len=$(dataset_len "$url" "$lane")
       if [ "$len" -ge 0 ]; then
         # A kill leaves at most orphans (objects no commit references).
-        "$SHOAL" verify "$url" >"$lane.vout" 2>"$lane.verr"
-        local vrc=$?
+        # "unreadable" is the store failing (an s3rver 500), not damage:
+        # verify again, a few times.
+        local vrc try
+        for try in 1 2 3 4 5; do
+          "$SHOAL" verify "$url" >"$lane.vout" 2>"$lane.verr"
+          vrc=$?
+          grep -q '^unreadable: ' "$lane.vout" || break
+          echo "$lane trial $t: verify try $try: $(grep -m1 '^unreadable: ' "$lane.vout" | head -c 300)" >>"$lane.unreadable"
+          sleep 2
+        done
         if [ "$vrc" -ne 0 ] && grep -qv -e '^orphan: ' -e '^verify: ' "$lane.vout"; then
           echo "$lane trial $t: verify after a kill found more than orphans: $(head -c 1500 "$lane.vout") $(head -c 500 "$lane.verr")" >>"$lane.fail"
           return
@@ -186,7 +194,8 @@ EOF_PY
   [ "$epochs" -ge 3 ] || fail "$lane reader ran $epochs epochs"
   [ "$rss_last" -le $((rss_mid * 11 / 10 + 8192)) ] ||
     fail "$lane reader's RSS grew: peak $rss_mid KiB in the middle third, $rss_last KiB in the last"
-  summary+="$lane: $trials trials, $runs runs of ingest, $kills kills, $resumes resumes, $repairs repairs, commit $commit, $len samples; reader $epochs epochs ($restarts cut short by a replaced chunk), $checked samples checked (+$len at the end), RSS $((rss_first / 1024)) MiB first epoch, $((rss_mid / 1024)) MiB peak middle third, $((rss_last / 1024)) MiB peak last third"$'\n'
+  unreadable=$(cat "$lane.unreadable" 2>/dev/null | wc -l)
+  summary+="$lane: $trials trials, $runs runs of ingest, $kills kills, $resumes resumes, $repairs repairs, $unreadable verifies again after a store failure, commit $commit, $len samples; reader $epochs epochs ($restarts cut short by a replaced chunk), $checked samples checked (+$len at the end), RSS $((rss_first / 1024)) MiB first epoch, $((rss_mid / 1024)) MiB peak middle third, $((rss_last / 1024)) MiB peak last third"$'\n'
 done
 printf 'soak: %s s\n%sfaults injected by the proxy: %s\n' "$seconds" "$summary" "$faults"
 finish soak_test
