@@ -165,9 +165,13 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
   // to a quarter of the budget, so that the chunks an epoch lets go of in
   // one go serve the next epoch's (fresh memory costs a page fault and a
   // zeroing per page: 13 % of loading JPEGs over s3://).
-  pool = std::make_shared<ChunkBufferPool>(
+  auto fresh = std::make_shared<ChunkBufferPool>(
       budget,
       options.memory_budget == 0 ? 256ull << 20 : options.memory_budget / 4);
+  {
+    std::lock_guard<std::mutex> lock(run_mu);  // metrics() reads it
+    pool = std::move(fresh);
+  }
   buffers->Stop(false);
   feed.resident.assign(tensors.size(), {});
   PlanEpoch(from.epoch, from.batch);
@@ -561,6 +565,7 @@ LoaderMetrics Loader::metrics() const {
     std::lock_guard<std::mutex> lock(s.run_mu);
     if (s.pipeline) m.pipeline = s.pipeline->metrics();
     m.decisions = s.decisions;
+    if (s.pool) m.free_chunk_buffer_bytes = s.pool->free_bytes();
   }
   m.batches = s.batches.load(std::memory_order_relaxed);
   m.samples = s.samples.load(std::memory_order_relaxed);

@@ -265,6 +265,8 @@ struct LoaderMetrics {
   /// Of memory_in_use: the batch buffers, which the loader keeps (charged)
   /// from batch to batch, in flight or idle, until it is destroyed.
   uint64_t batch_buffer_bytes = 0;
+  /// Of memory_in_use: free chunk buffers kept for the next chunks.
+  uint64_t free_chunk_buffer_bytes = 0;
   /// Every change the controller made to the fetch workers (stage 0 of
   /// `pipeline`), in order, with when (Decision::t, seconds since the run
   /// started) and why.

@@ -101,6 +101,10 @@ class ChunkBufferPool : public std::enable_shared_from_this<ChunkBufferPool> {
     return MutableBuffer::Wrap(std::move(owner), region.data, bytes,
                                region.size);
   }
+  size_t free_bytes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return free_bytes_;
+  }
 
  private:
   static constexpr size_t kAlignment = 64;  // as MutableBuffer's

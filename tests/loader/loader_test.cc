@@ -415,11 +415,13 @@ TEST(LoaderTest, SetEpochRestartsAtThatEpoch) {
     if (*b) got.push_back(Flatten(**b));
   }
   EXPECT_TRUE(got == epoch2) << "epoch 2 after SetEpoch differs";
-  // Only the batch buffers, which the loader keeps for reuse, stay charged:
-  // the dropped batches' chunks and reservations went back.
+  // Only the buffers the loader keeps for reuse (batch buffers, free chunk
+  // buffers) stay charged: the dropped batches' chunks and reservations
+  // went back.
   const LoaderMetrics m = (*loader)->metrics();
   EXPECT_GT(m.batch_buffer_bytes, 0u);
-  EXPECT_EQ(m.memory_in_use, m.batch_buffer_bytes) << "bytes left charged";
+  EXPECT_EQ(m.memory_in_use, m.batch_buffer_bytes + m.free_chunk_buffer_bytes)
+      << "bytes left charged";
 }
 
 // metrics() may be called from any thread (loader.h), also while SetEpoch
