@@ -28,6 +28,7 @@ Result<VerifyReport> VerifyDataset(std::string_view url,
   // writer has written and not yet committed: it takes the write lock.
   std::unique_ptr<DatasetLock> lock;
   std::string lock_message;
+  std::string commit_repair;
   if (options.repair) {
     SHOAL_ASSIGN_OR_RETURN(
         lock, DatasetLock::Acquire(store, {.command = "shoal verify --repair"},
@@ -44,9 +45,7 @@ Result<VerifyReport> VerifyDataset(std::string_view url,
                        : "a writer whose lock cannot be read") +
           " (" + key + "); repair once it is done");
     }
-  }
-  std::string commit_repair;
-  if (options.repair) {
+    // Nothing can be checked past a commit object that does not decode.
     SHOAL_ASSIGN_OR_RETURN(commit_repair,
                            internal::RepairDamagedCommit(*store));
   }

@@ -15,6 +15,8 @@
 //    store that breaks atomicity).
 //  - kStaleList: the list leaves out its last key (an eventually consistent
 //    listing).
+//  - kLostAnswer: the write is done, then reported as EIO (a timeout or a
+//    lost answer after the store acted).
 //
 // Thread-safety: thread-safe; the plan is global to the process (one test
 // at a time arms it).
@@ -40,7 +42,8 @@ enum class Fault {
   kShortRead,
   kFlipByte,
   kTornWrite,
-  kStaleList
+  kStaleList,
+  kLostAnswer
 };
 
 inline const char* FaultName(Fault f) {
@@ -57,6 +60,8 @@ inline const char* FaultName(Fault f) {
       return "torn write";
     case Fault::kStaleList:
       return "stale list";
+    case Fault::kLostAnswer:
+      return "lost answer";
   }
   return "?";
 }
@@ -187,6 +192,10 @@ class FaultStore final : public ForwardingStore {
     if (key.starts_with("LOCK") || !Hit(Op::kWrite, key)) return write(data);
     if (CurrentFault() == Fault::kTornWrite) {
       (void)write(data.subspan(0, data.size() / 2));
+      return ErrnoStatus("write '" + std::string(key) + "'", EIO);
+    }
+    if (CurrentFault() == Fault::kLostAnswer) {
+      (void)write(data);
       return ErrnoStatus("write '" + std::string(key) + "'", EIO);
     }
     return FaultStatus("write", key);

@@ -196,6 +196,7 @@ struct ProxyCounts {
   int slowdown = 0;
   int reset = 0;
   int parts = 0;
+  int lost = 0;
 };
 ProxyCounts Counts() {
   internal::HttpClient http;
@@ -206,6 +207,10 @@ ProxyCounts Counts() {
   std::sscanf(std::string(r->body.view()).c_str(),
               "{\"slowdown\":%d,\"reset\":%d,\"parts\":%d}", &c.slowdown,
               &c.reset, &c.parts);
+  const std::string body(r->body.view());
+  if (const size_t at = body.find("\"lost\":"); at != std::string::npos) {
+    c.lost = std::atoi(body.c_str() + at + 7);
+  }
   return c;
 }
 std::pair<int, int> InjectedFaults() {
@@ -338,8 +343,6 @@ TEST(S3StoreTest, ReadRangesGetThroughInjectedFaultsEachOnItsOwn) {
       << "the faults are injected, so retries happened";
 }
 
-// A missing key fails at once (404 is not retried), naming the key, also
-// behind the faults.
 // Replaces the fault proxy's rates (its spec, "503=P,reset=P,lost=P,...").
 void SetFaults(const std::string& spec) {
   internal::HttpClient http;
@@ -349,15 +352,6 @@ void SetFaults(const std::string& spec) {
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->status, 200);
 }
-int LostAnswers() {
-  internal::HttpClient http;
-  auto r = http.Send({.url = S3Server::fault_endpoint + "/__shoal_faults"});
-  EXPECT_TRUE(r.ok()) << r.status();
-  if (!r.ok()) return 0;
-  const std::string body(r->body.view());
-  const size_t at = body.find("\"lost\":");
-  return at == std::string::npos ? -1 : std::atoi(body.c_str() + at + 7);
-}
 
 // An answer lost after the server acted (the connection closes instead):
 // the client cannot tell, and retries. A conditional put that then finds
@@ -366,7 +360,7 @@ int LostAnswers() {
 // one that finds another's bytes is still AlreadyExists. Commits made
 // through 10 % lost answers are all in, and the dataset reads back whole.
 TEST(S3StoreTest, LostAnswersToConditionalPutsAreNotConflicts) {
-  const int lost_before = LostAnswers();
+  const int lost_before = Counts().lost;
   SetFaults("lost=0.1,latency=2");
   struct Restore {
     ~Restore() { SetFaults("503=0.1,reset=0.05,latency=2"); }
@@ -400,7 +394,7 @@ TEST(S3StoreTest, LostAnswersToConditionalPutsAreNotConflicts) {
     }
     ASSERT_TRUE((*ds)->Close().ok());
   }
-  EXPECT_GE(LostAnswers() - lost_before, 10) << "answers were lost";
+  EXPECT_GE(Counts().lost - lost_before, 10) << "answers were lost";
   SetFaults("");
   auto back = Dataset::Open(url, {.read_only = true});
   ASSERT_TRUE(back.ok()) << back.status();
@@ -415,6 +409,8 @@ TEST(S3StoreTest, LostAnswersToConditionalPutsAreNotConflicts) {
   }
 }
 
+// A missing key fails at once (404 is not retried), naming the key, also
+// behind the faults.
 TEST(S3StoreTest, NotFoundIsNotRetried) {
   auto store = OpenStore(FreshUrl(S3Server::fault_endpoint));
   ASSERT_TRUE(store.ok()) << store.status();
