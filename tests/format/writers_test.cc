@@ -325,9 +325,10 @@ TEST(CommitLogTest, AFailedCommitIsMadeWholeByTheNextAndKeepsOtherWriters) {
 // Two writers take turns to flush; for every k, write k (of either) fails
 // with EIO or ENOSPC, is torn, or goes through and reports EIO. (A failed
 // chunk write once lost the open chunk's samples: the retry failed with
-// "chunk data has 0 bytes".) The other writer's commits are never broken: after every step
-// every value committed so far reads back in rank order, and when the failed
-// writer flushes again the dataset holds every value, as without the fault.
+// "chunk data has 0 bytes".) The other writer's commits are never broken:
+// after every step every value committed so far reads back in rank order,
+// and when the failed writer flushes again the dataset holds every value,
+// as without the fault.
 TEST(CommitLogTest, AWriterFailingAtAnyWriteNeverBreaksAnothersCommit) {
   using fault_store::Fault;
   using fault_store::Op;
