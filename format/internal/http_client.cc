@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <optional>
+#include <thread>
 
 namespace shoal::internal {
 namespace {
@@ -87,6 +89,21 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
   std::memcpy(t->body.data() + t->size, data, n);
   t->size += n;
   return n;
+}
+
+// curl rewinds the body to send a request again on a new connection when
+// the reused one turns out closed by the server; without this it gives up
+// ("rewinding of the data stream failed"), and only the caller's retry,
+// after a backoff, got the request through.
+int OnSeek(void* user, curl_off_t offset, int origin) {
+  auto* t = static_cast<Transfer*>(user);
+  if (origin != SEEK_SET || offset < 0 ||
+      static_cast<uint64_t>(offset) > t->upload.size()) {
+    return CURL_SEEKFUNC_CANTSEEK;
+  }
+  t->uploaded = static_cast<uint64_t>(offset);
+  t->size = 0;  // whatever came back belonged to the abandoned attempt
+  return CURL_SEEKFUNC_OK;
 }
 
 size_t OnUpload(char* data, size_t size, size_t count, void* user) {
@@ -196,6 +213,8 @@ void HttpClient::Setup(Exchange& e, const HttpRequest& request) const {
     curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(curl, CURLOPT_READFUNCTION, OnUpload);
     curl_easy_setopt(curl, CURLOPT_READDATA, &e.transfer);
+    curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, OnSeek);
+    curl_easy_setopt(curl, CURLOPT_SEEKDATA, &e.transfer);
     curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE,
                      static_cast<curl_off_t>(request.body.size()));
     if (request.method == "POST") {
@@ -226,6 +245,22 @@ Result<HttpResponse> HttpClient::Finish(Exchange& e, const HttpRequest& request,
                         ? std::move(t.body).Freeze()
                         : std::move(t.body).Freeze().Slice(0, t.size);
   return std::move(e.response);
+}
+
+RetryBackoff::RetryBackoff(const RetryPolicy& policy)
+    : policy_(policy),
+      jitter_(std::random_device{}()),
+      bound_(policy.first_wait),
+      give_up_(std::chrono::steady_clock::now() + policy.total) {}
+
+bool RetryBackoff::more() const {
+  return std::chrono::steady_clock::now() + bound_ <= give_up_;
+}
+
+void RetryBackoff::Wait() {
+  std::uniform_int_distribution<int64_t> wait(0, bound_.count());
+  std::this_thread::sleep_for(std::chrono::milliseconds(wait(jitter_)));
+  bound_ = std::min(bound_ * 2, policy_.max_wait);
 }
 
 Result<HttpResponse> HttpClient::Send(const HttpRequest& request) const {

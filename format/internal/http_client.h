@@ -14,10 +14,12 @@
 #ifndef SHOAL_FORMAT_INTERNAL_HTTP_CLIENT_H_
 #define SHOAL_FORMAT_INTERNAL_HTTP_CLIENT_H_
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <span>
 #include <string>
 #include <utility>
@@ -55,6 +57,31 @@ struct HttpOptions {
   /// abandoned (a stalled server), whatever the object's size.
   long low_speed_seconds = 20;
   long low_speed_bytes = 1024;
+};
+
+/// How requests that may pass on a second try are retried.
+struct RetryPolicy {
+  std::chrono::milliseconds first_wait;
+  std::chrono::milliseconds max_wait;
+  /// No retry starts later than this after the first attempt.
+  std::chrono::milliseconds total;
+};
+
+/// Exponential backoff with full jitter: each wait is random, up to a bound
+/// that doubles, so that many clients pushed back at once do not come back
+/// at once. One per request (or set of requests); not thread-safe.
+class RetryBackoff {
+ public:
+  explicit RetryBackoff(const RetryPolicy& policy);
+  /// Whether another wait still ends within the policy's total time.
+  bool more() const;
+  void Wait();
+
+ private:
+  RetryPolicy policy_;
+  std::mt19937_64 jitter_;
+  std::chrono::milliseconds bound_;
+  std::chrono::steady_clock::time_point give_up_;
 };
 
 class HttpClient {

@@ -16,8 +16,8 @@
 // have their requests in flight together.
 // Errors name the bucket, the key, the HTTP status and the server's request
 // id. 500/502/503/504, SlowDown and transport failures are retried with
-// exponential backoff and jitter, at most kAttempts times and for at most
-// kRetryTime; 403 and 404 never.
+// exponential backoff and jitter (internal::RetryBackoff), at most kAttempts
+// times and for at most kRetry's time; 403 and 404 never.
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -25,8 +25,6 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <optional>
-#include <random>
-#include <thread>
 
 #include "format/internal/http_client.h"
 #include "format/internal/s3_location.h"
@@ -43,10 +41,10 @@ using internal::HttpRequest;
 using internal::HttpResponse;
 
 constexpr int kAttempts = 6;
-constexpr auto kFirstBackoff = std::chrono::milliseconds(50);
-constexpr auto kMaxBackoff = std::chrono::milliseconds(2000);
-// No retry starts later than this after the first attempt.
-constexpr auto kRetryTime = std::chrono::seconds(30);
+// Waits of 50 ms doubling up to 2 s; no retry starts 30 s after the first.
+constexpr internal::RetryPolicy kRetry{std::chrono::milliseconds(50),
+                                       std::chrono::milliseconds(2000),
+                                       std::chrono::seconds(30)};
 // Requests of one ReadRanges(), WriteMany() or DeleteMany() call in flight
 // at once: enough to cover a round trip of tens of milliseconds at the rate
 // one machine decodes, few enough not to look like a flood to the server.
@@ -278,6 +276,7 @@ class S3Store final : public Store {
     }
     std::vector<Result<HttpResponse>> sent = SendMany(parts);
     std::string complete = "<CompleteMultipartUpload>";
+    std::vector<std::string> etags;
     Status failure;
     for (size_t k = 0; k < sent.size() && failure.ok(); ++k) {
       const std::string part = std::to_string(k + 1);
@@ -286,8 +285,9 @@ class S3Store final : public Store {
       } else if (sent[k]->status != 200) {
         failure = Error("PUT part " + part, key, *sent[k]);
       } else {
+        etags.push_back(sent[k]->headers["etag"]);
         complete += "<Part><PartNumber>" + part + "</PartNumber><ETag>" +
-                    sent[k]->headers["etag"] + "</ETag></Part>";
+                    etags.back() + "</ETag></Part>";
       }
     }
     if (failure.ok()) {
@@ -309,6 +309,15 @@ class S3Store final : public Store {
         } else {
           return Status::OK();
         }
+      }
+      // When the answer to a completion that went through is lost, its
+      // retry finds the upload gone (S3: 404 NoSuchUpload; s3rver: 500):
+      // the object itself tells.
+      auto head = Call("HEAD", key, {}, {}, {});
+      if (head.ok() && head->status == 200 &&
+          head->headers["content-length"] == std::to_string(data.size()) &&
+          internal::EtagMatches(head->headers["etag"], data, etags)) {
+        return Status::OK();
       }
     }
     (void)Call("DELETE", key, {{"uploadId", upload_id}}, {}, {});
@@ -427,27 +436,6 @@ class S3Store final : public Store {
                    : Retryable(r->status, r->body.view());
   }
 
-  // Exponential backoff with full jitter: a random wait up to the doubling
-  // bound, so that many clients pushed back at once do not come back at
-  // once; no retry starts later than kRetryTime after the first attempt.
-  class Backoff {
-   public:
-    bool more() const {
-      return std::chrono::steady_clock::now() + bound_ <= give_up_;
-    }
-    void Wait() {
-      std::uniform_int_distribution<int64_t> wait(0, bound_.count());
-      std::this_thread::sleep_for(std::chrono::milliseconds(wait(jitter_)));
-      bound_ = std::min(bound_ * 2, kMaxBackoff);
-    }
-
-   private:
-    std::mt19937_64 jitter_{std::random_device{}()};
-    std::chrono::milliseconds bound_ = kFirstBackoff;
-    std::chrono::steady_clock::time_point give_up_ =
-        std::chrono::steady_clock::now() + kRetryTime;
-  };
-
   // Signs and sends, retrying what may pass on a second try.
   Result<HttpResponse> Send(
       std::string_view method, const std::string& object_path,
@@ -456,7 +444,7 @@ class S3Store final : public Store {
       ByteSpan body) const {
     const Prepared p = Prepare(method, object_path, std::move(query),
                                std::move(headers), body);
-    Backoff backoff;
+    internal::RetryBackoff backoff(kRetry);
     for (int attempt = 1;; ++attempt) {
       Result<HttpResponse> r = http_.Send(Sign(p));
       if (!Again(r) || attempt == kAttempts || !backoff.more()) {
@@ -479,7 +467,7 @@ class S3Store final : public Store {
     std::vector<std::optional<Result<HttpResponse>>> done(prepared.size());
     std::vector<size_t> pending(prepared.size());
     for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
-    Backoff backoff;
+    internal::RetryBackoff backoff(kRetry);
     std::vector<HttpRequest> requests;
     for (int attempt = 1; !pending.empty(); ++attempt) {
       requests.clear();

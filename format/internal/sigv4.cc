@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <ctime>
 
 namespace shoal::internal {
@@ -79,6 +80,39 @@ std::string Sha256Hex(ByteSpan data) {
   unsigned int n = 0;
   EVP_Digest(data.data(), data.size(), out, &n, EVP_sha256(), nullptr);
   return Hex(out, n);
+}
+
+namespace {
+std::string Unquoted(std::string_view etag) {
+  while (!etag.empty() && etag.front() == '"') etag.remove_prefix(1);
+  while (!etag.empty() && etag.back() == '"') etag.remove_suffix(1);
+  return Lower(etag);
+}
+}  // namespace
+
+bool EtagMatches(std::string_view etag, ByteSpan data,
+                 std::span<const std::string> part_etags) {
+  unsigned char md5[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  const std::string want = Unquoted(etag);
+  if (want.find('-') == std::string::npos) {
+    EVP_Digest(data.data(), data.size(), md5, &n, EVP_md5(), nullptr);
+    return want == Hex(md5, n);
+  }
+  std::string digests;  // the parts' MD5s, binary, in order
+  for (const std::string& part : part_etags) {
+    const std::string hex = Unquoted(part);
+    if (hex.size() != 32) return false;
+    for (size_t i = 0; i < hex.size(); i += 2) {
+      unsigned byte = 0;
+      const auto [end, error] =
+          std::from_chars(hex.data() + i, hex.data() + i + 2, byte, 16);
+      if (error != std::errc() || end != hex.data() + i + 2) return false;
+      digests += static_cast<char>(byte);
+    }
+  }
+  EVP_Digest(digests.data(), digests.size(), md5, &n, EVP_md5(), nullptr);
+  return want == Hex(md5, n) + "-" + std::to_string(part_etags.size());
 }
 
 std::string AmzDate(std::chrono::system_clock::time_point when) {

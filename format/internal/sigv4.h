@@ -11,6 +11,7 @@
 #define SHOAL_FORMAT_INTERNAL_SIGV4_H_
 
 #include <chrono>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -68,6 +69,13 @@ SigV4Signature SignV4(const SigV4Request& request,
 std::string UriEncode(std::string_view text, bool encode_slash);
 /// Lower-case hex SHA-256 of `data`.
 std::string Sha256Hex(ByteSpan data);
+/// Whether `etag` (as S3 answers it, quoted or not) names an object made of
+/// `data`: its MD5 (one PUT; s3rver for multipart objects too), or S3's
+/// multipart form, the MD5 of the parts' MD5s and "-" their count, the parts'
+/// ETags as their PUTs answered. How a client whose answer to
+/// CompleteMultipartUpload was lost learns that the upload went through.
+bool EtagMatches(std::string_view etag, ByteSpan data,
+                 std::span<const std::string> part_etags);
 /// "20130524T000000Z" for `when` (UTC).
 std::string AmzDate(std::chrono::system_clock::time_point when);
 

@@ -13,17 +13,20 @@
 // tests: with probability `503` an S3 503 SlowDown, with probability
 // `reset` a connection closed without an answer, with probability `lost`
 // the request carried out but its answer lost (the connection closes
-// instead: the client cannot tell whether it went through), and `latency`
+// instead: the client cannot tell whether it went through; with probability
+// `lost_completion` for CompleteMultipartUpload alone), and `latency`
 // ms added to every request. PUT /__shoal_faults (unsigned) with a spec as
 // its body replaces the rates, for a test that wants others. GET /__shoal_faults (unsigned) on either port tells how many
 // of each it injected, so a test knows its faults happened (and how many
 // multipart parts it saw, so a test knows an upload went in parts), how
+// many answers it lost (`lost`; `lost_completions` of them to
+// CompleteMultipartUpload), how
 // many conditional PUTs it refused (`conflicts`, so a test knows writers
 // raced), and how many S3 requests it answered (`requests`, `gets`) and
 // body bytes it sent back for GETs (`get_bytes`), so a benchmark can tell
 // requests and bytes per sample.
 // Usage: node s3_proxy.js LISTEN_PORT S3RVER DATA_DIR BUCKET ACCESS_KEY SECRET
-//                         [FAULT_PORT 503=P,reset=P,lost=P,latency=MS]
+//                         [FAULT_PORT 503=P,reset=P,lost=P,lost_completion=P,latency=MS]
 // It starts s3rver (on a free port of its own) and listens on LISTEN_PORT
 // (and FAULT_PORT) once s3rver accepts connections. When its stdin closes
 // (the test that started it ended, or died) it stops s3rver and exits.
@@ -41,6 +44,7 @@ const parseSpec = (spec) => Object.fromEntries((spec || '').split(',').filter(Bo
 let faults = parseSpec(faultSpec);
 const injected = {
   slowdown: 0, reset: 0, parts: 0, conflicts: 0, requests: 0, gets: 0, get_bytes: 0, lost: 0,
+  lost_completions: 0,
 };
 let upstreamPort = 0;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
@@ -154,8 +158,11 @@ function serve(req, res, withFaults) {
         ++injected.reset;
         return req.socket.destroy();
       }
-      if (roll < (faults['503'] || 0) + (faults.reset || 0) + (faults.lost || 0)) {
+      const completion = req.method === 'POST' && /[?&]uploadId=/.test(req.url);
+      if (roll < (faults['503'] || 0) + (faults.reset || 0) + (faults.lost || 0) ||
+          (completion && Math.random() < (faults.lost_completion || 0))) {
         ++injected.lost;
+        if (completion) ++injected.lost_completions;
         res = lostAnswer(req.socket);
       }
     }

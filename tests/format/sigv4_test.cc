@@ -157,5 +157,22 @@ TEST(SigV4Test, EncodingAndDates) {
             "19700101T000000Z");
 }
 
+// Against Python's hashlib: md5(b"hello"), md5(b"world"), and S3's
+// multipart form, the MD5 of the two binary MD5s with "-2".
+TEST(SigV4Test, EtagsOfWholeAndMultipartObjects) {
+  const std::string hello = "\"5d41402abc4b2a76b9719d911017c592\"";
+  const std::string world = "7d793037a0760186574b0282f2f435e7";
+  EXPECT_TRUE(EtagMatches(hello, AsBytes("hello"), {}));
+  EXPECT_FALSE(EtagMatches(hello, AsBytes("hellO"), {}));
+  const std::vector<std::string> parts = {hello, world};
+  EXPECT_TRUE(EtagMatches("\"065947336a2f2a95ba8899f3675c3be6-2\"",
+                          AsBytes("helloworld"), parts));
+  EXPECT_FALSE(EtagMatches("065947336a2f2a95ba8899f3675c3be6-3",
+                           AsBytes("helloworld"), parts));
+  const std::vector<std::string> odd = {hello, "zz" + world.substr(2)};
+  EXPECT_FALSE(EtagMatches("065947336a2f2a95ba8899f3675c3be6-2",
+                           AsBytes("helloworld"), odd));
+}
+
 }  // namespace
 }  // namespace shoal::internal

@@ -817,8 +817,17 @@ TEST(PipelineTest, ConcurrencyStaysExactUnderRapidChanges) {
     if (i % 8 == 0) SleepUs(Mix(i, 10) % 100);
   }
   ASSERT_TRUE(pipeline.SetConcurrency(0, 2).ok());
-  while (running.load() > 2) std::this_thread::sleep_for(milliseconds(1));
-  peak = running.load();
+  // Tokens taken under an older, larger setting retire as their items end.
+  // `running` alone cannot tell when they all have (a worker may hold a
+  // token and not have entered the body yet, so running once read 2 with a
+  // third item about to start), so the count starts after 200 items and
+  // 50 ms at the new setting.
+  const auto settled = std::chrono::steady_clock::now() + milliseconds(50);
+  const uint64_t retired = done.load() + 200;
+  while (done.load() < retired || std::chrono::steady_clock::now() < settled) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  peak = 0;
   uint64_t target = done.load() + 150;
   while (done.load() < target) std::this_thread::sleep_for(milliseconds(1));
   EXPECT_EQ(peak.load(), 2);

@@ -32,13 +32,16 @@ set -u
 SHOAL=${1:?usage: soak_test.sh PATH/TO/shoal PATH/TO/soak_reader SOURCE_DIR}
 READER=${2:?usage: soak_test.sh PATH/TO/shoal PATH/TO/soak_reader SOURCE_DIR}
 SRC=${3:?usage: soak_test.sh PATH/TO/shoal PATH/TO/soak_reader SOURCE_DIR}
+# cli_lib.sh moves into a scratch directory: the paths must not be relative.
+SRC=$(cd "$SRC" && pwd) || exit 2
+SHOAL=$(realpath "$SHOAL") && READER=$(realpath "$READER") || exit 2
 # shellcheck source=cli_lib.sh
 source "$(dirname "$0")/cli_lib.sh"
 
 seconds=${SHOAL_SOAK_SECONDS:-1800}
 images=${SHOAL_SOAK_IMAGES:-100}
 folders=6
-start_s3 "$SRC" "503=0.03,reset=0.03" || finish soak_test
+start_s3 "$SRC" "503=0.03,reset=0.03" || { fail "cannot start the S3 server"; finish soak_test; }
 
 # The sources: folders f0..f5 of distinct 48x64 PNGs (noise, so that every
 # image differs), and the CRC-32 of each image's pixels in append order.
