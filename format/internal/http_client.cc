@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <thread>
@@ -89,21 +88,6 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
   std::memcpy(t->body.data() + t->size, data, n);
   t->size += n;
   return n;
-}
-
-// curl rewinds the body to send a request again on a new connection when
-// the reused one turns out closed by the server; without this it gives up
-// ("rewinding of the data stream failed"), and only the caller's retry,
-// after a backoff, got the request through.
-int OnSeek(void* user, curl_off_t offset, int origin) {
-  auto* t = static_cast<Transfer*>(user);
-  if (origin != SEEK_SET || offset < 0 ||
-      static_cast<uint64_t>(offset) > t->upload.size()) {
-    return CURL_SEEKFUNC_CANTSEEK;
-  }
-  t->uploaded = static_cast<uint64_t>(offset);
-  t->size = 0;  // whatever came back belonged to the abandoned attempt
-  return CURL_SEEKFUNC_OK;
 }
 
 size_t OnUpload(char* data, size_t size, size_t count, void* user) {
@@ -213,8 +197,6 @@ void HttpClient::Setup(Exchange& e, const HttpRequest& request) const {
     curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(curl, CURLOPT_READFUNCTION, OnUpload);
     curl_easy_setopt(curl, CURLOPT_READDATA, &e.transfer);
-    curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, OnSeek);
-    curl_easy_setopt(curl, CURLOPT_SEEKDATA, &e.transfer);
     curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE,
                      static_cast<curl_off_t>(request.body.size()));
     if (request.method == "POST") {
