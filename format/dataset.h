@@ -417,7 +417,9 @@ class Dataset {
   /// Commits `point` (commit thread; commits in the order prepared). Every
   /// chunk taken before `point` was prepared must have been reported by
   /// ChunksWritten(); Internal otherwise. May run while the writer thread
-  /// appends. On error nothing of `point` is in; the previous commit stands.
+  /// appends. On error nothing of `point` is in; the previous commit stands,
+  /// and points prepared before the error are refused (FailedPrecondition:
+  /// they miss what the failed one held); the next one prepared holds it.
   Status Commit(CommitPoint& point);
   /// Ends deferred writes once every commit is done and no other thread
   /// uses the dataset: reads and stats() are whole again.

@@ -24,6 +24,7 @@ class CommitPoint {
   DatasetMeta meta;         // index keys and chunk statistics filled on commit
   std::vector<Part> parts;  // one per meta.tensors entry
   std::vector<std::string> garbage;  // chunk keys the commit supersedes
+  uint64_t failures_seen = 0;        // Impl::failed_commits when prepared
 };
 
 void CommitPointDeleter::operator()(CommitPoint* point) const { delete point; }
@@ -46,6 +47,8 @@ void BackOffAfterConflict(int attempt) {
 Result<CommitPointPtr> Dataset::Impl::PrepareCommit(bool keep_open,
                                                     std::string writer_state) {
   std::vector<std::optional<internal::ChunkRef>> open(tensors.size());
+  const uint64_t failures = failed_commits.load();
+  const bool rewrite_all = failures != failures_prepared;
   bool dirty = schema_dirty || rewrite_all || writer_state != writer;
   writer = std::move(writer_state);
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -73,8 +76,9 @@ Result<CommitPointPtr> Dataset::Impl::PrepareCommit(bool keep_open,
     for (auto& g : impl.OnCommitPrepared())
       point->garbage.push_back(std::move(g));
   }
+  point->failures_seen = failures;
   schema_dirty = false;
-  rewrite_all = false;
+  failures_prepared = failures;
   return point;
 }
 
@@ -105,10 +109,18 @@ Status Dataset::Impl::FillChunkSizes(internal::TensorIndex& index,
 // leaves the previous commit in force and the new objects as orphans; after
 // (5), only garbage (replaced objects) is left to delete.
 Status Dataset::Impl::Apply(CommitPoint& point) {
+  // A point prepared before a commit failed does not hold the indexes that
+  // commit changed (they were marked clean when it was prepared).
+  if (point.failures_seen != failed_commits.load()) {
+    return FailedPrecondition(
+        Where() +
+        ": this commit was prepared before an earlier one failed "
+        "and misses what that one held; prepare it again");
+  }
   Status s = ApplyOnce(point);
   // What the failed commit held is no longer marked as changed: the next
-  // one rewrites every index, so that it commits all of it.
-  if (!s.ok()) rewrite_all = true;
+  // point prepared rewrites every index, so that it commits all of it.
+  if (!s.ok()) failed_commits.fetch_add(1);
   return s;
 }
 

@@ -316,10 +316,12 @@ Result<IngestReport> Ingestion::Run() {
     ReportProgress(false);
   }
   control_->Stop();
+  // After an error the append stage may still be running on another item:
+  // wait for it before its open-chunk charge is read.
+  if (!status.ok()) pipeline_->Stop();
   pipeline_->Charge(-static_cast<int64_t>(open_charged_));
   open_charged_ = 0;
   if (!status.ok()) {
-    pipeline_->Cancel();
     pipeline_.reset();
     ds_.reset();  // deferred: nothing more is committed
     return Fail(std::move(status));

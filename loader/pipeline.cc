@@ -155,7 +155,8 @@ void PipelineCore::Impl::BuildGraph() {
           g, flow::unlimited,
           [this, i](const GatedItem& in,
                     ParallelNode::output_ports_type& ports) {
-            RunParallel(i, std::get<0>(in), std::get<1>(in), ports);
+            const auto [slot, token] = ReadHandOff(in);
+            RunParallel(i, slot, token, ports);
           });
       flow::make_edge(*stage.queue, flow::input_port<0>(*stage.join));
       flow::make_edge(*stage.tokens, flow::input_port<1>(*stage.join));

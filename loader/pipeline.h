@@ -338,6 +338,12 @@ class Pipeline {
   /// Next() returns Cancelled from now on. Does not wait; idempotent.
   void Cancel() { core_->Cancel(); }
 
+  /// Cancel(), then waits until the feeder callback and every body have
+  /// returned: after it, state the bodies write may be read without a race.
+  /// Next() returns Cancelled; metrics() and Charge() still work; the
+  /// stages are gone. Idempotent; not from a body or the feeder.
+  void Stop() { core_->Shutdown(); }
+
   /// Sets how many bodies of parallel stage `stage` (index in AddStage
   /// order) may run at once, effective for items started from now on:
   /// raising lets queued items start at once; lowering lets running bodies

@@ -22,8 +22,16 @@ namespace {
 std::atomic<bool> g_stop{false};
 static_assert(std::atomic<bool>::is_always_lock_free);
 
-void OnSignal(int) {
-  if (g_stop.exchange(true)) _exit(130);
+void OnSignal(int sig) {
+  // A second signal stops at once, as the signal itself would: the parent
+  // (a shell, a launcher) sees the process killed by it (a shell: exit 130
+  // for SIGINT). Not _exit(): that would run a sanitizer's exit checks on
+  // threads this abandons on purpose.
+  if (g_stop.exchange(true)) {
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+    return;
+  }
   constexpr char kMessage[] =
       "\nshoal: stopping after the current items (again to stop at once)\n";
   (void)!::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);

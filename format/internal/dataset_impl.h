@@ -59,8 +59,12 @@ class Dataset::Impl {
   std::unordered_map<uint64_t, internal::ChunkRef> written;
 
   bool schema_dirty = false;
-  // A commit failed: the next one writes every tensor's index (see Apply).
-  bool rewrite_all = false;
+  // Commits that failed (commit thread; atomic: the writer thread prepares
+  // meanwhile). The first point prepared after a failure writes every
+  // tensor's index; one prepared before it is refused (see Apply).
+  std::atomic<uint64_t> failed_commits{0};
+  // failed_commits as the last prepared point saw it (writer thread).
+  uint64_t failures_prepared = 0;
   bool closed = false;
   std::vector<std::unique_ptr<Tensor>> tensors;  // creation order, hidden too
   std::map<std::string, Tensor*, std::less<>> by_name;

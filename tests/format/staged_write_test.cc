@@ -5,11 +5,13 @@
 // and however the writer was interrupted and resumed.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "format/dataset.h"
 #include "format/verify.h"
+#include "tests/format/fault_store.h"
 #include "tests/format/format_test_util.h"
 
 namespace shoal {
@@ -28,11 +30,13 @@ constexpr uint64_t kSamples = 700;
 struct Recipe {
   static Shape DataShape(uint64_t i) { return Shape{1 + (i * 7) % 13, 97}; }
   static void CreateTensors(Dataset& ds) {
-    ASSERT_TRUE(Ok(ds.CreateTensor({.name = "data", .dtype = DType::kUInt8,
+    ASSERT_TRUE(Ok(ds.CreateTensor({.name = "data",
+                                    .dtype = DType::kUInt8,
                                     .chunk_compression = "zstd:1",
                                     .max_chunk_bytes = 16 << 10,
                                     .block_bytes = 4096})));
-    ASSERT_TRUE(Ok(ds.CreateTensor({.name = "packed", .dtype = DType::kUInt8,
+    ASSERT_TRUE(Ok(ds.CreateTensor({.name = "packed",
+                                    .dtype = DType::kUInt8,
                                     .sample_compression = "lz4",
                                     .max_chunk_bytes = 8 << 10})));
     ASSERT_TRUE(Ok(ds.CreateTensor(
@@ -138,8 +142,9 @@ TEST(StagedWriteTest, DeferredWriterMakesThePlainWritersChunks) {
     // The copies of open chunks that later commits superseded are gone.
     auto report = VerifyDataset(url);
     ASSERT_TRUE(Ok(report));
-    EXPECT_TRUE(report->ok()) << report->problems.size() << " problems, first: "
-                              << report->problems[0].message;
+    EXPECT_TRUE(report->ok())
+        << report->problems.size()
+        << " problems, first: " << report->problems[0].message;
   }
 }
 
@@ -162,7 +167,7 @@ TEST(StagedWriteTest, ResumedWriterMakesTheUninterruptedChunks) {
         ASSERT_TRUE(Ok(Recipe::AppendRow(**ds, i)));
       }
       ASSERT_TRUE(Ok(writer.Drain()));  // written, never committed: orphans
-    }  // destroyed without a final commit
+    }                                   // destroyed without a final commit
     auto ds = Dataset::Open(url);
     ASSERT_TRUE(Ok(ds));
     ASSERT_EQ((*ds)->len(), stop_at);
@@ -178,27 +183,97 @@ TEST(StagedWriteTest, ResumedWriterMakesTheUninterruptedChunks) {
   }
 }
 
+// A dataset at `url` whose chunk writes are deferred, holding the recipe's
+// first `rows` rows.
+std::unique_ptr<Dataset> DeferredDataset(const std::string& url,
+                                         uint64_t rows) {
+  auto ds = Dataset::Create(url);
+  EXPECT_TRUE(Ok(ds));
+  if (!ds.ok()) return nullptr;
+  EXPECT_TRUE(Ok((*ds)->DeferChunkWrites()));
+  Recipe::CreateTensors(**ds);
+  for (uint64_t i = 0; i < rows; ++i) {
+    EXPECT_TRUE(Ok(Recipe::AppendRow(**ds, i)));
+  }
+  return std::move(*ds);
+}
+
 TEST(StagedWriteTest, CommitNeedsEveryChunkWritten) {
   const std::string url = FreshMemUrl("unwritten");
-  auto ds = Dataset::Create(url);
-  ASSERT_TRUE(Ok(ds));
-  ASSERT_TRUE(Ok((*ds)->DeferChunkWrites()));
-  Recipe::CreateTensors(**ds);
-  for (uint64_t i = 0; i < 50; ++i) {
-    ASSERT_TRUE(Ok(Recipe::AppendRow(**ds, i)));
-  }
-  auto point = (*ds)->PrepareCommit();
+  auto ds = DeferredDataset(url, 50);
+  ASSERT_NE(ds, nullptr);
+  auto point = ds->PrepareCommit();
   ASSERT_TRUE(Ok(point));
-  auto chunks = (*ds)->TakePendingChunks();
+  auto chunks = ds->TakePendingChunks();
   ASSERT_FALSE(chunks.empty());
-  EXPECT_TRUE(HasCode((*ds)->Commit(**point), StatusCode::kInternal));
-  EXPECT_EQ((*ds)->commit(), 0u);
-  EXPECT_TRUE(HasCode((*ds)->Flush(), StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(HasCode(ds->Commit(**point), StatusCode::kInternal));
+  EXPECT_EQ(ds->commit(), 0u);
+  EXPECT_TRUE(HasCode(ds->Flush(), StatusCode::kFailedPrecondition));
   // Closing does not commit what the writer never committed.
-  ASSERT_TRUE(Ok((*ds)->Close()));
+  ASSERT_TRUE(Ok(ds->Close()));
   auto reopened = Dataset::Open(url, {.read_only = true});
   ASSERT_TRUE(Ok(reopened));
   EXPECT_EQ((*reopened)->len(), 0u);
+}
+
+// A writer prepares the next commit while the previous one is being
+// committed. When that one fails, the next must not go in as prepared: it
+// was prepared with the failed one's indexes marked committed, and would
+// commit metadata over indexes that lack the failed one's samples.
+TEST(StagedWriteTest, APointPreparedBeforeAFailedCommitIsRefused) {
+  using fault_store::Fault;
+  using fault_store::Op;
+  fault_store::Register();
+  fault_store::Arm(Op::kWrite, Fault::kEio, 0);
+  const std::string url = "faultmem://" + format_test::FreshMemName("refused");
+  auto ds = DeferredDataset(url, 50);
+  ASSERT_NE(ds, nullptr);
+  DeferredWriter writer(*ds);
+  auto first = ds->PrepareCommit(false, R"({"step":1})");
+  ASSERT_TRUE(Ok(first));
+  ASSERT_TRUE(Ok(writer.Drain()));
+  // Nothing appended since; only the writer's state changed.
+  auto second = ds->PrepareCommit(false, R"({"step":2})");
+  ASSERT_TRUE(Ok(second));
+  ASSERT_NE(*second, nullptr);
+  ASSERT_TRUE(Ok(writer.Drain()));
+
+  fault_store::Arm(Op::kWrite, Fault::kEio, 1);
+  EXPECT_FALSE(ds->Commit(**first).ok());
+  ASSERT_TRUE(fault_store::Fired());
+  fault_store::Disarm();
+  EXPECT_TRUE(HasCode(ds->Commit(**second), StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ds->commit(), 0u);
+
+  // Prepared again, the commit holds every sample.
+  ASSERT_TRUE(Ok(writer.CommitNow(/*final=*/true)));
+  ASSERT_TRUE(Ok(ds->FinishDeferredWrites()));
+  ASSERT_TRUE(Ok(ds->Close()));
+  auto reopened = Dataset::Open(url, {.read_only = true});
+  ASSERT_TRUE(Ok(reopened));
+  ASSERT_EQ((*reopened)->len(), 50u);
+  auto data = (*reopened)->tensor("data");
+  ASSERT_TRUE(Ok(data));
+  for (uint64_t i = 0; i < 50; ++i) {
+    auto sample = (*data)->Read(i);
+    ASSERT_TRUE(Ok(sample)) << i;
+    const auto want = SampleBytes(1, i, Recipe::DataShape(i).num_elements());
+    ASSERT_EQ(
+        std::string(sample->data.view()),
+        std::string(reinterpret_cast<const char*>(want.data()), want.size()))
+        << i;
+  }
+  // What the failed commits wrote before failing is left as orphans, which
+  // a repair removes; nothing else is wrong.
+  auto verify = VerifyDataset(url);
+  ASSERT_TRUE(Ok(verify));
+  for (const VerifyProblem& p : verify->problems) {
+    EXPECT_EQ(p.kind, VerifyProblem::Kind::kOrphan) << p.ToString();
+  }
+  ASSERT_TRUE(Ok(VerifyDataset(url, {.repair = true})));
+  verify = VerifyDataset(url);
+  ASSERT_TRUE(Ok(verify));
+  EXPECT_TRUE(verify->ok());
 }
 
 }  // namespace

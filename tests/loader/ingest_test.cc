@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -779,10 +781,18 @@ TEST(IngestFaultTest, ASlowStoreGetsMoreWriters) {
   std::vector<TensorSpec> specs = RowSpecs();
   specs[0].max_chunk_bytes = 16 << 10;  // many chunks, each a slow write
   specs[0].chunk_compression = "";
+  // The controller tries one stage at a time, so when every stage is slow
+  // (a sanitizer build) it may reach the writers late: the source goes on
+  // past 16000 rows until they have grown, for at most a minute.
+  std::atomic<bool> writers_grew{false};
+  const auto start = std::chrono::steady_clock::now();
   auto source = MakeRowSource(
       "slow rows", specs,
-      [](uint64_t i, Record& record) -> Result<bool> {
-        if (i >= 16000) return false;
+      [&](uint64_t i, Record& record) -> Result<bool> {
+        if (i >= 16000 &&
+            (writers_grew ||
+             std::chrono::steady_clock::now() - start > std::chrono::minutes(1)))
+          return false;
         SHOAL_RETURN_IF_ERROR(FillRow(i, record));
         return true;
       },
@@ -793,6 +803,11 @@ TEST(IngestFaultTest, ASlowStoreGetsMoreWriters) {
   options.on_decision = [&](const std::string& d) {
     std::lock_guard<std::mutex> lock(mu);
     decisions.push_back(d);
+    int from = 0, to = 0;
+    if (std::sscanf(d.c_str(), "%*s s: write %d->%d", &from, &to) == 2 &&
+        to > from) {
+      writers_grew = true;
+    }
   };
   auto report =
       Ingest(*source, "faulty://" + format_test::FreshMemName("slow"), options);

@@ -716,6 +716,35 @@ TEST(PipelineTest, CancelDropsQueuedItems) {
   EXPECT_LT(SecondsSince(start), 0.100 * SHOAL_TEST_TIME_SCALE);
 }
 
+// Stop() returns only once no body runs: what bodies write can then be read
+// without a race (Cancel() alone returns while they still run).
+TEST(PipelineTest, StopWaitsForRunningBodies) {
+  Watchdog watchdog;
+  std::atomic<int> entered{0};
+  std::atomic<int> left{0};
+  Pipeline<Item> pipeline({.threads = 2, .max_in_flight = 8});
+  ASSERT_TRUE(pipeline
+                  .AddStage({.name = "slow", .concurrency = 2},
+                            [&](Item&) {
+                              ++entered;
+                              std::this_thread::sleep_for(milliseconds(100));
+                              ++left;
+                              return Status::OK();
+                            })
+                  .ok());
+  ASSERT_TRUE(pipeline.Start(CountingFeeder(0)).ok());
+  const auto start = Clock::now();
+  while (entered.load() == 0 && SecondsSince(start) < 5.0) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  ASSERT_GT(entered.load(), 0);
+  pipeline.Stop();
+  EXPECT_EQ(left.load(), entered.load());
+  EXPECT_EQ(pipeline.Next().status().code(), StatusCode::kCancelled);
+  // Idempotent, and the destructor after it is fine.
+  pipeline.Stop();
+}
+
 // --- Run-time concurrency ----------------------------------------------------
 
 TEST(PipelineTest, SetConcurrencyChangesParallelismWhileRunning) {

@@ -38,6 +38,14 @@ contains() {
 # finish NAME: the script's verdict and exit code.
 finish() {
   if [ "$failures" -ne 0 ]; then
+    # What the S3 test server said (its errors' stacks) outlives the
+    # scratch directory.
+    if [ -s "$work/proxy.err" ]; then
+      local kept=${TMPDIR:-/tmp}/shoal-${1// /_}-s3server.$$.log
+      cp "$work/proxy.err" "$kept" &&
+        echo "the S3 test server's errors are in $kept; the last ones:" >&2 &&
+        tail -n 30 "$kept" >&2
+    fi
     echo "$failures check(s) failed" >&2
     exit 1
   fi
