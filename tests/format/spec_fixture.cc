@@ -205,6 +205,9 @@ std::vector<std::byte> SampleBytes(DType dtype, const Shape& shape,
     const int64_t v = values == Values::kNoise
                           ? static_cast<int64_t>(r)
                           : static_cast<int64_t>(r % 97) - 40;
+    // Products wrap in unsigned arithmetic (noise values overflow int64;
+    // the bytes are those two's complement gives).
+    const uint64_t u = static_cast<uint64_t>(v);
     if (values == Values::kLabel) {
       put(static_cast<uint32_t>((i + k) % 3));
       continue;
@@ -220,22 +223,22 @@ std::vector<std::byte> SampleBytes(DType dtype, const Shape& shape,
         put(static_cast<int8_t>(v));
         break;
       case DType::kUInt16:
-        put(static_cast<uint16_t>(v * 611));
+        put(static_cast<uint16_t>(u * 611));
         break;
       case DType::kInt16:
-        put(static_cast<int16_t>(v * 301));
+        put(static_cast<int16_t>(u * 301));
         break;
       case DType::kUInt32:
-        put(static_cast<uint32_t>(v * 70001));
+        put(static_cast<uint32_t>(u * 70001));
         break;
       case DType::kInt32:
-        put(static_cast<int32_t>(v * 65537));
+        put(static_cast<int32_t>(u * 65537));
         break;
       case DType::kUInt64:
         put(static_cast<uint64_t>(v) << 33);
         break;
       case DType::kInt64:
-        put(v * (int64_t{1} << 40) + 3);
+        put(static_cast<int64_t>(u * (uint64_t{1} << 40) + 3));
         break;
       case DType::kFloat16: {
         // sign | exponent 15 (1.0 .. 2.0) | 10 bits of mantissa.

@@ -13,7 +13,7 @@ SRC=${2:?usage: s3_cli_test.sh PATH/TO/shoal SOURCE_DIR}
 # shellcheck source=cli_lib.sh
 source "$(dirname "$0")/cli_lib.sh"
 
-start_s3 "$SRC" || exit 1
+start_s3 "$SRC" "latency=300" || exit 1
 
 make_jpegs imgs 24 60 40 2 5 || finish s3_cli_test
 
@@ -43,5 +43,24 @@ run 1 "$SHOAL" ingest images imgs s3://shoal-test/ds && contains "$work/err" "al
 # Wrong credentials: refused by the server's signature check, named.
 AWS_SECRET_ACCESS_KEY=wrong run 1 "$SHOAL" info s3://shoal-test/ds &&
   contains "$work/err" "SignatureDoesNotMatch"
+
+# Readers killed while their requests are under way (stopped training jobs)
+# hold nothing up: the test proxy once kept an object's turn until an answer
+# nobody read had ended, which an answer larger than the socket buffers
+# never did, and the next reader of that object timed out. The kills land
+# while requests wait out the fault port's 300 ms latency.
+mkdir noise
+"$PY" -c "
+import numpy as np; from PIL import Image
+rng = np.random.default_rng(5)
+for i in range(2):
+    Image.fromarray(rng.integers(0, 256, (1500, 1500, 3), dtype=np.uint8)).save(f'noise/{i}.png')
+" || fail "cannot write noise images"
+run 0 "$SHOAL" ingest images noise s3://shoal-test/noise --chunk-bytes 64m
+for after in 0.15 0.45 0.75 1.05 1.35 1.65 1.95 2.25 2.55; do
+  (AWS_ENDPOINT_URL_S3="http://127.0.0.1:$s3_fault_port" \
+    timeout -s KILL "$after" "$SHOAL" get s3://shoal-test/noise images 1 -o killed.png) >/dev/null 2>&1
+done
+run 0 timeout 60 "$SHOAL" get s3://shoal-test/noise images 1 -o after.png
 
 finish s3_cli_test
