@@ -94,9 +94,10 @@ function fail(res, status, code, message) {
 // does (bounded; a miss is logged). The size to wait for: the body's, or
 // for a completion the sum of the parts it names (their sizes seen here).
 const partSizes = new Map();  // uploadId -> Map(partNumber -> bytes)
+const uploadIdOf = (req) => (/[?&]uploadId=([^&]+)/.exec(req.url) || [])[1];
 
 function writtenSize(req, body) {
-  const uploadId = (/[?&]uploadId=([^&]+)/.exec(req.url) || [])[1];
+  const uploadId = uploadIdOf(req);
   if (req.method === 'PUT' && req.url.split('?')[0].split('/').length > 2 &&
       !req.headers['x-amz-copy-source']) {
     const part = (/[?&]partNumber=(\d+)/.exec(req.url) || [])[1];
@@ -123,6 +124,7 @@ function writtenSize(req, body) {
 function headOf(req) {
   return new Promise((resolve) => {
     const headers = { ...req.headers };
+    // s3rver would answer 304 to If-None-Match, and a range of the body.
     for (const h of ['content-length', 'if-none-match', 'range', 'content-md5']) delete headers[h];
     const up = http.request({ host: '127.0.0.1', port: upstreamPort, method: 'HEAD',
       path: req.url.split('?')[0], headers, agent }, (upRes) => {
@@ -145,35 +147,24 @@ async function whole(req, size) {
   process.stderr.write(`s3_proxy: ${req.method} ${req.url}: s3rver's object did not reach ${size} bytes in 10 s\n`);
 }
 
-function forward(req, body, res, method = req.method) {
+function forward(req, body, res) {
   return new Promise((resolve) => {
     // Its client gone while the request waited (latency, its key's turn):
     // nobody to answer, so nothing to do.
-    if (res !== null && req.socket.destroyed) return resolve(499);
-    const headers = { ...req.headers };
-    if (method === 'HEAD') {  // an existence check of ours
-      delete headers['content-length'];
-      delete headers['if-none-match'];  // s3rver would answer 304
-      delete headers['range'];
-    }
-    const size = res === null ? null : writtenSize(req, body);
+    if (req.socket.destroyed) return resolve(499);
+    const size = writtenSize(req, body);
     let answer = null;
-    const up = http.request({ host: '127.0.0.1', port: upstreamPort, method,
-      path: req.url, headers, agent }, (upRes) => {
+    const up = http.request({ host: '127.0.0.1', port: upstreamPort, method: req.method,
+      path: req.url, headers: req.headers, agent }, (upRes) => {
       answer = upRes;
-      if (res === null) {  // a check of our own: only the status matters
-        upRes.resume();
-        upRes.on('end', () => resolve(upRes.statusCode));
-        return;
-      }
       if (size !== null) {  // held until the object is whole
-        const answer = [];
-        upRes.on('data', (c) => answer.push(c));
+        const chunks = [];
+        upRes.on('data', (c) => chunks.push(c));
         upRes.on('end', async () => {
-          const text = Buffer.concat(answer);
+          const text = Buffer.concat(chunks);
           if (upRes.statusCode === 200 && !text.includes('<Error>')) {
             await whole(req, size);
-            if (req.method === 'POST') partSizes.delete((/[?&]uploadId=([^&]+)/.exec(req.url) || [])[1]);
+            if (req.method === 'POST') partSizes.delete(uploadIdOf(req));
           }
           res.writeHead(upRes.statusCode, upRes.headers);
           res.end(text);
@@ -182,7 +173,7 @@ function forward(req, body, res, method = req.method) {
         return;
       }
       res.writeHead(upRes.statusCode, upRes.headers);
-      if (method === 'GET') upRes.on('data', (c) => { injected.get_bytes += c.length; });
+      if (req.method === 'GET') upRes.on('data', (c) => { injected.get_bytes += c.length; });
       upRes.on('error', () => {});  // the client went first; see below
       upRes.pipe(res);
       upRes.on('end', () => resolve(upRes.statusCode));
@@ -190,19 +181,17 @@ function forward(req, body, res, method = req.method) {
     // A client gone before the end (killed, timed out) would leave s3rver's
     // answer paused and this request unresolved, holding its key's turn
     // (withKeyLock) for good: end it upstream as the client did.
-    if (res !== null) {
-      res.on('close', () => {
-        if (answer === null || !answer.complete) {
-          up.destroy();
-          resolve(499);
-        }
-      });
-    }
+    res.on('close', () => {
+      if (answer === null || !answer.complete) {
+        up.destroy();
+        resolve(499);
+      }
+    });
     up.on('error', (e) => {
-      if (res !== null && !res.headersSent) fail(res, 502, 'BadGateway', e.message);
+      if (!res.headersSent) fail(res, 502, 'BadGateway', e.message);
       resolve(502);
     });
-    up.end(method === 'HEAD' ? undefined : body);
+    up.end(body);
   });
 }
 
@@ -275,8 +264,8 @@ function serve(req, res, withFaults) {
     if (req.method === 'PUT' && /[?&]partNumber=/.test(req.url)) ++injected.parts;
     if (req.method === 'PUT' && req.headers['if-none-match'] === '*') {
       await withKeyLock(key, async () => {
-        const status = await forward(req, body, null, 'HEAD');
-        if (status === 200) {
+        const head = await headOf(req);
+        if (head && head.statusCode === 200) {
           ++injected.conflicts;
           fail(res, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
         } else {
