@@ -251,6 +251,18 @@ Status Dataset::Impl::Load(const internal::LatestCommit& latest, bool all) {
     for (const auto& g : full.segments) writers.insert(g.writer);
   }
   impl.writers.assign(writers.begin(), writers.end());
+  // Every index this view needs, read together: one round trip on a
+  // network store rather than one per tensor and writer.
+  std::vector<std::string_view> index_keys;
+  for (const TensorMeta& full : meta.tensors) {
+    for (const internal::Segment& g : full.segments) {
+      if ((all || g.writer == impl.segment) && !g.index_key.empty()) {
+        index_keys.push_back(g.index_key);
+      }
+    }
+  }
+  std::vector<Result<Buffer>> indexes = store.ReadMany(index_keys);
+  size_t next_index = 0;
   for (const TensorMeta& full : meta.tensors) {
     TensorMeta tm = all ? full : internal::SegmentView(full, impl.segment);
     const std::string twhere = where + ": tensor '" + tm.spec.name + "'";
@@ -269,7 +281,7 @@ Status Dataset::Impl::Load(const internal::LatestCommit& latest, bool all) {
         if (tm.spec.rank < 0) {
           return Corruption(twhere + ": has chunks but no rank");
         }
-        auto bytes = store.Read(g.index_key);
+        Result<Buffer>& bytes = indexes[next_index++];
         if (!bytes.ok()) {
           return bytes.status().WithContext(twhere + ": index '" + g.index_key +
                                             "'");

@@ -114,6 +114,14 @@ std::vector<Result<Buffer>> Store::ReadRanges(
   return out;
 }
 
+std::vector<Result<Buffer>> Store::ReadMany(
+    std::span<const std::string_view> keys) const {
+  std::vector<Result<Buffer>> out;
+  out.reserve(keys.size());
+  for (std::string_view key : keys) out.push_back(Read(key));
+  return out;
+}
+
 std::vector<Status> Store::WriteMany(std::span<const ObjectWrite> writes) {
   std::vector<Status> out;
   out.reserve(writes.size());

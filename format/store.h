@@ -86,6 +86,11 @@ class Store {
   virtual std::vector<Result<Buffer>> ReadRanges(
       std::span<const RangeRead> ranges,
       const BufferAllocator& allocate = {}) const;
+  /// Every object as Read() reads it, one result per key, in order. In
+  /// flight together where ReadRanges() is (s3://: opening a dataset reads
+  /// its tensors' indexes in one round trip rather than one each).
+  virtual std::vector<Result<Buffer>> ReadMany(
+      std::span<const std::string_view> keys) const;
   /// The object's size in bytes; NotFound when missing.
   virtual Result<uint64_t> Size(std::string_view key) const = 0;
   virtual Result<bool> Exists(std::string_view key) const = 0;
@@ -140,10 +145,10 @@ class Store {
 
 /// A store that forwards every call to another: the base of wrappers
 /// (fault injection, latency, counting) that override only what they change.
-/// WriteMany() and DeleteMany() are not forwarded: they go through the
-/// wrapper's Write() and Delete(), one at a time, so that a wrapper that
-/// changes those sees every write and delete. Thread-safe as the inner
-/// store is.
+/// ReadMany(), WriteMany() and DeleteMany() are not forwarded: they go
+/// through the wrapper's Read(), Write() and Delete(), one at a time, so
+/// that a wrapper that changes those sees every read, write and delete.
+/// Thread-safe as the inner store is.
 class ForwardingStore : public Store {
  public:
   explicit ForwardingStore(std::shared_ptr<Store> inner)

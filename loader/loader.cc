@@ -183,8 +183,10 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
   const int prefetch =
       options.prefetch_batches > 0 ? options.prefetch_batches : 2 * threads + 2;
   // Fetch workers mostly wait on the store. They get threads of their own
-  // beside the decoders': measured on s3:// with 20 ms per request, fetches
-  // sharing the decoders' 2 threads held them a third of the time.
+  // beside the decoders' (measured on s3:// with 20 ms per request, fetches
+  // sharing the decoders' 2 threads held them a third of the time), outside
+  // the task arena (a blocking stage): an arena sized for 64 fetches had 64
+  // TBB workers, whose idle spinning took the decoders' cores.
   const bool adaptive = options.fetch_workers == 0;
   const int fetch_max =
       adaptive ? std::clamp(dataset->store()->useful_reads_in_flight(), 1,
@@ -199,9 +201,7 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
   // same budget outside the items (they outlive batches).
   auto next = std::make_unique<Pipeline<LoaderBatchWork>>(
       PipelineOptions{
-          .threads = std::min(threads + fetch_max, kMaxPipelineThreads),
-          .budget = budget,
-          .max_in_flight = prefetch},
+          .threads = threads, .budget = budget, .max_in_flight = prefetch},
       [this] {
         auto item = std::make_unique<LoaderBatchWork>();
         item->tensors.resize(tensors.size());
@@ -215,9 +215,9 @@ Status Loader::Impl::StartRun(SamplerPosition from) {
         item->stored.resize(tensors.size());
         return item;
       });
-  SHOAL_RETURN_IF_ERROR(
-      next->AddStage({.name = "fetch", .concurrency = fetch_workers},
-                     [this](LoaderBatchWork& item) { return Fetch(item); }));
+  SHOAL_RETURN_IF_ERROR(next->AddStage(
+      {.name = "fetch", .concurrency = fetch_workers, .blocking = true},
+      [this](LoaderBatchWork& item) { return Fetch(item); }));
   SHOAL_RETURN_IF_ERROR(
       next->AddStage({.name = "decode", .concurrency = threads},
                      [this](LoaderBatchWork& item) { return Decode(item); }));

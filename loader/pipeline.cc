@@ -65,6 +65,9 @@ Status PipelineCore::Impl::AddStage(StageOptions stage_options, Body body) {
   stage->name = std::move(stage_options.name);
   stage->ordered = stage_options.concurrency == StageOptions::kSerialInOrder;
   stage->concurrency.store(stage->ordered ? 1 : stage_options.concurrency);
+  if (stage_options.blocking && !stage->ordered) {
+    stage->blocking = std::make_unique<BlockingWork>();
+  }
   stage->body = std::move(body);
   stages.push_back(std::move(stage));
   return Status::OK();
@@ -232,6 +235,7 @@ void PipelineCore::Impl::Shutdown() {
   // The feeder is gone, so no item enters any more; the ones inside drain
   // through with their bodies skipped.
   if (graph != nullptr) graph->wait_for_all();
+  StopBlockingThreads();
   SHOAL_TSAN_ACQUIRE(&teardown_sync);
   DestroyGraph();
   arena.reset();
@@ -361,6 +365,9 @@ PipelineMetrics PipelineCore::Impl::Metrics() const {
   m.items_in_flight_peak = in_flight_peak.load(std::memory_order_relaxed);
   m.items_delivered = delivered.load(std::memory_order_relaxed);
   m.threads = threads;
+  for (const auto& stage : stages) {
+    if (stage->blocking) m.blocking_threads += stage->blocking->started.load();
+  }
   return m;
 }
 

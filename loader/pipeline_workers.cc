@@ -160,7 +160,7 @@ void PipelineCore::Impl::RunSerial(size_t index, Slot* slot, SlotPort& out) {
     stage.serial_free_since_ns.store(end, std::memory_order_relaxed);
   }
   SHOAL_TSAN_RELEASE(&stage);
-  Forward(index, slot, out);
+  Forward(index, slot, &out);
   SHOAL_TSAN_RELEASE(&teardown_sync);
 }
 
@@ -181,13 +181,98 @@ void PipelineCore::Impl::RunParallel(size_t index, Slot* slot, Token token,
     SHOAL_TSAN_RELEASE(&teardown_sync);
     return;
   }
+  if (stage.blocking) {
+    HandOff(index, slot, token);
+    return;
+  }
   if (!Skip(slot)) {
     token.free_since_ns = RunBody(index, slot, token.free_since_ns);
   }
   // The slot is free before the item moves on, so the next item can start.
   if (!TakeRetirement(stage)) std::get<1>(ports).try_put(token);
-  Forward(index, slot, std::get<0>(ports));
+  Forward(index, slot, &std::get<0>(ports));
   SHOAL_TSAN_RELEASE(&teardown_sync);
+}
+
+void PipelineCore::Impl::HandOff(size_t index, Slot* slot, Token token) {
+  BlockingWork& work = *stages[index]->blocking;
+  // wait_for_all() (Shutdown) waits for the item until RunBlocking is done
+  // with the graph.
+  graph->reserve_wait();
+  SHOAL_TSAN_RELEASE(slot);
+  bool queued = false;
+  {
+    std::lock_guard lock(work.mu);
+    // A thread for each item not yet taken, up to the stage's concurrency:
+    // at that many threads one has finished its item (this one holds a
+    // token), and takes this one when it comes back for more. (A new thread
+    // waits for the lock, then finds the item.)
+    if (work.queue.size() + 1 > work.idle &&
+        work.threads.size() <
+            static_cast<size_t>(std::max(1, stages[index]->concurrency.load(
+                                                std::memory_order_relaxed)))) {
+      try {
+        work.threads.emplace_back([this, index] { BlockingLoop(index); });
+        work.started.fetch_add(1, std::memory_order_relaxed);
+      } catch (const std::system_error&) {
+        // The threads there are will get to it.
+      }
+    }
+    if (!work.threads.empty()) {
+      work.queue.emplace_back(slot, token);
+      queued = true;
+    }
+  }
+  if (!queued) {
+    // No thread could start and none exists: this task runs the item.
+    RunBlocking(index, slot, token);
+    return;
+  }
+  work.ready.notify_one();
+}
+
+void PipelineCore::Impl::BlockingLoop(size_t index) {
+  BlockingWork& work = *stages[index]->blocking;
+  std::unique_lock lock(work.mu);
+  while (true) {
+    ++work.idle;
+    work.ready.wait(lock, [&] { return work.stop || !work.queue.empty(); });
+    --work.idle;
+    if (work.queue.empty()) return;  // stopped
+    const auto [slot, token] = work.queue.front();
+    work.queue.pop_front();
+    lock.unlock();
+    RunBlocking(index, slot, token);
+    lock.lock();
+  }
+}
+
+void PipelineCore::Impl::RunBlocking(size_t index, Slot* slot, Token token) {
+  SHOAL_TSAN_ACQUIRE(&setup_sync);
+  SHOAL_TSAN_ACQUIRE(slot);
+  Stage& stage = *stages[index];
+  if (!Skip(slot)) {
+    token.free_since_ns = RunBody(index, slot, token.free_since_ns);
+  }
+  if (!TakeRetirement(stage)) stage.tokens->try_put(token);
+  Forward(index, slot, nullptr);
+  SHOAL_TSAN_RELEASE(&teardown_sync);
+  graph->release_wait();
+}
+
+void PipelineCore::Impl::StopBlockingThreads() {
+  for (auto& stage : stages) {
+    if (!stage->blocking) continue;
+    BlockingWork& work = *stage->blocking;
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(work.mu);
+      work.stop = true;
+      threads.swap(work.threads);
+    }
+    work.ready.notify_all();
+    for (std::thread& t : threads) t.join();
+  }
 }
 
 int64_t PipelineCore::Impl::RunBody(size_t index, Slot* slot,
@@ -219,13 +304,14 @@ int64_t PipelineCore::Impl::RunBody(size_t index, Slot* slot,
   return end;
 }
 
-void PipelineCore::Impl::Forward(size_t index, Slot* slot, SlotPort& out) {
+void PipelineCore::Impl::Forward(size_t index, Slot* slot, SlotPort* out) {
   if (index + 1 == stages.size()) {
     Deliver(slot);
     return;
   }
   SHOAL_TSAN_RELEASE(slot);
-  if (!out.try_put(slot)) {
+  if (!(out != nullptr ? out->try_put(slot)
+                       : stages[index + 1]->entry->try_put(slot))) {
     // Queues and sequencers always accept; this is a broken invariant.
     LatchError(slot->seq,
                Internal("pipeline stage '" + stages[index + 1]->name +

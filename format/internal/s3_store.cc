@@ -12,8 +12,8 @@
 // very bytes: a retry whose first attempt went through); Sync has nothing to
 // do.
 // Delete reports NotFound for a missing key (S3's DELETE does not say, so it
-// asks first); DeleteMany does not ask. ReadRanges, WriteMany and DeleteMany
-// have their requests in flight together.
+// asks first); DeleteMany does not ask. ReadRanges, ReadMany, WriteMany and
+// DeleteMany have their requests in flight together.
 // Errors name the bucket, the key, the HTTP status and the server's request
 // id. 500/502/503/504, SlowDown and transport failures are retried with
 // exponential backoff and jitter (internal::RetryBackoff), at most kAttempts
@@ -45,9 +45,10 @@ constexpr int kAttempts = 6;
 constexpr internal::RetryPolicy kRetry{std::chrono::milliseconds(50),
                                        std::chrono::milliseconds(2000),
                                        std::chrono::seconds(30)};
-// Requests of one ReadRanges(), WriteMany() or DeleteMany() call in flight
-// at once: enough to cover a round trip of tens of milliseconds at the rate
-// one machine decodes, few enough not to look like a flood to the server.
+// Requests of one ReadRanges(), ReadMany(), WriteMany() or DeleteMany()
+// call in flight at once: enough to cover a round trip of tens of
+// milliseconds at the rate one machine decodes, few enough not to look like
+// a flood to the server.
 constexpr size_t kRequestsInFlight = 32;
 
 class S3Store final : public Store {
@@ -99,36 +100,44 @@ class S3Store final : public Store {
     return RangeBody(key, offset, length, r);
   }
 
-  // The GETs go out together (SendMany).
+  // The GETs go out together (GetMany).
   std::vector<Result<Buffer>> ReadRanges(
       std::span<const RangeRead> ranges,
       const BufferAllocator& allocate = {}) const override {
-    std::vector<std::optional<Result<Buffer>>> done(ranges.size());
-    std::vector<Prepared> prepared;
-    std::vector<size_t> sent_for;  // prepared[k] reads ranges[sent_for[k]]
-    for (size_t i = 0; i < ranges.size(); ++i) {
-      const RangeRead& r = ranges[i];
-      if (r.length == 0 || r.offset > UINT64_MAX - r.length ||
-          !ValidateStoreKey(r.key).ok()) {
-        done[i] = ReadRange(r.key, r.offset, r.length);  // says what is wrong
-        continue;
-      }
-      prepared.push_back(Prepare("GET", "/" + ObjectKey(r.key), {},
-                                 {{"range", RangeHeader(r.offset, r.length)}},
-                                 {}));
-      sent_for.push_back(i);
-    }
-    std::vector<Result<HttpResponse>> sent = SendMany(prepared, allocate);
-    for (size_t k = 0; k < sent.size(); ++k) {
-      const RangeRead& r = ranges[sent_for[k]];
-      done[sent_for[k]] = sent[k].ok()
-                              ? RangeBody(r.key, r.offset, r.length, *sent[k])
-                              : Result<Buffer>(sent[k].status());
-    }
-    std::vector<Result<Buffer>> out;
-    out.reserve(ranges.size());
-    for (auto& d : done) out.push_back(std::move(*d));
-    return out;
+    return GetMany(
+        ranges.size(),
+        [&](size_t i) -> std::optional<Prepared> {
+          const RangeRead& r = ranges[i];
+          if (r.length == 0 || r.offset > UINT64_MAX - r.length ||
+              !ValidateStoreKey(r.key).ok()) {
+            return std::nullopt;
+          }
+          return Prepare("GET", "/" + ObjectKey(r.key), {},
+                         {{"range", RangeHeader(r.offset, r.length)}}, {});
+        },
+        [&](size_t i) {
+          return ReadRange(ranges[i].key, ranges[i].offset, ranges[i].length);
+        },
+        [&](size_t i, HttpResponse& r) {
+          return RangeBody(ranges[i].key, ranges[i].offset, ranges[i].length,
+                           r);
+        },
+        allocate);
+  }
+
+  std::vector<Result<Buffer>> ReadMany(
+      std::span<const std::string_view> keys) const override {
+    return GetMany(
+        keys.size(),
+        [&](size_t i) -> std::optional<Prepared> {
+          if (!ValidateStoreKey(keys[i]).ok()) return std::nullopt;
+          return Prepare("GET", "/" + ObjectKey(keys[i]), {}, {}, {});
+        },
+        [&](size_t i) { return Read(keys[i]); },
+        [&](size_t i, HttpResponse& r) -> Result<Buffer> {
+          if (r.status != 200) return Error("GET", keys[i], r);
+          return std::move(r.body);
+        });
   }
 
   // The PUTs go out together; an object for a multipart upload goes alone.
@@ -457,6 +466,37 @@ class S3Store final : public Store {
       }
       backoff.Wait();
     }
+  }
+
+  // Reads 0 .. n-1 in flight together (SendMany): `prepare(i)` gives read
+  // i's request, or nothing when it cannot be sent (an invalid key or
+  // range), and then `alone(i)` says what is wrong; `answer(i, response)`
+  // turns a response into the read's result.
+  template <typename PrepareFn, typename AloneFn, typename AnswerFn>
+  std::vector<Result<Buffer>> GetMany(
+      size_t n, PrepareFn prepare, AloneFn alone, AnswerFn answer,
+      const BufferAllocator& allocate = {}) const {
+    std::vector<std::optional<Result<Buffer>>> done(n);
+    std::vector<Prepared> prepared;
+    std::vector<size_t> sent_for;  // prepared[k] is read sent_for[k]
+    for (size_t i = 0; i < n; ++i) {
+      std::optional<Prepared> p = prepare(i);
+      if (!p) {
+        done[i] = alone(i);
+        continue;
+      }
+      prepared.push_back(std::move(*p));
+      sent_for.push_back(i);
+    }
+    std::vector<Result<HttpResponse>> sent = SendMany(prepared, allocate);
+    for (size_t k = 0; k < sent.size(); ++k) {
+      done[sent_for[k]] = sent[k].ok() ? answer(sent_for[k], *sent[k])
+                                       : Result<Buffer>(sent[k].status());
+    }
+    std::vector<Result<Buffer>> out;
+    out.reserve(n);
+    for (auto& d : done) out.push_back(std::move(*d));
+    return out;
   }
 
   // Send() for many requests at once: up to kRequestsInFlight in flight,

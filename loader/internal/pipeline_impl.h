@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <exception>
 #include <limits>
 #include <mutex>
@@ -109,9 +111,25 @@ struct Counters {
   }
 };
 
+// The threads of a blocking stage (StageOptions::blocking) and the items
+// handed to them. An item waits here only while it holds one of the stage's
+// tokens, so the queue never holds more than the stage's concurrency, and
+// there are never more threads than the highest concurrency it was given.
+// Locked once per item, which is a batch or a chunk, not a sample.
+struct BlockingWork {
+  std::mutex mu;
+  std::condition_variable ready;
+  std::deque<std::pair<Slot*, Token>> queue;  // under mu
+  std::vector<std::thread> threads;           // under mu
+  size_t idle = 0;                            // under mu: threads waiting
+  bool stop = false;                          // under mu
+  std::atomic<int> started{0};                // threads.size(), for metrics
+};
+
 struct Stage {
   std::string name;
   bool ordered = false;
+  std::unique_ptr<BlockingWork> blocking;  // null unless a blocking stage
   PipelineCore::Body body;
   // The concurrency asked for. Once started, live tokens minus
   // retire_pending equal it.
@@ -245,7 +263,15 @@ struct PipelineCore::Impl {
   void RunParallel(size_t index, Slot* slot, Token token,
                    ParallelNode::output_ports_type& ports);
   int64_t RunBody(size_t index, Slot* slot, int64_t free_since_ns);
-  void Forward(size_t index, Slot* slot, SlotPort& out);
+  // `out`: the stage's output port, or null from a blocking stage's thread
+  // (outside TBB), which puts into the next stage's entry itself.
+  void Forward(size_t index, Slot* slot, SlotPort* out);
+  // Blocking stages: the TBB task hands the item to the stage's threads
+  // (HandOff) and returns; a thread runs it (RunBlocking) and passes it on.
+  void HandOff(size_t index, Slot* slot, Token token);
+  void BlockingLoop(size_t index);
+  void RunBlocking(size_t index, Slot* slot, Token token);
+  void StopBlockingThreads();
   // Claims one pending retirement of a token of `stage`, if any.
   static bool TakeRetirement(Stage& stage);
   void Deliver(Slot* slot);

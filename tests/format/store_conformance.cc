@@ -320,6 +320,34 @@ TEST_P(StoreConformanceTest, WriteManyAndDeleteManyEachOnTheirOwn) {
             StatusCode::kInvalidArgument);
 }
 
+TEST_P(StoreConformanceTest, ReadManyReadsEachOnItsOwn) {
+  std::vector<std::string> keys, data;
+  for (int i = 0; i < 40; ++i) {  // more than a network store has in flight
+    keys.push_back("r/" + std::to_string(i));
+    data.push_back(Pattern(static_cast<size_t>(i == 5 ? 0 : 50 + 91 * i), i));
+    ASSERT_TRUE(Ok(store_->Write(keys[i], AsBytes(data[i]))));
+  }
+  keys[7] = "r/never-written";
+  keys[9] = "r/../bad";
+  std::vector<std::string_view> wanted(keys.begin(), keys.end());
+  wanted.push_back(keys[3]);  // twice
+  const std::vector<Result<Buffer>> got = store_->ReadMany(wanted);
+  ASSERT_EQ(got.size(), wanted.size());
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    if (i == 7) {
+      EXPECT_EQ(CodeOf(got[i]), StatusCode::kNotFound);
+      EXPECT_THAT(got[i].status().message(),
+                  ::testing::HasSubstr("r/never-written"));
+    } else if (i == 9) {
+      EXPECT_EQ(CodeOf(got[i]), StatusCode::kInvalidArgument);
+    } else {
+      ASSERT_TRUE(Ok(got[i])) << wanted[i];
+      EXPECT_EQ(got[i]->view(), data[i == 40 ? 3 : i]) << wanted[i];
+    }
+  }
+  EXPECT_THAT(store_->ReadMany({}), IsEmpty());
+}
+
 TEST_P(StoreConformanceTest, UnusualButValidKeys) {
   const std::vector<std::string> keys = {"sp ace/we!rd~key.v1",
                                          "a..b",

@@ -811,26 +811,30 @@ TEST(PipelineTest, SetConcurrencyChangesParallelismWhileRunning) {
   consumer.join();
 }
 
-TEST(PipelineTest, ConcurrencyStaysExactUnderRapidChanges) {
+// Changes of a parallel stage's concurrency racing with its tokens being
+// reserved, used and returned, on the arena's workers or (blocking) on the
+// stage's own threads.
+void CheckConcurrencyUnderRapidChanges(bool blocking) {
   Watchdog watchdog;
   std::atomic<int> running{0};
   std::atomic<int> peak{0};
   std::atomic<uint64_t> done{0};
   Pipeline<Item> pipeline({.threads = 8, .max_in_flight = 16});
-  ASSERT_TRUE(pipeline
-                  .AddStage({.name = "work", .concurrency = 3},
-                            [&](Item& item) {
-                              int now = ++running;
-                              int old = peak.load();
-                              while (now > old &&
-                                     !peak.compare_exchange_weak(old, now)) {
-                              }
-                              SleepUs(Mix(item.seq, 8) % 60);
-                              --running;
-                              ++done;
-                              return Status::OK();
-                            })
-                  .ok());
+  ASSERT_TRUE(
+      pipeline
+          .AddStage({.name = "work", .concurrency = 3, .blocking = blocking},
+                    [&](Item& item) {
+                      int now = ++running;
+                      int old = peak.load();
+                      while (now > old &&
+                             !peak.compare_exchange_weak(old, now)) {
+                      }
+                      SleepUs(Mix(item.seq, 8) % 60);
+                      --running;
+                      ++done;
+                      return Status::OK();
+                    })
+          .ok());
   ASSERT_TRUE(pipeline.Start(CountingFeeder(0)).ok());
   std::thread consumer([&] {
     while (true) {
@@ -861,8 +865,134 @@ TEST(PipelineTest, ConcurrencyStaysExactUnderRapidChanges) {
   while (done.load() < target) std::this_thread::sleep_for(milliseconds(1));
   EXPECT_EQ(peak.load(), 2);
   EXPECT_EQ(pipeline.metrics().stages[0].concurrency, 2);
+  // A blocking stage has a thread per body that ran at once, at most the
+  // highest setting (6); an arena stage none.
+  const int blocking_threads = pipeline.metrics().blocking_threads;
+  if (blocking) {
+    EXPECT_GE(blocking_threads, 2);
+    EXPECT_LE(blocking_threads, 6);
+  } else {
+    EXPECT_EQ(blocking_threads, 0);
+  }
   pipeline.Cancel();
   consumer.join();
+}
+
+TEST(PipelineTest, ConcurrencyStaysExactUnderRapidChanges) {
+  CheckConcurrencyUnderRapidChanges(false);
+}
+
+TEST(PipelineTest, BlockingStageConcurrencyStaysExactUnderRapidChanges) {
+  CheckConcurrencyUnderRapidChanges(true);
+}
+
+// --- Blocking stages
+// -----------------------------------------------------------
+
+// Bodies that wait run on the stage's own threads: with one arena worker,
+// 8 of them wait at once, and the computing stages after them still see
+// every item, in order at the serial one.
+TEST(PipelineTest, BlockingStageWaitsBesideAOneThreadArena) {
+  Watchdog watchdog;
+  std::atomic<int> running{0};
+  std::atomic<int> peak{0};
+  std::vector<uint64_t> serial_seen;
+  Pipeline<Item> pipeline({.threads = 1, .max_in_flight = 16});
+  ASSERT_TRUE(
+      pipeline
+          .AddStage({.name = "wait", .concurrency = 8, .blocking = true},
+                    [&](Item& item) {
+                      int now = ++running;
+                      int old = peak.load();
+                      while (now > old &&
+                             !peak.compare_exchange_weak(old, now)) {
+                      }
+                      std::this_thread::sleep_for(milliseconds(20));
+                      --running;
+                      item.value = item.seq * 3;
+                      return Status::OK();
+                    })
+          .ok());
+  ASSERT_TRUE(pipeline
+                  .AddStage({.name = "compute", .concurrency = 2},
+                            [](Item& item) {
+                              item.value += 1;
+                              return Status::OK();
+                            })
+                  .ok());
+  ASSERT_TRUE(pipeline
+                  .AddStage({.name = "in order",
+                             .concurrency = StageOptions::kSerialInOrder},
+                            [&](Item& item) {
+                              serial_seen.push_back(item.seq);
+                              return Status::OK();
+                            })
+                  .ok());
+  ASSERT_TRUE(pipeline.Start(CountingFeeder(96)).ok());
+  Status final;
+  auto seqs = Drain(pipeline, &final, [](Item& item) {
+    EXPECT_EQ(item.value, item.seq * 3 + 1);
+  });
+  EXPECT_TRUE(final.ok()) << final;
+  EXPECT_EQ(seqs, Iota(96));
+  EXPECT_EQ(serial_seen, Iota(96));
+  // One arena worker could run one body at a time.
+  EXPECT_EQ(peak.load(), 8);
+  const PipelineMetrics m = pipeline.metrics();
+  EXPECT_EQ(m.threads, 1);
+  EXPECT_EQ(m.blocking_threads, 8);
+  EXPECT_EQ(m.stages[0].items, 96u);
+}
+
+TEST(PipelineTest, BlockingStageErrorComesAfterEarlierItems) {
+  Watchdog watchdog;
+  Pipeline<Item> pipeline({.threads = 2, .max_in_flight = 8});
+  ASSERT_TRUE(
+      pipeline
+          .AddStage({.name = "fetch", .concurrency = 4, .blocking = true},
+                    [](Item& item) {
+                      SleepUs(Mix(item.seq, 11) % 2000);
+                      if (item.seq == 13) {
+                        return IOError("store gone at 13");
+                      }
+                      return Status::OK();
+                    })
+          .ok());
+  ASSERT_TRUE(pipeline
+                  .AddStage({.name = "decode", .concurrency = 2},
+                            [](Item&) { return Status::OK(); })
+                  .ok());
+  ASSERT_TRUE(pipeline.Start(CountingFeeder(0)).ok());
+  Status final;
+  auto seqs = Drain(pipeline, &final);
+  EXPECT_EQ(seqs, Iota(13));
+  EXPECT_EQ(final.code(), StatusCode::kIOError);
+  EXPECT_EQ(final.message(), "store gone at 13");
+}
+
+// Destroying the pipeline waits for the bodies that are waiting (they end
+// on their own) and stops the stage's threads; nothing waits for items
+// that never started.
+TEST(PipelineTest, DestroyWithBlockingBodiesWaitingIsPrompt) {
+  Watchdog watchdog;
+  std::atomic<int> started{0};
+  auto pipeline = std::make_unique<Pipeline<Item>>(
+      PipelineOptions{.threads = 2, .max_in_flight = 16});
+  ASSERT_TRUE(
+      pipeline
+          ->AddStage({.name = "fetch", .concurrency = 6, .blocking = true},
+                     [&](Item&) {
+                       ++started;
+                       std::this_thread::sleep_for(milliseconds(30));
+                       return Status::OK();
+                     })
+          .ok());
+  ASSERT_TRUE(pipeline->Start(CountingFeeder(0)).ok());
+  while (started.load() < 6) std::this_thread::sleep_for(milliseconds(1));
+  const auto start = Clock::now();
+  pipeline.reset();
+  // One body's wait (30 ms), not the queue's.
+  EXPECT_LT(SecondsSince(start), 0.200 * SHOAL_TEST_TIME_SCALE);
 }
 
 TEST(PipelineTest, ControlCallsFromInsideThePipelineDoNotDeadlock) {
