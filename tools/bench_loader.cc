@@ -197,6 +197,7 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
   Progress progress("bench", "batches");
   std::vector<uint64_t> first_epoch_samples;
   std::optional<uint64_t> first_epoch;
+  double first_batch_seconds = 0;  // the wait before training can start
   const Stopwatch clock;
   // --profile: an interval about every 250 ms, taken between batches.
   std::optional<ProfileRecorder> profile;
@@ -239,7 +240,10 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
       }
       digests << '\n';
     }
-    if (!first_epoch) first_epoch = batch->epoch();
+    if (!first_epoch) {
+      first_epoch = batch->epoch();
+      first_batch_seconds = clock.seconds();
+    }
     if (options.bench.reference && batch->epoch() == *first_epoch) {
       first_epoch_samples.insert(first_epoch_samples.end(),
                                  batch->indices().begin(),
@@ -301,6 +305,7 @@ Result<int> RunLoaderBench(std::shared_ptr<const Dataset> dataset,
         {"batches", m.batches},
         {"bytes", m.sample_bytes},
         {"seconds", seconds},
+        {"first_batch_s", first_batch_seconds},
         {"samples_per_s", samples_per_s},
         {"mb_per_s", mb_per_s},
         {"stall_fraction", stall},
