@@ -114,11 +114,16 @@ Status Loader::Impl::DecodeClip(LoaderBatchWork& item, size_t k, size_t t,
   const size_t own = frames.size();
   const uint64_t others = uint64_t{clips_per_video} - 1;
   if (produce) {
-    // Room in the budget for the other clips, as for a batch buffer (see
-    // Fill); without it the share goes back to idle for a later batch.
+    // Room in the budget for the other clips, taken at once (two decoders
+    // that both saw room went past the budget together); without it the
+    // share goes back to idle for a later batch. The buffer charges the
+    // budget itself, so the room taken goes back once it exists.
     const uint64_t want = others * dest.size();
     Result<MutableBuffer> buffer = ResourceExhausted("no room");
-    if (budget->HasRoom(want)) buffer = MutableBuffer::Allocate(want, budget);
+    if (budget->TryAdmit(want, false)) {
+      buffer = MutableBuffer::Allocate(want, budget);
+      budget->Charge(-static_cast<int64_t>(want));
+    }
     if (buffer.ok()) {
       share->clips = std::move(*buffer);
       share->clip_bytes = dest.size();
