@@ -221,14 +221,15 @@ void PipelineCore::Impl::HandOff(size_t index, Slot* slot, Token token) {
     if (!work.threads.empty()) {
       work.queue.emplace_back(slot, token);
       queued = true;
+      // Under the lock: once it is released, a thread may run the item to
+      // its end and Shutdown() destroy `work`.
+      work.ready.notify_one();
     }
   }
   if (!queued) {
     // No thread could start and none exists: this task runs the item.
     RunBlocking(index, slot, token);
-    return;
   }
-  work.ready.notify_one();
 }
 
 void PipelineCore::Impl::BlockingLoop(size_t index) {
