@@ -2,8 +2,11 @@
 // columns and commits are in dataset_write.cc.
 #include "format/dataset.h"
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <random>
+#include <thread>
 
 #include "format/internal/commit_log.h"
 #include "format/internal/dataset_impl.h"
@@ -14,6 +17,10 @@ using internal::DatasetMeta;
 using internal::TensorMeta;
 
 namespace {
+
+// How long Open() keeps reading newer commits while writers delete what the
+// ones it read named (see there).
+constexpr auto kOpenRetryTime = std::chrono::seconds(10);
 
 // A fixed seed (tests) names the same chunks again whenever it is reused;
 // mixing in the commit a writer starts from keeps a reopened dataset (or
@@ -325,7 +332,12 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
   auto store = std::move(*store_or);
   uint64_t known = 0;
   // A writer committing meanwhile may delete what the commit read first
-  // named; reading again from the newer commit gets past it.
+  // named; reading again from the newer commit gets past it. Writers that
+  // commit faster than a reader loads (mem://: microseconds a commit) can
+  // beat many attempts in a row (16 attempts lost in a test of 2 writers
+  // and 40 commits), so the reader keeps at it for a while, and after a few
+  // losses waits a little between attempts, leaving the writers the cores.
+  const auto give_up = std::chrono::steady_clock::now() + kOpenRetryTime;
   for (int attempt = 1;; ++attempt) {
     auto impl = std::make_unique<Impl>();
     impl->context.store = store;
@@ -347,11 +359,16 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
             impl->segment);
     const bool all = options.read_only && !options.writer;
     Status s = impl->Load(latest, all);
-    if (s.code() == StatusCode::kNotFound && attempt < 16) {
+    if (s.code() == StatusCode::kNotFound &&
+        std::chrono::steady_clock::now() < give_up) {
       SHOAL_ASSIGN_OR_RETURN(bool newer,
                              internal::Superseded(*store, latest.meta.commit));
       if (newer) {
         known = latest.meta.commit + 1;
+        if (attempt >= 8) {
+          std::this_thread::sleep_for(
+              std::chrono::milliseconds(std::min(attempt - 7, 50)));
+        }
         continue;
       }
     }
