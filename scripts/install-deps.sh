@@ -23,6 +23,8 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-png libjpeg-turbo-progs
+  # signed requests straight to the test S3 server (curl --aws-sigv4)
+  curl
   # profile charts (scripts/plot-profile.py: make demo, make test)
   python3-matplotlib
   # ffprobe/ffmpeg: frame counts in the video tests, the video benchmarks' reference

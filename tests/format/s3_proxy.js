@@ -166,26 +166,38 @@ function forward(req, body, res) {
             await whole(req, size);
             if (req.method === 'POST') partSizes.delete(uploadIdOf(req));
           }
-          res.writeHead(upRes.statusCode, upRes.headers);
-          res.end(text);
+          if (!res.destroyed) {  // else a write whose client went
+            res.writeHead(upRes.statusCode, upRes.headers);
+            res.end(text);
+          }
           resolve(upRes.statusCode);
         });
         return;
       }
+      upRes.on('end', () => resolve(upRes.statusCode));
+      if (res.destroyed) return upRes.resume();  // a write whose client went
       res.writeHead(upRes.statusCode, upRes.headers);
       if (req.method === 'GET') upRes.on('data', (c) => { injected.get_bytes += c.length; });
       upRes.on('error', () => {});  // the client went first; see below
       upRes.pipe(res);
-      upRes.on('end', () => resolve(upRes.statusCode));
     });
     // A client gone before the end (killed, timed out) would leave s3rver's
     // answer paused and this request unresolved, holding its key's turn
-    // (withKeyLock) for good: end it upstream as the client did.
+    // (withKeyLock) for good. A read ends upstream as the client did. A
+    // write came in whole (its body is read before it is forwarded), and S3
+    // carries out a request it has whole whether or not the client waits
+    // for the answer; ending it upstream left s3rver's object truncated in
+    // place (the soak test read a 0-byte commit object after a writer was
+    // killed). So it goes on, its answer drained, and keeps its key's turn
+    // until it is done.
     res.on('close', () => {
-      if (answer === null || !answer.complete) {
-        up.destroy();
-        resolve(499);
+      if (answer !== null && answer.complete) return;
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        if (answer !== null) answer.resume();
+        return;
       }
+      up.destroy();
+      resolve(499);
     });
     up.on('error', (e) => {
       if (!res.headersSent) fail(res, 502, 'BadGateway', e.message);
