@@ -139,8 +139,8 @@ struct StageOptions {
   /// `threads` then needs to count only the stages that compute. An arena
   /// sized for many waiting bodies has as many TBB workers, and idle TBB
   /// workers spin before they sleep, on the cores the computing stages
-  /// need (a loader over s3:// with 64 fetch workers in its arena: 7.3-7.6
-  /// s for what took 6.8 s with them outside it).
+  /// need (a loader over s3:// with an arena of 2 decoders + 64 fetch
+  /// slots: 7.3-7.6 s for what an arena of 2 + 2 did in 6.8 s).
   bool blocking = false;
 };
 
