@@ -191,6 +191,15 @@ size_t Buffer::capacity() const { return capacity_; }
 Result<MutableBuffer> MutableBuffer::Allocate(
     size_t size, std::shared_ptr<MemoryBudget> tracker) {
   if (!tracker) tracker = MemoryBudget::Process();
+  tracker->Charge(static_cast<int64_t>(size));
+  Result<MutableBuffer> out = AllocateAdmitted(size, tracker);
+  if (!out.ok()) tracker->Charge(-static_cast<int64_t>(size));
+  return out;
+}
+
+Result<MutableBuffer> MutableBuffer::AllocateAdmitted(
+    size_t size, std::shared_ptr<MemoryBudget> tracker) {
+  if (!tracker) tracker = MemoryBudget::Process();
   std::byte* data = nullptr;
   const bool mapped = size >= kMappedBufferBytes;
   if (mapped) {
@@ -204,7 +213,6 @@ Result<MutableBuffer> MutableBuffer::Allocate(
     return ResourceExhausted("cannot allocate " + std::to_string(size) +
                              " bytes");
   }
-  tracker->Charge(static_cast<int64_t>(size));
   MutableBuffer out;
   out.owner_ =
       std::make_shared<Allocation>(data, size, mapped, std::move(tracker));

@@ -108,6 +108,12 @@ class MutableBuffer {
   /// no memory for it.
   static Result<MutableBuffer> Allocate(
       size_t size, std::shared_ptr<MemoryBudget> tracker = nullptr);
+  /// The same for `size` bytes already charged to `budget` (room taken with
+  /// MemoryBudget::TryAdmit): the buffer takes that charge over and gives it
+  /// back when freed, so the bytes are never counted twice, not even for a
+  /// moment. On failure the charge stays the caller's.
+  static Result<MutableBuffer> AllocateAdmitted(
+      size_t size, std::shared_ptr<MemoryBudget> budget);
 
   std::byte* data() { return data_; }
   const std::byte* data() const { return data_; }

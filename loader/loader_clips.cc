@@ -116,13 +116,13 @@ Status Loader::Impl::DecodeClip(LoaderBatchWork& item, size_t k, size_t t,
   if (produce) {
     // Room in the budget for the other clips, taken at once (two decoders
     // that both saw room went past the budget together); without it the
-    // share goes back to idle for a later batch. The buffer charges the
-    // budget itself, so the room taken goes back once it exists.
+    // share goes back to idle for a later batch. The room taken becomes
+    // the buffer's charge.
     const uint64_t want = others * dest.size();
     Result<MutableBuffer> buffer = ResourceExhausted("no room");
     if (budget->TryAdmit(want, false)) {
-      buffer = MutableBuffer::Allocate(want, budget);
-      budget->Charge(-static_cast<int64_t>(want));
+      buffer = MutableBuffer::AllocateAdmitted(want, budget);
+      if (!buffer.ok()) budget->Charge(-static_cast<int64_t>(want));
     }
     if (buffer.ok()) {
       share->clips = std::move(*buffer);

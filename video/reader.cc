@@ -200,6 +200,10 @@ const VideoReadStats& VideoReader::stats() const {
   return impl_->decoder->stats();
 }
 
+void ReleaseIdleDecoders(const MemoryBudget* frame_budget) {
+  internal::DropKeptDecoders(frame_budget);
+}
+
 uint64_t VideoReader::FrameBytes(const VideoReadOptions& options) const {
   const VideoInfo& info = impl_->probe->info;
   const uint64_t h = options.height ? options.height : info.height;

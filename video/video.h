@@ -26,10 +26,10 @@
 // produce or marks corrupt is Corruption naming the frame, and the frames
 // before it still decode.
 //
-// Thread-safety: ProbeVideo and the JSON functions are reentrant. A
-// VideoReader holds one decoder (single-threaded unless opened with more)
-// and is used by one thread at a time; decode many videos at once with one
-// reader each.
+// Thread-safety: ProbeVideo, ReleaseIdleDecoders and the JSON functions
+// are reentrant. A VideoReader holds one decoder (single-threaded unless
+// opened with more) and is used by one thread at a time; decode many videos
+// at once with one reader each.
 #ifndef SHOAL_VIDEO_VIDEO_H_
 #define SHOAL_VIDEO_VIDEO_H_
 
@@ -153,9 +153,11 @@ class VideoReader {
                                                    VideoProbe probe,
                                                    std::string name = {});
   /// The same with a probe shared among readers (a loader opens a reader
-  /// per clip; the index is not copied). With a `frame_budget`, the frames
-  /// libavcodec decodes into (its reference frames included) are charged
-  /// to it while they exist, as the loader's budget charges its clips.
+  /// per clip; the index is not copied). With a `frame_budget`, the frame
+  /// pool libavcodec decodes into (reference frames included) is charged to
+  /// it, at the most its frames held at once, while the decoder exists; a
+  /// reader gives its decoder back for the next reader of the same kind of
+  /// video, still charged, until ReleaseIdleDecoders(frame_budget).
   /// `threads` > 1 decodes the slices of a frame on that many threads
   /// (only streams cut into several slices per frame gain); the frames are
   /// the same. Frame threads are never used: they can hide damage.
@@ -196,6 +198,12 @@ class VideoReader {
   explicit VideoReader(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+/// Frees the decoders that closed readers left for reuse whose frames are
+/// charged to `frame_budget` (all of them when null), and their charges:
+/// for the owner of a budget that is done decoding (a loader, when
+/// destroyed). Thread-safe.
+void ReleaseIdleDecoders(const MemoryBudget* frame_budget);
 
 }  // namespace shoal
 

@@ -533,7 +533,12 @@ struct Loader::Impl {
   double last_adapt = 0;
   std::vector<Decision> decisions;  // under run_mu
 
-  ~Impl() { StopRun(); }
+  ~Impl() {
+    StopRun();
+    // Decoders kept for the next clip hold frame pools charged to `budget`;
+    // nothing else would ever reuse them.
+    ReleaseIdleDecoders(budget.get());
+  }
 
   void StopRun() {
     if (buffers) buffers->Stop(true);  // a feeder waiting for one gives up

@@ -221,6 +221,24 @@ TEST(MutableBufferTest, ChargesParentTracker) {
   EXPECT_EQ(parent->peak(), 64);
 }
 
+// Room taken with TryAdmit becomes the buffer's charge: the budget never
+// counts the bytes twice (its peak stays at the limit), and they go back
+// when the buffer does.
+TEST(MutableBufferTest, AllocateAdmittedTakesOverTheCharge) {
+  auto budget = std::make_shared<MemoryBudget>("admitted", 1000);
+  ASSERT_TRUE(budget->TryAdmit(1000, false));
+  {
+    Buffer buffer =
+        MutableBuffer::AllocateAdmitted(1000, budget).value().Freeze();
+    EXPECT_EQ(buffer.size(), 1000u);
+    EXPECT_EQ(budget->in_use(), 1000);
+    EXPECT_EQ(budget->peak(), 1000);
+    EXPECT_FALSE(budget->TryAdmit(1, false));
+  }
+  EXPECT_EQ(budget->in_use(), 0);
+  EXPECT_EQ(budget->peak(), 1000);
+}
+
 TEST(MutableBufferTest, DefaultTrackerIsProcess) {
   const int64_t before = MemoryBudget::Process()->in_use();
   {
@@ -238,6 +256,13 @@ TEST(MutableBufferTest, ImpossibleAllocationIsResourceExhausted) {
       MutableBuffer::Allocate(std::numeric_limits<size_t>::max() / 2, tracker);
   EXPECT_EQ(allocated.status().code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(tracker->in_use(), 0);
+  // A failed AllocateAdmitted leaves the caller's charge alone.
+  tracker->Charge(64);
+  allocated = MutableBuffer::AllocateAdmitted(
+      std::numeric_limits<size_t>::max() / 2, tracker);
+  EXPECT_EQ(allocated.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(tracker->in_use(), 64);
+  tracker->Charge(-64);
 }
 #endif
 

@@ -1063,7 +1063,7 @@ TEST_F(NasaSeekTest, ForwardWithinAGopNeverSeeks) {
 // The frames libavcodec decodes into are charged to a budget given to the
 // reader while they exist: at least the few an H.264 decoder keeps as
 // references, at most its whole picture buffer (16 + 2 frames), and
-// nothing once the reader is gone.
+// nothing once the reader is gone and its decoder, kept for reuse, freed.
 TEST_F(NasaSeekTest, DecodedFramesAreChargedToTheBudget) {
   auto budget = std::make_shared<MemoryBudget>("frames");
   {
@@ -1073,12 +1073,51 @@ TEST_F(NasaSeekTest, DecodedFramesAreChargedToTheBudget) {
     Read(**reader, {250, 300});
     EXPECT_GT(budget->in_use(), 0) << "the decoder's reference frames";
   }
+  ReleaseIdleDecoders(budget.get());
   EXPECT_EQ(budget->in_use(), 0);
   const int64_t frame =
       int64_t{probe_.info.width} * probe_.info.height * 3 / 2;  // yuv420p
   EXPECT_EQ(probe_.info.pixel_format, "yuv420p");
   EXPECT_GE(budget->peak(), 2 * frame);
   EXPECT_LE(budget->peak(), 18 * frame + 18 * 64 * 1024);
+}
+
+// A decoder's frame pool keeps every buffer its frames ever held at once,
+// so that much stays charged while the decoder exists: after its frames are
+// released, and while a closed reader's decoder waits to be reused (frames
+// up to 1280x720), until ReleaseIdleDecoders for its budget, which leaves
+// other budgets' decoders alone.
+TEST(VideoBudgetTest, IdleFramePoolStaysChargedUntilReleased) {
+  ReleaseIdleDecoders(nullptr);  // decoders other tests left
+  const Buffer bytes = ReadVideo(kFullRange);
+  const auto probe =
+      std::make_shared<const VideoProbe>(MustProbe(bytes, kFullRange));
+  const uint64_t n = probe->index.pts.size();
+  ASSERT_GE(n, 4u);
+  ASSERT_LE(int64_t{probe->info.width} * probe->info.height, 1280 * 720);
+  auto read = [&](const std::shared_ptr<MemoryBudget>& budget) {
+    auto reader = VideoReader::Open(bytes, probe, kFullRange, budget);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    const std::vector<uint64_t> frames = {0, n / 2, n - 1};
+    Guarded out(frames.size() * (*reader)->FrameBytes({}));
+    const Status s = (*reader)->ReadFrames(frames, {}, out.span());
+    ASSERT_TRUE(s.ok()) << s;
+    const int64_t frame =
+        int64_t{probe->info.width} * probe->info.height * 3 / 2;
+    EXPECT_GE(budget->peak(), frame);
+    EXPECT_EQ(budget->in_use(), budget->peak()) << "the pool's idle frames";
+  };
+  auto budget = std::make_shared<MemoryBudget>("frames");
+  auto other = std::make_shared<MemoryBudget>("other frames");
+  read(budget);
+  read(other);
+  EXPECT_EQ(budget->in_use(), budget->peak()) << "a kept decoder's pool";
+  EXPECT_EQ(other->in_use(), other->peak()) << "a kept decoder's pool";
+  ReleaseIdleDecoders(budget.get());
+  EXPECT_EQ(budget->in_use(), 0);
+  EXPECT_EQ(other->in_use(), other->peak());
+  ReleaseIdleDecoders(other.get());
+  EXPECT_EQ(other->in_use(), 0);
 }
 
 TEST_F(NasaSeekTest, OneFrameDecodesFromItsKeyframe) {

@@ -213,10 +213,42 @@ DecoderKey KeyOf(const AVStream* stream, const MemoryBudget* budget,
   return k;
 }
 
-// A decoder's opaque: the budget its frames are charged to (or null) and
-// the key it was opened for.
+// A decoder's frame pool as its budget sees it. libavcodec's pool keeps
+// every buffer it has handed out until the decoder is freed (a buffer a
+// frame lets go of waits there for the next frame), so the pool holds the
+// most its frames ever held at once: that high-water mark is charged, from
+// the first frame until the decoder and its last frame are gone, also while
+// the decoder waits in a kept slot. (Charging only the frames in use left
+// the idle part of every pool, a few MB per decoder at 640x360, out of the
+// budget.)
+class FramePoolCharge {
+ public:
+  explicit FramePoolCharge(std::shared_ptr<MemoryBudget> budget)
+      : budget_(std::move(budget)) {}
+  FramePoolCharge(const FramePoolCharge&) = delete;
+  FramePoolCharge& operator=(const FramePoolCharge&) = delete;
+  ~FramePoolCharge() { budget_->Charge(-charged_.load()); }
+
+  void Take(int64_t bytes) {
+    const int64_t now = held_.fetch_add(bytes) + bytes;
+    int64_t high = charged_.load();
+    while (now > high && !charged_.compare_exchange_weak(high, now)) {
+    }
+    if (now > high) budget_->Charge(now - high);
+  }
+  void Give(int64_t bytes) { held_.fetch_sub(bytes); }
+
+ private:
+  const std::shared_ptr<MemoryBudget> budget_;
+  std::atomic<int64_t> held_{0};     // bytes in frames now
+  std::atomic<int64_t> charged_{0};  // their high-water mark
+};
+
+// A decoder's opaque: the budget its frames are charged to (or null), the
+// pool's charge, and the key it was opened for.
 struct DecoderState {
   std::shared_ptr<MemoryBudget> budget;
+  std::shared_ptr<FramePoolCharge> pool;
   DecoderKey key;
 };
 
@@ -224,8 +256,8 @@ struct DecoderState {
 // loader runs its decodes on whichever threads of its task arena are free
 // (dozens, with the fetch workers'), so a per-thread cache would rarely
 // hit and would keep a decoder per thread. A few slots, taken and filled
-// with atomic exchanges; a kept decoder holds its frame pool and tables,
-// which no budget sees, so there are few.
+// with atomic exchanges; a kept decoder holds its tables, which no budget
+// sees, and its frame pool, still charged, so there are few.
 constexpr int kKeptSlots = 4;
 std::atomic<AVCodecContext*> kept[kKeptSlots];
 
@@ -247,29 +279,28 @@ CodecContextPtr TakeKept(const DecoderKey& key) {
 }
 
 // What a charged frame buffer holds: the pool's buffer it stands for and
-// the charge to give back when the frame lets go of it.
+// the bytes to give back to the pool's count when the frame lets go of it.
 struct ChargedBuffer {
   AVBufferRef* pooled = nullptr;
-  std::shared_ptr<MemoryBudget> budget;
+  std::shared_ptr<FramePoolCharge> pool;
   int64_t bytes = 0;
 };
 
 void FreeChargedBuffer(void* opaque, uint8_t* /*data*/) {
   auto* charged = static_cast<ChargedBuffer*>(opaque);
   av_buffer_unref(&charged->pooled);
-  charged->budget->Charge(-charged->bytes);
+  charged->pool->Give(charged->bytes);
   delete charged;
 }
 
 // get_buffer2: libavcodec's own buffers (so its alignment and pooling
-// stay), with buf[0] swapped for a reference that carries the charge of all
-// the frame's planes. A decoder holds its reference frames this way, so the
-// charge follows its picture buffer as it grows and shrinks.
+// stay), with buf[0] swapped for a reference that counts all the frame's
+// planes in the decoder's FramePoolCharge (kept alive by the frames too).
 int GetChargedBuffer(AVCodecContext* ctx, AVFrame* frame, int flags) {
   const int err = avcodec_default_get_buffer2(ctx, frame, flags);
   if (err < 0 || frame->buf[0] == nullptr) return err;
-  const std::shared_ptr<MemoryBudget>* budget =
-      &static_cast<DecoderState*>(ctx->opaque)->budget;
+  const std::shared_ptr<FramePoolCharge>& pool =
+      static_cast<DecoderState*>(ctx->opaque)->pool;
   int64_t bytes = 0;
   for (const AVBufferRef* buf : frame->buf) {
     if (buf != nullptr) bytes += static_cast<int64_t>(buf->size);
@@ -277,8 +308,7 @@ int GetChargedBuffer(AVCodecContext* ctx, AVFrame* frame, int flags) {
   for (int i = 0; i < frame->nb_extended_buf; ++i) {
     bytes += static_cast<int64_t>(frame->extended_buf[i]->size);
   }
-  auto* charged =
-      new (std::nothrow) ChargedBuffer{frame->buf[0], *budget, bytes};
+  auto* charged = new (std::nothrow) ChargedBuffer{frame->buf[0], pool, bytes};
   if (charged == nullptr) {
     av_frame_unref(frame);
     return AVERROR(ENOMEM);
@@ -292,7 +322,7 @@ int GetChargedBuffer(AVCodecContext* ctx, AVFrame* frame, int flags) {
     return AVERROR(ENOMEM);
   }
   frame->buf[0] = wrapped;
-  charged->budget->Charge(bytes);
+  pool->Take(bytes);
   return 0;
 }
 
@@ -323,6 +353,22 @@ void ReleaseDecoder(CodecContextPtr decoder) {
   // Every slot is taken: this one is freed.
 }
 
+void DropKeptDecoders(const MemoryBudget* budget) {
+  for (auto& slot : kept) {
+    AVCodecContext* c = slot.exchange(nullptr, std::memory_order_acquire);
+    if (c == nullptr) continue;
+    if (budget == nullptr ||
+        static_cast<DecoderState*>(c->opaque)->budget.get() == budget) {
+      CodecContextPtr drop(c);
+      continue;
+    }
+    AVCodecContext* empty = nullptr;
+    if (!slot.compare_exchange_strong(empty, c, std::memory_order_release)) {
+      CodecContextPtr drop(c);  // the slot was filled meanwhile
+    }
+  }
+}
+
 Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
                                     std::string_view name,
                                     std::shared_ptr<MemoryBudget> frame_budget,
@@ -350,7 +396,10 @@ Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
   ctx->thread_count = state->key.threads;
   ctx->thread_type = FF_THREAD_SLICE;
   ctx->pkt_timebase = format->streams[stream]->time_base;
-  if (frame_budget != nullptr) ctx->get_buffer2 = &GetChargedBuffer;
+  if (frame_budget != nullptr) {
+    ctx->get_buffer2 = &GetChargedBuffer;
+    state->pool = std::make_shared<FramePoolCharge>(frame_budget);
+  }
   state->budget = std::move(frame_budget);
   ctx->opaque = state.release();
   err = avcodec_open2(ctx.get(), codec, nullptr);

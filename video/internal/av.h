@@ -3,8 +3,8 @@
 // the capture of FFmpeg's log lines (the decoder says *why* a packet is
 // bad only through av_log).
 //
-// Thread-safety: the types are used by one thread at a time; OpenDecoder
-// and ReleaseDecoder are thread-safe. The log
+// Thread-safety: the types are used by one thread at a time; OpenDecoder,
+// ReleaseDecoder and DropKeptDecoders are thread-safe. The log
 // capture is per thread (FFmpeg logs on the thread that calls it, and
 // shoal's decoders are single-threaded).
 #ifndef SHOAL_VIDEO_INTERNAL_AV_H_
@@ -107,9 +107,9 @@ class MemoryInput {
 
 /// A decoder for stream `stream` of `format` on `threads` threads (slice
 /// threads: they help only streams with several slices per frame). With a
-/// `frame_budget`, every frame buffer the decoder takes from libavcodec's pools
-/// is charged to it until the frame is released (`frame_budget` is kept alive
-/// by the frames that hold a charge).
+/// `frame_budget`, the decoder's frame pool is charged to it: the most bytes
+/// its frames held at once (the pool keeps that much), until the decoder and
+/// its last frame are gone (`frame_budget` is kept alive by them).
 ///
 /// The decoder may be one given back (ReleaseDecoder) for a
 /// stream with the same codec parameters (extradata and time base
@@ -125,9 +125,14 @@ Result<CodecContextPtr> OpenDecoder(
 /// Gives a decoder from OpenDecoder back for the next OpenDecoder (on any
 /// thread) of the same kind of stream. The process keeps at most 4, and
 /// only if their frames are small (up to 1280x720): a kept decoder keeps
-/// its frame pool, which the budget does not see. Give back only decoders
+/// its frame pool, still charged to its budget. Give back only decoders
 /// that decoded without error.
 void ReleaseDecoder(CodecContextPtr decoder);
+
+/// Frees the kept decoders whose frames are charged to `budget` (every kept
+/// decoder when null): its owner is done, and no other open would match
+/// them (the budget is part of the key).
+void DropKeptDecoders(const MemoryBudget* budget);
 
 }  // namespace shoal::internal
 
