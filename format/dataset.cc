@@ -3,10 +3,8 @@
 #include "format/dataset.h"
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <random>
-#include <thread>
 
 #include "format/internal/commit_log.h"
 #include "format/internal/dataset_impl.h"
@@ -17,10 +15,6 @@ using internal::DatasetMeta;
 using internal::TensorMeta;
 
 namespace {
-
-// How long Open() keeps reading newer commits while writers delete what the
-// ones it read named (see there).
-constexpr auto kOpenRetryTime = std::chrono::seconds(10);
 
 // A fixed seed (tests) names the same chunks again whenever it is reused;
 // mixing in the commit a writer starts from keeps a reopened dataset (or
@@ -332,13 +326,9 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
   auto store = std::move(*store_or);
   uint64_t known = 0;
   // A writer committing meanwhile may delete what the commit read first
-  // named; reading again from the newer commit gets past it. Writers that
-  // commit faster than a reader loads (mem://: microseconds a commit) can
-  // beat many attempts in a row (16 attempts lost in a test of 2 writers
-  // and 40 commits), so the reader keeps at it for a while, and after a few
-  // losses waits a little between attempts, leaving the writers the cores.
-  const auto give_up = std::chrono::steady_clock::now() + kOpenRetryTime;
-  for (int attempt = 1;; ++attempt) {
+  // named; reading again from the newer commit gets past it.
+  internal::SupersededRetry retry;
+  while (true) {
     auto impl = std::make_unique<Impl>();
     impl->context.store = store;
     impl->context.url = store->url();
@@ -359,16 +349,11 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(std::string_view url,
             impl->segment);
     const bool all = options.read_only && !options.writer;
     Status s = impl->Load(latest, all);
-    if (s.code() == StatusCode::kNotFound &&
-        std::chrono::steady_clock::now() < give_up) {
+    if (s.code() == StatusCode::kNotFound) {
       SHOAL_ASSIGN_OR_RETURN(bool newer,
                              internal::Superseded(*store, latest.meta.commit));
-      if (newer) {
+      if (newer && retry.Again()) {
         known = latest.meta.commit + 1;
-        if (attempt >= 8) {
-          std::this_thread::sleep_for(
-              std::chrono::milliseconds(std::min(attempt - 7, 50)));
-        }
         continue;
       }
     }

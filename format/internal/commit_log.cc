@@ -1,15 +1,13 @@
 #include "format/internal/commit_log.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace shoal::internal {
 namespace {
-
-// Enough for readers racing a writer that commits every few milliseconds;
-// a reader that loses this often is told to try again.
-constexpr int kReadAttempts = 16;
 
 Result<Head> ReadHeadObject(const Store& store, const std::string& key,
                             uint64_t expected) {
@@ -68,17 +66,29 @@ Result<bool> Superseded(const Store& store, uint64_t commit) {
   return store.Exists(CommitKey(commit + 1));
 }
 
+SupersededRetry::SupersededRetry()
+    : give_up_(std::chrono::steady_clock::now() + std::chrono::seconds(10)) {}
+
+bool SupersededRetry::Again() {
+  if (std::chrono::steady_clock::now() >= give_up_) return false;
+  if (++losses_ > 8) {
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::min(losses_ - 8, 50)));
+  }
+  return true;
+}
+
 Result<LatestCommit> ReadLatest(const Store& store, const std::string& where,
                                 uint64_t known) {
-  for (int attempt = 1;; ++attempt) {
+  SupersededRetry retry;
+  while (true) {
     auto head = LatestHead(store, known);
     if (!head.ok()) return head.status().WithContext(where);
     auto bytes = store.Read(head->meta_key);
     if (!bytes.ok()) {
-      if (bytes.status().code() == StatusCode::kNotFound &&
-          attempt < kReadAttempts) {
+      if (bytes.status().code() == StatusCode::kNotFound) {
         SHOAL_ASSIGN_OR_RETURN(bool newer, Superseded(store, head->commit));
-        if (newer) {
+        if (newer && retry.Again()) {
           known = head->commit + 1;
           continue;
         }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -489,6 +490,20 @@ TEST(CommitLogTest, AStaleHeadIsOnlyAStartingPoint) {
   ASSERT_TRUE(Ok(AppendValues(**ds, 6, 1)));
   ASSERT_TRUE(Ok((*ds)->Close()));
   EXPECT_EQ(Values(url), Range(0, 7));
+}
+
+// A reader that keeps losing races to writers: the first 8 retries go at
+// once, later ones wait 1, 2, 3... ms (leaving the writers the cores).
+TEST(CommitLogTest, SupersededRetryWaitsOnlyAfterEightLosses) {
+  internal::SupersededRetry retry;
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(retry.Again());
+  EXPECT_LT(std::chrono::steady_clock::now() - start,
+            std::chrono::milliseconds(20));
+  start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(retry.Again());
+  EXPECT_GE(std::chrono::steady_clock::now() - start,
+            std::chrono::milliseconds(1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9 + 10));
 }
 
 }  // namespace
