@@ -28,18 +28,23 @@ Result<CopyReport> CopyDataset(const Store& src, Store& dst,
   CopyReport report;
   report.commit = plan.commit();
   report.objects = plan.size() + 1;  // and the commit
-  // Both I/O stages and the checks share one arena of at most
-  // kMaxPipelineThreads threads.
+  // The I/O stages wait on the stores on threads of their own (blocking
+  // stages), so the task arena holds only the checks, a thread a core (idle
+  // arena workers spin before they sleep, on the checks' cores).
   const int cores = ResolveThreads(0);
   const int io = std::clamp(options.threads, 1,
                             std::max(1, (kMaxPipelineThreads - cores) / 2));
+  const StageOptions read_stage{
+      .name = "read", .concurrency = io, .blocking = true};
+  const StageOptions write_stage{
+      .name = "write", .concurrency = io, .blocking = true};
   PipelineOptions po;
-  po.threads = 2 * io + cores;
+  po.threads = cores;
   po.budget_bytes = options.memory_budget;
   po.max_in_flight = 2 * io + cores;
   Pipeline<CopyItem> pipeline(po);
-  SHOAL_RETURN_IF_ERROR(pipeline.AddStage(
-      {.name = "read", .concurrency = io}, [&](CopyItem& item) -> Status {
+  SHOAL_RETURN_IF_ERROR(
+      pipeline.AddStage(read_stage, [&](CopyItem& item) -> Status {
         // A chunk already there with the size its index records was written
         // whole by an earlier run: kept without reading it again.
         const std::string& key = plan.key(item.index);
@@ -61,8 +66,8 @@ Result<CopyReport> CopyDataset(const Store& src, Store& dst,
         if (item.kept) return Status::OK();
         return plan.Check(item.index, item.bytes).WithContext(src.url());
       }));
-  SHOAL_RETURN_IF_ERROR(pipeline.AddStage(
-      {.name = "write", .concurrency = io}, [&](CopyItem& item) -> Status {
+  SHOAL_RETURN_IF_ERROR(
+      pipeline.AddStage(write_stage, [&](CopyItem& item) -> Status {
         if (item.kept) return Status::OK();
         const std::string& key = plan.key(item.index);
         // Already there, whole (stores write objects whole): kept.
