@@ -1082,6 +1082,27 @@ TEST_F(NasaSeekTest, DecodedFramesAreChargedToTheBudget) {
   EXPECT_LE(budget->peak(), 18 * frame + 18 * 64 * 1024);
 }
 
+// Reads three frames of bt709_full_range.mp4 (small enough for its decoder
+// to be kept) with a reader whose frames are charged to `budget`, then
+// closes the reader.
+void ReadKeptSizedVideo(const std::shared_ptr<MemoryBudget>& budget) {
+  static const Buffer bytes = ReadVideo(kFullRange);
+  static const auto probe =
+      std::make_shared<const VideoProbe>(MustProbe(bytes, kFullRange));
+  const uint64_t n = probe->index.pts.size();
+  ASSERT_GE(n, 4u);
+  ASSERT_LE(int64_t{probe->info.width} * probe->info.height, 1280 * 720);
+  auto reader = VideoReader::Open(bytes, probe, kFullRange, budget);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  const std::vector<uint64_t> frames = {0, n / 2, n - 1};
+  Guarded out(frames.size() * (*reader)->FrameBytes({}));
+  const Status s = (*reader)->ReadFrames(frames, {}, out.span());
+  ASSERT_TRUE(s.ok()) << s;
+  const int64_t frame = int64_t{probe->info.width} * probe->info.height * 3 / 2;
+  EXPECT_GE(budget->peak(), frame);
+  EXPECT_EQ(budget->in_use(), budget->peak()) << "the pool's idle frames";
+}
+
 // A decoder's frame pool keeps every buffer its frames ever held at once,
 // so that much stays charged while the decoder exists: after its frames are
 // released, and while a closed reader's decoder waits to be reused (frames
@@ -1089,28 +1110,10 @@ TEST_F(NasaSeekTest, DecodedFramesAreChargedToTheBudget) {
 // other budgets' decoders alone.
 TEST(VideoBudgetTest, IdleFramePoolStaysChargedUntilReleased) {
   ReleaseIdleDecoders(nullptr);  // decoders other tests left
-  const Buffer bytes = ReadVideo(kFullRange);
-  const auto probe =
-      std::make_shared<const VideoProbe>(MustProbe(bytes, kFullRange));
-  const uint64_t n = probe->index.pts.size();
-  ASSERT_GE(n, 4u);
-  ASSERT_LE(int64_t{probe->info.width} * probe->info.height, 1280 * 720);
-  auto read = [&](const std::shared_ptr<MemoryBudget>& budget) {
-    auto reader = VideoReader::Open(bytes, probe, kFullRange, budget);
-    ASSERT_TRUE(reader.ok()) << reader.status();
-    const std::vector<uint64_t> frames = {0, n / 2, n - 1};
-    Guarded out(frames.size() * (*reader)->FrameBytes({}));
-    const Status s = (*reader)->ReadFrames(frames, {}, out.span());
-    ASSERT_TRUE(s.ok()) << s;
-    const int64_t frame =
-        int64_t{probe->info.width} * probe->info.height * 3 / 2;
-    EXPECT_GE(budget->peak(), frame);
-    EXPECT_EQ(budget->in_use(), budget->peak()) << "the pool's idle frames";
-  };
   auto budget = std::make_shared<MemoryBudget>("frames");
   auto other = std::make_shared<MemoryBudget>("other frames");
-  read(budget);
-  read(other);
+  ReadKeptSizedVideo(budget);
+  ReadKeptSizedVideo(other);
   EXPECT_EQ(budget->in_use(), budget->peak()) << "a kept decoder's pool";
   EXPECT_EQ(other->in_use(), other->peak()) << "a kept decoder's pool";
   ReleaseIdleDecoders(budget.get());
@@ -1118,6 +1121,24 @@ TEST(VideoBudgetTest, IdleFramePoolStaysChargedUntilReleased) {
   EXPECT_EQ(other->in_use(), other->peak());
   ReleaseIdleDecoders(other.get());
   EXPECT_EQ(other->in_use(), 0);
+}
+
+// The last 4 decoders given back are kept: a fifth replaces the oldest
+// (kept ones no open matches must not hold the slots for good). The budget
+// is part of what a decoder is kept for, so five budgets make five kinds,
+// and a budget's charge tells whether its decoder is still kept.
+TEST(VideoBudgetTest, TheLastFourDecodersGivenBackAreKept) {
+  ReleaseIdleDecoders(nullptr);
+  std::vector<std::shared_ptr<MemoryBudget>> budgets;
+  for (int i = 0; i < 5; ++i) {
+    budgets.push_back(
+        std::make_shared<MemoryBudget>("frames " + std::to_string(i)));
+    ReadKeptSizedVideo(budgets.back());
+  }
+  EXPECT_EQ(budgets[0]->in_use(), 0) << "the oldest, replaced";
+  for (int i = 1; i < 5; ++i) EXPECT_GT(budgets[i]->in_use(), 0) << i;
+  ReleaseIdleDecoders(nullptr);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(budgets[i]->in_use(), 0) << i;
 }
 
 TEST_F(NasaSeekTest, OneFrameDecodesFromItsKeyframe) {

@@ -123,10 +123,10 @@ Result<CodecContextPtr> OpenDecoder(
     std::shared_ptr<MemoryBudget> frame_budget = nullptr, int threads = 1);
 
 /// Gives a decoder from OpenDecoder back for the next OpenDecoder (on any
-/// thread) of the same kind of stream. The process keeps at most 4, and
-/// only if their frames are small (up to 1280x720): a kept decoder keeps
-/// its frame pool, still charged to its budget. Give back only decoders
-/// that decoded without error.
+/// thread) of the same kind of stream. The process keeps the last 4 given
+/// back, and only if their frames are small (up to 1280x720): a kept
+/// decoder keeps its frame pool, still charged to its budget. Give back
+/// only decoders that decoded without error.
 void ReleaseDecoder(CodecContextPtr decoder);
 
 /// Frees the kept decoders whose frames are charged to `budget` (every kept
