@@ -199,7 +199,6 @@ Result<MutableBuffer> MutableBuffer::Allocate(
 
 Result<MutableBuffer> MutableBuffer::AllocateAdmitted(
     size_t size, std::shared_ptr<MemoryBudget> tracker) {
-  if (!tracker) tracker = MemoryBudget::Process();
   std::byte* data = nullptr;
   const bool mapped = size >= kMappedBufferBytes;
   if (mapped) {

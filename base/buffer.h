@@ -111,7 +111,8 @@ class MutableBuffer {
   /// The same for `size` bytes already charged to `budget` (room taken with
   /// MemoryBudget::TryAdmit): the buffer takes that charge over and gives it
   /// back when freed, so the bytes are never counted twice, not even for a
-  /// moment. On failure the charge stays the caller's.
+  /// moment. On failure the charge stays the caller's. `budget` must not be
+  /// null.
   static Result<MutableBuffer> AllocateAdmitted(
       size_t size, std::shared_ptr<MemoryBudget> budget);
 

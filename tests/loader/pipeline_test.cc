@@ -444,8 +444,13 @@ TEST(PipelineTest, FeederErrorComesAfterEarlierItems) {
   EXPECT_EQ(max_fed.load(), 7u);               // the feeder stopped
 }
 
-TEST(PipelineTest, StageErrorComesAfterEarlierItems) {
+// A stage's error reaches the caller after every item before the failed
+// one, from a stage on the task arena and from a blocking stage alike.
+class StageErrorTest : public testing::TestWithParam<bool> {};
+
+TEST_P(StageErrorTest, StageErrorComesAfterEarlierItems) {
   Watchdog watchdog;
+  const bool blocking = GetParam();
   std::atomic<int> last_stage_saw_failed{0};
   Pipeline<Item> pipeline({.threads = 4, .max_in_flight = 8});
   ASSERT_TRUE(pipeline
@@ -455,16 +460,17 @@ TEST(PipelineTest, StageErrorComesAfterEarlierItems) {
                               return Status::OK();
                             })
                   .ok());
-  ASSERT_TRUE(pipeline
-                  .AddStage({.name = "middle", .concurrency = 3},
-                            [](Item& item) {
-                              SleepUs(Mix(item.seq, 6) % 1000);
-                              if (item.seq == 10) {
-                                return IOError("disk gone at 10");
-                              }
-                              return Status::OK();
-                            })
-                  .ok());
+  ASSERT_TRUE(
+      pipeline
+          .AddStage({.name = "middle", .concurrency = 3, .blocking = blocking},
+                    [](Item& item) {
+                      SleepUs(Mix(item.seq, 6) % 1000);
+                      if (item.seq == 10) {
+                        return IOError("disk gone at 10");
+                      }
+                      return Status::OK();
+                    })
+          .ok());
   ASSERT_TRUE(pipeline
                   .AddStage({.name = "last",
                              .concurrency = StageOptions::kSerialInOrder},
@@ -483,6 +489,8 @@ TEST(PipelineTest, StageErrorComesAfterEarlierItems) {
   EXPECT_EQ(last_stage_saw_failed.load(),
             0);  // the failed item went no further
 }
+
+INSTANTIATE_TEST_SUITE_P(ArenaOrBlocking, StageErrorTest, testing::Bool());
 
 TEST(PipelineTest, LowestFailingItemWinsOverFirstFailure) {
   Watchdog watchdog;
@@ -942,32 +950,6 @@ TEST(PipelineTest, BlockingStageWaitsBesideAOneThreadArena) {
   EXPECT_EQ(m.threads, 1);
   EXPECT_EQ(m.blocking_threads, 8);
   EXPECT_EQ(m.stages[0].items, 96u);
-}
-
-TEST(PipelineTest, BlockingStageErrorComesAfterEarlierItems) {
-  Watchdog watchdog;
-  Pipeline<Item> pipeline({.threads = 2, .max_in_flight = 8});
-  ASSERT_TRUE(
-      pipeline
-          .AddStage({.name = "fetch", .concurrency = 4, .blocking = true},
-                    [](Item& item) {
-                      SleepUs(Mix(item.seq, 11) % 2000);
-                      if (item.seq == 13) {
-                        return IOError("store gone at 13");
-                      }
-                      return Status::OK();
-                    })
-          .ok());
-  ASSERT_TRUE(pipeline
-                  .AddStage({.name = "decode", .concurrency = 2},
-                            [](Item&) { return Status::OK(); })
-                  .ok());
-  ASSERT_TRUE(pipeline.Start(CountingFeeder(0)).ok());
-  Status final;
-  auto seqs = Drain(pipeline, &final);
-  EXPECT_EQ(seqs, Iota(13));
-  EXPECT_EQ(final.code(), StatusCode::kIOError);
-  EXPECT_EQ(final.message(), "store gone at 13");
 }
 
 // Destroying the pipeline waits for the bodies that are waiting (they end

@@ -244,10 +244,10 @@ class FramePoolCharge {
   std::atomic<int64_t> charged_{0};  // their high-water mark
 };
 
-// A decoder's opaque: the budget its frames are charged to (or null), the
-// pool's charge, and the key it was opened for.
+// A decoder's opaque: the key it was opened for (with the budget its frames
+// are charged to) and its pool's charge (null without a budget; it keeps
+// the budget alive).
 struct DecoderState {
-  std::shared_ptr<MemoryBudget> budget;
   std::shared_ptr<FramePoolCharge> pool;
   DecoderKey key;
 };
@@ -340,7 +340,7 @@ void ReleaseDecoder(CodecContextPtr decoder) {
   const DecoderKey& key = static_cast<DecoderState*>(decoder->opaque)->key;
   // Larger frames would keep a pool of tens of MB per thread.
   if (int64_t{key.width} * key.height > 1280 * 720) return;
-  // Its frames go back to the pool (and their charges to the budget).
+  // Its frames go back to the pool (charged still, as the pool keeps them).
   avcodec_flush_buffers(decoder.get());
   decoder->skip_frame = AVDISCARD_DEFAULT;
   for (auto& slot : kept) {
@@ -364,7 +364,7 @@ void ReleaseDecoder(CodecContextPtr decoder) {
 
 void DropKeptDecoders(const MemoryBudget* budget) {
   auto charged_to_budget = [budget](const DecoderState& state) {
-    return budget == nullptr || state.budget.get() == budget;
+    return budget == nullptr || state.key.budget == budget;
   };
   while (CodecContextPtr dropped = TakeKeptIf(charged_to_budget)) {
   }
@@ -402,9 +402,8 @@ Result<CodecContextPtr> OpenDecoder(const AVFormatContext* format, int stream,
   ctx->pkt_timebase = format->streams[stream]->time_base;
   if (frame_budget != nullptr) {
     ctx->get_buffer2 = &GetChargedBuffer;
-    state->pool = std::make_shared<FramePoolCharge>(frame_budget);
+    state->pool = std::make_shared<FramePoolCharge>(std::move(frame_budget));
   }
-  state->budget = std::move(frame_budget);
   ctx->opaque = state.release();
   err = avcodec_open2(ctx.get(), codec, nullptr);
   if (err < 0) return AvError(err, std::string(name) + ": cannot open decoder");
